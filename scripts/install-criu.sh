@@ -1,0 +1,102 @@
+#!/usr/bin/env bash
+# Provide a working CRIU >= 4.2 without touching the system's packages.
+#
+# Debian 12's criu 3.17 cannot run on kernels with the [vvar_vclock] mapping,
+# and 4.1.1 cannot dump sockets on kernels >= 6.16 (see docs/criu.md).  This
+# script unpacks the newest CRIU that Debian's archive offers (the unstable
+# suite) into a private prefix, together with the newer libc it needs, and
+# writes a wrapper that runs it through that prefix's own dynamic loader.
+#
+#   scripts/install-criu.sh [PREFIX]      default PREFIX: /opt/cryo/criu
+#
+# Afterwards PREFIX/bin/criu is a working CRIU.  If the system's own CRIU
+# already passes `criu check`, nothing is downloaded and the wrapper simply
+# points at it.
+set -euo pipefail
+
+prefix=${1:-/opt/cryo/criu}
+min_version=40200  # 4.2.0
+
+say() { printf 'install-criu: %s\n' "$*" >&2; }
+
+criu_version_code() {  # prints e.g. 40201 for "Version: 4.2.1"
+  "$1" --version 2>/dev/null | awk '/^Version:/ {split($2, v, "."); printf "%d\n", v[1]*10000 + v[2]*100 + v[3]}'
+}
+
+works() {  # $1: a criu binary; succeeds when it is new enough and `criu check` passes
+  local code
+  code=$(criu_version_code "$1") || return 1
+  [ -n "$code" ] && [ "$code" -ge "$min_version" ] && "$1" check >/dev/null 2>&1
+}
+
+if [ -x "$prefix/bin/criu" ] && works "$prefix/bin/criu"; then
+  say "CRIU $("$prefix/bin/criu" --version | awk '/^Version:/{print $2}') already works at $prefix/bin/criu"
+  exit 0
+fi
+
+mkdir -p "$prefix/bin"
+if command -v criu >/dev/null && [ "$(command -v criu)" != "$prefix/bin/criu" ] && works "$(command -v criu)"; then
+  sys=$(command -v criu)
+  say "the system's CRIU at $sys works; using it"
+  printf '#!/bin/sh\nexec %s "$@"\n' "$sys" > "$prefix/bin/criu"
+  chmod 755 "$prefix/bin/criu"
+  exit 0
+fi
+
+# The host's own libraries that CRIU links against (same sonames in Debian 12),
+# and the system criu package for /usr/include/criu/rpc.proto.
+need=(criu libprotobuf-c1 libgnutls30 libnftables1 libbsd0 libuuid1 libnl-3-200)
+missing=()
+for p in "${need[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
+if [ ${#missing[@]} -gt 0 ]; then
+  say "installing ${missing[*]}"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+archive=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
+[ -n "$archive" ] || archive=$(awk '/^deb / && $0 !~ /security/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
+[ -n "$archive" ] || { say "cannot find the Debian archive URL in /etc/apt"; exit 1; }
+
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$work/lists/partial" "$work/cache/archives/partial" "$work/debs"
+cat > "$work/sources.list" <<SRC
+deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $archive unstable main
+deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $archive trixie main
+SRC
+apt_opts=(-o "Dir::Etc::sourcelist=$work/sources.list" -o Dir::Etc::sourceparts=- \
+          -o "Dir::State::Lists=$work/lists" -o "Dir::Cache=$work/cache")
+say "reading the package lists of Debian unstable and trixie"
+apt-get "${apt_opts[@]}" update >/dev/null
+
+# criu and the libraries newer than Debian 12's from unstable, libc6 from
+# trixie (it is the oldest libc these libraries accept).
+pick() {  # $1 package, $2 suite: prints package=version
+  local v
+  v=$(apt-cache "${apt_opts[@]}" madison "$1" | awk -v s="$2" '$0 ~ s"/main" {print $3; exit}')
+  [ -n "$v" ] || { say "no $1 in $2"; exit 1; }
+  printf '%s=%s\n' "$1" "$v"
+}
+pkgs=("$(pick criu unstable)" "$(pick libcompel1 unstable)" "$(pick libnet9 unstable)"
+      "$(pick libnl-3-200 unstable)" "$(pick libc6 trixie)")
+say "downloading ${pkgs[*]}"
+(cd "$work/debs" && apt-get "${apt_opts[@]}" download "${pkgs[@]}" >/dev/null)
+
+rm -rf "$prefix/root"
+mkdir -p "$prefix/root"
+for d in "$work"/debs/*.deb; do dpkg-deb -x "$d" "$prefix/root"; done
+
+lib=$prefix/root/usr/lib/x86_64-linux-gnu
+cat > "$prefix/bin/criu" <<WRAP
+#!/bin/sh
+# CRIU from Debian unstable, run through its own libc (written by install-criu.sh)
+exec $lib/ld-linux-x86-64.so.2 --library-path $lib:/usr/lib/x86_64-linux-gnu:/lib/x86_64-linux-gnu $prefix/root/usr/sbin/criu "\$@"
+WRAP
+chmod 755 "$prefix/bin/criu"
+
+if ! works "$prefix/bin/criu"; then
+  say "the unpacked CRIU does not pass 'criu check':"
+  "$prefix/bin/criu" check >&2 || true
+  exit 1
+fi
+say "CRIU $("$prefix/bin/criu" --version | awk '/^Version:/{print $2}') installed at $prefix/bin/criu"

@@ -1,0 +1,11 @@
+// Named fault points for testing abort and rollback paths (CRIU's
+// fault-injection).  CRYO_FAULT=store.before_rename makes the process that
+// reaches that point kill itself with SIGKILL there.  Several points may be
+// given, separated by commas.
+#pragma once
+
+namespace cryo {
+
+void fault_point(const char* name);
+
+}  // namespace cryo

@@ -1,0 +1,258 @@
+#include "base/sys.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <climits>
+#include <cstdlib>
+
+namespace cryo::sys {
+
+namespace {
+template <class F>
+auto retry(F f) {
+  decltype(f()) r;
+  do r = f();
+  while (r < 0 && errno == EINTR);
+  return r;
+}
+
+std::string dirname_of(const std::string& path) {
+  auto pos = path.rfind('/');
+  if (pos == std::string::npos) return ".";
+  if (pos == 0) return "/";
+  return path.substr(0, pos);
+}
+}  // namespace
+
+Result<UniqueFd> open(const std::string& path, int flags, mode_t mode) {
+  int fd = retry([&] { return ::open(path.c_str(), flags | O_CLOEXEC, mode); });
+  if (fd < 0) return sys_error("cannot open '" + path + "'");
+  return UniqueFd(fd);
+}
+
+Result<UniqueFd> openat(int dirfd, const std::string& path, int flags, mode_t mode) {
+  int fd = retry([&] { return ::openat(dirfd, path.c_str(), flags | O_CLOEXEC, mode); });
+  if (fd < 0) return sys_error("cannot open '" + path + "'");
+  return UniqueFd(fd);
+}
+
+Result<UniqueFd> open_dir(const std::string& path) {
+  return open(path, O_RDONLY | O_DIRECTORY);
+}
+
+Status write_all(int fd, std::string_view data, const std::string& what) {
+  while (!data.empty()) {
+    ssize_t n = retry([&] { return ::write(fd, data.data(), data.size()); });
+    if (n < 0) return sys_error("cannot write " + what);
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return {};
+}
+
+Result<std::string> read_all(int fd, const std::string& what) {
+  std::string out;
+  char buf[65536];
+  for (;;) {
+    ssize_t n = retry([&] { return ::read(fd, buf, sizeof buf); });
+    if (n < 0) return sys_error("cannot read " + what);
+    if (n == 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return out;
+}
+
+Result<std::string> read_file(const std::string& path) {
+  auto fd = open(path, O_RDONLY);
+  if (!fd) return fd.error();
+  return read_all(fd->get(), "'" + path + "'");
+}
+
+Status fsync_fd(int fd, const std::string& what) {
+  if (retry([&] { return ::fsync(fd); }) < 0) return sys_error("cannot sync " + what);
+  return {};
+}
+
+Status fsync_path(const std::string& path) {
+  auto fd = open(path, O_RDONLY);
+  if (!fd) return fd.error();
+  return fsync_fd(fd->get(), "'" + path + "'");
+}
+
+Status write_file_atomic(const std::string& path, std::string_view data, mode_t mode) {
+  std::string tmp = path + ".tmp." + std::to_string(::getpid());
+  {
+    auto fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, mode);
+    if (!fd) return fd.error();
+    CRYO_TRY(write_all(fd->get(), data, "'" + tmp + "'"));
+    CRYO_TRY(fsync_fd(fd->get(), "'" + tmp + "'"));
+  }
+  if (::rename(tmp.c_str(), path.c_str()) < 0) {
+    Error e = sys_error("cannot rename '" + tmp + "' to '" + path + "'");
+    ::unlink(tmp.c_str());
+    return e;
+  }
+  return fsync_path(dirname_of(path));
+}
+
+Status mkdir_p(const std::string& path, mode_t mode) {
+  if (path.empty()) return {};
+  std::string cur;
+  size_t pos = 0;
+  while (pos != std::string::npos) {
+    pos = path.find('/', pos + 1);
+    cur = path.substr(0, pos);
+    if (cur.empty()) continue;
+    if (::mkdir(cur.c_str(), mode) < 0 && errno != EEXIST)
+      return sys_error("cannot create directory '" + cur + "'");
+  }
+  struct stat st;
+  if (::stat(path.c_str(), &st) < 0) return sys_error("cannot create directory '" + path + "'");
+  if (!S_ISDIR(st.st_mode)) return make_error("'" + path + "' exists and is not a directory");
+  return {};
+}
+
+Status rename(const std::string& from, const std::string& to) {
+  if (::rename(from.c_str(), to.c_str()) < 0)
+    return sys_error("cannot rename '" + from + "' to '" + to + "'");
+  return {};
+}
+
+Status remove_tree(const std::string& path) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) < 0) {
+    if (errno == ENOENT) return {};
+    return sys_error("cannot remove '" + path + "'");
+  }
+  int rc = ::nftw(
+      path.c_str(),
+      [](const char* p, const struct stat*, int, struct FTW*) { return ::remove(p) < 0 ? -1 : 0; },
+      64, FTW_DEPTH | FTW_PHYS);
+  if (rc < 0) return sys_error("cannot remove '" + path + "'");
+  return {};
+}
+
+Result<struct stat> stat(const std::string& path) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) < 0) return sys_error("cannot stat '" + path + "'");
+  return st;
+}
+
+Result<struct stat> lstat(const std::string& path) {
+  struct stat st;
+  if (::lstat(path.c_str(), &st) < 0) return sys_error("cannot stat '" + path + "'");
+  return st;
+}
+
+Result<struct stat> fstat(int fd, const std::string& what) {
+  struct stat st;
+  if (::fstat(fd, &st) < 0) return sys_error("cannot stat " + what);
+  return st;
+}
+
+bool exists(const std::string& path) {
+  struct stat st;
+  return ::lstat(path.c_str(), &st) == 0;
+}
+
+Result<std::vector<std::string>> list_dir(const std::string& path) {
+  DIR* d = ::opendir(path.c_str());
+  if (!d) return sys_error("cannot read directory '" + path + "'");
+  std::vector<std::string> names;
+  while (struct dirent* e = ::readdir(d)) {
+    std::string n = e->d_name;
+    if (n != "." && n != "..") names.push_back(n);
+  }
+  ::closedir(d);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+Result<std::string> readlink(const std::string& path) {
+  char buf[PATH_MAX];
+  ssize_t n = ::readlink(path.c_str(), buf, sizeof buf - 1);
+  if (n < 0) return sys_error("cannot read link '" + path + "'");
+  return std::string(buf, static_cast<size_t>(n));
+}
+
+Status symlink_atomic(const std::string& target, const std::string& linkpath) {
+  std::string tmp = linkpath + ".tmp." + std::to_string(::getpid());
+  ::unlink(tmp.c_str());
+  if (::symlink(target.c_str(), tmp.c_str()) < 0) return sys_error("cannot create link '" + tmp + "'");
+  if (::rename(tmp.c_str(), linkpath.c_str()) < 0) {
+    Error e = sys_error("cannot rename '" + tmp + "' to '" + linkpath + "'");
+    ::unlink(tmp.c_str());
+    return e;
+  }
+  return fsync_path(dirname_of(linkpath));
+}
+
+uint64_t tree_size(const std::string& path) {
+  static thread_local uint64_t total;
+  total = 0;
+  ::nftw(
+      path.c_str(),
+      [](const char*, const struct stat* st, int type, struct FTW*) {
+        if (type == FTW_F) total += static_cast<uint64_t>(st->st_size);
+        return 0;
+      },
+      64, FTW_PHYS);
+  return total;
+}
+
+Result<std::string> realpath(const std::string& path) {
+  char* r = ::realpath(path.c_str(), nullptr);
+  if (!r) return sys_error("cannot resolve '" + path + "'");
+  std::string s = r;
+  ::free(r);
+  return s;
+}
+
+bool pid_alive(pid_t pid) { return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM); }
+
+std::string hostname() {
+  char buf[256] = {};
+  ::gethostname(buf, sizeof buf - 1);
+  return buf;
+}
+
+std::string kernel_release() {
+  struct utsname u;
+  ::uname(&u);
+  return u.release;
+}
+
+std::string user_name(uid_t uid) {
+  struct passwd* pw = ::getpwuid(uid);
+  return pw ? pw->pw_name : std::to_string(uid);
+}
+
+double now() {
+  struct timespec ts;
+  ::clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+}
+
+std::string iso_time(double t) {
+  time_t s = static_cast<time_t>(t);
+  struct tm tm;
+  ::localtime_r(&s, &tm);
+  char buf[64];
+  ::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S%z", &tm);
+  return buf;
+}
+
+std::string self_dir() {
+  auto p = readlink("/proc/self/exe");
+  return p ? dirname_of(*p) : ".";
+}
+
+}  // namespace cryo::sys

@@ -1,0 +1,53 @@
+// Thin wrappers over the system calls cryo uses.  Each retries on EINTR,
+// opens with O_CLOEXEC, and turns errno into an Error naming the object.
+// No other code reads errno.
+#pragma once
+
+#include <sys/stat.h>
+#include <sys/types.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "base/fd.h"
+#include "base/result.h"
+
+namespace cryo::sys {
+
+Result<UniqueFd> open(const std::string& path, int flags, mode_t mode = 0644);
+Result<UniqueFd> openat(int dirfd, const std::string& path, int flags, mode_t mode = 0644);
+Result<UniqueFd> open_dir(const std::string& path);
+Status write_all(int fd, std::string_view data, const std::string& what);
+// Reads until EOF.
+Result<std::string> read_all(int fd, const std::string& what);
+Result<std::string> read_file(const std::string& path);
+// Writes path atomically: temp file, fsync, rename, fsync of the directory.
+Status write_file_atomic(const std::string& path, std::string_view data, mode_t mode = 0644);
+Status fsync_fd(int fd, const std::string& what);
+Status fsync_path(const std::string& path);
+Status mkdir_p(const std::string& path, mode_t mode = 0755);
+Status rename(const std::string& from, const std::string& to);
+Status remove_tree(const std::string& path);
+Result<struct stat> stat(const std::string& path);
+Result<struct stat> lstat(const std::string& path);
+Result<struct stat> fstat(int fd, const std::string& what);
+bool exists(const std::string& path);
+Result<std::vector<std::string>> list_dir(const std::string& path);  // sorted, no . and ..
+Result<std::string> readlink(const std::string& path);
+Status symlink_atomic(const std::string& target, const std::string& linkpath);
+// Total size in bytes of the regular files below path.
+uint64_t tree_size(const std::string& path);
+Result<std::string> realpath(const std::string& path);
+bool pid_alive(pid_t pid);
+std::string hostname();
+std::string kernel_release();
+std::string user_name(uid_t uid);
+// Seconds since the epoch, as a double.
+double now();
+std::string iso_time(double t);
+// The directory of the running executable.
+std::string self_dir();
+
+}  // namespace cryo::sys

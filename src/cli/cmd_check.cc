@@ -1,0 +1,91 @@
+// cryo check: is this machine ready to checkpoint jobs?  Each item passes
+// or says how to fix it.
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include "base/duration.h"
+#include "base/sys.h"
+#include "cli/common.h"
+#include "criu/client.h"
+#include "job/launch.h"
+
+namespace cryo::cli {
+
+namespace {
+
+struct Item {
+  std::string name;
+  std::string status;  // "pass", "fail", "warn"
+  std::string detail;
+  std::string fix;
+};
+
+int check(const Globals& g, bool json) {
+  std::vector<Item> items;
+  items.push_back({"kernel", "pass", "Linux " + sys::kernel_release(), ""});
+  bool cr = sys::exists("/proc/sys/kernel/ns_last_pid");
+  items.push_back({"checkpoint/restore in kernel", cr ? "pass" : "fail",
+                   cr ? "CONFIG_CHECKPOINT_RESTORE is set" : "CONFIG_CHECKPOINT_RESTORE is not set",
+                   cr ? "" : "use a kernel built with CONFIG_CHECKPOINT_RESTORE=y"});
+  bool pidns = sys::exists("/proc/self/ns/pid");
+  items.push_back({"PID namespaces", pidns ? "pass" : "fail", pidns ? "available" : "missing",
+                   pidns ? "" : "use a kernel built with CONFIG_PID_NS=y"});
+  bool root = ::geteuid() == 0;
+  items.push_back({"privileges", root ? "pass" : "fail", root ? "running as root" : "not root",
+                   root ? "" : "run cryo as root (CRIU needs CAP_SYS_ADMIN and CAP_CHECKPOINT_RESTORE)"});
+  std::string criu_path = g.criu_path();
+  auto v = criu::probe(criu_path);
+  if (v) {
+    items.push_back({"CRIU", "pass", "CRIU " + v->text() + " at " + criu_path, ""});
+    auto s = criu::Session::start(criu_path);
+    Status ck = s ? s->check() : Status(s.error());
+    items.push_back({"CRIU kernel check", ck ? "pass" : "fail", ck ? "criu check: looks good" : ck.error().message,
+                     ck ? "" : "run '" + criu_path + " check' and see its errors"});
+  } else {
+    items.push_back({"CRIU", "fail", v.error().message, v.error().hint});
+  }
+  std::string init = job::default_init_path();
+  bool init_ok = ::access(init.c_str(), X_OK) == 0;
+  items.push_back({"cryo-init", init_ok ? "pass" : "fail", init, init_ok ? "" : "install cryo-init next to cryo, or set CRYO_INIT"});
+  std::string root_dir = g.store_root();
+  std::string probe_dir = root_dir;
+  while (!sys::exists(probe_dir) && probe_dir.find('/') != std::string::npos) probe_dir = probe_dir.substr(0, probe_dir.rfind('/'));
+  if (probe_dir.empty()) probe_dir = "/";
+  struct statvfs vfs;
+  if (::statvfs(probe_dir.c_str(), &vfs) == 0) {
+    double free_b = static_cast<double>(vfs.f_bavail) * static_cast<double>(vfs.f_frsize);
+    bool ro = vfs.f_flag & ST_RDONLY;
+    bool writable = !ro && ::access(probe_dir.c_str(), W_OK) == 0;
+    items.push_back({"store", writable ? "pass" : "fail",
+                     fmt::format("{} ({} free)", root_dir, format_bytes(free_b)),
+                     writable ? "" : "choose a writable store with --store or CRYO_STORE"});
+  }
+  bool ok = true;
+  for (const auto& i : items) ok &= i.status != "fail";
+  if (json) {
+    nlohmann::json a = nlohmann::json::array();
+    for (const auto& i : items) a.push_back({{"name", i.name}, {"status", i.status}, {"detail", i.detail}, {"fix", i.fix}});
+    print_json({{"ok", ok}, {"checks", a}});
+  } else {
+    for (const auto& i : items) {
+      std::printf("%-4s  %-30s %s\n", i.status.c_str(), i.name.c_str(), i.detail.c_str());
+      if (!i.fix.empty()) std::printf("      %-30s fix: %s\n", "", i.fix.c_str());
+    }
+    std::printf(ok ? "\nready: jobs on this machine can be checkpointed and restored\n"
+                   : "\nnot ready: fix the items marked 'fail' above\n");
+  }
+  return ok ? 0 : 1;
+}
+
+}  // namespace
+
+void add_check_verb(CLI::App& app, Globals& g) {
+  auto json = std::make_shared<bool>(false);
+  auto* cmd = app.add_subcommand("check", "Check the kernel, CRIU and store: each item a pass or a fix");
+  cmd->add_flag("--json", *json, "Print JSON");
+  cmd->callback([&g, json] { g_exit_code = check(g, *json); });
+}
+
+}  // namespace cryo::cli

@@ -1,0 +1,101 @@
+// cryo checkpoint: ask a running job's supervisor for a checkpoint.
+#include <unistd.h>
+
+#include <fmt/format.h>
+
+#include "base/duration.h"
+#include "cli/common.h"
+#include "job/config.h"
+#include "job/control.h"
+
+namespace cryo::cli {
+
+namespace {
+
+struct Options {
+  std::string name;
+  bool stop = false;
+  bool tcp = false;
+  bool json = false;
+};
+
+// Why a job does not answer: it ended, was stopped, or lost its supervisor.
+Error not_running(const store::JobDir& dir) {
+  auto st = job::load_state(dir);
+  if (!st) return st.error();
+  switch (st->state) {
+    case job::State::finished:
+      return make_error(fmt::format("job '{}' has finished (exit status {}); there is nothing to checkpoint",
+                                    dir.name(), st->exit_code));
+    case job::State::stopped:
+      return make_error(fmt::format("job '{}' is not running: it was {}", dir.name(), st->message))
+          .with_hint("continue it with 'cryo restore " + dir.name() + "'");
+    case job::State::failed:
+      return make_error(fmt::format("job '{}' is not running: {}", dir.name(), st->message))
+          .with_hint("continue it from its latest checkpoint with 'cryo restore " + dir.name() + "'");
+    case job::State::running:
+      break;
+  }
+  return make_error(fmt::format("job '{}' is not running: its supervisor (pid {} on {}) is gone", dir.name(),
+                                st->supervisor_pid, st->host))
+      .with_hint("continue it from its latest checkpoint with 'cryo restore " + dir.name() + "'");
+}
+
+int checkpoint(const Globals& g, const Options& o) {
+  auto dir = open_job(g, o.name);
+  if (!dir) return fail(dir.error());
+  auto c = job::control_connect(dir->path());
+  if (!c) return fail(not_running(*dir));
+  control::Request req;
+  req.set_version(job::kControlVersion);
+  req.mutable_checkpoint()->set_stop(o.stop);
+  req.mutable_checkpoint()->set_tcp_established(o.tcp);
+  if (auto st = job::send_message(c->get(), req); !st) return fail(st.error());
+  Progress progress;
+  for (;;) {
+    control::Reply r;
+    if (auto st = job::recv_message(c->get(), r); !st) {
+      progress.finish();
+      return fail(make_error("the checkpoint of job '" + o.name + "' ended without an answer (its worker or CRIU was killed)")
+                      .with_hint("the job keeps running and earlier checkpoints are unchanged; see " + dir->file("cryo.log")));
+    }
+    if (r.has_progress()) {
+      progress.update(r.progress().phase(), r.progress().done(), r.progress().total());
+      continue;
+    }
+    progress.finish();
+    if (r.has_failure()) return fail(Error{r.failure().message(), r.failure().code(), r.failure().hint()});
+    if (!r.has_checkpoint()) return fail(make_error("unexpected answer from the job's supervisor"));
+    const auto& d = r.checkpoint();
+    if (o.json) {
+      print_json({{"job", o.name}, {"id", d.id()}, {"bytes", d.bytes()}, {"seconds", d.seconds()},
+                  {"frozen_seconds", d.frozen_seconds()}, {"stopped", d.stopped()},
+                  {"removed", std::vector<std::string>(d.removed().begin(), d.removed().end())},
+                  {"path", dir->checkpoint_dir(d.id())}});
+    } else {
+      std::printf("checkpoint %s of job '%s': %s in %s (job frozen %s)%s\n", d.id().c_str(), o.name.c_str(),
+                  format_bytes(static_cast<double>(d.bytes())).c_str(), format_duration(d.seconds()).c_str(),
+                  format_duration(d.frozen_seconds()).c_str(), d.stopped() ? "; job stopped" : "");
+    }
+    return 0;
+  }
+}
+
+}  // namespace
+
+void add_checkpoint_verb(CLI::App& app, Globals& g) {
+  auto o = std::make_shared<Options>();
+  auto* cmd = app.add_subcommand("checkpoint", "Checkpoint a running job");
+  cmd->description(
+      "Checkpoint the running job NAME.  The job is frozen while CRIU dumps it, then\n"
+      "resumes; the checkpoint is checksummed, synced and committed atomically as the\n"
+      "job's latest.  If anything fails, the job keeps running and earlier checkpoints\n"
+      "are unchanged.  One checkpoint runs at a time: a second request is refused.");
+  cmd->add_option("name", o->name, "Job name")->required();
+  cmd->add_flag("--stop", o->stop, "Stop the job once the checkpoint is committed");
+  cmd->add_flag("--tcp-established", o->tcp, "Checkpoint established TCP connections too");
+  cmd->add_flag("--json", o->json, "Print the result as JSON");
+  cmd->callback([&g, o] { g_exit_code = checkpoint(g, *o); });
+}
+
+}  // namespace cryo::cli

@@ -1,0 +1,51 @@
+// cryo ls: the jobs in the store.
+#include <fmt/format.h>
+
+#include "base/duration.h"
+#include "base/sys.h"
+#include "cli/common.h"
+#include "cli/describe.h"
+
+namespace cryo::cli {
+
+namespace {
+
+int ls(const Globals& g, bool json) {
+  auto names = store::list_jobs(g.store_root());
+  if (!names) return fail(names.error());
+  nlohmann::json all = nlohmann::json::array();
+  for (const auto& n : *names) {
+    store::JobDir dir(g.store_root(), n);
+    if (!dir.check_access()) continue;  // other users' jobs
+    all.push_back(describe_job(dir, false));
+  }
+  if (json) {
+    print_json(all);
+    return 0;
+  }
+  if (all.empty()) {
+    std::printf("no jobs in %s\n", g.store_root().c_str());
+    return 0;
+  }
+  std::printf("%-20s %-10s %-6s %-8s %-10s %s\n", "NAME", "STATE", "CKPTS", "LATEST", "SIZE", "COMMAND");
+  for (const auto& j : all) {
+    std::string cmd;
+    for (const auto& a : j["command"]) cmd += (cmd.empty() ? "" : " ") + a.get<std::string>();
+    std::printf("%-20s %-10s %-6zu %-8s %-10s %s\n", j["name"].get<std::string>().c_str(),
+                j["state"].get<std::string>().c_str(), j["checkpoints"].size(),
+                j["latest"].is_null() ? "-" : j["latest"].get<std::string>().c_str(),
+                format_bytes(j["bytes"].get<double>()).c_str(), cmd.c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+
+void add_ls_verb(CLI::App& app, Globals& g) {
+  auto json = std::make_shared<bool>(false);
+  auto* cmd = app.add_subcommand("ls", "List the jobs in the store");
+  cmd->add_flag("--json", *json, "Print JSON");
+  cmd->callback([&g, json] { g_exit_code = ls(g, *json); });
+}
+
+}  // namespace cryo::cli

@@ -1,0 +1,44 @@
+// cryo rm: delete a job, or one of its checkpoints.
+#include <filesystem>
+
+#include "cli/common.h"
+#include "job/supervisor.h"
+
+namespace cryo::cli {
+
+namespace {
+
+int rm(const Globals& g, const std::string& name, const std::string& id) {
+  auto dir = open_job(g, name);
+  if (!dir) return fail(dir.error());
+  auto lock = job::lock_job(*dir);
+  if (!lock) return fail(lock.error().with_hint("stop it first with 'cryo checkpoint " + name + " --stop'"));
+  if (id.empty()) {
+    if (auto st = dir->remove(); !st) return fail(st.error());
+    std::printf("removed job '%s'\n", name.c_str());
+    return 0;
+  }
+  if (auto m = dir->load_manifest(id); !m && !std::filesystem::exists(dir->checkpoint_dir(id))) return fail(m.error());
+  auto latest = dir->latest_id();
+  if (latest && *latest == id)
+    return fail(make_error("checkpoint " + id + " is the latest of job '" + name + "'; removing it would leave the job without a restore point")
+                    .with_hint("remove the whole job with 'cryo rm " + name + "'"));
+  if (auto st = dir->remove_checkpoint(id); !st) return fail(st.error());
+  std::printf("removed checkpoint %s of job '%s'\n", id.c_str(), name.c_str());
+  return 0;
+}
+
+}  // namespace
+
+void add_rm_verb(CLI::App& app, Globals& g) {
+  struct O {
+    std::string name, id;
+  };
+  auto o = std::make_shared<O>();
+  auto* cmd = app.add_subcommand("rm", "Delete a job (not running) or one of its checkpoints");
+  cmd->add_option("name", o->name, "Job name")->required();
+  cmd->add_option("id", o->id, "Only this checkpoint (not the latest)");
+  cmd->callback([&g, o] { g_exit_code = rm(g, o->name, o->id); });
+}
+
+}  // namespace cryo::cli

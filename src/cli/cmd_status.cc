@@ -1,0 +1,140 @@
+// cryo status: one job in detail.
+#include <fmt/format.h>
+
+#include "base/duration.h"
+#include "base/sys.h"
+#include "cli/common.h"
+#include "cli/describe.h"
+#include "job/config.h"
+#include "job/control.h"
+
+namespace cryo::cli {
+
+nlohmann::json describe_job(const store::JobDir& dir, bool detailed) {
+  nlohmann::json j;
+  j["name"] = dir.name();
+  j["path"] = dir.path();
+  auto c = job::load_config(dir);
+  if (c) {
+    j["command"] = c->command;
+    j["cwd"] = c->cwd;
+    j["created"] = c->created;
+    j["every"] = c->every;
+    j["keep"] = c->keep;
+  } else {
+    j["command"] = nlohmann::json::array();
+    j["error"] = c.error().message;
+  }
+  auto st = job::load_state(dir);
+  std::string state = st ? job::state_name(st->state) : "unknown";
+  // "running" in state.json is a claim; the control socket proves it.
+  auto conn = job::control_connect(dir.path());
+  if (st && st->state == job::State::running && !conn) state = st->host == sys::hostname() ? "lost" : "running";
+  if (st) {
+    j["host"] = st->host;
+    j["supervisor_pid"] = st->supervisor_pid;
+    j["job_pid"] = st->job_pid;
+    j["since"] = st->since;
+    j["restores"] = st->restores;
+    if (st->exit_code >= 0) j["exit_code"] = st->exit_code;
+    if (!st->message.empty()) j["message"] = st->message;
+    if (!st->restored_from.empty()) j["restored_from"] = st->restored_from;
+  }
+  if (detailed && conn) {
+    control::Request req;
+    req.set_version(job::kControlVersion);
+    req.mutable_status();
+    control::Reply r;
+    if (job::send_message(conn->get(), req) && job::recv_message(conn->get(), r) && r.has_status()) {
+      state = r.status().state();
+      j["rss_bytes"] = r.status().rss_bytes();
+      if (r.status().has_next_checkpoint()) j["next_checkpoint"] = r.status().next_checkpoint();
+    }
+  }
+  j["state"] = state;
+  auto latest = dir.latest_id();
+  j["latest"] = latest && !latest->empty() ? nlohmann::json(*latest) : nlohmann::json(nullptr);
+  nlohmann::json cks = nlohmann::json::array();
+  double bytes = 0;
+  if (auto ids = dir.checkpoint_ids()) {
+    for (const auto& id : *ids) {
+      nlohmann::json e = {{"id", id}};
+      if (auto m = dir.load_manifest(id)) {
+        e["created"] = m->created;
+        e["bytes"] = m->total_bytes;
+        e["frozen_seconds"] = m->frozen_seconds;
+        e["host"] = m->host;
+        e["criu_version"] = m->criu_version;
+        bytes += static_cast<double>(m->total_bytes);
+      } else {
+        e["error"] = m.error().message;
+      }
+      cks.push_back(e);
+    }
+  }
+  j["checkpoints"] = cks;
+  j["bytes"] = bytes;
+  j["stdout"] = dir.file("stdout.log");
+  j["stderr"] = dir.file("stderr.log");
+  return j;
+}
+
+namespace {
+
+int status(const Globals& g, const std::string& name, bool json) {
+  auto dir = open_job(g, name);
+  if (!dir) return fail(dir.error());
+  auto j = describe_job(*dir, true);
+  if (json) {
+    print_json(j);
+    return 0;
+  }
+  std::string cmd;
+  for (const auto& a : j["command"]) cmd += (cmd.empty() ? "" : " ") + a.get<std::string>();
+  std::string state = j["state"];
+  std::printf("job:       %s\n", name.c_str());
+  std::printf("command:   %s\n", cmd.c_str());
+  std::printf("directory: %s\n", j.value("cwd", "").c_str());
+  std::printf("state:     %s", state.c_str());
+  if (state == "running" || state == "checkpointing")
+    std::printf(" on %s (job pid %d, supervisor pid %d)", j.value("host", "").c_str(), j.value("job_pid", 0), j.value("supervisor_pid", 0));
+  if (j.contains("exit_code")) std::printf(", exit status %d", j["exit_code"].get<int>());
+  if (j.contains("message")) std::printf(" (%s)", j["message"].get<std::string>().c_str());
+  if (state == "lost") std::printf(" (its supervisor is gone; 'cryo restore %s' continues it)", name.c_str());
+  std::printf("\n");
+  if (j.contains("rss_bytes")) std::printf("memory:    %s\n", format_bytes(j["rss_bytes"].get<double>()).c_str());
+  if (j.contains("restores") && j["restores"].get<int>() > 0)
+    std::printf("restored:  %d time(s), last from checkpoint %s\n", j["restores"].get<int>(), j.value("restored_from", "").c_str());
+  if (j.value("every", 0.0) > 0) {
+    std::printf("periodic:  every %s", format_duration(j["every"].get<double>()).c_str());
+    if (j.contains("next_checkpoint")) std::printf(", next in %s", format_duration(j["next_checkpoint"].get<double>() - sys::now()).c_str());
+    std::printf("\n");
+  }
+  if (j.value("keep", 0) > 0) std::printf("retention: keep %d\n", j["keep"].get<int>());
+  std::printf("output:    %s\n           %s\n", j["stdout"].get<std::string>().c_str(), j["stderr"].get<std::string>().c_str());
+  std::printf("checkpoints (%zu):\n", j["checkpoints"].size());
+  for (const auto& c : j["checkpoints"]) {
+    if (c.contains("error")) {
+      std::printf("  %s  damaged: %s\n", c["id"].get<std::string>().c_str(), c["error"].get<std::string>().c_str());
+      continue;
+    }
+    std::printf("  %s  %s  %10s  frozen %-8s %s%s\n", c["id"].get<std::string>().c_str(),
+                sys::iso_time(c["created"].get<double>()).c_str(), format_bytes(c["bytes"].get<double>()).c_str(),
+                format_duration(c["frozen_seconds"].get<double>()).c_str(), c["host"].get<std::string>().c_str(),
+                j["latest"] == c["id"] ? "  (latest)" : "");
+  }
+  return 0;
+}
+
+}  // namespace
+
+void add_status_verb(CLI::App& app, Globals& g) {
+  auto name = std::make_shared<std::string>();
+  auto json = std::make_shared<bool>(false);
+  auto* cmd = app.add_subcommand("status", "Show a job's state and checkpoints");
+  cmd->add_option("name", *name, "Job name")->required();
+  cmd->add_flag("--json", *json, "Print JSON");
+  cmd->callback([&g, name, json] { g_exit_code = status(g, *name, *json); });
+}
+
+}  // namespace cryo::cli

@@ -1,0 +1,55 @@
+// cryo verify: check checkpoints against their manifests.
+#include "cli/common.h"
+
+namespace cryo::cli {
+
+namespace {
+
+int verify(const Globals& g, const std::string& name, std::string id, bool all) {
+  auto dir = open_job(g, name);
+  if (!dir) return fail(dir.error());
+  std::vector<std::string> ids;
+  if (all) {
+    auto r = dir->checkpoint_ids();
+    if (!r) return fail(r.error());
+    ids = *r;
+  } else {
+    if (id.empty()) {
+      auto latest = dir->latest_id();
+      if (!latest) return fail(latest.error());
+      id = *latest;
+    }
+    if (id.empty()) return fail(make_error("job '" + name + "' has no checkpoint to verify"));
+    ids.push_back(id);
+  }
+  int bad = 0;
+  for (const auto& i : ids) {
+    Progress progress;
+    auto st = dir->verify(i, [&](const std::string& phase, uint64_t d, uint64_t t) { progress.update(phase, d, t); });
+    progress.finish();
+    if (st) {
+      std::printf("checkpoint %s of job '%s': OK\n", i.c_str(), name.c_str());
+    } else {
+      fail(st.error());
+      bad++;
+    }
+  }
+  return bad ? 1 : 0;
+}
+
+}  // namespace
+
+void add_verify_verb(CLI::App& app, Globals& g) {
+  struct O {
+    std::string name, id;
+    bool all = false;
+  };
+  auto o = std::make_shared<O>();
+  auto* cmd = app.add_subcommand("verify", "Check a checkpoint's every byte against its manifest");
+  cmd->add_option("name", o->name, "Job name")->required();
+  cmd->add_option("id", o->id, "Checkpoint ID (default: the latest)");
+  cmd->add_flag("--all", o->all, "Verify every checkpoint of the job");
+  cmd->callback([&g, o] { g_exit_code = verify(g, o->name, o->id, o->all); });
+}
+
+}  // namespace cryo::cli

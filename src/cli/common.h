@@ -1,0 +1,56 @@
+// What the verbs share: global options, error printing, progress display,
+// finding a job.
+#pragma once
+
+#include <string>
+
+#include <CLI/CLI.hpp>
+#include <nlohmann/json.hpp>
+
+#include "base/result.h"
+#include "store/store.h"
+
+namespace cryo::cli {
+
+struct Globals {
+  std::string store;  // --store, else store::default_root()
+  std::string criu;   // --criu, else criu::default_path()
+  std::string store_root() const;
+  std::string criu_path() const;
+};
+
+// Prints "cryo: error: ..." and its hint on stderr; returns exit status 1.
+int fail(const Error& e);
+// Opens an existing job that the caller may use.
+Result<store::JobDir> open_job(const Globals& g, const std::string& name);
+// Prints JSON on stdout.
+void print_json(const nlohmann::json& j);
+
+// Shows "phase  done / total" on a terminal, redrawn in place; silent when
+// stderr is not a terminal.
+class Progress {
+ public:
+  Progress();
+  ~Progress() { finish(); }
+  void update(const std::string& phase, uint64_t done, uint64_t total);
+  void finish();
+
+ private:
+  bool tty_;
+  bool shown_ = false;
+  double last_ = 0;
+};
+
+void add_run_verb(CLI::App& app, Globals& g);
+void add_checkpoint_verb(CLI::App& app, Globals& g);
+void add_restore_verb(CLI::App& app, Globals& g);
+void add_ls_verb(CLI::App& app, Globals& g);
+void add_status_verb(CLI::App& app, Globals& g);
+void add_verify_verb(CLI::App& app, Globals& g);
+void add_rm_verb(CLI::App& app, Globals& g);
+void add_check_verb(CLI::App& app, Globals& g);
+
+// The verbs' results, stored by their callbacks and returned by main.
+extern int g_exit_code;
+
+}  // namespace cryo::cli

@@ -1,0 +1,13 @@
+// A job as 'cryo ls' and 'cryo status' show it, as JSON.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include "store/store.h"
+
+namespace cryo::cli {
+
+// detailed: include live status from the supervisor and each checkpoint's details.
+nlohmann::json describe_job(const store::JobDir& dir, bool detailed);
+
+}  // namespace cryo::cli

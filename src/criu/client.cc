@@ -1,0 +1,279 @@
+#include "criu/client.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <sstream>
+
+#include "base/log.h"
+#include "base/sys.h"
+#include "rpc.pb.h"
+
+namespace cryo::criu {
+
+std::string Version::text() const {
+  return std::to_string(major) + "." + std::to_string(minor) + "." + std::to_string(sublevel);
+}
+
+std::string default_path() {
+  if (const char* env = std::getenv("CRYO_CRIU"); env && *env) return env;
+  if (::access("/opt/cryo/criu/bin/criu", X_OK) == 0) return "/opt/cryo/criu/bin/criu";
+  return "criu";
+}
+
+namespace {
+
+constexpr const char* kInstallHint =
+    "install a working CRIU >= 4.2 with 'scripts/install-criu.sh' from the cryo source tree "
+    "(it unpacks Debian's newest CRIU into /opt/cryo/criu), or point CRYO_CRIU at one";
+
+Status send(int sk, const ::criu_req& req) {
+  std::string buf;
+  if (!req.SerializeToString(&buf)) return make_error("cannot encode a CRIU request");
+  ssize_t n;
+  do n = ::send(sk, buf.data(), buf.size(), MSG_NOSIGNAL);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) return sys_error("cannot send a request to CRIU");
+  return {};
+}
+
+Result<::criu_resp> recv(int sk) {
+  std::string buf(1 << 16, '\0');
+  ssize_t n;
+  do n = ::recv(sk, buf.data(), buf.size(), 0);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) return sys_error("cannot read CRIU's answer");
+  if (n == 0) return make_error("CRIU exited without answering (it was killed or crashed)");
+  ::criu_resp resp;
+  if (!resp.ParseFromArray(buf.data(), static_cast<int>(n))) return make_error("CRIU sent an answer cryo cannot decode");
+  return resp;
+}
+
+// Runs one request, answering notifications on the way, and returns the final response.
+Result<::criu_resp> call(int sk, const ::criu_req& req, const NotifyFn& notify) {
+  CRYO_TRY(send(sk, req));
+  for (;;) {
+    auto resp = recv(sk);
+    if (!resp) return resp.error();
+    if (resp->type() != ::NOTIFY) return resp;
+    const std::string& script = resp->notify().script();
+    CRYO_LOG("criu", debug) << "notify " << script;
+    Status st;
+    if (notify) st = notify(script, resp->notify().pid());
+    ::criu_req ack;
+    ack.set_type(::NOTIFY);
+    ack.set_notify_success(st.ok());
+    CRYO_TRY(send(sk, ack));
+    if (!st.ok()) {
+      // CRIU aborts and still sends its final answer; drain it, keep our error.
+      for (;;) {
+        auto r = recv(sk);
+        if (!r || r->type() != ::NOTIFY) break;
+        ::criu_req again;
+        again.set_type(::NOTIFY);
+        again.set_notify_success(false);
+        if (!send(sk, again).ok()) break;
+      }
+      return st.error();
+    }
+  }
+}
+
+Error failure(const std::string& what, const ::criu_resp& resp, const std::string& log_path) {
+  std::string log;
+  if (!log_path.empty()) {
+    auto r = sys::read_file(log_path);
+    if (r) log = *r;
+  }
+  std::string msg = what + " failed";
+  if (resp.has_cr_errmsg() && !resp.cr_errmsg().empty())
+    msg += ": " + resp.cr_errmsg();
+  else if (std::string errs = last_errors(log, 1); !errs.empty())
+    msg += ": " + errs;
+  else if (resp.has_cr_errno() && resp.cr_errno() != 0)
+    msg += std::string(": ") + std::strerror(resp.cr_errno());
+  Error e{msg, resp.has_cr_errno() ? resp.cr_errno() : 0, {}};
+  std::string hint = hint_for_log(log + "\n" + msg);
+  if (!log_path.empty()) hint += (hint.empty() ? "" : "; ") + std::string("CRIU's log: ") + log_path;
+  e.hint = hint;
+  return e;
+}
+
+}  // namespace
+
+Result<Session> Session::start(const std::string& criu_path, const std::vector<int>& keep_fds) {
+  int sv[2];
+  if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0)
+    return sys_error("cannot create a socket for CRIU");
+  UniqueFd ours(sv[0]), theirs(sv[1]);
+  pid_t pid = ::fork();
+  if (pid < 0) return sys_error("cannot start CRIU");
+  if (pid == 0) {
+    ::fcntl(theirs.get(), F_SETFD, 0);
+    for (int fd : keep_fds) ::fcntl(fd, F_SETFD, 0);
+    std::string fdarg = std::to_string(theirs.get());
+    // CRIU must not take our terminal signals (^C goes to cryo, which
+    // decides), must not inherit the supervisor's blocked signals, and must
+    // not write into our stdout (it may carry --json output).
+    ::setpgid(0, 0);
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    ::dup2(2, 1);
+    if (criu_path.find('/') != std::string::npos)
+      ::execl(criu_path.c_str(), criu_path.c_str(), "swrk", fdarg.c_str(), nullptr);
+    else
+      ::execlp(criu_path.c_str(), criu_path.c_str(), "swrk", fdarg.c_str(), nullptr);
+    ::_exit(127);
+  }
+  return Session(std::move(ours), pid, criu_path);
+}
+
+Session::~Session() { finish(); }
+
+void Session::finish() {
+  if (pid_ <= 0) return;
+  sk_.reset();
+  int status;
+  while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+  }
+  pid_ = -1;
+}
+
+Result<Version> Session::version() {
+  ::criu_req req;
+  req.set_type(::VERSION);
+  auto resp = call(sk_.get(), req, {});
+  if (!resp) return resp.error();
+  if (!resp->success() || !resp->has_version()) return make_error("CRIU did not report its version");
+  Version v;
+  v.major = resp->version().major_number();
+  v.minor = resp->version().minor_number();
+  v.sublevel = resp->version().has_sublevel() ? resp->version().sublevel() : 0;
+  return v;
+}
+
+Status Session::check() {
+  ::criu_req req;
+  req.set_type(::CHECK);
+  auto resp = call(sk_.get(), req, {});
+  if (!resp) return resp.error();
+  if (!resp->success()) return failure("criu check", *resp, "");
+  return {};
+}
+
+Status Session::dump(const DumpRequest& r, const std::string& log_path) {
+  ::criu_req req;
+  req.set_type(::DUMP);
+  auto* o = req.mutable_opts();
+  o->set_images_dir_fd(r.images_dir_fd);
+  if (r.work_dir_fd >= 0) o->set_work_dir_fd(r.work_dir_fd);
+  o->set_pid(r.pid);
+  o->set_log_file(r.log_file);
+  o->set_log_level(4);
+  o->set_leave_running(r.leave_running);
+  o->set_tcp_established(r.tcp_established);
+  o->set_file_locks(true);
+  o->set_notify_scripts(static_cast<bool>(r.notify));
+  auto resp = call(sk_.get(), req, r.notify);
+  if (!resp) return resp.error();
+  if (!resp->success()) return failure("CRIU dump", *resp, log_path);
+  return {};
+}
+
+Result<pid_t> Session::restore(const RestoreRequest& r, const std::string& log_path) {
+  ::criu_req req;
+  req.set_type(::RESTORE);
+  auto* o = req.mutable_opts();
+  o->set_images_dir_fd(r.images_dir_fd);
+  if (r.work_dir_fd >= 0) o->set_work_dir_fd(r.work_dir_fd);
+  o->set_log_file(r.log_file);
+  o->set_log_level(4);
+  o->set_tcp_established(r.tcp_established);
+  o->set_file_locks(true);
+  o->set_rst_sibling(true);
+  o->set_notify_scripts(static_cast<bool>(r.notify));
+  for (const auto& [key, fd] : r.inherit) {
+    auto* i = o->add_inherit_fd();
+    i->set_key(key);
+    i->set_fd(fd);
+  }
+  auto resp = call(sk_.get(), req, r.notify);
+  if (!resp) return resp.error();
+  if (!resp->success()) return failure("CRIU restore", *resp, log_path);
+  return static_cast<pid_t>(resp->restore().pid());
+}
+
+Result<Version> probe(const std::string& criu_path) {
+  std::string shown = criu_path;
+  if (criu_path.find('/') == std::string::npos) {
+    bool found = false;
+    if (const char* path = std::getenv("PATH")) {
+      std::stringstream ss(path);
+      std::string dir;
+      while (std::getline(ss, dir, ':'))
+        if (::access((dir + "/" + criu_path).c_str(), X_OK) == 0) {
+          shown = dir + "/" + criu_path;
+          found = true;
+          break;
+        }
+    }
+    if (!found) return make_error("CRIU is not installed (no 'criu' in PATH)").with_hint(kInstallHint);
+  } else if (::access(criu_path.c_str(), X_OK) != 0) {
+    return sys_error("cannot run CRIU at '" + criu_path + "'").with_hint(kInstallHint);
+  }
+  auto s = Session::start(criu_path);
+  if (!s) return s.error();
+  auto v = s->version();
+  if (!v)
+    return make_error("CRIU at '" + shown + "' does not run on this kernel (" + v.error().message + ")")
+        .with_hint(kInstallHint);
+  if (v->code() < kMinVersion.code())
+    return make_error("CRIU " + v->text() + " at '" + shown + "' is too old: cryo needs CRIU >= " +
+                      kMinVersion.text() + " (older ones cannot dump sockets on Linux >= 6.16)")
+        .with_hint(kInstallHint);
+  return v;
+}
+
+std::string last_errors(const std::string& log, int max_lines) {
+  std::vector<std::string> errs;
+  std::stringstream ss(log);
+  std::string line;
+  while (std::getline(ss, line)) {
+    if (line.find("Error (") == std::string::npos) continue;
+    if (line.find("RLIMIT_NOFILE") != std::string::npos) continue;  // harmless on these machines
+    auto p = line.find("): ");
+    errs.push_back(p == std::string::npos ? line : line.substr(p + 3));
+  }
+  std::string out;
+  int start = std::max(0, static_cast<int>(errs.size()) - max_lines);
+  for (size_t i = static_cast<size_t>(start); i < errs.size(); i++) out += (out.empty() ? "" : "; ") + errs[i];
+  return out;
+}
+
+std::string hint_for_log(const std::string& log) {
+  struct Rule {
+    const char* needle;
+    const char* hint;
+  };
+  static const Rule rules[] = {
+      {"No space left on device", "the store's disk is full: free space there, or choose another store with --store"},
+      {"Read-only file system", "the store is on a read-only file system: choose a writable one with --store"},
+      {"opt: Operation not supported", "this CRIU cannot dump sockets on this kernel: install CRIU >= 4.2 (scripts/install-criu.sh)"},
+      {"has bad size", "a file the job has open changed size since the checkpoint; restore it with cryo, which puts such files back"},
+      {"Can't fork for", "a PID the job needs is taken; cryo restores into a new PID namespace, so this job was not started by 'cryo run'"},
+      {"Connected TCP socket", "the job has established TCP connections: checkpoint it with --tcp-established"},
+      {"unix socket", "the job is connected to a UNIX socket outside itself, which CRIU cannot checkpoint"},
+  };
+  for (const auto& r : rules)
+    if (log.find(r.needle) != std::string::npos) return r.hint;
+  return "";
+}
+
+}  // namespace cryo::criu

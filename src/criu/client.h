@@ -1,0 +1,113 @@
+// A client for CRIU's RPC service.  Each Session spawns `criu swrk FD` as a
+// child connected through a SOCK_SEQPACKET socketpair and exchanges
+// criu_req/criu_resp messages (images/rpc.proto, generated at build time
+// from the schema the installed CRIU ships).
+//
+// Directory fds (images, work dir) are passed by number: CRIU opens them
+// through /proc/<peer>/fd, so they must stay open in this process for the
+// call.  Inherited fds for restore are handed to the criu child itself.
+//
+// Not thread-safe; one operation at a time per Session.
+#pragma once
+
+#include <sys/types.h>
+
+#include <functional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "base/fd.h"
+#include "base/result.h"
+
+namespace cryo::criu {
+
+struct Version {
+  int major = 0, minor = 0, sublevel = 0;
+  std::string text() const;
+  int code() const { return major * 10000 + minor * 100 + sublevel; }
+};
+
+// The oldest CRIU cryo accepts: 4.1.1 and older cannot dump sockets on
+// kernels >= 6.16, and 3.x cannot run on kernels with [vvar_vclock].
+inline constexpr Version kMinVersion{4, 2, 0};
+
+// Called for each notification CRIU sends while notify_scripts is set
+// ("pre-dump", "post-dump", "network-lock", ...).  Returning an error makes
+// CRIU abort the operation.
+using NotifyFn = std::function<Status(const std::string& script, pid_t pid)>;
+
+struct DumpRequest {
+  pid_t pid = 0;            // root of the tree (host PID)
+  int images_dir_fd = -1;
+  int work_dir_fd = -1;     // CRIU's log goes here
+  std::string log_file = "criu-dump.log";
+  bool leave_running = false;
+  bool tcp_established = false;
+  NotifyFn notify;
+};
+
+struct RestoreRequest {
+  int images_dir_fd = -1;
+  int work_dir_fd = -1;
+  std::string log_file = "criu-restore.log";
+  bool tcp_established = false;
+  // Fds of this process that replace the dumped files with these keys
+  // (e.g. "pipe:[12345]").  The restored tree becomes a child of the
+  // calling process (rst_sibling).
+  std::vector<std::pair<std::string, int>> inherit;
+  NotifyFn notify;
+};
+
+// Where to find CRIU: $CRYO_CRIU, then the private install of
+// scripts/install-criu.sh (/opt/cryo/criu/bin/criu), then `criu` in PATH.
+std::string default_path();
+
+class Session {
+ public:
+  // Starts `criu swrk`.  keep_fds are left open in the criu child.
+  static Result<Session> start(const std::string& criu_path, const std::vector<int>& keep_fds = {});
+  Session(Session&& o) noexcept
+      : sk_(std::move(o.sk_)), pid_(std::exchange(o.pid_, -1)), path_(std::move(o.path_)) {}
+  Session& operator=(Session&& o) noexcept {
+    if (this != &o) {
+      finish();
+      sk_ = std::move(o.sk_);
+      pid_ = std::exchange(o.pid_, -1);
+      path_ = std::move(o.path_);
+    }
+    return *this;
+  }
+  Session(const Session&) = delete;
+  Session& operator=(const Session&) = delete;
+  ~Session();
+
+  Result<Version> version();
+  // criu check: succeeds if the kernel supports what CRIU needs.
+  Status check();
+  // log_path: where CRIU's log lands, for error messages.
+  Status dump(const DumpRequest& req, const std::string& log_path);
+  // Returns the host PID of the restored root task.
+  Result<pid_t> restore(const RestoreRequest& req, const std::string& log_path);
+
+  pid_t pid() const { return pid_; }
+
+ private:
+  Session(UniqueFd sk, pid_t pid, std::string path) : sk_(std::move(sk)), pid_(pid), path_(std::move(path)) {}
+  void finish();
+
+  UniqueFd sk_;
+  pid_t pid_ = -1;
+  std::string path_;
+};
+
+// Checks that the CRIU at path runs and is new enough.  The error names the
+// exact fix.
+Result<Version> probe(const std::string& criu_path);
+
+// A hint for a CRIU failure whose log says `log`, or "" if cryo knows none.
+std::string hint_for_log(const std::string& log);
+// The last "Error" lines of a CRIU log.
+std::string last_errors(const std::string& log, int max_lines = 3);
+
+}  // namespace cryo::criu

@@ -1,0 +1,91 @@
+#include "job/config.h"
+
+#include <nlohmann/json.hpp>
+
+#include "base/sys.h"
+
+namespace cryo::job {
+
+const char* state_name(State s) {
+  switch (s) {
+    case State::running: return "running";
+    case State::finished: return "finished";
+    case State::stopped: return "stopped";
+    case State::failed: return "failed";
+  }
+  return "?";
+}
+
+namespace {
+Result<nlohmann::json> load_json(const std::string& path) {
+  auto text = sys::read_file(path);
+  if (!text) return text.error();
+  auto j = nlohmann::json::parse(*text, nullptr, false);
+  if (j.is_discarded() || !j.is_object()) return make_error("'" + path + "' is damaged: not valid JSON");
+  return j;
+}
+}  // namespace
+
+Status save_config(const store::JobDir& dir, const JobConfig& c) {
+  nlohmann::json j = {{"name", c.name},   {"command", c.command}, {"cwd", c.cwd},
+                      {"created", c.created}, {"uid", c.uid},     {"host", c.host},
+                      {"every", c.every}, {"keep", c.keep},       {"checkpoint_on", c.checkpoint_on},
+                      {"tcp_established", c.tcp_established}, {"private_net", c.private_net}};
+  return sys::write_file_atomic(dir.file("job.json"), j.dump(2) + "\n", 0600);
+}
+
+Result<JobConfig> load_config(const store::JobDir& dir) {
+  auto j = load_json(dir.file("job.json"));
+  if (!j) return j.error();
+  try {
+    JobConfig c;
+    c.name = j->at("name");
+    c.command = j->at("command").get<std::vector<std::string>>();
+    c.cwd = j->at("cwd");
+    c.created = j->at("created");
+    c.uid = j->at("uid");
+    c.host = j->at("host");
+    c.every = j->at("every");
+    c.keep = j->at("keep");
+    c.checkpoint_on = j->at("checkpoint_on");
+    c.tcp_established = j->at("tcp_established");
+    c.private_net = j->at("private_net");
+    return c;
+  } catch (const nlohmann::json::exception& e) {
+    return make_error("'" + dir.file("job.json") + "' is damaged: " + e.what());
+  }
+}
+
+Status save_state(const store::JobDir& dir, const JobState& s) {
+  nlohmann::json j = {{"state", state_name(s.state)}, {"host", s.host},
+                      {"supervisor_pid", s.supervisor_pid}, {"job_pid", s.job_pid},
+                      {"since", s.since}, {"exit_code", s.exit_code},
+                      {"restores", s.restores}, {"restored_from", s.restored_from},
+                      {"message", s.message}};
+  return sys::write_file_atomic(dir.file("state.json"), j.dump(2) + "\n", 0600);
+}
+
+Result<JobState> load_state(const store::JobDir& dir) {
+  if (!sys::exists(dir.file("state.json"))) return JobState{};
+  auto j = load_json(dir.file("state.json"));
+  if (!j) return j.error();
+  try {
+    JobState s;
+    std::string st = j->at("state");
+    s.state = st == "finished" ? State::finished : st == "stopped" ? State::stopped
+              : st == "failed" ? State::failed : State::running;
+    s.host = j->at("host");
+    s.supervisor_pid = j->at("supervisor_pid");
+    s.job_pid = j->at("job_pid");
+    s.since = j->at("since");
+    s.exit_code = j->at("exit_code");
+    s.restores = j->at("restores");
+    s.restored_from = j->at("restored_from");
+    s.message = j->at("message");
+    return s;
+  } catch (const nlohmann::json::exception& e) {
+    return make_error("'" + dir.file("state.json") + "' is damaged: " + e.what());
+  }
+}
+
+}  // namespace cryo::job

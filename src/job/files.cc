@@ -1,0 +1,127 @@
+#include "job/files.h"
+
+#include <fcntl.h>
+#include <sys/sendfile.h>
+#include <unistd.h>
+
+#include <set>
+#include <sstream>
+
+#include "base/sys.h"
+
+namespace cryo::job {
+
+std::vector<pid_t> process_tree(pid_t root) {
+  std::vector<pid_t> out{root};
+  for (size_t i = 0; i < out.size(); i++) {
+    std::string base = "/proc/" + std::to_string(out[i]) + "/task";
+    auto tids = sys::list_dir(base);
+    if (!tids) continue;
+    for (const auto& t : *tids) {
+      auto kids = sys::read_file(base + "/" + t + "/children");
+      if (!kids) continue;
+      std::istringstream ss(*kids);
+      pid_t k;
+      while (ss >> k) out.push_back(k);
+    }
+  }
+  return out;
+}
+
+namespace {
+
+bool open_for_writing(pid_t pid, const std::string& fd) {
+  auto info = sys::read_file("/proc/" + std::to_string(pid) + "/fdinfo/" + fd);
+  if (!info) return false;
+  auto p = info->find("flags:");
+  if (p == std::string::npos) return false;
+  unsigned long flags = std::stoul(info->substr(p + 6), nullptr, 8);
+  return (flags & O_ACCMODE) == O_WRONLY || (flags & O_ACCMODE) == O_RDWR;
+}
+
+Status copy_fd(int from, int to, uint64_t size, const std::string& what) {
+  off_t off = 0;
+  while (static_cast<uint64_t>(off) < size) {
+    ssize_t n = ::sendfile(to, from, &off, size - static_cast<uint64_t>(off));
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      return sys_error("cannot copy " + what);
+    }
+    if (n == 0) break;
+  }
+  return {};
+}
+
+}  // namespace
+
+Result<std::vector<SavedFile>> save_written_files(pid_t root, const std::string& ckpt_dir) {
+  std::vector<SavedFile> saved;
+  std::set<std::pair<dev_t, ino_t>> seen;
+  for (pid_t pid : process_tree(root)) {
+    std::string fds = "/proc/" + std::to_string(pid) + "/fd";
+    auto names = sys::list_dir(fds);
+    if (!names) continue;
+    for (const auto& fd : *names) {
+      std::string link = fds + "/" + fd;
+      auto st = sys::stat(link);
+      if (!st || !S_ISREG(st->st_mode) || !open_for_writing(pid, fd)) continue;
+      if (!seen.insert({st->st_dev, st->st_ino}).second) continue;
+      auto path = sys::readlink(link);
+      if (!path || path->empty() || (*path)[0] != '/') continue;
+      // CRIU saves unlinked files itself.
+      if (path->size() > 10 && path->compare(path->size() - 10, 10, " (deleted)") == 0) continue;
+      if (saved.empty()) CRYO_TRY(sys::mkdir_p(ckpt_dir + "/files", 0700));
+      SavedFile f;
+      f.path = *path;
+      f.saved_as = "files/" + std::to_string(saved.size());
+      f.size = static_cast<uint64_t>(st->st_size);
+      f.mode = st->st_mode & 07777;
+      f.uid = st->st_uid;
+      f.gid = st->st_gid;
+      auto in = sys::open(link, O_RDONLY);
+      if (!in) return in.error().context("cannot save '" + f.path + "', which the job has open for writing");
+      auto out = sys::open(ckpt_dir + "/" + f.saved_as, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      if (!out) return out.error();
+      CRYO_TRY(copy_fd(in->get(), out->get(), f.size, "'" + f.path + "' into the checkpoint"));
+      saved.push_back(f);
+    }
+  }
+  return saved;
+}
+
+Status put_back_files(const std::vector<SavedFile>& files, const std::string& ckpt_dir) {
+  for (const auto& f : files) {
+    auto fail = [&](const Error& e) {
+      return e.context("cannot put back '" + f.path + "', which the job had open for writing at the checkpoint")
+          .with_hint("make its directory exist and be writable, then restore again");
+    };
+    std::string tmp = f.path + ".cryo-restore";
+    auto in = sys::open(ckpt_dir + "/" + f.saved_as, O_RDONLY);
+    if (!in) return fail(in.error());
+    auto out = sys::open(tmp, O_WRONLY | O_CREAT | O_TRUNC, f.mode);
+    if (!out) return fail(out.error());
+    if (auto st = copy_fd(in->get(), out->get(), f.size, "'" + f.path + "'"); !st) return fail(st.error());
+    ::fchmod(out->get(), f.mode);
+    if (::fchown(out->get(), f.uid, f.gid) < 0 && ::getuid() == 0) return fail(sys_error("cannot set the owner"));
+    if (auto st = sys::fsync_fd(out->get(), "'" + tmp + "'"); !st) return fail(st.error());
+    if (auto st = sys::rename(tmp, f.path); !st) return fail(st.error());
+  }
+  return {};
+}
+
+nlohmann::json to_json(const std::vector<SavedFile>& files) {
+  nlohmann::json a = nlohmann::json::array();
+  for (const auto& f : files)
+    a.push_back({{"path", f.path}, {"saved_as", f.saved_as}, {"size", f.size},
+                 {"mode", f.mode}, {"uid", f.uid}, {"gid", f.gid}});
+  return a;
+}
+
+std::vector<SavedFile> saved_files_from_json(const nlohmann::json& j) {
+  std::vector<SavedFile> out;
+  for (const auto& f : j)
+    out.push_back({f.at("path"), f.at("saved_as"), f.at("size"), f.at("mode"), f.at("uid"), f.at("gid")});
+  return out;
+}
+
+}  // namespace cryo::job

@@ -1,0 +1,40 @@
+// Regular files the job has open for writing.  CRIU records their size and
+// refuses to restore if it changed, and a job that kept running after a
+// checkpoint will have changed them.  So a checkpoint copies each such file
+// into the checkpoint (files/N) while the job is frozen, and a restore puts
+// the copies back first.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "base/result.h"
+
+namespace cryo::job {
+
+struct SavedFile {
+  std::string path;      // where the job has it
+  std::string saved_as;  // relative to the checkpoint directory
+  uint64_t size = 0;
+  mode_t mode = 0600;
+  uid_t uid = 0;
+  gid_t gid = 0;
+};
+
+// Every task in the tree rooted at root (host PID), root included.
+std::vector<pid_t> process_tree(pid_t root);
+
+// Copies the regular files that the tree has open for writing into
+// ckpt_dir/files/.  The tree must be frozen.
+Result<std::vector<SavedFile>> save_written_files(pid_t root, const std::string& ckpt_dir);
+// Puts the saved copies back in place.  The error names the file.
+Status put_back_files(const std::vector<SavedFile>& files, const std::string& ckpt_dir);
+
+nlohmann::json to_json(const std::vector<SavedFile>& files);
+std::vector<SavedFile> saved_files_from_json(const nlohmann::json& j);
+
+}  // namespace cryo::job

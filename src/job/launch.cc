@@ -1,0 +1,77 @@
+#include "job/launch.h"
+
+#include <fcntl.h>
+#include <sched.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+
+#include "base/sys.h"
+
+namespace cryo::job {
+
+std::string default_init_path() {
+  if (const char* e = std::getenv("CRYO_INIT"); e && *e) return e;
+  return sys::self_dir() + "/cryo-init";
+}
+
+Result<Launched> launch(const LaunchSpec& spec) {
+  if (spec.command.empty()) return make_error("no command given").with_hint("usage: cryo run [OPTIONS] -- COMMAND [ARGS...]");
+  if (::access(spec.init_path.c_str(), X_OK) != 0)
+    return sys_error("cannot run cryo-init at '" + spec.init_path + "'")
+        .with_hint("install cryo-init next to cryo, or set CRYO_INIT");
+  int out[2], err[2], status[2];
+  if (::pipe2(out, O_CLOEXEC) < 0 || ::pipe2(err, O_CLOEXEC) < 0 || ::pipe2(status, O_CLOEXEC) < 0)
+    return sys_error("cannot create the job's pipes");
+  UniqueFd out_r(out[0]), out_w(out[1]), err_r(err[0]), err_w(err[1]), st_r(status[0]), st_w(status[1]);
+
+  std::vector<std::string> args{"cryo-init"};
+  if (spec.private_net) args.push_back("--lo-up");
+  args.push_back("--");
+  args.insert(args.end(), spec.command.begin(), spec.command.end());
+  std::vector<char*> argv;
+  for (auto& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+  std::string env_job = "CRYO_JOB=" + spec.job_name;
+
+  unsigned long flags = CLONE_NEWPID | SIGCHLD;
+  if (spec.private_net) flags |= CLONE_NEWNET;
+  pid_t pid = static_cast<pid_t>(::syscall(SYS_clone, flags, nullptr, nullptr, nullptr, nullptr));
+  if (pid < 0) return sys_error("cannot create the job's namespaces").with_hint("cryo must run as root (or with CAP_SYS_ADMIN)");
+  if (pid == 0) {
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    int devnull = ::open("/dev/null", O_RDONLY);
+    ::dup2(devnull, 0);
+    ::dup2(out_w.get(), 1);
+    ::dup2(err_w.get(), 2);
+    ::dup2(st_w.get(), 3);
+    ::syscall(SYS_close_range, 4, ~0U, 0);
+    ::putenv(env_job.data());
+    ::execv(spec.init_path.c_str(), argv.data());
+    int e = errno;
+    (void)!::write(3, &e, sizeof e);
+    ::_exit(127);
+  }
+  st_w.reset();
+  out_w.reset();
+  err_w.reset();
+  int e = 0;
+  ssize_t n;
+  do n = ::read(st_r.get(), &e, sizeof e);
+  while (n < 0 && errno == EINTR);
+  if (n == sizeof e) {
+    int status_code;
+    ::waitpid(pid, &status_code, 0);
+    return Error{"cannot run '" + spec.command[0] + "': " + std::strerror(e), e,
+                 e == ENOENT ? "check the command's name and PATH" : ""};
+  }
+  return Launched{pid, std::move(out_r), std::move(err_r)};
+}
+
+}  // namespace cryo::job

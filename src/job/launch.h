@@ -1,0 +1,35 @@
+// Starting a job: a new PID namespace (and optionally a private network
+// namespace) whose PID 1 is cryo-init, running the command in its own
+// session with stdout and stderr on pipes that the supervisor reads.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "base/fd.h"
+#include "base/result.h"
+
+namespace cryo::job {
+
+struct LaunchSpec {
+  std::vector<std::string> command;
+  std::string job_name;     // exported to the job as CRYO_JOB
+  bool private_net = false;
+  std::string init_path;    // the cryo-init executable
+};
+
+struct Launched {
+  pid_t pid = 0;  // host PID of the job's init
+  UniqueFd out, err;  // read ends of its stdout and stderr
+};
+
+// Returns once the command has been executed (or failed to be: the error
+// then says why, as execvp saw it).
+Result<Launched> launch(const LaunchSpec& spec);
+
+// Where cryo-init is: $CRYO_INIT, else next to the running cryo.
+std::string default_init_path();
+
+}  // namespace cryo::job

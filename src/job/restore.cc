@@ -1,0 +1,75 @@
+#include "job/restore.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include "base/sys.h"
+#include "criu/client.h"
+#include "job/files.h"
+
+namespace cryo::job {
+
+Result<Restored> restore_job(RestoreRun& run) {
+  store::JobDir& dir = *run.dir;
+  auto version = criu::probe(run.criu_path);
+  if (!version) return version.error();
+  CRYO_TRY(dir.verify(run.id, run.progress));
+  auto m = dir.load_manifest(run.id);
+  if (!m) return m.error();
+  std::string ckpt = dir.checkpoint_dir(run.id);
+
+  // Output logs back to their size at the checkpoint: what the job wrote
+  // after it is written again by the restored job.
+  Restored r;
+  std::vector<std::pair<std::string, int>> inherit;
+  std::vector<UniqueFd> write_ends;
+  const auto& outputs = m->job_state.at("outputs");
+  for (const char* name : {"stdout", "stderr"}) {
+    if (!outputs.contains(name)) continue;
+    uint64_t size = outputs[name].at("size");
+    std::string log = dir.file(std::string(name) + ".log");
+    auto fd = sys::open(log, O_WRONLY | O_CREAT, 0600);
+    if (!fd) return fd.error();
+    auto st = sys::fstat(fd->get(), "'" + log + "'");
+    if (!st) return st.error();
+    if (static_cast<uint64_t>(st->st_size) < size)
+      return make_error("the job's output '" + log + "' is shorter than at checkpoint " + run.id +
+                        " (" + std::to_string(st->st_size) + " < " + std::to_string(size) + " bytes)")
+          .with_hint("it was truncated or replaced since; put it back, or move it aside to start the log anew");
+    if (::ftruncate(fd->get(), static_cast<off_t>(size)) < 0) return sys_error("cannot truncate '" + log + "'");
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) < 0) return sys_error("cannot create a pipe");
+    UniqueFd rd(p[0]), wr(p[1]);
+    inherit.emplace_back(outputs[name].at("pipe").get<std::string>(), wr.get());
+    auto o = open_output(dir.path(), name, std::move(rd), run.tee ? (std::string(name) == "stdout" ? 1 : 2) : -1);
+    if (!o) return o.error();
+    r.outputs.push_back(std::move(*o));
+    write_ends.push_back(std::move(wr));
+  }
+  CRYO_TRY(put_back_files(saved_files_from_json(m->job_state.value("files", nlohmann::json::array())), ckpt));
+
+  CRYO_TRY(sys::mkdir_p(dir.file("logs"), 0700));
+  auto images = sys::open_dir(ckpt + "/images");
+  if (!images) return images.error();
+  auto work = sys::open_dir(dir.file("logs"));
+  if (!work) return work.error();
+  std::string log_name = "criu-restore-" + run.id + "-" + std::to_string(static_cast<long>(sys::now())) + ".log";
+
+  std::vector<int> keep;
+  for (const auto& [key, fd] : inherit) keep.push_back(fd);
+  auto session = criu::Session::start(run.criu_path, keep);
+  if (!session) return session.error();
+  criu::RestoreRequest req;
+  req.images_dir_fd = images->get();
+  req.work_dir_fd = work->get();
+  req.log_file = log_name;
+  req.tcp_established = m->job_state.value("tcp_established", false);
+  req.inherit = inherit;
+  if (run.progress) run.progress("restoring", 0, m->total_bytes);
+  auto pid = session->restore(req, dir.file("logs/" + log_name));
+  if (!pid) return pid.error();
+  r.pid = *pid;
+  return r;
+}
+
+}  // namespace cryo::job

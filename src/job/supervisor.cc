@@ -1,0 +1,342 @@
+#include "job/supervisor.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/file.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <fmt/format.h>
+
+#include "base/duration.h"
+#include "base/log.h"
+#include "base/sys.h"
+#include "job/checkpoint.h"
+#include "job/control.h"
+#include "job/files.h"
+
+namespace cryo::job {
+
+Result<UniqueFd> lock_job(const store::JobDir& dir) {
+  auto fd = sys::open(dir.file("lock"), O_RDWR | O_CREAT, 0600);
+  if (!fd) return fd.error();
+  if (::flock(fd->get(), LOCK_EX | LOCK_NB) < 0) {
+    auto st = load_state(dir);
+    std::string who = st ? fmt::format(" (supervisor pid {} on {})", st->supervisor_pid, st->host) : "";
+    return make_error("job '" + dir.name() + "' is running" + who)
+        .with_hint("'cryo checkpoint " + dir.name() + " --stop' stops it at a checkpoint");
+  }
+  return fd;
+}
+
+void event(const store::JobDir& dir, const std::string& line, bool quiet) {
+  std::string text = sys::iso_time(sys::now()) + " " + line + "\n";
+  if (auto fd = sys::open(dir.file("cryo.log"), O_WRONLY | O_CREAT | O_APPEND, 0600))
+    (void)sys::write_all(fd->get(), text, "cryo.log");
+  if (!quiet) {
+    std::string out = "cryo: " + line + "\n";
+    (void)sys::write_all(2, out, "stderr");
+  }
+}
+
+namespace {
+
+int signal_number(const std::string& name) {
+  std::string n = name.rfind("SIG", 0) == 0 ? name.substr(3) : name;
+  for (int s = 1; s < NSIG; s++)
+    if (const char* abbrev = sigabbrev_np(s); abbrev && n == abbrev) return s;
+  return 0;
+}
+
+class Supervisor {
+ public:
+  explicit Supervisor(Supervised s) : s_(std::move(s)), dir_(*s_.dir) {}
+  int run();
+
+ private:
+  void on_signal();
+  void on_control();
+  void start_checkpoint(int client_fd, bool stop, bool tcp);
+  void worker_ended(int status);
+  void job_ended(int status);
+  void reply_status(int fd);
+  int finish();
+
+  Supervised s_;
+  store::JobDir& dir_;
+  UniqueFd sigfd_, listen_, timer_;
+  int checkpoint_signal_ = 0;
+
+  pid_t worker_ = -1;
+  UniqueFd worker_resume_;  // readable when the worker lets output flow again
+  bool worker_stop_ = false;
+  double worker_started_ = 0;
+  bool worker_client_ = false;
+
+  bool job_done_ = false;
+  int job_status_ = 0;
+  bool stopped_ = false;
+  double next_checkpoint_ = 0;
+};
+
+int Supervisor::run() {
+  sigset_t mask;
+  sigemptyset(&mask);
+  for (int sig : {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGCONT}) sigaddset(&mask, sig);
+  if (!s_.config.checkpoint_on.empty()) {
+    checkpoint_signal_ = signal_number(s_.config.checkpoint_on);
+    if (checkpoint_signal_) sigaddset(&mask, checkpoint_signal_);
+  }
+  ::sigprocmask(SIG_BLOCK, &mask, nullptr);
+  sigfd_.reset(::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK));
+
+  auto l = control_listen(dir_.path());
+  if (!l) {
+    event(dir_, "warning: " + l.error().message + "; 'cryo checkpoint' and 'cryo status' will not reach this job, ignoring", s_.quiet);
+  } else {
+    listen_ = std::move(*l);
+  }
+  if (s_.config.every > 0) {
+    timer_.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+    struct itimerspec its {};
+    its.it_value.tv_sec = static_cast<time_t>(s_.config.every);
+    its.it_value.tv_nsec = static_cast<long>((s_.config.every - static_cast<double>(its.it_value.tv_sec)) * 1e9);
+    its.it_interval = its.it_value;
+    ::timerfd_settime(timer_.get(), 0, &its, nullptr);
+    next_checkpoint_ = sys::now() + s_.config.every;
+  }
+  s_.state.supervisor_pid = ::getpid();
+  s_.state.host = sys::hostname();
+  s_.state.since = sys::now();
+  if (auto st = save_state(dir_, s_.state); !st)
+    event(dir_, "warning: " + st.error().message + ", ignoring", s_.quiet);
+
+  // A job that ended while we were setting up is noticed at the first SIGCHLD
+  // check below, since the signal is blocked and pending.
+  for (;;) {
+    bool outputs_open = false;
+    std::vector<pollfd> pfds;
+    pfds.push_back({sigfd_.get(), POLLIN, 0});
+    pfds.push_back({listen_.valid() ? listen_.get() : -1, POLLIN, 0});
+    pfds.push_back({timer_.valid() ? timer_.get() : -1, POLLIN, 0});
+    pfds.push_back({worker_resume_.valid() ? worker_resume_.get() : -1, POLLIN, 0});
+    size_t first_output = pfds.size();
+    for (auto& o : s_.outputs) {
+      bool readable = !o.eof && !worker_resume_.valid();
+      outputs_open |= !o.eof;
+      pfds.push_back({readable ? o.pipe.get() : -1, POLLIN, 0});
+    }
+    if (job_done_ && worker_ < 0) {
+      // Whatever is left in the pipes belongs to the job's last moments.
+      for (auto& o : s_.outputs)
+        if (!o.eof) (void)drain(o);
+      return finish();
+    }
+    (void)outputs_open;
+    int n = ::poll(pfds.data(), pfds.size(), -1);
+    if (n < 0 && errno != EINTR) {
+      event(dir_, std::string("poll failed: ") + std::strerror(errno), s_.quiet);
+      return 1;
+    }
+    if (pfds[0].revents) on_signal();
+    if (pfds[1].revents) on_control();
+    if (pfds[2].revents) {
+      uint64_t ticks;
+      (void)!::read(timer_.get(), &ticks, sizeof ticks);
+      next_checkpoint_ = sys::now() + s_.config.every;
+      if (worker_ < 0 && !job_done_) start_checkpoint(-1, false, s_.config.tcp_established);
+    }
+    if (pfds[3].revents) worker_resume_.reset();
+    for (size_t i = 0; i < s_.outputs.size(); i++)
+      if (pfds[first_output + i].revents) {
+        if (auto st = drain(s_.outputs[i]); !st) {
+          event(dir_, st.error().message + ", ignoring", s_.quiet);
+          s_.outputs[i].eof = true;
+        }
+      }
+  }
+}
+
+void Supervisor::on_signal() {
+  signalfd_siginfo si;
+  while (::read(sigfd_.get(), &si, sizeof si) == sizeof si) {
+    int sig = static_cast<int>(si.ssi_signo);
+    if (sig == SIGCHLD) {
+      int status;
+      pid_t p;
+      while ((p = ::waitpid(-1, &status, WNOHANG)) > 0) {
+        if (p == s_.state.job_pid) job_ended(status);
+        else if (p == worker_) worker_ended(status);
+      }
+    } else if (sig == checkpoint_signal_) {
+      event(dir_, fmt::format("received {}: checkpointing", s_.config.checkpoint_on), s_.quiet);
+      if (worker_ < 0 && !job_done_) start_checkpoint(-1, false, s_.config.tcp_established);
+    } else if (!job_done_) {
+      ::kill(s_.state.job_pid, sig);
+    }
+  }
+}
+
+void Supervisor::on_control() {
+  UniqueFd c(::accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  if (!c.valid()) return;
+  struct timeval tv {2, 0};
+  ::setsockopt(c.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  control::Request req;
+  if (!recv_message(c.get(), req).ok()) return;
+  if (req.version() != kControlVersion) {
+    send_failure(c.get(), make_error(fmt::format("this job's supervisor speaks control protocol {}, the client {}",
+                                                 kControlVersion, req.version()))
+                              .with_hint("use the same cryo version for the job and the command"));
+    return;
+  }
+  if (req.has_status()) return reply_status(c.get());
+  if (req.has_checkpoint()) {
+    if (job_done_) {
+      send_failure(c.get(), make_error("job '" + dir_.name() + "' has just ended; nothing to checkpoint"));
+      return;
+    }
+    if (worker_ >= 0) {
+      send_failure(c.get(), make_error(fmt::format("a checkpoint of job '{}' is already in progress (for {})",
+                                                   dir_.name(), format_duration(sys::now() - worker_started_)))
+                                .with_hint("wait for it to finish, then try again"));
+      return;
+    }
+    start_checkpoint(c.get(), req.checkpoint().stop(), req.checkpoint().tcp_established() || s_.config.tcp_established);
+  }
+}
+
+void Supervisor::reply_status(int fd) {
+  control::Reply r;
+  auto* st = r.mutable_status();
+  st->set_state(worker_ >= 0 ? "checkpointing" : "running");
+  st->set_supervisor_pid(::getpid());
+  st->set_job_pid(s_.state.job_pid);
+  st->set_started(s_.state.since);
+  if (next_checkpoint_ > 0) st->set_next_checkpoint(next_checkpoint_);
+  uint64_t rss = 0;
+  long page = ::sysconf(_SC_PAGESIZE);
+  for (pid_t p : process_tree(s_.state.job_pid)) {
+    auto statm = sys::read_file("/proc/" + std::to_string(p) + "/statm");
+    unsigned long size, resident;
+    if (statm && std::sscanf(statm->c_str(), "%lu %lu", &size, &resident) == 2) rss += resident * static_cast<uint64_t>(page);
+  }
+  st->set_rss_bytes(rss);
+  (void)send_message(fd, r);
+}
+
+void Supervisor::start_checkpoint(int client_fd, bool stop, bool tcp) {
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) < 0) {
+    if (client_fd >= 0) send_failure(client_fd, sys_error("cannot start a checkpoint"));
+    return;
+  }
+  UniqueFd rd(p[0]), wr(p[1]);
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    if (client_fd >= 0) send_failure(client_fd, sys_error("cannot start a checkpoint"));
+    return;
+  }
+  if (pid == 0) {
+    rd.reset();
+    CheckpointRun run;
+    run.dir = &dir_;
+    run.config = &s_.config;
+    run.job_pid = s_.state.job_pid;
+    for (auto& o : s_.outputs) run.outputs.push_back(&o);
+    run.criu_path = s_.criu_path;
+    run.stop = stop;
+    run.tcp_established = tcp;
+    run.client_fd = client_fd;
+    run.resume_fd = wr.release();
+    auto r = take_checkpoint(run);
+    int code;
+    if (r) {
+      std::string line = fmt::format("checkpoint {} committed: {} in {}, job frozen {}", r->id(),
+                                     format_bytes(static_cast<double>(r->bytes())), format_duration(r->seconds()),
+                                     format_duration(r->frozen_seconds()));
+      if (r->removed_size() > 0) {
+        line += "; retention removed";
+        for (const auto& id : r->removed()) line += " " + id;
+      }
+      if (r->stopped()) line += "; job stopped, continue it with 'cryo restore " + dir_.name() + "'";
+      event(dir_, line, s_.quiet);
+      if (client_fd >= 0) {
+        control::Reply reply;
+        *reply.mutable_checkpoint() = *r;
+        (void)send_message(client_fd, reply);
+      }
+      code = r->stopped() ? 2 : 0;
+    } else {
+      event(dir_, "checkpoint failed: " + r.error().message + (r.error().hint.empty() ? "" : " (" + r.error().hint + ")") +
+                      "; the job keeps running and earlier checkpoints are unchanged", s_.quiet);
+      if (client_fd >= 0) send_failure(client_fd, r.error());
+      code = 1;
+    }
+    ::_exit(code);
+  }
+  worker_ = pid;
+  worker_resume_ = std::move(rd);
+  worker_stop_ = stop;
+  worker_started_ = sys::now();
+  worker_client_ = client_fd >= 0;
+}
+
+void Supervisor::worker_ended(int status) {
+  worker_ = -1;
+  worker_resume_.reset();
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 2) stopped_ = true;
+  if (WIFSIGNALED(status)) {
+    event(dir_, fmt::format("checkpoint failed: its worker was killed by signal {}; the job keeps running and "
+                            "earlier checkpoints are unchanged", WTERMSIG(status)), s_.quiet);
+    // Its half-written checkpoint is removed by the next one; do it now.
+    if (auto ids = sys::list_dir(dir_.file("checkpoints")))
+      for (const auto& n : *ids)
+        if (n.rfind(".tmp-", 0) == 0 && !sys::pid_alive(std::atoi(n.substr(n.rfind('-') + 1).c_str())))
+          (void)sys::remove_tree(dir_.file("checkpoints/" + n));
+  }
+}
+
+void Supervisor::job_ended(int status) {
+  job_done_ = true;
+  job_status_ = status;
+}
+
+int Supervisor::finish() {
+  JobState& st = s_.state;
+  st.since = sys::now();
+  int code;
+  if (stopped_) {
+    st.state = State::stopped;
+    auto latest = dir_.latest_id();
+    st.message = "stopped at checkpoint " + (latest ? *latest : std::string("?"));
+    code = kExitStopped;
+  } else if (WIFEXITED(job_status_)) {
+    st.state = State::finished;
+    st.exit_code = WEXITSTATUS(job_status_);
+    code = st.exit_code;
+    event(dir_, fmt::format("job '{}' finished with exit status {}", dir_.name(), code), s_.quiet);
+  } else {
+    int sig = WTERMSIG(job_status_);
+    st.state = State::failed;
+    st.exit_code = 128 + sig;
+    st.message = fmt::format("the job was killed by signal {} ({})", sig, sigabbrev_np(sig) ? sigabbrev_np(sig) : "?");
+    code = st.exit_code;
+    event(dir_, fmt::format("job '{}' was killed by signal {}; 'cryo restore {}' continues it from its latest checkpoint",
+                            dir_.name(), sig, dir_.name()), s_.quiet);
+  }
+  if (auto r = save_state(dir_, st); !r) event(dir_, "warning: " + r.error().message, s_.quiet);
+  if (listen_.valid()) ::unlink(dir_.file("control.sock").c_str());
+  return code;
+}
+
+}  // namespace
+
+int supervise(Supervised s) { return Supervisor(std::move(s)).run(); }
+
+}  // namespace cryo::job

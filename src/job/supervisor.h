@@ -1,0 +1,49 @@
+// The supervisor: the process that 'cryo run' and 'cryo restore' become.
+// It stays outside the dumped tree and
+//   - appends the job's output to its logs,
+//   - answers 'cryo status' and 'cryo checkpoint' on the control socket,
+//   - takes periodic and signal-triggered checkpoints,
+//   - forwards other signals to the job,
+//   - records the job's state, and exits with the job's exit status.
+// Each checkpoint runs in a forked worker (job/checkpoint.h), one at a time.
+#pragma once
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+#include "base/fd.h"
+#include "base/result.h"
+#include "job/config.h"
+#include "job/output.h"
+#include "store/store.h"
+
+namespace cryo::job {
+
+// The exit status of cryo when the job was stopped at a checkpoint and can
+// be continued with 'cryo restore' (EX_TEMPFAIL).
+inline constexpr int kExitStopped = 75;
+
+// Takes the job's lock, held by its supervisor for its whole life.  Fails
+// if another supervisor holds it.
+Result<UniqueFd> lock_job(const store::JobDir& dir);
+
+struct Supervised {
+  store::JobDir* dir = nullptr;
+  JobConfig config;
+  JobState state;  // as it starts: running, with pids filled in
+  std::vector<Output> outputs;
+  std::string criu_path;
+  UniqueFd lock;
+  bool quiet = false;  // no event lines on stderr
+};
+
+// Runs until the job ends (or is stopped at a checkpoint); returns cryo's
+// exit status.
+int supervise(Supervised s);
+
+// Appends a timestamped line to <job dir>/cryo.log, and to stderr unless quiet.
+void event(const store::JobDir& dir, const std::string& line, bool quiet);
+
+}  // namespace cryo::job
