@@ -4,14 +4,20 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <fstream>
 #include <string>
 
 namespace cryo {
 
 void fault_point(const char* name) {
   const char* env = std::getenv("CRYO_FAULT");
-  if (!env) return;
-  std::string list = std::string(",") + env + ",";
+  if (!env || !*env) return;
+  std::string spec = env;
+  if (spec[0] == '@') {  // the names are in a file, so a test can arm a running process
+    std::ifstream f(spec.substr(1));
+    std::getline(f, spec);
+  }
+  std::string list = "," + spec + ",";
   if (list.find(std::string(",") + name + ",") == std::string::npos) return;
   ::kill(::getpid(), SIGKILL);
   ::pause();

@@ -1,0 +1,182 @@
+// Bad input gets a clear one-line error, a non-zero exit, and loses nothing.
+#include <signal.h>
+#include <sys/mount.h>
+#include <fcntl.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+
+#include "harness.h"
+
+namespace cryo::test {
+namespace {
+
+namespace fs = std::filesystem;
+using ErrorTest = CryoTest;
+
+TEST_F(ErrorTest, UnknownJob) {
+  std::string err;
+  for (auto verb : {"status", "checkpoint", "restore", "verify", "rm"}) {
+    EXPECT_EQ(cryo({verb, "nosuchjob"}, nullptr, &err), 1) << verb;
+    EXPECT_NE(err.find("no job named 'nosuchjob'"), std::string::npos) << err;
+  }
+}
+
+TEST_F(ErrorTest, FinishedJob) {
+  go("done");
+  EXPECT_EQ(cryo({"run", "--name", "done", "--quiet", "--", prog("counter"), go_file("done")}), 0);
+  std::string err;
+  EXPECT_EQ(cryo({"checkpoint", "done"}, nullptr, &err), 1);
+  EXPECT_NE(err.find("has finished (exit status 0)"), std::string::npos) << err;
+  EXPECT_EQ(cryo({"restore", "done"}, nullptr, &err), 1);
+  EXPECT_NE(err.find("has no checkpoint"), std::string::npos) << err;
+}
+
+TEST_F(ErrorTest, CommandNotFound) {
+  std::string err;
+  EXPECT_EQ(cryo({"run", "--name", "x", "--", "/no/such/program"}, nullptr, &err), 127);
+  EXPECT_NE(err.find("cannot run '/no/such/program': No such file or directory"), std::string::npos) << err;
+}
+
+TEST_F(ErrorTest, SecondCheckpointWhileOneRunsIsRefused) {
+  pid_t run = spawn({"run", "--name", "big", "--", prog("memhog"), go_file("big"), "512"});
+  ASSERT_TRUE(wait_for("big", "READY", 60));
+  pid_t first = ::fork();
+  if (first == 0) {
+    ::execl(CRYO_BIN, CRYO_BIN, "--store", store_.c_str(), "checkpoint", "big", "--quiet", nullptr);
+    ::_exit(127);
+  }
+  std::string err;
+  int rc = 0;
+  for (int i = 0; i < 200; i++) {  // until the first one is seen running
+    rc = cryo({"checkpoint", "big"}, nullptr, &err);
+    if (err.find("already in progress") != std::string::npos) break;
+  }
+  EXPECT_EQ(rc, 1);
+  EXPECT_NE(err.find("already in progress"), std::string::npos) << err;
+  int st;
+  ::waitpid(first, &st, 0);
+  go("big");
+  EXPECT_EQ(wait_exit(run, 120), 0);
+}
+
+TEST_F(ErrorTest, ReadOnlyStore) {
+  std::string ro = work_ + "/ro";
+  fs::create_directory(ro);
+  ASSERT_EQ(::mount("tmpfs", ro.c_str(), "tmpfs", MS_RDONLY, "size=1m"), 0);
+  std::string err;
+  int rc = cryo({"--store", ro + "/store", "run", "--name", "x", "--", prog("counter"), go_file("x")}, nullptr, &err);
+  ::umount(ro.c_str());
+  EXPECT_EQ(rc, 1);
+  EXPECT_NE(err.find("Read-only file system"), std::string::npos) << err;
+  EXPECT_NE(err.find("hint:"), std::string::npos) << err;
+}
+
+TEST_F(ErrorTest, FullStoreKeepsPreviousCheckpointAndJob) {
+  std::string small = work_ + "/small";
+  fs::create_directory(small);
+  ASSERT_EQ(::mount("tmpfs", small.c_str(), "tmpfs", 0, "size=64m"), 0);
+  store_ = small + "/store";  // cryo() and spawn() use it
+  pid_t run = spawn({"run", "--name", "full", "--", prog("memhog"), go_file("full"), "16"});
+  ASSERT_TRUE(wait_for("full", "READY", 60));
+  ASSERT_EQ(checkpoint("full"), "0001");
+  {  // leave about 1 MiB free
+    std::ofstream filler(small + "/filler");
+    std::string mib(1 << 20, 'x');
+    while (filler.write(mib.data(), mib.size())) {
+    }
+  }
+  fs::resize_file(small + "/filler", fs::file_size(small + "/filler") - (1 << 20));
+  std::string err;
+  EXPECT_EQ(cryo({"checkpoint", "full"}, nullptr, &err), 1);
+  EXPECT_NE(err.find("No space left on device"), std::string::npos) << err;
+  EXPECT_NE(err.find("disk is full"), std::string::npos) << err;
+  EXPECT_EQ(::kill(job_pid("full"), 0), 0) << "the job must keep running";
+  auto s = status("full");
+  EXPECT_EQ(s["latest"], "0001");
+  EXPECT_EQ(s["checkpoints"].size(), 1u);
+  EXPECT_EQ(cryo({"verify", "full"}), 0);
+  fs::remove(small + "/filler");
+  ::kill(job_pid("full"), SIGKILL);
+  wait_exit(run);
+  pid_t restore = spawn({"restore", "full"});
+  ASSERT_TRUE(wait_for("full", "READY"));
+  go("full");
+  EXPECT_EQ(wait_exit(restore), 0);
+  EXPECT_EQ(count("full", "PASS"), 1) << log("full");
+  std::string real_store = store_;
+  TearDown();  // stop everything before unmounting
+  store_.clear();
+  ::umount2(small.c_str(), MNT_DETACH);
+  fs::remove_all(work_);
+}
+
+TEST_F(ErrorTest, MissingCriuNamesTheFix) {
+  std::string err;
+  EXPECT_EQ(cryo({"run", "--name", "x", "--", "true"}, nullptr, &err, {{"CRYO_CRIU", "/nonexistent/criu"}}), 1);
+  EXPECT_NE(err.find("cannot run CRIU at '/nonexistent/criu'"), std::string::npos) << err;
+  EXPECT_NE(err.find("scripts/install-criu.sh"), std::string::npos) << err;
+  EXPECT_FALSE(fs::exists(store_ + "/x")) << "nothing is created when CRIU is missing";
+}
+
+TEST_F(ErrorTest, OldCriuNamesTheFix) {
+  if (!fs::exists("/usr/sbin/criu")) GTEST_SKIP() << "Debian's own criu package is not installed";
+  std::string err;
+  EXPECT_EQ(cryo({"--criu", "/usr/sbin/criu", "check"}, &err), 1);
+  EXPECT_NE(err.find("install-criu.sh"), std::string::npos) << err;
+  EXPECT_TRUE(err.find("too old") != std::string::npos || err.find("does not run on this kernel") != std::string::npos) << err;
+}
+
+TEST_F(ErrorTest, CorruptImageIsRefusedBeforeRestore) {
+  pid_t run = spawn({"run", "--name", "cor", "--", prog("counter"), go_file("cor")});
+  ASSERT_TRUE(wait_for("cor", "tick 5"));
+  ASSERT_EQ(checkpoint("cor", {"--stop"}), "0001");
+  EXPECT_EQ(wait_exit(run), 75);
+  std::string log_before = log("cor");
+  std::string dir = store_ + "/cor/checkpoints/0001/images";
+  std::string victim;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.path().filename().string().rfind("pages-", 0) == 0) victim = e.path();
+  ASSERT_FALSE(victim.empty());
+  {
+    std::fstream f(victim, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(100);
+    char c = static_cast<char>(f.get());
+    f.seekp(100);
+    f.put(static_cast<char>(c ^ 0x01));
+  }
+  std::string err;
+  EXPECT_EQ(cryo({"restore", "cor"}, nullptr, &err), 1);
+  EXPECT_NE(err.find(victim), std::string::npos) << err;
+  EXPECT_NE(err.find("damaged"), std::string::npos) << err;
+  EXPECT_EQ(log("cor"), log_before) << "a refused restore must change nothing";
+  EXPECT_EQ(status("cor")["state"], "stopped");
+  EXPECT_EQ(cryo({"verify", "cor"}), 1);
+}
+
+TEST_F(ErrorTest, AnotherUsersJobIsRefused) {
+  pid_t run = spawn({"run", "--name", "mine", "--", prog("counter"), go_file("mine")});
+  ASSERT_TRUE(wait_for("mine", "tick 3"));
+  ASSERT_EQ(checkpoint("mine", {"--stop"}), "0001");
+  wait_exit(run);
+  fs::permissions(store_, fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    int fd = ::open((work_ + "/nobody.err").c_str(), O_WRONLY | O_CREAT, 0666);
+    ::dup2(fd, 2);
+    if (::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(99);
+    ::execl(CRYO_BIN, CRYO_BIN, "--store", store_.c_str(), "restore", "mine", nullptr);
+    ::_exit(127);
+  }
+  int st;
+  ::waitpid(pid, &st, 0);
+  EXPECT_EQ(WEXITSTATUS(st), 1);
+  std::string err;
+  read_text(work_ + "/nobody.err", &err);
+  EXPECT_NE(err.find("belongs to user root"), std::string::npos) << err;
+}
+
+}  // namespace
+}  // namespace cryo::test

@@ -1,0 +1,52 @@
+// Drives the cryo binary the way a user does, and cleans up every process
+// it started, by PID.
+#pragma once
+
+#include <sys/types.h>
+
+#include <map>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+namespace cryo::test {
+
+class CryoTest : public ::testing::Test {
+ public:
+  void SetUp() override;
+  void TearDown() override;
+
+  // Runs cryo to completion; returns its exit status.  out gets stdout, err stderr.
+  int cryo(const std::vector<std::string>& args, std::string* out = nullptr, std::string* err = nullptr,
+           const std::map<std::string, std::string>& env = {});
+  // Starts cryo in the background (run or restore); its stderr goes to a file.
+  pid_t spawn(const std::vector<std::string>& args, const std::map<std::string, std::string>& env = {});
+  // Waits for a spawned cryo; returns its exit status, or -1 on timeout.
+  int wait_exit(pid_t pid, double timeout = 60);
+
+  std::string prog(const std::string& name) const { return std::string(CRYO_PROGS) + "/" + name; }
+  std::string go_file(const std::string& job) const { return work_ + "/go-" + job; }
+  void go(const std::string& job);
+  std::string log(const std::string& job) const;
+  // Waits until the job's stdout holds `text` `times` times.
+  bool wait_for(const std::string& job, const std::string& text, double timeout = 30, int times = 1);
+  int count(const std::string& job, const std::string& text) const;
+  // The largest N of lines "<word> N" in the job's stdout.
+  long last(const std::string& job, const std::string& word) const;
+  // Checks "<word> 1" .. "<word> N" appear each exactly once, in order.
+  void expect_sequence(const std::string& job, const std::string& word) const;
+  nlohmann::json status(const std::string& job);
+  pid_t job_pid(const std::string& job);
+  // Takes a checkpoint and expects success; returns its id.
+  std::string checkpoint(const std::string& job, const std::vector<std::string>& extra = {});
+
+  std::string store_, work_;
+  std::vector<pid_t> spawned_;
+  std::vector<std::string> jobs_;
+};
+
+bool read_text(const std::string& path, std::string* out);
+
+}  // namespace cryo::test

@@ -1,0 +1,159 @@
+// Jobs that carry their own state through checkpoint and restore.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <thread>
+
+#include "harness.h"
+
+namespace cryo::test {
+namespace {
+
+using JobTest = CryoTest;
+
+// The job keeps running after the checkpoint, is killed, and is restored:
+// it continues from the checkpointed counter, and no line appears twice.
+TEST_F(JobTest, CounterContinuesAfterKillAndRestore) {
+  pid_t run = spawn({"run", "--name", "c", "--", prog("counter"), go_file("c")});
+  ASSERT_TRUE(wait_for("c", "tick 20"));
+  ASSERT_EQ(checkpoint("c"), "0001");
+  long at_checkpoint = last("c", "tick");
+  ASSERT_TRUE(wait_for("c", "tick " + std::to_string(at_checkpoint + 25)));  // runs on, appending
+  ::kill(job_pid("c"), SIGKILL);
+  EXPECT_EQ(wait_exit(run), 128 + SIGKILL);
+  EXPECT_EQ(status("c")["state"], "failed");
+
+  pid_t restore = spawn({"restore", "c"});
+  ASSERT_TRUE(wait_for("c", "tick " + std::to_string(at_checkpoint + 40)));
+  go("c");
+  EXPECT_EQ(wait_exit(restore), 0);
+  EXPECT_EQ(count("c", "PASS"), 1);
+  EXPECT_EQ(count("c", "READY"), 1);  // never started again
+  expect_sequence("c", "tick");
+  auto s = status("c");
+  EXPECT_EQ(s["state"], "finished");
+  EXPECT_EQ(s["restores"], 1);
+}
+
+// Checkpoint with --stop, restore, check the job's state when it ends.
+void stop_and_restore(JobTest& t, const std::string& job, const std::vector<std::string>& cmd,
+                      const std::string& progress_word, std::vector<std::string> run_opts = {}) {
+  std::vector<std::string> args{"run", "--name", job};
+  args.insert(args.end(), run_opts.begin(), run_opts.end());
+  args.push_back("--");
+  args.insert(args.end(), cmd.begin(), cmd.end());
+  pid_t run = t.spawn(args);
+  ASSERT_TRUE(t.wait_for(job, "READY", 120));
+  if (!progress_word.empty()) {
+    ASSERT_TRUE(t.wait_for(job, progress_word + " 5", 60));
+  }
+  ASSERT_EQ(t.checkpoint(job, {"--stop"}), "0001");
+  EXPECT_EQ(t.wait_exit(run), 75);
+  EXPECT_EQ(t.status(job)["state"], "stopped");
+  long before = progress_word.empty() ? 0 : t.last(job, progress_word);
+  pid_t restore = t.spawn({"restore", job});
+  if (!progress_word.empty()) {
+    ASSERT_TRUE(t.wait_for(job, progress_word + " " + std::to_string(before + 5), 60));
+  }
+  t.go(job);
+  EXPECT_EQ(t.wait_exit(restore, 120), 0);
+  EXPECT_EQ(t.count(job, "READY"), 1);
+  EXPECT_EQ(t.count(job, "PASS"), 1) << t.log(job).substr(t.log(job).size() > 300 ? t.log(job).size() - 300 : 0);
+  if (!progress_word.empty()) t.expect_sequence(job, progress_word);
+}
+
+TEST_F(JobTest, OneGiBKeepsItsChecksum) {
+  stop_and_restore(*this, "mem", {prog("memhog"), go_file("mem"), "1024"}, "");
+  // The checksum printed after restore is the one printed before.
+  std::string l = log("mem");
+  auto before = l.substr(l.find("READY checksum=") + 15, 16);
+  EXPECT_NE(l.find("PASS checksum=" + before), std::string::npos) << l;
+}
+
+TEST_F(JobTest, PthreadsContinue) { stop_and_restore(*this, "thr", {prog("threads"), go_file("thr")}, ""); }
+
+TEST_F(JobTest, OpenMPContinues) { stop_and_restore(*this, "omp", {prog("openmp"), go_file("omp")}, "iter"); }
+
+TEST_F(JobTest, ProcessTreeJoinedByPipes) { stop_and_restore(*this, "tree", {prog("pipetree"), go_file("tree")}, "round"); }
+
+// The job's own result file, appended after the checkpoint, is put back.
+TEST_F(JobTest, ResultFileWrittenOnceEachLine) {
+  std::string result = work_ + "/result.txt";
+  pid_t run = spawn({"run", "--name", "rf", "--", prog("resultfile"), go_file("rf"), result});
+  ASSERT_TRUE(wait_for("rf", "wrote 10"));
+  ASSERT_EQ(checkpoint("rf"), "0001");
+  long at = last("rf", "wrote");
+  ASSERT_TRUE(wait_for("rf", "wrote " + std::to_string(at + 20)));
+  ::kill(job_pid("rf"), SIGKILL);
+  wait_exit(run);
+  pid_t restore = spawn({"restore", "rf"});
+  ASSERT_TRUE(wait_for("rf", "wrote " + std::to_string(at + 30)));
+  go("rf");
+  EXPECT_EQ(wait_exit(restore), 0);
+  EXPECT_EQ(count("rf", "PASS"), 1) << log("rf");
+  expect_sequence("rf", "wrote");
+}
+
+std::string ask(int port) {
+  int s = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_port = htons(static_cast<uint16_t>(port));
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  std::string out;
+  if (::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0) {
+    char buf[64];
+    ssize_t n = ::read(s, buf, sizeof buf);
+    if (n > 0) out.assign(buf, static_cast<size_t>(n));
+  }
+  ::close(s);
+  return out;
+}
+
+// A listening socket and an established loopback connection survive.
+TEST_F(JobTest, TcpListenerOnLoopback) {
+  int port = 20000 + ::getpid() % 20000;
+  pid_t run = spawn({"run", "--name", "tcp", "--tcp-established", "--", prog("tcpserver"), go_file("tcp"), std::to_string(port)});
+  ASSERT_TRUE(wait_for("tcp", "tick 10"));
+  ASSERT_EQ(checkpoint("tcp", {"--stop"}), "0001");
+  EXPECT_EQ(wait_exit(run), 75);
+  long before = last("tcp", "tick");
+  pid_t restore = spawn({"restore", "tcp"});
+  ASSERT_TRUE(wait_for("tcp", "tick " + std::to_string(before + 3)));
+  std::string reply = ask(port);
+  ASSERT_EQ(reply.rfind("count ", 0), 0u) << "no answer on port " << port;
+  EXPECT_GT(std::atol(reply.c_str() + 6), before);
+  go("tcp");
+  EXPECT_EQ(wait_exit(restore), 0);
+  EXPECT_EQ(count("tcp", "PASS"), 1) << log("tcp");
+  expect_sequence("tcp", "tick");
+}
+
+TEST_F(JobTest, PeriodicCheckpointsWithRetention) {
+  pid_t run = spawn({"run", "--name", "per", "--every", "1s", "--keep", "2", "--", prog("counter"), go_file("per")});
+  // Wait for the fourth periodic checkpoint.
+  std::string cryo_log;
+  for (int i = 0; i < 300 && (read_text(store_ + "/per/cryo.log", &cryo_log), cryo_log.find("checkpoint 0004 committed") == std::string::npos); i++)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_NE(cryo_log.find("checkpoint 0004 committed"), std::string::npos) << cryo_log;
+  auto s = status("per");
+  ASSERT_LE(s["checkpoints"].size(), 3u);  // 2 kept, and perhaps one more committed a moment ago
+  EXPECT_GE(s["checkpoints"].size(), 2u);
+  EXPECT_EQ(s["checkpoints"].back()["id"], s["latest"]);
+  EXPECT_GE(s["latest"].get<std::string>(), "0004");
+  EXPECT_EQ(cryo({"verify", "per", "--all"}), 0);
+  ::kill(job_pid("per"), SIGKILL);
+  wait_exit(run);
+  pid_t restore = spawn({"restore", "per"});
+  long at = last("per", "tick");
+  ASSERT_TRUE(wait_for("per", "tick " + std::to_string(at + 10)));
+  go("per");
+  EXPECT_EQ(wait_exit(restore), 0);
+  expect_sequence("per", "tick");
+}
+
+}  // namespace
+}  // namespace cryo::test
