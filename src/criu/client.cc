@@ -91,11 +91,13 @@ Error failure(const std::string& what, const ::criu_resp& resp, const std::strin
     auto r = sys::read_file(log_path);
     if (r) log = *r;
   }
+  // The log's last real error says more than cr_errmsg, which holds the
+  // first error CRIU logged (often the harmless RLIMIT_NOFILE one here).
   std::string msg = what + " failed";
-  if (resp.has_cr_errmsg() && !resp.cr_errmsg().empty())
-    msg += ": " + resp.cr_errmsg();
-  else if (std::string errs = last_errors(log, 1); !errs.empty())
+  if (std::string errs = last_errors(log, 2); !errs.empty())
     msg += ": " + errs;
+  else if (resp.has_cr_errmsg() && !resp.cr_errmsg().empty() && resp.cr_errmsg().find("RLIMIT_NOFILE") == std::string::npos)
+    msg += ": " + resp.cr_errmsg();
   else if (resp.has_cr_errno() && resp.cr_errno() != 0)
     msg += std::string(": ") + std::strerror(resp.cr_errno());
   Error e{msg, resp.has_cr_errno() ? resp.cr_errno() : 0, {}};

@@ -116,8 +116,9 @@ int Supervisor::run() {
   if (auto st = save_state(dir_, s_.state); !st)
     event(dir_, "warning: " + st.error().message + ", ignoring", s_.quiet);
 
-  // A job that ended while we were setting up is noticed at the first SIGCHLD
-  // check below, since the signal is blocked and pending.
+  // A job that ended before SIGCHLD was blocked sent its signal to nobody.
+  int early;
+  if (::waitpid(s_.state.job_pid, &early, WNOHANG) == s_.state.job_pid) job_ended(early);
   for (;;) {
     bool outputs_open = false;
     std::vector<pollfd> pfds;

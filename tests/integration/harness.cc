@@ -2,9 +2,11 @@
 
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -45,8 +47,20 @@ void CryoTest::TearDown() {
     ::kill(p, SIGKILL);
     ::waitpid(p, nullptr, 0);
   }
+  for (const auto& m : mounts_) {
+    ::umount2(m.c_str(), MNT_DETACH);
+    fs::remove(m);
+  }
   fs::remove_all(store_);
   fs::remove_all(work_);
+}
+
+std::string CryoTest::mount_tmpfs(const std::string& options, unsigned long flags) {
+  char t[] = "/tmp/cryo-it-mnt-XXXXXX";
+  std::string dir = ::mkdtemp(t);
+  EXPECT_EQ(::mount("tmpfs", dir.c_str(), "tmpfs", flags, options.c_str()), 0) << dir;
+  mounts_.push_back(dir);
+  return dir;
 }
 
 namespace {
@@ -72,7 +86,7 @@ pid_t start(const std::vector<std::string>& args, const std::string& store,
 
 int CryoTest::cryo(const std::vector<std::string>& args, std::string* out, std::string* err,
                    const std::map<std::string, std::string>& env) {
-  static int n = 0;
+  static std::atomic<int> n = 0;
   std::string o = work_ + "/cmd-" + std::to_string(++n) + ".out", e = o + ".err";
   int ofd = ::open(o.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   int efd = ::open(e.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);

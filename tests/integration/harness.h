@@ -42,7 +42,11 @@ class CryoTest : public ::testing::Test {
   // Takes a checkpoint and expects success; returns its id.
   std::string checkpoint(const std::string& job, const std::vector<std::string>& extra = {});
 
+  // A fresh tmpfs, unmounted by TearDown (after the jobs on it are gone).
+  std::string mount_tmpfs(const std::string& options, unsigned long flags = 0);
+
   std::string store_, work_;
+  std::vector<std::string> mounts_;
   std::vector<pid_t> spawned_;
   std::vector<std::string> jobs_;
 };

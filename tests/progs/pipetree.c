@@ -23,9 +23,15 @@ int main(int argc, char** argv) {
   pid_t k1 = fork();
   if (k1 == 0) { /* child: a -> b, and its own child: b -> c */
     pid_t k2 = fork();
-    if (k2 == 0) relay(b[0], c[1]);
+    if (k2 == 0) {
+      close(a[0]), close(a[1]), close(b[1]), close(c[0]);
+      relay(b[0], c[1]);
+    }
+    close(a[1]), close(b[0]), close(c[0]), close(c[1]);
     relay(a[0], b[1]);
   }
+  /* only the ends it uses, so that closing a[1] ends the ring by EOF */
+  close(a[0]), close(b[0]), close(b[1]), close(c[1]);
   unsigned long long v = 0, rounds = 0;
   printf("READY\n");
   while (!go_file_exists(argv[1])) {
