@@ -64,7 +64,7 @@ cat > "$work/sources.list" <<SRC
 deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $archive unstable main
 deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $archive trixie main
 SRC
-apt_opts=(-o "Dir::Etc::sourcelist=$work/sources.list" -o Dir::Etc::sourceparts=- \
+apt_opts=(-o APT::Sandbox::User=root -o "Dir::Etc::sourcelist=$work/sources.list" -o Dir::Etc::sourceparts=- \
           -o "Dir::State::Lists=$work/lists" -o "Dir::Cache=$work/cache")
 say "reading the package lists of Debian unstable and trixie"
 apt-get "${apt_opts[@]}" update >/dev/null
