@@ -28,18 +28,6 @@ void send_progress(int fd, const std::string& phase, uint64_t done, uint64_t tot
   (void)send_message(fd, r);
 }
 
-uint64_t tree_rss(pid_t root) {
-  uint64_t total = 0;
-  long page = ::sysconf(_SC_PAGESIZE);
-  for (pid_t p : process_tree(root)) {
-    auto statm = sys::read_file("/proc/" + std::to_string(p) + "/statm");
-    if (!statm) continue;
-    unsigned long size, resident;
-    if (std::sscanf(statm->c_str(), "%lu %lu", &size, &resident) == 2) total += resident * static_cast<uint64_t>(page);
-  }
-  return total;
-}
-
 void resume_output(int& fd) {
   if (fd < 0) return;
   (void)!::write(fd, "r", 1);

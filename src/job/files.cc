@@ -4,6 +4,7 @@
 #include <sys/sendfile.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <set>
 #include <sstream>
 
@@ -26,6 +27,17 @@ std::vector<pid_t> process_tree(pid_t root) {
     }
   }
   return out;
+}
+
+uint64_t tree_rss(pid_t root) {
+  uint64_t total = 0;
+  uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  for (pid_t p : process_tree(root)) {
+    auto statm = sys::read_file("/proc/" + std::to_string(p) + "/statm");
+    unsigned long size, resident;
+    if (statm && std::sscanf(statm->c_str(), "%lu %lu", &size, &resident) == 2) total += resident * page;
+  }
+  return total;
 }
 
 namespace {

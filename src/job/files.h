@@ -27,6 +27,8 @@ struct SavedFile {
 
 // Every task in the tree rooted at root (host PID), root included.
 std::vector<pid_t> process_tree(pid_t root);
+// Resident memory of the whole tree, in bytes.
+uint64_t tree_rss(pid_t root);
 
 // Copies the regular files that the tree has open for writing into
 // ckpt_dir/files/.  The tree must be frozen.

@@ -220,14 +220,7 @@ void Supervisor::reply_status(int fd) {
   st->set_job_pid(s_.state.job_pid);
   st->set_started(s_.state.since);
   if (next_checkpoint_ > 0) st->set_next_checkpoint(next_checkpoint_);
-  uint64_t rss = 0;
-  long page = ::sysconf(_SC_PAGESIZE);
-  for (pid_t p : process_tree(s_.state.job_pid)) {
-    auto statm = sys::read_file("/proc/" + std::to_string(p) + "/statm");
-    unsigned long size, resident;
-    if (statm && std::sscanf(statm->c_str(), "%lu %lu", &size, &resident) == 2) rss += resident * static_cast<uint64_t>(page);
-  }
-  st->set_rss_bytes(rss);
+  st->set_rss_bytes(tree_rss(s_.state.job_pid));
   (void)send_message(fd, r);
 }
 
