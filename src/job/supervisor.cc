@@ -120,7 +120,6 @@ int Supervisor::run() {
   int early;
   if (::waitpid(s_.state.job_pid, &early, WNOHANG) == s_.state.job_pid) job_ended(early);
   for (;;) {
-    bool outputs_open = false;
     std::vector<pollfd> pfds;
     pfds.push_back({sigfd_.get(), POLLIN, 0});
     pfds.push_back({listen_.valid() ? listen_.get() : -1, POLLIN, 0});
@@ -129,7 +128,6 @@ int Supervisor::run() {
     size_t first_output = pfds.size();
     for (auto& o : s_.outputs) {
       bool readable = !o.eof && !worker_resume_.valid();
-      outputs_open |= !o.eof;
       pfds.push_back({readable ? o.pipe.get() : -1, POLLIN, 0});
     }
     if (job_done_ && worker_ < 0) {
@@ -138,7 +136,6 @@ int Supervisor::run() {
         if (!o.eof) (void)drain(o);
       return finish();
     }
-    (void)outputs_open;
     int n = ::poll(pfds.data(), pfds.size(), -1);
     if (n < 0 && errno != EINTR) {
       event(dir_, std::string("poll failed: ") + std::strerror(errno), s_.quiet);
