@@ -5,6 +5,8 @@
 #include <ftw.h>
 #include <pwd.h>
 #include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
 #include <sys/utsname.h>
 #include <time.h>
 #include <unistd.h>
@@ -13,6 +15,8 @@
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
+
+#include <fmt/format.h>
 
 namespace cryo::sys {
 
@@ -253,6 +257,68 @@ std::string iso_time(double t) {
 std::string self_dir() {
   auto p = readlink("/proc/self/exe");
   return p ? dirname_of(*p) : ".";
+}
+
+Result<std::string> run_command(const std::vector<std::string>& argv, const std::string& input) {
+  std::string shown;
+  for (const auto& a : argv) shown += (shown.empty() ? "" : " ") + a;
+  int out[2], err[2];
+  if (::pipe2(out, O_CLOEXEC) < 0) return sys_error("cannot run '" + shown + "'");
+  if (::pipe2(err, O_CLOEXEC) < 0) {
+    ::close(out[0]);
+    ::close(out[1]);
+    return sys_error("cannot run '" + shown + "'");
+  }
+  UniqueFd out_r(out[0]), out_w(out[1]), err_r(err[0]), err_w(err[1]);
+  // The input is small (a batch script): it fits in the pipe, written before the command starts.
+  int in[2];
+  if (::pipe2(in, O_CLOEXEC) < 0) return sys_error("cannot run '" + shown + "'");
+  UniqueFd in_r(in[0]), in_w(in[1]);
+  if (input.size() > 65536) return make_error("input for '" + shown + "' is too large");
+  CRYO_TRY(write_all(in_w.get(), input, "input for '" + shown + "'"));
+  in_w.reset();
+  posix_spawn_file_actions_t fa;
+  posix_spawn_file_actions_init(&fa);
+  posix_spawn_file_actions_adddup2(&fa, in_r.get(), 0);
+  posix_spawn_file_actions_adddup2(&fa, out_w.get(), 1);
+  posix_spawn_file_actions_adddup2(&fa, err_w.get(), 2);
+  // The caller may block signals for a signalfd; the command gets them back.
+  posix_spawnattr_t attr;
+  posix_spawnattr_init(&attr);
+  sigset_t none;
+  sigemptyset(&none);
+  posix_spawnattr_setsigmask(&attr, &none);
+  posix_spawnattr_setflags(&attr, POSIX_SPAWN_SETSIGMASK);
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid;
+  int rc = ::posix_spawnp(&pid, args[0], &fa, &attr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&fa);
+  posix_spawnattr_destroy(&attr);
+  if (rc != 0) {
+    errno = rc;
+    return sys_error("cannot run '" + argv[0] + "'");
+  }
+  out_w.reset();
+  err_w.reset();
+  in_r.reset();
+  // The command's stderr is small; read it after stdout.
+  auto text = read_all(out_r.get(), argv[0] + "'s output");
+  auto errors = read_all(err_r.get(), argv[0] + "'s errors");
+  int status;
+  while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (!text) return text.error();
+  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    std::string why = errors ? *errors : "";
+    while (!why.empty() && (why.back() == '\n' || why.back() == ' ')) why.pop_back();
+    return make_error(fmt::format("'{}' failed ({}){}", shown,
+                                  WIFEXITED(status) ? fmt::format("exit status {}", WEXITSTATUS(status))
+                                                    : fmt::format("signal {}", WTERMSIG(status)),
+                                  why.empty() ? "" : ": " + why));
+  }
+  return *text;
 }
 
 }  // namespace cryo::sys

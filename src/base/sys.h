@@ -50,4 +50,8 @@ std::string iso_time(double t);
 // The directory of the running executable.
 std::string self_dir();
 
+// Runs argv[0] (searched in PATH) with `input` on its stdin and waits for
+// it.  Returns its stdout; a failure names the command and carries its stderr.
+Result<std::string> run_command(const std::vector<std::string>& argv, const std::string& input = "");
+
 }  // namespace cryo::sys

@@ -1,0 +1,110 @@
+#include "slurm/slurm.h"
+
+#include <signal.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <fmt/format.h>
+
+#include "base/sys.h"
+
+namespace cryo::slurm {
+
+namespace {
+
+std::string getenv_str(const char* name) {
+  const char* v = std::getenv(name);
+  return v ? v : "";
+}
+
+std::string trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+// Quotes a word for bash.
+std::string quote(const std::string& w) {
+  bool plain = !w.empty();
+  for (char c : w)
+    if (!std::isalnum(static_cast<unsigned char>(c)) && std::string_view("-_./=:,@%+").find(c) == std::string_view::npos)
+      plain = false;
+  if (plain) return w;
+  std::string q = "'";
+  for (char c : w) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return q + "'";
+}
+
+}  // namespace
+
+std::optional<Env> detect() {
+  Env e;
+  e.job_id = getenv_str("SLURM_JOB_ID");
+  if (e.job_id.empty()) return std::nullopt;
+  e.restart_count = std::atoi(getenv_str("SLURM_RESTART_COUNT").c_str());
+  e.nodes = getenv_str("SLURM_JOB_NODELIST");
+  e.job_name = getenv_str("SLURM_JOB_NAME");
+  // srun steps carry their step id; the batch script has none.
+  e.batch = getenv_str("SLURM_STEP_ID").empty();
+  return e;
+}
+
+Result<double> end_time(const std::string& job_id) {
+  auto out = sys::run_command({"squeue", "-h", "-j", job_id, "-o", "%e"});
+  if (!out) return out.error();
+  std::string text = trim(*out);
+  struct tm tm {};
+  if (const char* rest = ::strptime(text.c_str(), "%Y-%m-%dT%H:%M:%S", &tm); !rest || *rest) return 0.0;
+  tm.tm_isdst = -1;
+  return static_cast<double>(::mktime(&tm));
+}
+
+Status requeue(const std::string& job_id) {
+  auto out = sys::run_command({"scontrol", "requeue", job_id});
+  if (!out) return out.error();
+  return {};
+}
+
+namespace {
+// Room for the next checkpoint: twice the last one (images grow), plus the requeue.
+double needed(double seconds) { return 2 * seconds + 10; }
+}  // namespace
+
+bool margin_too_short(double seconds, double margin) { return needed(seconds) > margin; }
+
+int suggested_margin(double seconds) {
+  double need = needed(seconds);
+  int margin = static_cast<int>(std::ceil(need / 30) * 30);
+  return margin < 60 ? 60 : margin;
+}
+
+std::string shell_hazard(int sig) {
+  pid_t parent = ::getppid();
+  auto comm = sys::read_file(fmt::format("/proc/{}/comm", parent));
+  std::string name = comm ? trim(*comm) : "?";
+  if (name == "slurmstepd") return "";
+  return fmt::format(
+      "cryo is not the batch script itself but a child of '{}' (pid {}); Slurm's --signal=B:{} goes to that "
+      "shell only, which dies of it and ends the job before cryo can checkpoint: start cryo with "
+      "'exec cryo run ...' in the batch script (or use 'cryo sbatch')",
+      name, parent, sigabbrev_np(sig) ? sigabbrev_np(sig) : "?");
+}
+
+std::string batch_script(const BatchSpec& spec) {
+  std::string s = "#!/bin/bash\n";
+  s += "# Written by 'cryo sbatch': the job is checkpointed at the warning signal, requeued,\n";
+  s += "# and restored in its next allocation until it finishes.  See docs/slurm.md.\n";
+  s += fmt::format("#SBATCH --signal=B:{}@{}\n", spec.signal, spec.margin);
+  s += "#SBATCH --requeue\n#SBATCH --open-mode=append\n";
+  s += "# exec: Slurm sends the warning signal to the batch script's process only.\n";
+  s += "exec " + quote(spec.cryo_path);
+  for (const auto& a : spec.cryo_global_args) s += " " + quote(a);
+  s += " run --checkpoint-on " + spec.signal;
+  for (const auto& a : spec.cryo_args) s += " " + quote(a);
+  s += " --";
+  for (const auto& a : spec.command) s += " " + quote(a);
+  return s + "\n";
+}
+
+}  // namespace cryo::slurm
