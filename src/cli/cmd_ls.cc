@@ -27,14 +27,18 @@ int ls(const Globals& g, bool json) {
     std::printf("no jobs in %s\n", g.store_root().c_str());
     return 0;
   }
-  std::printf("%-20s %-10s %-6s %-8s %-10s %s\n", "NAME", "STATE", "CKPTS", "LATEST", "SIZE", "COMMAND");
+  std::printf("%-20s %-10s %-6s %-8s %-10s %-12s %s\n", "NAME", "STATE", "CKPTS", "LATEST", "SIZE", "SLURM", "COMMAND");
   for (const auto& j : all) {
     std::string cmd;
     for (const auto& a : j["command"]) cmd += (cmd.empty() ? "" : " ") + a.get<std::string>();
-    std::printf("%-20s %-10s %-6zu %-8s %-10s %s\n", j["name"].get<std::string>().c_str(),
+    // A Slurm job shows its job id and how many times it was requeued.
+    std::string slurm = j.contains("slurm_job_id")
+                            ? fmt::format("{} r{}", j["slurm_job_id"].get<std::string>(), j.value("slurm_restarts", 0))
+                            : "-";
+    std::printf("%-20s %-10s %-6zu %-8s %-10s %-12s %s\n", j["name"].get<std::string>().c_str(),
                 j["state"].get<std::string>().c_str(), j["checkpoints"].size(),
                 j["latest"].is_null() ? "-" : j["latest"].get<std::string>().c_str(),
-                format_bytes(j["bytes"].get<double>()).c_str(), cmd.c_str());
+                format_bytes(j["bytes"].get<double>()).c_str(), slurm.c_str(), cmd.c_str());
   }
   return 0;
 }

@@ -18,6 +18,7 @@ struct Options {
   bool force = false;
   bool tee = false;
   bool quiet = false;
+  bool no_slurm = false;
 };
 
 int restore(const Globals& g, const Options& o) {
@@ -43,11 +44,25 @@ int restore(const Globals& g, const Options& o) {
     id = *latest;
   }
 
+  Continue c;
+  c.config = *config;
+  c.state = *state;
+  c.lock = std::move(*lock);
+  c.id = id;
+  c.tee = o.tee;
+  c.quiet = o.quiet;
+  if (!o.no_slurm) c.slurm = slurm::detect();
+  return restore_and_supervise(g, *dir, std::move(c));
+}
+
+}  // namespace
+
+int restore_and_supervise(const Globals& g, store::JobDir& dir, Continue c) {
   job::RestoreRun run;
-  run.dir = &*dir;
-  run.id = id;
+  run.dir = &dir;
+  run.id = c.id;
   run.criu_path = g.criu_path();
-  run.tee = o.tee;
+  run.tee = c.tee || c.slurm;
   Progress progress;
   run.progress = [&](const std::string& phase, uint64_t done, uint64_t total) { progress.update(phase, done, total); };
   double t0 = sys::now();
@@ -56,25 +71,25 @@ int restore(const Globals& g, const Options& o) {
   if (!restored) return fail(restored.error());
 
   job::Supervised s;
-  s.dir = &*dir;
-  s.config = *config;
-  s.state = *state;
+  s.dir = &dir;
+  s.config = c.config;
+  s.state = c.state;
   s.state.state = job::State::running;
   s.state.job_pid = restored->pid;
   s.state.exit_code = -1;
   s.state.message.clear();
   s.state.restores++;
-  s.state.restored_from = id;
+  s.state.restored_from = c.id;
   s.outputs = std::move(restored->outputs);
   s.criu_path = run.criu_path;
-  s.lock = std::move(*lock);
-  s.quiet = o.quiet;
-  job::event(*dir, fmt::format("job '{}' restored from checkpoint {} in {} (pid {})", o.name, id,
-                               format_duration(sys::now() - t0), restored->pid), o.quiet);
+  s.lock = std::move(c.lock);
+  s.quiet = c.quiet;
+  s.slurm = c.slurm;
+  std::string where = c.slurm ? fmt::format(" in Slurm job {} (restart {})", c.slurm->job_id, c.slurm->restart_count) : "";
+  job::event(dir, fmt::format("job '{}' restored from checkpoint {}{} in {} (pid {})", dir.name(), c.id, where,
+                              format_duration(sys::now() - t0), restored->pid), c.quiet);
   return job::supervise(std::move(s));
 }
-
-}  // namespace
 
 void add_restore_verb(CLI::App& app, Globals& g) {
   auto o = std::make_shared<Options>();
@@ -85,12 +100,15 @@ void add_restore_verb(CLI::App& app, Globals& g) {
       "first; a damaged checkpoint is refused and nothing is changed.  The job's\n"
       "output logs and the files it had open for writing are put back as they were\n"
       "at the checkpoint, so no output line appears twice.  cryo then supervises the\n"
-      "job as 'cryo run' does and exits with its exit status.");
+      "job as 'cryo run' does and exits with its exit status.  Inside a Slurm batch\n"
+      "job it handles the end of the allocation as 'cryo run' does there (see\n"
+      "'cryo run --help'); a batch script 'exec cryo restore NAME' restarts a job by hand.");
   cmd->add_option("name", o->name, "Job name")->required();
   cmd->add_option("--from", o->from, "Checkpoint ID to restore (default: the latest)");
   cmd->add_flag("--force", o->force, "Restore even a job that has finished");
   cmd->add_flag("--tee", o->tee, "Also copy the job's output to cryo's stdout and stderr");
   cmd->add_flag("--quiet,-q", o->quiet, "Print no event lines");
+  cmd->add_flag("--no-slurm", o->no_slurm, "Inside a Slurm job, behave as outside (no requeue at the time limit)");
   cmd->callback([&g, o] { g_exit_code = restore(g, *o); });
 }
 

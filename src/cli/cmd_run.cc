@@ -1,6 +1,9 @@
 // cryo run: start a job under supervision.
+#include <fcntl.h>
 #include <signal.h>
 #include <unistd.h>
+
+#include <cstdio>
 
 #include <fmt/format.h>
 
@@ -19,14 +22,18 @@ namespace {
 struct RunOptions {
   std::string name;
   std::string every;
-  int keep = 0;
+  int keep = -1;  // -1: not given
   std::string checkpoint_on;
   bool tcp_established = false;
   std::string net = "host";
   bool tee = false;
   bool quiet = false;
+  bool no_slurm = false;
   std::vector<std::string> command;
 };
+
+// Under Slurm a job keeps its newest two checkpoints unless told otherwise.
+constexpr int kSlurmKeep = 2;
 
 std::string pick_name(const std::string& root, const std::string& cmd) {
   std::string base = cmd.substr(cmd.rfind('/') + 1);
@@ -39,49 +46,10 @@ std::string pick_name(const std::string& root, const std::string& cmd) {
   }
 }
 
-int run(const Globals& g, RunOptions& o) {
-  job::JobConfig c;
-  c.command = o.command;
-  if (!o.every.empty()) {
-    auto d = parse_duration(o.every);
-    if (!d) return fail(d.error());
-    c.every = *d;
-  }
-  if (o.keep < 0) return fail(make_error("--keep must be 0 (keep all) or more"));
-  c.keep = o.keep;
-  if (!o.checkpoint_on.empty()) {
-    std::string n = o.checkpoint_on.rfind("SIG", 0) == 0 ? o.checkpoint_on.substr(3) : o.checkpoint_on;
-    bool known = false;
-    for (int s = 1; s < NSIG; s++)
-      if (const char* a = sigabbrev_np(s); a && n == a && s != SIGKILL && s != SIGSTOP && s != SIGCHLD) known = true;
-    if (!known) return fail(make_error("unknown or unusable signal '" + o.checkpoint_on + "'").with_hint("use a name such as USR1, USR2 or HUP"));
-    c.checkpoint_on = n;
-  }
-  if (o.net != "host" && o.net != "private")
-    return fail(make_error("--net must be 'host' or 'private', not '" + o.net + "'"));
-  c.private_net = o.net == "private";
-  c.tcp_established = o.tcp_established;
-
-  // A job that cannot be checkpointed is worth refusing before it starts.
-  std::string criu_path = g.criu_path();
-  if (auto v = criu::probe(criu_path); !v) return fail(v.error());
-
-  std::string root = g.store_root();
-  c.name = o.name.empty() ? pick_name(root, o.command[0]) : o.name;
-  store::JobDir dir(root, c.name);
-  if (auto st = dir.create(); !st) return fail(st.error());
-  auto cwd = sys::realpath(".");
-  c.cwd = cwd ? *cwd : "/";
-  c.created = sys::now();
-  c.uid = ::getuid();
-  c.host = sys::hostname();
-  if (auto st = job::save_config(dir, c); !st) {
-    (void)dir.remove();
-    return fail(st.error());
-  }
-  auto lock = job::lock_job(dir);
-  if (!lock) return fail(lock.error());
-
+// Starts the job's command afresh and supervises it.  A launch failure
+// removes the job directory if this run created it.
+int launch_and_supervise(const Globals& g, store::JobDir& dir, const job::JobConfig& c, job::JobState state,
+                         UniqueFd lock, const RunOptions& o, const std::optional<slurm::Env>& sl, bool created) {
   job::LaunchSpec spec;
   spec.command = c.command;
   spec.job_name = c.name;
@@ -89,28 +57,128 @@ int run(const Globals& g, RunOptions& o) {
   spec.init_path = job::default_init_path();
   auto launched = job::launch(spec);
   if (!launched) {
-    (void)dir.remove();
+    if (created) (void)dir.remove();
     int code = fail(launched.error());
     return launched.error().code == ENOENT || launched.error().code == EACCES ? 127 : code;
   }
   job::Supervised s;
   s.dir = &dir;
   s.config = c;
+  s.state = std::move(state);
+  s.state.state = job::State::running;
   s.state.job_pid = launched->pid;
-  s.criu_path = criu_path;
-  s.lock = std::move(*lock);
+  s.criu_path = g.criu_path();
+  s.lock = std::move(lock);
   s.quiet = o.quiet;
-  for (auto [name, fd, tee] : {std::tuple{"stdout", &launched->out, 1}, std::tuple{"stderr", &launched->err, 2}}) {
-    auto out = job::open_output(dir.path(), name, std::move(*fd), o.tee ? tee : -1);
+  s.slurm = sl;
+  bool tee = o.tee || sl;
+  for (auto [name, fd, tee_fd] : {std::tuple{"stdout", &launched->out, 1}, std::tuple{"stderr", &launched->err, 2}}) {
+    auto out = job::open_output(dir.path(), name, std::move(*fd), tee ? tee_fd : -1);
     if (!out) {
       ::kill(launched->pid, SIGKILL);
       return fail(out.error());
     }
     s.outputs.push_back(std::move(*out));
   }
-  job::event(dir, fmt::format("job '{}' started (pid {}); output in {}/stdout.log and stderr.log", c.name,
+  std::string where = sl ? fmt::format(" in Slurm job {}", sl->job_id) : "";
+  job::event(dir, fmt::format("job '{}' started{} (pid {}); output in {}/stdout.log and stderr.log", c.name, where,
                               launched->pid, dir.path()), o.quiet);
   return job::supervise(std::move(s));
+}
+
+// A requeued Slurm job runs its batch script again: continue the job from
+// its latest checkpoint instead of starting over.
+int continue_slurm_job(const Globals& g, store::JobDir& dir, const RunOptions& o, const slurm::Env& sl) {
+  auto config = job::load_config(dir);
+  if (!config) return fail(config.error());
+  if (config->slurm_job_id != sl.job_id)
+    return fail(make_error(fmt::format("job '{}' already exists and belongs to {}", dir.name(),
+                                       config->slurm_job_id.empty() ? std::string("no Slurm job")
+                                                                    : "Slurm job " + config->slurm_job_id))
+                    .with_hint("to continue it in this Slurm job use 'exec cryo restore " + dir.name() +
+                               "'; to start anew, pick another --name or 'cryo rm " + dir.name() + "'"));
+  auto lock = job::lock_job(dir);
+  if (!lock) return fail(lock.error());
+  auto state = job::load_state(dir);
+  if (!state) return fail(state.error());
+  if (state->state == job::State::finished) {
+    job::event(dir, fmt::format("job '{}' already finished in an earlier allocation (exit status {})", dir.name(),
+                                state->exit_code), o.quiet);
+    return state->exit_code;
+  }
+  auto latest = dir.latest_id();
+  if (!latest) return fail(latest.error());
+  if (!latest->empty()) {
+    Continue c;
+    c.config = *config;
+    c.state = *state;
+    c.lock = std::move(*lock);
+    c.id = *latest;
+    c.tee = true;
+    c.quiet = o.quiet;
+    c.slurm = sl;
+    return restore_and_supervise(g, dir, std::move(c));
+  }
+  // Nothing was committed before the last allocation ended: start over,
+  // with logs that hold only this run's output.
+  job::event(dir, fmt::format("restart {} of Slurm job {}: no checkpoint was committed before, starting over",
+                              sl.restart_count, sl.job_id), o.quiet);
+  for (const char* log : {"stdout.log", "stderr.log"})
+    if (auto fd = sys::open(dir.file(log), O_WRONLY | O_TRUNC); !fd && fd.error().code != ENOENT)
+      return fail(fd.error());
+  return launch_and_supervise(g, dir, *config, *state, std::move(*lock), o, sl, false);
+}
+
+int run(const Globals& g, RunOptions& o) {
+  std::optional<slurm::Env> sl;
+  if (!o.no_slurm) sl = slurm::detect();
+
+  job::JobConfig c;
+  c.command = o.command;
+  if (!o.every.empty()) {
+    auto d = parse_duration(o.every);
+    if (!d) return fail(d.error());
+    c.every = *d;
+  }
+  if (o.keep < -1) return fail(make_error("--keep must be 0 (keep all) or more"));
+  c.keep = o.keep >= 0 ? o.keep : sl ? kSlurmKeep : 0;
+  if (o.checkpoint_on.empty() && sl) o.checkpoint_on = "USR1";
+  if (!o.checkpoint_on.empty()) {
+    std::string n = o.checkpoint_on.rfind("SIG", 0) == 0 ? o.checkpoint_on.substr(3) : o.checkpoint_on;
+    int sig = 0;
+    for (int s = 1; s < NSIG; s++)
+      if (const char* a = sigabbrev_np(s); a && n == a && s != SIGKILL && s != SIGSTOP && s != SIGCHLD) sig = s;
+    if (!sig) return fail(make_error("unknown or unusable signal '" + o.checkpoint_on + "'").with_hint("use a name such as USR1, USR2 or HUP"));
+    c.checkpoint_on = n;
+    if (sl && sl->batch)
+      if (std::string hazard = slurm::shell_hazard(sig); !hazard.empty()) std::fprintf(stderr, "cryo: warning: %s\n", hazard.c_str());
+  }
+  if (o.net != "host" && o.net != "private")
+    return fail(make_error("--net must be 'host' or 'private', not '" + o.net + "'"));
+  c.private_net = o.net == "private";
+  c.tcp_established = o.tcp_established;
+
+  // A job that cannot be checkpointed is worth refusing before it starts.
+  if (auto v = criu::probe(g.criu_path()); !v) return fail(v.error());
+
+  std::string root = g.store_root();
+  c.name = !o.name.empty() ? o.name : sl ? "slurm-" + sl->job_id : pick_name(root, o.command[0]);
+  store::JobDir dir(root, c.name);
+  if (sl && dir.exists()) return continue_slurm_job(g, dir, o, *sl);
+  if (auto st = dir.create(); !st) return fail(st.error());
+  auto cwd = sys::realpath(".");
+  c.cwd = cwd ? *cwd : "/";
+  c.created = sys::now();
+  c.uid = ::getuid();
+  c.host = sys::hostname();
+  if (sl) c.slurm_job_id = sl->job_id;
+  if (auto st = job::save_config(dir, c); !st) {
+    (void)dir.remove();
+    return fail(st.error());
+  }
+  auto lock = job::lock_job(dir);
+  if (!lock) return fail(lock.error());
+  return launch_and_supervise(g, dir, c, job::JobState{}, std::move(*lock), o, sl, true);
 }
 
 }  // namespace
@@ -125,17 +193,30 @@ void add_run_verb(CLI::App& app, Globals& g) {
       "to STORE/NAME/stdout.log and stderr.log.  cryo stays in the foreground and\n"
       "exits with the job's exit status (75 if the job was stopped at a checkpoint).\n"
       "Signals sent to cryo (TERM, INT, HUP, USR1, ...) are forwarded to the job,\n"
-      "except the --checkpoint-on signal.");
+      "except the --checkpoint-on signal.\n\n"
+      "Inside a Slurm batch job (SLURM_JOB_ID is set) cryo also:\n"
+      "  - names the job slurm-JOBID (unless --name) and keeps --keep 2 by default;\n"
+      "  - copies the job's output to its own (the Slurm output file), as --tee;\n"
+      "  - on the --checkpoint-on signal (default USR1: submit with\n"
+      "    --signal=B:USR1@SECONDS) or SIGTERM (preemption), checkpoints the job,\n"
+      "    stops it, requeues the Slurm job and exits 0;\n"
+      "  - when the requeued job runs this command again, restores the latest\n"
+      "    checkpoint instead of starting over;\n"
+      "  - warns when a checkpoint took too long for the signal's margin.\n"
+      "Start it with 'exec cryo run ...' so that the batch shell does not die of\n"
+      "the signal first; 'cryo sbatch' writes such a script.  See docs/slurm.md.");
   cmd->add_option("--name,-n", o->name, "Job name (default: the command's name and a number)");
   cmd->add_option("--every", o->every, "Checkpoint periodically, e.g. 30s, 10m, 2h");
-  cmd->add_option("--keep", o->keep, "Keep only the newest N checkpoints (default 0: keep all)");
-  cmd->add_option("--checkpoint-on", o->checkpoint_on, "Checkpoint when cryo receives this signal, e.g. USR1");
+  cmd->add_option("--keep", o->keep, "Keep only the newest N checkpoints (default 0: keep all; under Slurm 2)");
+  cmd->add_option("--checkpoint-on", o->checkpoint_on, "Checkpoint when cryo receives this signal, e.g. USR1 (under Slurm: default USR1, and requeue)");
   cmd->add_flag("--tcp-established", o->tcp_established, "Checkpoint established TCP connections too");
   cmd->add_option("--net", o->net, "Network: 'host' (default) or 'private' (own namespace with loopback only)");
   cmd->add_flag("--tee", o->tee, "Also copy the job's output to cryo's stdout and stderr");
   cmd->add_flag("--quiet,-q", o->quiet, "Print no event lines (they still go to STORE/NAME/cryo.log)");
+  cmd->add_flag("--no-slurm", o->no_slurm, "Inside a Slurm job, behave as outside it");
   cmd->add_option("command", o->command, "The command to run, after --")->required()->expected(-1);
-  cmd->footer("\nExample:\n  cryo run --name sim --every 30m --keep 3 -- ./solver input.dat");
+  cmd->footer("\nExamples:\n  cryo run --name sim --every 30m --keep 3 -- ./solver input.dat\n"
+              "  exec cryo run -- ./solver input.dat      # as a Slurm batch script's last line");
   cmd->callback([&g, o] { g_exit_code = run(g, *o); });
 }
 

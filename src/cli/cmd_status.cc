@@ -21,6 +21,7 @@ nlohmann::json describe_job(const store::JobDir& dir, bool detailed) {
     j["created"] = c->created;
     j["every"] = c->every;
     j["keep"] = c->keep;
+    if (!c->slurm_job_id.empty()) j["slurm_job_id"] = c->slurm_job_id;
   } else {
     j["command"] = nlohmann::json::array();
     j["error"] = c.error().message;
@@ -39,6 +40,20 @@ nlohmann::json describe_job(const store::JobDir& dir, bool detailed) {
     if (st->exit_code >= 0) j["exit_code"] = st->exit_code;
     if (!st->message.empty()) j["message"] = st->message;
     if (!st->restored_from.empty()) j["restored_from"] = st->restored_from;
+    if (!st->allocations.empty()) {
+      nlohmann::json allocs = nlohmann::json::array();
+      for (const auto& a : st->allocations) {
+        nlohmann::json e = {{"restart", a.restart}, {"nodes", a.nodes}, {"host", a.host}, {"start", a.start},
+                            {"outcome", a.outcome}};
+        if (a.end > 0) e["end"] = a.end;
+        if (!a.restored_from.empty()) e["restored_from"] = a.restored_from;
+        if (a.checkpoint_seconds > 0) e["checkpoint_seconds"] = a.checkpoint_seconds;
+        if (a.margin_seconds > 0) e["margin_seconds"] = a.margin_seconds;
+        allocs.push_back(e);
+      }
+      j["allocations"] = allocs;
+      j["slurm_restarts"] = st->allocations.back().restart;
+    }
   }
   if (detailed && conn) {
     control::Request req;
@@ -111,6 +126,22 @@ int status(const Globals& g, const std::string& name, bool json) {
     std::printf("\n");
   }
   if (j.value("keep", 0) > 0) std::printf("retention: keep %d\n", j["keep"].get<int>());
+  if (j.contains("slurm_job_id")) {
+    std::printf("slurm:     job %s, restart count %d\n", j["slurm_job_id"].get<std::string>().c_str(),
+                j.value("slurm_restarts", 0));
+    for (const auto& a : j.value("allocations", nlohmann::json::array())) {
+      double start = a["start"].get<double>();
+      std::string took = a.contains("end") ? format_duration(a["end"].get<double>() - start) : "running";
+      std::printf("  restart %-3d %s  %-9s on %-12s %s", a["restart"].get<int>(), sys::iso_time(start).c_str(),
+                  took.c_str(), a["nodes"].get<std::string>().c_str(), a["outcome"].get<std::string>().c_str());
+      if (a.contains("checkpoint_seconds"))
+        std::printf(" (checkpoint %s", format_duration(a["checkpoint_seconds"].get<double>()).c_str());
+      if (a.contains("checkpoint_seconds") && a.contains("margin_seconds"))
+        std::printf(" of a %s margin", format_duration(a["margin_seconds"].get<double>()).c_str());
+      if (a.contains("checkpoint_seconds")) std::printf(")");
+      std::printf("\n");
+    }
+  }
   std::printf("output:    %s\n           %s\n", j["stdout"].get<std::string>().c_str(), j["stderr"].get<std::string>().c_str());
   std::printf("checkpoints (%zu):\n", j["checkpoints"].size());
   for (const auto& c : j["checkpoints"]) {

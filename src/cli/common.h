@@ -2,12 +2,16 @@
 // finding a job.
 #pragma once
 
+#include <optional>
 #include <string>
 
 #include <CLI/CLI.hpp>
 #include <nlohmann/json.hpp>
 
+#include "base/fd.h"
 #include "base/result.h"
+#include "job/config.h"
+#include "slurm/slurm.h"
 #include "store/store.h"
 
 namespace cryo::cli {
@@ -41,7 +45,21 @@ class Progress {
   double last_ = 0;
 };
 
+// Restores checkpoint `id` of a job whose lock the caller holds, then
+// supervises it (cmd_restore.cc); returns cryo's exit status.
+struct Continue {
+  job::JobConfig config;
+  job::JobState state;
+  UniqueFd lock;
+  std::string id;
+  bool tee = false;
+  bool quiet = false;
+  std::optional<slurm::Env> slurm;
+};
+int restore_and_supervise(const Globals& g, store::JobDir& dir, Continue c);
+
 void add_run_verb(CLI::App& app, Globals& g);
+void add_sbatch_verb(CLI::App& app, Globals& g);
 void add_checkpoint_verb(CLI::App& app, Globals& g);
 void add_restore_verb(CLI::App& app, Globals& g);
 void add_ls_verb(CLI::App& app, Globals& g);

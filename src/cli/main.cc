@@ -29,6 +29,7 @@ int main(int argc, char** argv) {
   app.add_option("--store", g.store, "Image store directory (default: $CRYO_STORE or ~/.local/share/cryo)");
   app.add_option("--criu", g.criu, "CRIU binary (default: $CRYO_CRIU, /opt/cryo/criu/bin/criu, or criu in PATH)");
   cryo::cli::add_run_verb(app, g);
+  cryo::cli::add_sbatch_verb(app, g);
   cryo::cli::add_checkpoint_verb(app, g);
   cryo::cli::add_restore_verb(app, g);
   cryo::cli::add_ls_verb(app, g);

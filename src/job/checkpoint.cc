@@ -114,7 +114,9 @@ Result<control::CheckpointDone> take_checkpoint(CheckpointRun& run) {
   t_resumed = sys::now();
   dumping = false;
   ticker.join();
-  resume_output(run.resume_fd);
+  // A job that stops at this checkpoint keeps its later output unread: the
+  // supervisor drops it when this worker ends (or lets it flow on failure).
+  if (!run.stop) resume_output(run.resume_fd);
   if (!dumped) return dumped.error();
   fault_point("checkpoint.after_dump");
 

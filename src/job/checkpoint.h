@@ -8,7 +8,7 @@
 //   3. at CRIU's post-dump notification, while the job is still frozen:
 //      drain the output pipes into the logs and record the logs' sizes,
 //      copy the files the job has open for writing, then let the
-//      supervisor resume reading output (resume_fd)
+//      supervisor resume reading output (resume_fd; not with --stop)
 //   4. checksum, sync and commit (store::JobDir::commit)
 //   5. with --stop, kill the job only now that the checkpoint is durable
 //   6. apply retention

@@ -30,7 +30,8 @@ Status save_config(const store::JobDir& dir, const JobConfig& c) {
   nlohmann::json j = {{"name", c.name},   {"command", c.command}, {"cwd", c.cwd},
                       {"created", c.created}, {"uid", c.uid},     {"host", c.host},
                       {"every", c.every}, {"keep", c.keep},       {"checkpoint_on", c.checkpoint_on},
-                      {"tcp_established", c.tcp_established}, {"private_net", c.private_net}};
+                      {"tcp_established", c.tcp_established}, {"private_net", c.private_net},
+                      {"slurm_job_id", c.slurm_job_id}};
   return sys::write_file_atomic(dir.file("job.json"), j.dump(2) + "\n", 0600);
 }
 
@@ -50,6 +51,7 @@ Result<JobConfig> load_config(const store::JobDir& dir) {
     c.checkpoint_on = j->at("checkpoint_on");
     c.tcp_established = j->at("tcp_established");
     c.private_net = j->at("private_net");
+    c.slurm_job_id = j->value("slurm_job_id", "");
     return c;
   } catch (const nlohmann::json::exception& e) {
     return make_error("'" + dir.file("job.json") + "' is damaged: " + e.what());
@@ -62,6 +64,12 @@ Status save_state(const store::JobDir& dir, const JobState& s) {
                       {"since", s.since}, {"exit_code", s.exit_code},
                       {"restores", s.restores}, {"restored_from", s.restored_from},
                       {"message", s.message}};
+  nlohmann::json allocations = nlohmann::json::array();
+  for (const auto& a : s.allocations)
+    allocations.push_back({{"restart", a.restart}, {"nodes", a.nodes}, {"host", a.host}, {"start", a.start},
+                           {"end", a.end}, {"restored_from", a.restored_from}, {"outcome", a.outcome},
+                           {"checkpoint_seconds", a.checkpoint_seconds}, {"margin_seconds", a.margin_seconds}});
+  j["allocations"] = allocations;
   return sys::write_file_atomic(dir.file("state.json"), j.dump(2) + "\n", 0600);
 }
 
@@ -82,6 +90,19 @@ Result<JobState> load_state(const store::JobDir& dir) {
     s.restores = j->at("restores");
     s.restored_from = j->at("restored_from");
     s.message = j->at("message");
+    for (const auto& a : j->value("allocations", nlohmann::json::array())) {
+      Allocation al;
+      al.restart = a.at("restart");
+      al.nodes = a.at("nodes");
+      al.host = a.at("host");
+      al.start = a.at("start");
+      al.end = a.at("end");
+      al.restored_from = a.at("restored_from");
+      al.outcome = a.at("outcome");
+      al.checkpoint_seconds = a.at("checkpoint_seconds");
+      al.margin_seconds = a.at("margin_seconds");
+      s.allocations.push_back(al);
+    }
     return s;
   } catch (const nlohmann::json::exception& e) {
     return make_error("'" + dir.file("state.json") + "' is damaged: " + e.what());

@@ -25,10 +25,23 @@ struct JobConfig {
   std::string checkpoint_on;     // signal name, "" = none
   bool tcp_established = false;
   bool private_net = false;
+  std::string slurm_job_id;      // the Slurm job it belongs to, "" = none
 };
 
 enum class State { running, finished, stopped, failed };
 const char* state_name(State s);
+
+// One run of a Slurm job on its nodes, from start (or restore) to its end.
+struct Allocation {
+  int restart = 0;           // SLURM_RESTART_COUNT
+  std::string nodes;
+  std::string host;          // where the supervisor ran
+  double start = 0, end = 0; // end 0 = still running
+  std::string restored_from; // checkpoint it continued from, "" = a fresh start
+  std::string outcome;       // how it ended, in words
+  double checkpoint_seconds = 0;  // the last checkpoint's duration, 0 = none
+  double margin_seconds = 0;      // time left when the warning signal came, 0 = none
+};
 
 struct JobState {
   State state = State::running;
@@ -40,6 +53,7 @@ struct JobState {
   int restores = 0;         // how many times it was restored
   std::string restored_from;
   std::string message;      // for failed: why
+  std::vector<Allocation> allocations;  // Slurm jobs: every allocation so far
 };
 
 Status save_config(const store::JobDir& dir, const JobConfig& c);

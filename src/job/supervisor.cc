@@ -60,6 +60,8 @@ class Supervisor {
 
  private:
   void on_signal();
+  void on_slurm_end(int sig);
+  int finish_slurm(int code);
   void on_control();
   void start_checkpoint(int client_fd, bool stop, bool tcp);
   void worker_ended(int status);
@@ -74,6 +76,10 @@ class Supervisor {
 
   pid_t worker_ = -1;
   UniqueFd worker_resume_;  // readable when the worker lets output flow again
+  // Output is not read from the job's freeze until the worker lets it flow;
+  // after a --stop checkpoint it never does: what the job wrote after the
+  // dump belongs to its future, which the restore replays.
+  bool gated_ = false;
   bool worker_stop_ = false;
   double worker_started_ = 0;
   bool worker_client_ = false;
@@ -82,12 +88,20 @@ class Supervisor {
   int job_status_ = 0;
   bool stopped_ = false;
   double next_checkpoint_ = 0;
+
+  // Slurm: the allocation is ending.
+  bool ending_ = false;
+  bool stop_after_worker_ = false;  // a checkpoint was running when the signal came
+  double ending_since_ = 0;
+  double margin_ = 0;               // seconds left before the time limit, 0 = unknown
+  double last_checkpoint_seconds_ = 0;
 };
 
 int Supervisor::run() {
   sigset_t mask;
   sigemptyset(&mask);
   for (int sig : {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGCONT}) sigaddset(&mask, sig);
+  if (s_.slurm && s_.config.checkpoint_on.empty()) s_.config.checkpoint_on = "USR1";
   if (!s_.config.checkpoint_on.empty()) {
     checkpoint_signal_ = signal_number(s_.config.checkpoint_on);
     if (checkpoint_signal_) sigaddset(&mask, checkpoint_signal_);
@@ -113,6 +127,16 @@ int Supervisor::run() {
   s_.state.supervisor_pid = ::getpid();
   s_.state.host = sys::hostname();
   s_.state.since = sys::now();
+  if (s_.slurm) {
+    Allocation a;
+    a.restart = s_.slurm->restart_count;
+    a.nodes = s_.slurm->nodes;
+    a.host = s_.state.host;
+    a.start = s_.state.since;
+    a.restored_from = s_.state.restores > 0 ? s_.state.restored_from : "";
+    a.outcome = "running";
+    s_.state.allocations.push_back(a);
+  }
   if (auto st = save_state(dir_, s_.state); !st)
     event(dir_, "warning: " + st.error().message + ", ignoring", s_.quiet);
 
@@ -127,13 +151,13 @@ int Supervisor::run() {
     pfds.push_back({worker_resume_.valid() ? worker_resume_.get() : -1, POLLIN, 0});
     size_t first_output = pfds.size();
     for (auto& o : s_.outputs) {
-      bool readable = !o.eof && !worker_resume_.valid();
+      bool readable = !o.eof && !gated_;
       pfds.push_back({readable ? o.pipe.get() : -1, POLLIN, 0});
     }
     if (job_done_ && worker_ < 0) {
       // Whatever is left in the pipes belongs to the job's last moments.
       for (auto& o : s_.outputs)
-        if (!o.eof) (void)drain(o);
+        if (!o.eof && !gated_) (void)drain(o);
       return finish();
     }
     int n = ::poll(pfds.data(), pfds.size(), -1);
@@ -149,7 +173,12 @@ int Supervisor::run() {
       next_checkpoint_ = sys::now() + s_.config.every;
       if (worker_ < 0 && !job_done_) start_checkpoint(-1, false, s_.config.tcp_established);
     }
-    if (pfds[3].revents) worker_resume_.reset();
+    if (pfds[3].revents) {
+      // "r": output may flow.  End of file: the worker ended; worker_ended decides.
+      char c;
+      if (::read(worker_resume_.get(), &c, 1) == 1) gated_ = false;
+      worker_resume_.reset();
+    }
     for (size_t i = 0; i < s_.outputs.size(); i++)
       if (pfds[first_output + i].revents) {
         if (auto st = drain(s_.outputs[i]); !st) {
@@ -171,6 +200,8 @@ void Supervisor::on_signal() {
         if (p == s_.state.job_pid) job_ended(status);
         else if (p == worker_) worker_ended(status);
       }
+    } else if (s_.slurm && (sig == checkpoint_signal_ || sig == SIGTERM)) {
+      on_slurm_end(sig);
     } else if (sig == checkpoint_signal_) {
       event(dir_, fmt::format("received {}: checkpointing", s_.config.checkpoint_on), s_.quiet);
       if (worker_ < 0 && !job_done_) start_checkpoint(-1, false, s_.config.tcp_established);
@@ -178,6 +209,28 @@ void Supervisor::on_signal() {
       ::kill(s_.state.job_pid, sig);
     }
   }
+}
+
+// The allocation is ending: the time-limit warning, a preemption (SIGTERM
+// with a grace time) or 'scancel -b -s USR1'.  Checkpoint and stop the
+// job; finish() requeues it.
+void Supervisor::on_slurm_end(int sig) {
+  if (ending_ || stopped_) return;
+  ending_ = true;
+  ending_since_ = sys::now();
+  std::string left;
+  if (auto end = slurm::end_time(s_.slurm->job_id); end && *end > 0) {
+    margin_ = *end - ending_since_;
+    left = fmt::format(", {} before the time limit", format_duration(margin_));
+  }
+  if (job_done_) return;
+  event(dir_, fmt::format("received SIG{} from Slurm{}: checkpointing, stopping and requeueing Slurm job {}",
+                          sigabbrev_np(sig), left, s_.slurm->job_id), s_.quiet);
+  if (worker_ >= 0) {
+    stop_after_worker_ = true;  // one checkpoint at a time; this one follows
+    return;
+  }
+  start_checkpoint(-1, true, s_.config.tcp_established);
 }
 
 void Supervisor::on_control() {
@@ -273,6 +326,7 @@ void Supervisor::start_checkpoint(int client_fd, bool stop, bool tcp) {
   }
   worker_ = pid;
   worker_resume_ = std::move(rd);
+  gated_ = true;
   worker_stop_ = stop;
   worker_started_ = sys::now();
   worker_client_ = client_fd >= 0;
@@ -281,7 +335,34 @@ void Supervisor::start_checkpoint(int client_fd, bool stop, bool tcp) {
 void Supervisor::worker_ended(int status) {
   worker_ = -1;
   worker_resume_.reset();
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 2) stopped_ = true;
+  last_checkpoint_seconds_ = sys::now() - worker_started_;
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 2) {
+    stopped_ = true;
+    // The job was killed at its checkpoint; what is left in the pipes it
+    // wrote after the dump, and will write again after the restore.
+    for (auto& o : s_.outputs) o.eof = true;
+  }
+  gated_ = false;
+  if (ending_ && !stopped_ && !job_done_) {
+    if (stop_after_worker_) {
+      stop_after_worker_ = false;
+      start_checkpoint(-1, true, s_.config.tcp_established);
+      return;
+    }
+    // The checkpoint at the end of the allocation failed.  The job would be
+    // killed at the limit anyway: stop it now and let the next allocation
+    // continue from the latest checkpoint, if there is one.
+    auto latest = dir_.latest_id();
+    if (latest && !latest->empty()) {
+      event(dir_, fmt::format("the checkpoint failed; checkpoint {} stays the latest: stopping the job so that "
+                              "its next allocation continues from it", *latest), s_.quiet);
+      ::kill(s_.state.job_pid, SIGKILL);
+    } else {
+      event(dir_, "the checkpoint failed and the job has no earlier checkpoint: it keeps running and is lost "
+                  "if it does not finish before the time limit", s_.quiet);
+      ending_ = false;
+    }
+  }
   if (WIFSIGNALED(status)) {
     event(dir_, fmt::format("checkpoint failed: its worker was killed by signal {}; the job keeps running and "
                             "earlier checkpoints are unchanged", WTERMSIG(status)), s_.quiet);
@@ -321,9 +402,53 @@ int Supervisor::finish() {
     event(dir_, fmt::format("job '{}' was killed by signal {}; 'cryo restore {}' continues it from its latest checkpoint",
                             dir_.name(), sig, dir_.name()), s_.quiet);
   }
-  if (auto r = save_state(dir_, st); !r) event(dir_, "warning: " + r.error().message, s_.quiet);
   if (listen_.valid()) ::unlink(dir_.file("control.sock").c_str());
+  if (s_.slurm) return finish_slurm(code);
+  if (auto r = save_state(dir_, st); !r) event(dir_, "warning: " + r.error().message, s_.quiet);
   return code;
+}
+
+int Supervisor::finish_slurm(int code) {
+  JobState& st = s_.state;
+  Allocation& a = st.allocations.back();
+  a.end = sys::now();
+  const std::string& id = s_.slurm->job_id;
+  auto latest = dir_.latest_id();
+  std::string checkpoint = latest ? *latest : "";
+  bool requeue = stopped_ || (ending_ && !checkpoint.empty());
+  if (stopped_) {
+    a.checkpoint_seconds = a.end - ending_since_;
+    a.margin_seconds = margin_;
+    a.outcome = "checkpointed (" + checkpoint + ") and requeued";
+    if (margin_ > 0 && slurm::margin_too_short(a.checkpoint_seconds, margin_))
+      event(dir_, fmt::format("warning: the checkpoint took {} of the {} left before the time limit; the next one "
+                              "may not fit: submit with --signal=B:{}@{}", format_duration(a.checkpoint_seconds),
+                              format_duration(margin_), s_.config.checkpoint_on,
+                              slurm::suggested_margin(a.checkpoint_seconds)), s_.quiet);
+  } else if (requeue) {
+    a.outcome = "ended before its checkpoint; requeued to continue from " + checkpoint;
+  } else if (st.state == State::finished) {
+    a.outcome = fmt::format("finished with exit status {}", st.exit_code);
+    if (auto removed = dir_.apply_retention(s_.config.keep); removed && !removed->empty())
+      event(dir_, fmt::format("retention (--keep {}) removed {} checkpoint(s)", s_.config.keep, removed->size()), s_.quiet);
+  } else {
+    a.outcome = st.message;
+  }
+  if (last_checkpoint_seconds_ > 0 && a.checkpoint_seconds == 0) a.checkpoint_seconds = last_checkpoint_seconds_;
+  // The state is durable before the requeue: the next allocation reads it.
+  if (auto r = save_state(dir_, st); !r) event(dir_, "warning: " + r.error().message, s_.quiet);
+  if (!requeue) return code;
+  if (auto r = slurm::requeue(id); !r) {
+    a.outcome += "; requeue failed";
+    (void)save_state(dir_, st);
+    event(dir_, fmt::format("cannot requeue Slurm job {}: {}; continue it by submitting the same batch script "
+                            "again (with --name {}), or with 'cryo restore {}'", id, r.error().message,
+                            dir_.name(), dir_.name()), s_.quiet);
+    return code;
+  }
+  event(dir_, fmt::format("Slurm job {} requeued; its next allocation restores checkpoint {}", id, checkpoint),
+        s_.quiet);
+  return 0;
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 //   - appends the job's output to its logs,
 //   - answers 'cryo status' and 'cryo checkpoint' on the control socket,
 //   - takes periodic and signal-triggered checkpoints,
+//   - under Slurm, checkpoints and requeues the job when its allocation ends,
 //   - forwards other signals to the job,
 //   - records the job's state, and exits with the job's exit status.
 // Each checkpoint runs in a forked worker (job/checkpoint.h), one at a time.
@@ -10,6 +11,7 @@
 
 #include <sys/types.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,6 +19,7 @@
 #include "base/result.h"
 #include "job/config.h"
 #include "job/output.h"
+#include "slurm/slurm.h"
 #include "store/store.h"
 
 namespace cryo::job {
@@ -37,6 +40,10 @@ struct Supervised {
   std::string criu_path;
   UniqueFd lock;
   bool quiet = false;  // no event lines on stderr
+  // Inside a Slurm batch job: the checkpoint signal and SIGTERM mean the
+  // allocation is ending, so cryo checkpoints, stops the job, requeues it
+  // and exits 0; the next allocation restores.  Completion applies --keep.
+  std::optional<slurm::Env> slurm;
 };
 
 // Runs until the job ends (or is stopped at a checkpoint); returns cryo's

@@ -1,0 +1,110 @@
+// cryo sbatch: submit a command as a Slurm batch job that outlives its time
+// limit: checkpointed at the warning signal, requeued, restored.
+#include <fmt/format.h>
+
+#include "base/duration.h"
+#include "base/sys.h"
+#include "cli/common.h"
+
+namespace cryo::cli {
+
+namespace {
+
+struct Options {
+  std::string margin = "120s";
+  std::string signal = "USR1";
+  std::string name, every, net;
+  int keep = -1;
+  bool tcp_established = false;
+  bool print = false;
+  bool json = false;
+};
+
+int sbatch(const Globals& g, const Options& o, const std::vector<std::string>& rest) {
+  // rest: sbatch's own options, then "--", then the command.
+  std::vector<std::string> sbatch_args, command;
+  bool after = false;
+  for (const auto& a : rest) {
+    if (!after && a == "--") after = true;
+    else (after ? command : sbatch_args).push_back(a);
+  }
+  if (command.empty())
+    return fail(make_error("no command to submit").with_hint("cryo sbatch --time=30:00 -- ./solver input.dat"));
+  auto margin = parse_duration(o.margin);
+  if (!margin) return fail(margin.error());
+  if (*margin < 1) return fail(make_error("--margin must be at least 1s"));
+
+  slurm::BatchSpec spec;
+  spec.margin = static_cast<int>(*margin);
+  spec.signal = o.signal.rfind("SIG", 0) == 0 ? o.signal.substr(3) : o.signal;
+  spec.command = command;
+  spec.cryo_path = sys::self_dir() + "/cryo";
+  if (!g.store.empty()) spec.cryo_global_args.insert(spec.cryo_global_args.end(), {"--store", g.store_root()});
+  if (!g.criu.empty()) spec.cryo_global_args.insert(spec.cryo_global_args.end(), {"--criu", g.criu});
+  auto add = [&](const char* flag, const std::string& v) {
+    if (!v.empty()) spec.cryo_args.insert(spec.cryo_args.end(), {flag, v});
+  };
+  add("--name", o.name);
+  add("--every", o.every);
+  add("--net", o.net);
+  if (o.keep >= 0) add("--keep", std::to_string(o.keep));
+  if (o.tcp_established) spec.cryo_args.push_back("--tcp-established");
+  std::string script = slurm::batch_script(spec);
+
+  std::vector<std::string> argv = {"sbatch", "--parsable"};
+  argv.insert(argv.end(), sbatch_args.begin(), sbatch_args.end());
+  if (o.print) {
+    std::string line;
+    for (const auto& a : argv) line += (line.empty() ? "" : " ") + a;
+    std::printf("# submit with: %s < this-script\n%s", line.c_str(), script.c_str());
+    return 0;
+  }
+  auto dir = sys::realpath(".");
+  auto out = sys::run_command(argv, script);
+  if (!out) return fail(Error(out.error()).with_hint("check the sbatch options; 'cryo sbatch --print ...' shows the script"));
+  std::string id = out->substr(0, out->find_first_of(";\n"));
+  std::string name = o.name.empty() ? "slurm-" + id : o.name;
+  if (o.json) {
+    print_json({{"slurm_job_id", id}, {"name", name}, {"store", g.store_root()}, {"workdir", dir ? *dir : ""}});
+  } else {
+    std::printf("Submitted batch job %s as cryo job '%s'\n", id.c_str(), name.c_str());
+    std::fprintf(stderr, "cryo: 'cryo status %s' follows it; its checkpoints go to %s/%s\n", name.c_str(),
+                 g.store_root().c_str(), name.c_str());
+  }
+  return 0;
+}
+
+}  // namespace
+
+void add_sbatch_verb(CLI::App& app, Globals& g) {
+  auto o = std::make_shared<Options>();
+  auto* cmd = app.add_subcommand("sbatch", "Submit a command as a Slurm job that outlives its time limit");
+  cmd->description(
+      "Submit COMMAND to Slurm as a batch job run by 'cryo run'.  The script asks\n"
+      "Slurm for the warning signal --margin before the time limit\n"
+      "(--signal=B:USR1@MARGIN), --requeue and --open-mode=append.  At the signal\n"
+      "cryo checkpoints the job, requeues it and exits; each next allocation\n"
+      "restores the latest checkpoint, until the job finishes.  The job's output\n"
+      "goes to the Slurm output file, each line once.\n\n"
+      "cryo's options come first, then any sbatch options (passed to sbatch as\n"
+      "they are), then -- and the command.  See docs/slurm.md.");
+  cmd->prefix_command();
+  cmd->fallthrough(false);  // unknown options are sbatch's, not the parent's
+  cmd->add_option("--margin", o->margin, "Warning before the time limit, e.g. 120s, 5m (default 120s)");
+  cmd->add_option("--signal", o->signal, "The warning signal (default USR1)");
+  cmd->add_option("--name,-n", o->name, "cryo job name (default: slurm-JOBID)");
+  cmd->add_option("--every", o->every, "Also checkpoint periodically, e.g. 30m");
+  cmd->add_option("--keep", o->keep, "Keep only the newest N checkpoints (default 2)");
+  cmd->add_flag("--tcp-established", o->tcp_established, "Checkpoint established TCP connections too");
+  cmd->add_option("--net", o->net, "Network: 'host' or 'private'");
+  cmd->add_flag("--print", o->print, "Print the batch script instead of submitting it");
+  cmd->add_flag("--json", o->json, "Print the submitted job as JSON");
+  cmd->footer(
+      "\nExamples:\n"
+      "  cryo sbatch --time=30:00 -- ./solver input.dat\n"
+      "  cryo sbatch --margin 5m --every 1h --time=24:00:00 -p long -o solver.out -- ./solver big.dat\n"
+      "  cryo sbatch --print --time=30:00 -- ./solver input.dat     # show the script");
+  cmd->callback([&g, o, cmd] { g_exit_code = sbatch(g, *o, cmd->remaining()); });
+}
+
+}  // namespace cryo::cli

@@ -1,0 +1,279 @@
+// cryo under a real Slurm cluster on this machine (scripts/slurm-cluster.sh:
+// munged, slurmctld, two slurmd), with real time limits, warning signals
+// and requeues.
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <fstream>
+#include <thread>
+
+#include "harness.h"
+
+namespace cryo::test {
+namespace {
+
+// Runs a shell command line; returns its stdout (and its exit status in *rc).
+std::string sh(const std::string& cmd, int* rc = nullptr) {
+  std::string out;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (!p) return out;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  int status = ::pclose(p);
+  if (rc) *rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return out;
+}
+
+std::string trim(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+class SlurmTest : public CryoTest {
+ public:
+  void SetUp() override {
+    CryoTest::SetUp();
+    if (IsSkipped()) return;
+    cluster_ = work_ + "/slurm";
+    ::chmod(work_.c_str(), 0711);  // munged runs as the munge user, below it
+    int rc;
+    std::string out = sh(script("up --nodes 2"), &rc);
+    ASSERT_EQ(rc, 0) << out;
+    ::setenv("SLURM_CONF", (cluster_ + "/slurm.conf").c_str(), 1);
+    ::setenv("CRYO_STORE", store_.c_str(), 1);
+  }
+
+  void TearDown() override {
+    if (!cluster_.empty()) {
+      // The jobs first, while slurmd can still end their processes.
+      for (const auto& id : slurm_jobs_) sh("scancel " + id + " 2>/dev/null");
+      for (int i = 0; i < 300 && !trim(sh("squeue -h -o %i 2>/dev/null")).empty(); i++)
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      sh(script("down"));
+    }
+    CryoTest::TearDown();
+  }
+
+  // Submits with 'cryo sbatch'; returns the Slurm job id.
+  std::string submit(const std::vector<std::string>& args) {
+    std::vector<std::string> all = {"sbatch", "--json"};
+    all.insert(all.end(), args.begin(), args.end());
+    std::string out, err;
+    EXPECT_EQ(cryo(all, &out, &err, {{"SLURM_CONF", cluster_ + "/slurm.conf"}}), 0) << err;
+    auto j = nlohmann::json::parse(out, nullptr, false);
+    std::string id = j.is_object() ? j.value("slurm_job_id", "") : "";
+    EXPECT_FALSE(id.empty()) << out << err;
+    slurm_jobs_.push_back(id);
+    jobs_.push_back("slurm-" + id);
+    return id;
+  }
+
+  // Slurm's view of the job: PENDING, RUNNING, ..., or "" once it has left the queue.
+  std::string slurm_state(const std::string& id) { return trim(sh("squeue -h -j " + id + " -o %T 2>/dev/null")); }
+
+  bool wait_gone(const std::string& id, double timeout) {
+    auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout);
+    while (std::chrono::steady_clock::now() < end) {
+      if (slurm_state(id).empty()) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    }
+    return false;
+  }
+
+  // Waits until the cryo.log in job directory `dir` holds `text` `times` times.
+  bool wait_event(const std::string& dir, const std::string& text, double timeout, int times = 1) {
+    auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout);
+    while (std::chrono::steady_clock::now() < end) {
+      std::string l;
+      read_text(dir + "/cryo.log", &l);
+      int n = 0;
+      for (size_t p = l.find(text); p != std::string::npos; p = l.find(text, p + 1)) n++;
+      if (n >= times) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return false;
+  }
+
+  // What an uninterrupted run of the solver prints (its pace does not change its output).
+  std::string reference(const std::string& steps) { return sh(prog("solver") + " " + steps + " 0"); }
+
+  // Signals cryo in the batch script, the way 'scancel --signal' does for a user.
+  void signal_batch(const std::string& id, const std::string& sig) {
+    int rc;
+    std::string out = sh("scancel -b -s " + sig + " " + id + " 2>&1", &rc);
+    ASSERT_EQ(rc, 0) << out;
+  }
+
+  // The repository's cluster script, on its own directory and ports, so that
+  // a cluster brought up by hand keeps running beside the tests.
+  std::string script(const std::string& args) const {
+    return "CRYO_SLURM_DIR=" + cluster_ + " CRYO_SLURM_PORT=26817 " + CRYO_SOURCE_DIR + "/scripts/slurm-cluster.sh " +
+           args + " 2>&1";
+  }
+
+  std::string cluster_;
+  std::vector<std::string> slurm_jobs_;
+};
+
+// The acceptance test: a computation that needs several allocations, with a
+// one-minute time limit and the warning 20 s before it, finishes with output
+// identical to an uninterrupted run, each line once, both in the Slurm output
+// file and in the job's log; its result file on the shared store likewise.
+TEST_F(SlurmTest, TimeLimitedJobContinuesAcrossRequeuesUntilDone) {
+  const std::string steps = "400";  // 400 x 250 ms: at least 3 allocations of at most 40 s
+  std::string expect = reference(steps);
+  ASSERT_NE(expect.find("RESULT "), std::string::npos);
+  std::string out = work_ + "/slurm.out", err = work_ + "/slurm.err", result = store_ + "/result.txt";
+  std::string id = submit({"--margin", "20s", "--time=1", "-o", out, "-e", err, "--", prog("solver"), steps, "250", result});
+  std::string job = "slurm-" + id;
+  ASSERT_TRUE(wait_gone(id, 420)) << "still " << slurm_state(id) << " after 7 minutes";
+
+  std::string got, errors, file;
+  read_text(out, &got);
+  read_text(err, &errors);
+  read_text(result, &file);
+  EXPECT_EQ(got, expect) << "the Slurm output file differs from an uninterrupted run; cryo said:\n" << errors;
+  EXPECT_EQ(log(job), expect);
+  EXPECT_EQ(file, expect) << "the result file on the store differs";
+
+  auto st = status(job);
+  EXPECT_EQ(st.value("state", ""), "finished");
+  EXPECT_EQ(st.value("exit_code", -1), 0);
+  EXPECT_EQ(st.value("slurm_job_id", ""), id);
+  auto allocs = st.value("allocations", nlohmann::json::array());
+  ASSERT_GE(allocs.size(), 3u) << errors;
+  for (size_t i = 0; i < allocs.size(); i++) {
+    EXPECT_EQ(allocs[i].value("restart", -1), static_cast<int>(i));
+    if (i + 1 < allocs.size()) {
+      EXPECT_NE(allocs[i].value("outcome", "").find("requeued"), std::string::npos) << allocs[i].dump();
+      // The time limit's warning, not some other signal: the limit was near.
+      double margin = allocs[i].value("margin_seconds", 0.0);
+      EXPECT_GT(margin, 0) << allocs[i].dump();
+      EXPECT_LE(margin, 60) << allocs[i].dump();
+    }
+  }
+  EXPECT_EQ(allocs.back().value("outcome", ""), "finished with exit status 0");
+  EXPECT_EQ(st.value("slurm_restarts", -1), static_cast<int>(allocs.size()) - 1);
+  // Retention (--keep 2 under Slurm) has run.
+  EXPECT_LE(st["checkpoints"].size(), 2u);
+
+  std::string ls;
+  ASSERT_EQ(cryo({"ls"}, &ls), 0);
+  EXPECT_NE(ls.find(id + " r" + std::to_string(allocs.size() - 1)), std::string::npos) << ls;
+}
+
+// A checkpoint at the end of an allocation fails (the store is full): the
+// previous checkpoint stays the latest, the log says so, and the next
+// allocation continues from it.  Also a manual 'scancel -b -s USR1'.
+TEST_F(SlurmTest, FailedCheckpointFallsBackToThePreviousOne) {
+  std::string store = mount_tmpfs("size=48m");
+  const std::string steps = "150";
+  std::string expect = reference(steps);
+  std::string out = work_ + "/slurm.out";
+  std::vector<std::string> args = {"--store", store, "sbatch", "--json", "-o", out, "--", prog("solver"), steps, "100"};
+  std::string sout, serr;
+  ASSERT_EQ(cryo(args, &sout, &serr, {{"SLURM_CONF", cluster_ + "/slurm.conf"}}), 0) << serr;
+  std::string id = nlohmann::json::parse(sout, nullptr, false).value("slurm_job_id", "");
+  ASSERT_FALSE(id.empty()) << sout;
+  slurm_jobs_.push_back(id);
+  std::string job = "slurm-" + id, dir = store + "/" + job;
+  auto events = [&] {
+    std::string l;
+    read_text(dir + "/cryo.log", &l);
+    return l;
+  };
+  auto wait_in = [&](const std::string& text, double timeout, int times = 1) {
+    return wait_event(dir, text, timeout, times);
+  };
+
+  ASSERT_TRUE(wait_in("started in Slurm job", 30));
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  signal_batch(id, "USR1");
+  ASSERT_TRUE(wait_in("restored from checkpoint 0001", 60)) << events();
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+
+  // Fill the store; the next checkpoint cannot be written.
+  sh("dd if=/dev/zero of=" + store + "/filler bs=1M 2>/dev/null");
+  signal_batch(id, "USR1");
+  ASSERT_TRUE(wait_in("checkpoint failed", 30)) << events();
+  ASSERT_TRUE(wait_in("checkpoint 0001 stays the latest", 30)) << events();
+  ASSERT_TRUE(wait_in("requeued; its next allocation restores checkpoint 0001", 30)) << events();
+  ::unlink((store + "/filler").c_str());
+
+  ASSERT_TRUE(wait_in("restored from checkpoint 0001", 60, 2)) << events();
+  ASSERT_TRUE(wait_gone(id, 120));
+  std::string got;
+  read_text(dir + "/stdout.log", &got);
+  EXPECT_EQ(got, expect) << events();
+  EXPECT_NE(events().find("finished with exit status 0"), std::string::npos) << events();
+  // The Slurm output file repeats what ran between 0001 and the failed
+  // checkpoint (docs/slurm.md), but ends with the same result.
+  std::string slurm_out;
+  read_text(out, &slurm_out);
+  EXPECT_NE(slurm_out.find(expect.substr(expect.find("RESULT "))), std::string::npos);
+}
+
+// SIGTERM with a grace time (preemption) checkpoints and requeues as well.
+TEST_F(SlurmTest, TermCheckpointsAndRequeues) {
+  const std::string steps = "80";
+  std::string expect = reference(steps);
+  std::string out = work_ + "/slurm.out";
+  std::string id = submit({"-o", out, "-e", work_ + "/slurm.err", "--", prog("solver"), steps, "100"});
+  std::string dir = store_ + "/slurm-" + id;
+  ASSERT_TRUE(wait_event(dir, "started in Slurm job", 30));
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  signal_batch(id, "TERM");
+  ASSERT_TRUE(wait_event(dir, "received SIGTERM from Slurm", 30));
+  ASSERT_TRUE(wait_event(dir, "restored from checkpoint 0001", 60));
+  ASSERT_TRUE(wait_gone(id, 60));
+  std::string got;
+  read_text(out, &got);
+  EXPECT_EQ(got, expect);
+}
+
+// A real preemption: a job in the 'urgent' partition needs the node.  Slurm
+// sends the job's warning signal (preempt_send_user_signal) and GraceTime;
+// cryo checkpoints and requeues, and the job finishes after the urgent one.
+TEST_F(SlurmTest, PreemptedJobContinuesAfterThePreemptor) {
+  const std::string steps = "80";
+  std::string expect = reference(steps);
+  std::string out = work_ + "/slurm.out";
+  std::string id = submit({"-c", "2", "-w", "n1", "-o", out, "-e", work_ + "/slurm.err", "--", prog("solver"), steps, "100"});
+  std::string dir = store_ + "/slurm-" + id;
+  ASSERT_TRUE(wait_event(dir, "started in Slurm job", 30));
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  int rc;
+  std::string urgent = trim(sh("sbatch --parsable -p urgent -c 2 -w n1 -o /dev/null --wrap 'sleep 2' 2>&1", &rc));
+  ASSERT_EQ(rc, 0) << urgent;
+  slurm_jobs_.push_back(urgent);
+  ASSERT_TRUE(wait_event(dir, "received SIGUSR1 from Slurm", 30));
+  ASSERT_TRUE(wait_event(dir, "restored from checkpoint 0001", 60));
+  ASSERT_TRUE(wait_gone(id, 60));
+  std::string got;
+  read_text(out, &got);
+  EXPECT_EQ(got, expect);
+}
+
+// The batch shell, not cryo, receives --signal=B:...; cryo says so when it
+// is not the batch script's process.
+TEST_F(SlurmTest, WarnsWhenTheBatchShellWouldTakeTheSignal) {
+  std::string script = work_ + "/job.sh", err = work_ + "/slurm.err";
+  std::ofstream(script) << "#!/bin/bash\n" << CRYO_BIN << " run -- " << prog("solver") << " 3 10\n";
+  int rc;
+  std::string id = trim(sh("sbatch --parsable -o /dev/null -e " + err + " " + script, &rc));
+  ASSERT_EQ(rc, 0) << id;
+  slurm_jobs_.push_back(id);
+  jobs_.push_back("slurm-" + id);
+  ASSERT_TRUE(wait_gone(id, 60));
+  std::string text;
+  read_text(err, &text);
+  EXPECT_NE(text.find("warning: cryo is not the batch script itself but a child of '"), std::string::npos) << text;
+  EXPECT_NE(text.find("exec cryo run"), std::string::npos);
+  EXPECT_EQ(status("slurm-" + id).value("exit_code", -1), 0);
+}
+
+}  // namespace
+}  // namespace cryo::test
