@@ -58,6 +58,11 @@ int restore(const Globals& g, const Options& o) {
 }  // namespace
 
 int restore_and_supervise(const Globals& g, store::JobDir& dir, Continue c) {
+  // Restarted by hand in another Slurm job: that job is the one to requeue.
+  if (c.slurm && c.config.slurm_job_id != c.slurm->job_id) {
+    c.config.slurm_job_id = c.slurm->job_id;
+    if (auto st = job::save_config(dir, c.config); !st) return fail(st.error());
+  }
   job::RestoreRun run;
   run.dir = &dir;
   run.id = c.id;

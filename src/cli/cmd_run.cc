@@ -97,6 +97,13 @@ int continue_slurm_job(const Globals& g, store::JobDir& dir, const RunOptions& o
                                                                     : "Slurm job " + config->slurm_job_id))
                     .with_hint("to continue it in this Slurm job use 'exec cryo restore " + dir.name() +
                                "'; to start anew, pick another --name or 'cryo rm " + dir.name() + "'"));
+  // A first allocation never finds its job in the store: this one is left
+  // over from an earlier job that had the same id (a reinstalled cluster,
+  // another cluster sharing the store).
+  if (sl.restart_count == 0)
+    return fail(make_error(fmt::format("job '{}' is already in the store, left by an earlier Slurm job {}",
+                                       dir.name(), sl.job_id))
+                    .with_hint("'cryo rm " + dir.name() + "' if it is no longer needed, or pick another --name"));
   auto lock = job::lock_job(dir);
   if (!lock) return fail(lock.error());
   auto state = job::load_state(dir);

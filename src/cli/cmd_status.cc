@@ -43,7 +43,7 @@ nlohmann::json describe_job(const store::JobDir& dir, bool detailed) {
     if (!st->allocations.empty()) {
       nlohmann::json allocs = nlohmann::json::array();
       for (const auto& a : st->allocations) {
-        nlohmann::json e = {{"restart", a.restart}, {"nodes", a.nodes}, {"host", a.host}, {"start", a.start},
+        nlohmann::json e = {{"job_id", a.job_id}, {"restart", a.restart}, {"nodes", a.nodes}, {"host", a.host}, {"start", a.start},
                             {"outcome", a.outcome}};
         if (a.end > 0) e["end"] = a.end;
         if (!a.restored_from.empty()) e["restored_from"] = a.restored_from;
@@ -132,7 +132,8 @@ int status(const Globals& g, const std::string& name, bool json) {
     for (const auto& a : j.value("allocations", nlohmann::json::array())) {
       double start = a["start"].get<double>();
       std::string took = a.contains("end") ? format_duration(a["end"].get<double>() - start) : "running";
-      std::printf("  restart %-3d %s  %-9s on %-12s %s", a["restart"].get<int>(), sys::iso_time(start).c_str(),
+      std::printf("  job %s restart %-3d %s  %-9s on %-10s %s", a["job_id"].get<std::string>().c_str(),
+                  a["restart"].get<int>(), sys::iso_time(start).c_str(),
                   took.c_str(), a["nodes"].get<std::string>().c_str(), a["outcome"].get<std::string>().c_str());
       if (a.contains("checkpoint_seconds"))
         std::printf(" (checkpoint %s", format_duration(a["checkpoint_seconds"].get<double>()).c_str());

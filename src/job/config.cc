@@ -66,7 +66,7 @@ Status save_state(const store::JobDir& dir, const JobState& s) {
                       {"message", s.message}};
   nlohmann::json allocations = nlohmann::json::array();
   for (const auto& a : s.allocations)
-    allocations.push_back({{"restart", a.restart}, {"nodes", a.nodes}, {"host", a.host}, {"start", a.start},
+    allocations.push_back({{"job_id", a.job_id}, {"restart", a.restart}, {"nodes", a.nodes}, {"host", a.host}, {"start", a.start},
                            {"end", a.end}, {"restored_from", a.restored_from}, {"outcome", a.outcome},
                            {"checkpoint_seconds", a.checkpoint_seconds}, {"margin_seconds", a.margin_seconds}});
   j["allocations"] = allocations;
@@ -92,6 +92,7 @@ Result<JobState> load_state(const store::JobDir& dir) {
     s.message = j->at("message");
     for (const auto& a : j->value("allocations", nlohmann::json::array())) {
       Allocation al;
+      al.job_id = a.value("job_id", "");
       al.restart = a.at("restart");
       al.nodes = a.at("nodes");
       al.host = a.at("host");

@@ -33,6 +33,7 @@ const char* state_name(State s);
 
 // One run of a Slurm job on its nodes, from start (or restore) to its end.
 struct Allocation {
+  std::string job_id;        // the Slurm job (a restart by hand is another one)
   int restart = 0;           // SLURM_RESTART_COUNT
   std::string nodes;
   std::string host;          // where the supervisor ran

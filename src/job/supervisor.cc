@@ -129,6 +129,7 @@ int Supervisor::run() {
   s_.state.since = sys::now();
   if (s_.slurm) {
     Allocation a;
+    a.job_id = s_.slurm->job_id;
     a.restart = s_.slurm->restart_count;
     a.nodes = s_.slurm->nodes;
     a.host = s_.state.host;

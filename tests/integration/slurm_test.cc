@@ -257,6 +257,38 @@ TEST_F(SlurmTest, PreemptedJobContinuesAfterThePreemptor) {
   EXPECT_EQ(got, expect);
 }
 
+// A job whose requeued run was cancelled continues in a new Slurm job that
+// runs 'exec cryo restore NAME' (docs/slurm.md, restarting by hand).
+TEST_F(SlurmTest, RestartByHandInANewSlurmJob) {
+  const std::string steps = "60";
+  std::string expect = reference(steps);
+  std::string id = submit({"-o", "/dev/null", "-e", work_ + "/first.err", "--", prog("solver"), steps, "100"});
+  std::string job = "slurm-" + id, dir = store_ + "/" + job;
+  ASSERT_TRUE(wait_event(dir, "started in Slurm job", 30));
+  std::this_thread::sleep_for(std::chrono::seconds(2));
+  signal_batch(id, "USR1");
+  ASSERT_TRUE(wait_event(dir, "requeued", 30));
+  sh("scancel " + id);
+  ASSERT_TRUE(wait_gone(id, 30));
+
+  int rc;
+  std::string id2 = trim(sh("sbatch --parsable --requeue --open-mode=append --signal=B:USR1@120 -o " + work_ +
+                                "/second.out --wrap 'exec " + CRYO_BIN + " restore " + job + "' 2>&1",
+                            &rc));
+  ASSERT_EQ(rc, 0) << id2;
+  slurm_jobs_.push_back(id2);
+  ASSERT_TRUE(wait_gone(id2, 60));
+  EXPECT_EQ(log(job), expect);
+  auto st = status(job);
+  EXPECT_EQ(st.value("state", ""), "finished");
+  EXPECT_EQ(st.value("slurm_job_id", ""), id2);
+  auto allocs = st.value("allocations", nlohmann::json::array());
+  ASSERT_EQ(allocs.size(), 2u);
+  EXPECT_EQ(allocs[0].value("job_id", ""), id);
+  EXPECT_EQ(allocs[1].value("job_id", ""), id2);
+  EXPECT_EQ(allocs[1].value("restored_from", ""), "0001");
+}
+
 // The batch shell, not cryo, receives --signal=B:...; cryo says so when it
 // is not the batch script's process.
 TEST_F(SlurmTest, WarnsWhenTheBatchShellWouldTakeTheSignal) {
