@@ -51,9 +51,14 @@ std::optional<Env> detect() {
 }
 
 Result<double> end_time(const std::string& job_id) {
-  auto out = sys::run_command({"squeue", "-h", "-j", job_id, "-o", "%e"});
+  auto out = sys::run_command({"squeue", "-h", "-j", job_id, "-o", "%l %e"});
   if (!out) return out.error();
+  // "%l" is the limit: UNLIMITED (or a partition's INFINITE) has no end.
   std::string text = trim(*out);
+  auto space = text.find(' ');
+  if (space == std::string::npos || text.compare(0, space, "UNLIMITED") == 0 || text.compare(0, space, "INVALID") == 0)
+    return 0.0;
+  text = text.substr(space + 1);
   struct tm tm {};
   if (const char* rest = ::strptime(text.c_str(), "%Y-%m-%dT%H:%M:%S", &tm); !rest || *rest) return 0.0;
   tm.tm_isdst = -1;
