@@ -65,6 +65,7 @@ int restore_and_supervise(const Globals& g, store::JobDir& dir, Continue c) {
   }
   job::RestoreRun run;
   run.dir = &dir;
+  run.config = &c.config;
   run.id = c.id;
   run.criu_path = g.criu_path();
   run.tee = c.tee || c.slurm;

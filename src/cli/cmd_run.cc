@@ -13,6 +13,7 @@
 #include "criu/client.h"
 #include "job/config.h"
 #include "job/launch.h"
+#include "job/mpi.h"
 #include "job/supervisor.h"
 
 namespace cryo::cli {
@@ -29,6 +30,7 @@ struct RunOptions {
   bool tee = false;
   bool quiet = false;
   bool no_slurm = false;
+  std::string mpi = "auto";
   std::vector<std::string> command;
 };
 
@@ -54,7 +56,15 @@ int launch_and_supervise(const Globals& g, store::JobDir& dir, const job::JobCon
   spec.command = c.command;
   spec.job_name = c.name;
   spec.private_net = c.private_net;
+  spec.private_ipc = c.private_ipc;
+  spec.init_dir = dir.path();
   spec.init_path = job::default_init_path();
+  if (!c.mpi.empty()) {
+    auto m = job::parse_mpi(c.mpi);
+    if (!m) return fail(m.error());
+    if (auto st = job::prepare_mpi_dirs(*m, c.name, dir.file("mpi")); !st) return fail(st.error());
+    spec.env = job::mpi_environment(*m, c.name, dir.file("mpi"), ::geteuid() == 0);
+  }
   auto launched = job::launch(spec);
   if (!launched) {
     if (created) (void)dir.remove();
@@ -164,6 +174,21 @@ int run(const Globals& g, RunOptions& o) {
     return fail(make_error("--net must be 'host' or 'private', not '" + o.net + "'"));
   c.private_net = o.net == "private";
   c.tcp_established = o.tcp_established;
+  job::Mpi mpi = job::Mpi::none;
+  if (o.mpi == "auto") {
+    mpi = job::detect_mpi(o.command);
+  } else {
+    auto m = job::parse_mpi(o.mpi);
+    if (!m) return fail(m.error());
+    mpi = *m;
+  }
+  if (mpi != job::Mpi::none) {
+    // What every MPI needs to come back (job/mpi.h).
+    c.mpi = job::mpi_name(mpi);
+    c.private_net = true;
+    c.private_ipc = true;
+    c.tcp_established = true;
+  }
 
   // A job that cannot be checkpointed is worth refusing before it starts.
   if (auto v = criu::probe(g.criu_path()); !v) return fail(v.error());
@@ -183,6 +208,10 @@ int run(const Globals& g, RunOptions& o) {
     (void)dir.remove();
     return fail(st.error());
   }
+  if (mpi != job::Mpi::none)
+    job::event(dir, fmt::format("{} job: private network and IPC namespaces, TCP connections checkpointed, MPI "
+                                "files in {} and {}", mpi == job::Mpi::openmpi ? "Open MPI" : "MPICH",
+                                dir.file("mpi"), job::mpi_shm_dir(c.name)), o.quiet);
   auto lock = job::lock_job(dir);
   if (!lock) return fail(lock.error());
   return launch_and_supervise(g, dir, c, job::JobState{}, std::move(*lock), o, sl, true);
@@ -201,6 +230,10 @@ void add_run_verb(CLI::App& app, Globals& g) {
       "exits with the job's exit status (75 if the job was stopped at a checkpoint).\n"
       "Signals sent to cryo (TERM, INT, HUP, USR1, ...) are forwarded to the job,\n"
       "except the --checkpoint-on signal.\n\n"
+      "An MPI job (COMMAND is Open MPI's mpirun or MPICH's mpiexec, or --mpi) gets\n"
+      "private network and IPC namespaces, --tcp-established, and its own MPI\n"
+      "session and shared-memory directories, so that all its ranks checkpoint\n"
+      "and restore as one and two MPI jobs never collide.  See docs/mpi.md.\n\n"
       "Inside a Slurm batch job (SLURM_JOB_ID is set) cryo also:\n"
       "  - names the job slurm-JOBID (unless --name) and keeps --keep 2 by default;\n"
       "  - copies the job's output to its own (the Slurm output file), as --tee;\n"
@@ -221,6 +254,8 @@ void add_run_verb(CLI::App& app, Globals& g) {
   cmd->add_flag("--tee", o->tee, "Also copy the job's output to cryo's stdout and stderr");
   cmd->add_flag("--quiet,-q", o->quiet, "Print no event lines (they still go to STORE/NAME/cryo.log)");
   cmd->add_flag("--no-slurm", o->no_slurm, "Inside a Slurm job, behave as outside it");
+  cmd->add_option("--mpi", o->mpi,
+                  "MPI job handling: auto (default: when COMMAND is mpirun or mpiexec), openmpi, mpich or none");
   cmd->add_option("command", o->command, "The command to run, after --")->required()->expected(-1);
   cmd->footer("\nExamples:\n  cryo run --name sim --every 30m --keep 3 -- ./solver input.dat\n"
               "  exec cryo run -- ./solver input.dat      # as a Slurm batch script's last line");

@@ -25,6 +25,8 @@ struct JobConfig {
   std::string checkpoint_on;     // signal name, "" = none
   bool tcp_established = false;
   bool private_net = false;
+  bool private_ipc = false;
+  std::string mpi;               // "openmpi", "mpich", "" = not an MPI job
   std::string slurm_job_id;      // the Slurm job it belongs to, "" = none
 };
 

@@ -1,7 +1,9 @@
 // cryo-init: PID 1 of a job's PID namespace.
 //
-//   cryo-init [--lo-up] -- COMMAND [ARGS...]
+//   cryo-init [--lo-up] [--chdir DIR] -- COMMAND [ARGS...]
 //
+// --chdir moves init itself (not COMMAND) to DIR: CRIU works in the dumped
+// init's directory, so two jobs dumped at once must not share it.
 // It makes itself a session leader (CRIU refuses to dump a tree whose
 // session leader is outside the namespace), starts COMMAND, forwards the
 // signals it receives to it, reaps every orphan, and exits with COMMAND's
@@ -50,12 +52,14 @@ int bring_lo_up() {
 int main(int argc, char** argv) {
   int i = 1;
   bool lo_up = false;
+  const char* chdir_to = nullptr;
   for (; i < argc; i++) {
     if (std::strcmp(argv[i], "--lo-up") == 0) lo_up = true;
+    else if (std::strcmp(argv[i], "--chdir") == 0 && i + 1 < argc) chdir_to = argv[++i];
     else if (std::strcmp(argv[i], "--") == 0) { i++; break; }
   }
   if (i >= argc) {
-    std::fprintf(stderr, "usage: cryo-init [--lo-up] -- COMMAND [ARGS...]\n");
+    std::fprintf(stderr, "usage: cryo-init [--lo-up] [--chdir DIR] -- COMMAND [ARGS...]\n");
     return 2;
   }
   ::setsid();
@@ -89,6 +93,8 @@ int main(int argc, char** argv) {
   }
   child_pid = pid;
   ::close(3);
+  if (chdir_to && ::chdir(chdir_to) < 0)
+    std::fprintf(stderr, "cryo-init: cannot change to %s: %s\n", chdir_to, std::strerror(errno));
 
   for (;;) {
     int status;

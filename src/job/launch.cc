@@ -31,15 +31,18 @@ Result<Launched> launch(const LaunchSpec& spec) {
 
   std::vector<std::string> args{"cryo-init"};
   if (spec.private_net) args.push_back("--lo-up");
+  if (!spec.init_dir.empty()) args.insert(args.end(), {"--chdir", spec.init_dir});
   args.push_back("--");
   args.insert(args.end(), spec.command.begin(), spec.command.end());
   std::vector<char*> argv;
   for (auto& a : args) argv.push_back(a.data());
   argv.push_back(nullptr);
-  std::string env_job = "CRYO_JOB=" + spec.job_name;
+  std::vector<std::string> env = spec.env;
+  env.push_back("CRYO_JOB=" + spec.job_name);
 
   unsigned long flags = CLONE_NEWPID | SIGCHLD;
   if (spec.private_net) flags |= CLONE_NEWNET;
+  if (spec.private_ipc) flags |= CLONE_NEWIPC;
   pid_t pid = static_cast<pid_t>(::syscall(SYS_clone, flags, nullptr, nullptr, nullptr, nullptr));
   if (pid < 0) return sys_error("cannot create the job's namespaces").with_hint("cryo must run as root (or with CAP_SYS_ADMIN)");
   if (pid == 0) {
@@ -52,7 +55,7 @@ Result<Launched> launch(const LaunchSpec& spec) {
     ::dup2(err_w.get(), 2);
     ::dup2(st_w.get(), 3);
     ::syscall(SYS_close_range, 4, ~0U, 0);
-    ::putenv(env_job.data());
+    for (auto& e : env) ::putenv(e.data());
     ::execv(spec.init_path.c_str(), argv.data());
     int e = errno;
     (void)!::write(3, &e, sizeof e);

@@ -1,5 +1,5 @@
-// Starting a job: a new PID namespace (and optionally a private network
-// namespace) whose PID 1 is cryo-init, running the command in its own
+// Starting a job: a new PID namespace (and optionally private network and
+// IPC namespaces) whose PID 1 is cryo-init, running the command in its own
 // session with stdout and stderr on pipes that the supervisor reads.
 #pragma once
 
@@ -17,7 +17,10 @@ struct LaunchSpec {
   std::vector<std::string> command;
   std::string job_name;     // exported to the job as CRYO_JOB
   bool private_net = false;
-  std::string init_path;    // the cryo-init executable
+  bool private_ipc = false;     // its own SysV IPC namespace
+  std::vector<std::string> env; // added to the job's environment, "NAME=value"
+  std::string init_dir;         // cryo-init's own working directory, "" = the job's
+  std::string init_path;        // the cryo-init executable
 };
 
 struct Launched {

@@ -1,11 +1,13 @@
 #include "job/restore.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include "base/sys.h"
 #include "criu/client.h"
 #include "job/files.h"
+#include "job/mpi.h"
 
 namespace cryo::job {
 
@@ -54,6 +56,24 @@ Result<Restored> restore_job(RestoreRun& run) {
   auto work = sys::open_dir(dir.file("logs"));
   if (!work) return work.error();
   std::string log_name = "criu-restore-" + run.id + "-" + std::to_string(static_cast<long>(sys::now())) + ".log";
+
+  // MPI jobs: CRIU puts their deleted shared-memory files back in these.
+  // Open MPI jobs restore one at a time: concurrent restores collide on
+  // those files (shared/docs/platform.md).
+  UniqueFd mpi_lock;
+  if (!run.config->mpi.empty()) {
+    auto mpi = parse_mpi(run.config->mpi);
+    if (!mpi) return mpi.error();
+    CRYO_TRY(prepare_mpi_dirs(*mpi, run.config->name, dir.file("mpi")));
+    if (*mpi == Mpi::openmpi) {
+      CRYO_TRY(sys::mkdir_p("/run/cryo", 0755));
+      auto l = sys::open("/run/cryo/mpi-restore.lock", O_RDWR | O_CREAT, 0600);
+      if (!l) return l.error();
+      while (::flock(l->get(), LOCK_EX) < 0 && errno == EINTR) {
+      }
+      mpi_lock = std::move(*l);
+    }
+  }
 
   std::vector<int> keep;
   for (const auto& [key, fd] : inherit) keep.push_back(fd);

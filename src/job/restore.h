@@ -18,6 +18,7 @@ namespace cryo::job {
 
 struct RestoreRun {
   store::JobDir* dir = nullptr;
+  const JobConfig* config = nullptr;
   std::string id;  // checkpoint to restore
   std::string criu_path;
   bool tee = false;
