@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 pkgs=(build-essential cmake ninja-build pkg-config protobuf-compiler libprotobuf-dev
       libcli11-dev nlohmann-json3-dev libfmt-dev libxxhash-dev libgtest-dev libgmock-dev
       criu libprotobuf-c1 libnl-3-200 libnet1 libgnutls30 libnftables1 libbsd0 libuuid1
-      iproute2 iptables bc procps slurmctld slurmd slurm-client munge)
+      iproute2 iptables bc procps slurmctld slurmd slurm-client munge
+      openmpi-bin libopenmpi-dev mpich libmpich-dev hpcc)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -1,7 +1,9 @@
 // cryo rm: delete a job, or one of its checkpoints.
 #include <filesystem>
 
+#include "base/sys.h"
 #include "cli/common.h"
+#include "job/mpi.h"
 #include "job/supervisor.h"
 
 namespace cryo::cli {
@@ -15,6 +17,7 @@ int rm(const Globals& g, const std::string& name, const std::string& id) {
   if (!lock) return fail(lock.error().with_hint("stop it first with 'cryo checkpoint " + name + " --stop'"));
   if (id.empty()) {
     if (auto st = dir->remove(); !st) return fail(st.error());
+    (void)sys::remove_tree(job::mpi_shm_dir(name));  // left by an MPI job whose supervisor was killed
     std::printf("removed job '%s'\n", name.c_str());
     return 0;
   }

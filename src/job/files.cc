@@ -1,6 +1,7 @@
 #include "job/files.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <sys/sendfile.h>
 #include <unistd.h>
 
@@ -69,33 +70,63 @@ Status copy_fd(int from, int to, uint64_t size, const std::string& what) {
 Result<std::vector<SavedFile>> save_written_files(pid_t root, const std::string& ckpt_dir) {
   std::vector<SavedFile> saved;
   std::set<std::pair<dev_t, ino_t>> seen;
+  // link: a /proc magic link to the file, as an open fd or a mapping.
+  auto save = [&](const std::string& link, const std::string& why) -> Status {
+    auto st = sys::stat(link);
+    if (!st || !S_ISREG(st->st_mode)) return {};
+    if (!seen.insert({st->st_dev, st->st_ino}).second) return {};
+    auto path = sys::readlink(link);
+    if (!path || path->empty() || (*path)[0] != '/') return {};
+    // CRIU saves unlinked files itself.
+    if (path->size() > 10 && path->compare(path->size() - 10, 10, " (deleted)") == 0) return {};
+    CRYO_TRY(sys::mkdir_p(ckpt_dir + "/files", 0700));
+    SavedFile f;
+    f.path = *path;
+    f.saved_as = "files/" + std::to_string(saved.size());
+    f.size = static_cast<uint64_t>(st->st_size);
+    f.mode = st->st_mode & 07777;
+    f.uid = st->st_uid;
+    f.gid = st->st_gid;
+    auto in = sys::open(link, O_RDONLY);
+    if (!in) return in.error().context("cannot save '" + f.path + "', which the job " + why);
+    auto out = sys::open(ckpt_dir + "/" + f.saved_as, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (!out) return out.error();
+    CRYO_TRY(copy_fd(in->get(), out->get(), f.size, "'" + f.path + "' into the checkpoint"));
+    saved.push_back(f);
+    return {};
+  };
+  // Named pipes the job opened by path: CRIU reopens them by name.
+  auto save_fifo = [&](const std::string& link) {
+    auto st = sys::stat(link);
+    if (!st || !S_ISFIFO(st->st_mode) || !seen.insert({st->st_dev, st->st_ino}).second) return;
+    auto path = sys::readlink(link);
+    if (!path || path->empty() || (*path)[0] != '/') return;  // "pipe:[...]" is anonymous
+    SavedFile f;
+    f.path = *path;
+    f.mode = st->st_mode & 07777;
+    f.uid = st->st_uid;
+    f.gid = st->st_gid;
+    f.fifo = true;
+    saved.push_back(f);
+  };
   for (pid_t pid : process_tree(root)) {
-    std::string fds = "/proc/" + std::to_string(pid) + "/fd";
-    auto names = sys::list_dir(fds);
-    if (!names) continue;
-    for (const auto& fd : *names) {
-      std::string link = fds + "/" + fd;
-      auto st = sys::stat(link);
-      if (!st || !S_ISREG(st->st_mode) || !open_for_writing(pid, fd)) continue;
-      if (!seen.insert({st->st_dev, st->st_ino}).second) continue;
-      auto path = sys::readlink(link);
-      if (!path || path->empty() || (*path)[0] != '/') continue;
-      // CRIU saves unlinked files itself.
-      if (path->size() > 10 && path->compare(path->size() - 10, 10, " (deleted)") == 0) continue;
-      if (saved.empty()) CRYO_TRY(sys::mkdir_p(ckpt_dir + "/files", 0700));
-      SavedFile f;
-      f.path = *path;
-      f.saved_as = "files/" + std::to_string(saved.size());
-      f.size = static_cast<uint64_t>(st->st_size);
-      f.mode = st->st_mode & 07777;
-      f.uid = st->st_uid;
-      f.gid = st->st_gid;
-      auto in = sys::open(link, O_RDONLY);
-      if (!in) return in.error().context("cannot save '" + f.path + "', which the job has open for writing");
-      auto out = sys::open(ckpt_dir + "/" + f.saved_as, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-      if (!out) return out.error();
-      CRYO_TRY(copy_fd(in->get(), out->get(), f.size, "'" + f.path + "' into the checkpoint"));
-      saved.push_back(f);
+    std::string proc = "/proc/" + std::to_string(pid);
+    if (auto names = sys::list_dir(proc + "/fd"))
+      for (const auto& fd : *names) {
+        save_fifo(proc + "/fd/" + fd);
+        if (open_for_writing(pid, fd)) CRYO_TRY(save(proc + "/fd/" + fd, "has open for writing"));
+      }
+    // Shared writable mappings of files (MPI's shared-memory segments, for
+    // one): CRIU keeps only the file's name, not what the job wrote into it.
+    auto maps = sys::read_file(proc + "/maps");
+    if (!maps) continue;
+    std::istringstream lines(*maps);
+    std::string line;
+    while (std::getline(lines, line)) {
+      char range[64], perms[8];
+      if (std::sscanf(line.c_str(), "%63s %7s", range, perms) != 2) continue;
+      if (perms[1] != 'w' || perms[3] != 's' || line.find(" /") == std::string::npos) continue;
+      CRYO_TRY(save(proc + "/map_files/" + range, "maps shared and writable"));
     }
   }
   return saved;
@@ -107,6 +138,13 @@ Status put_back_files(const std::vector<SavedFile>& files, const std::string& ck
       return e.context("cannot put back '" + f.path + "', which the job had open for writing at the checkpoint")
           .with_hint("make its directory exist and be writable, then restore again");
     };
+    // On another node the directory may not exist yet.
+    if (auto st = sys::mkdir_p(f.path.substr(0, f.path.rfind('/')), 0755); !st) return fail(st.error());
+    if (f.fifo) {
+      if (::mkfifo(f.path.c_str(), f.mode) < 0 && errno != EEXIST) return fail(sys_error("cannot create the named pipe"));
+      if (::chown(f.path.c_str(), f.uid, f.gid) < 0 && ::getuid() == 0) return fail(sys_error("cannot set the owner"));
+      continue;
+    }
     std::string tmp = f.path + ".cryo-restore";
     auto in = sys::open(ckpt_dir + "/" + f.saved_as, O_RDONLY);
     if (!in) return fail(in.error());
@@ -125,14 +163,15 @@ nlohmann::json to_json(const std::vector<SavedFile>& files) {
   nlohmann::json a = nlohmann::json::array();
   for (const auto& f : files)
     a.push_back({{"path", f.path}, {"saved_as", f.saved_as}, {"size", f.size},
-                 {"mode", f.mode}, {"uid", f.uid}, {"gid", f.gid}});
+                 {"mode", f.mode}, {"uid", f.uid}, {"gid", f.gid}, {"fifo", f.fifo}});
   return a;
 }
 
 std::vector<SavedFile> saved_files_from_json(const nlohmann::json& j) {
   std::vector<SavedFile> out;
   for (const auto& f : j)
-    out.push_back({f.at("path"), f.at("saved_as"), f.at("size"), f.at("mode"), f.at("uid"), f.at("gid")});
+    out.push_back({f.at("path"), f.at("saved_as"), f.at("size"), f.at("mode"), f.at("uid"), f.at("gid"),
+                   f.value("fifo", false)});
   return out;
 }
 

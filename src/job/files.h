@@ -1,6 +1,7 @@
-// Regular files the job has open for writing.  CRIU records their size and
-// refuses to restore if it changed, and a job that kept running after a
-// checkpoint will have changed them.  So a checkpoint copies each such file
+// Regular files the job has open for writing or maps shared and writable.
+// CRIU records an open file's size and refuses to restore if it changed,
+// and keeps only the name of a mapped file; a job that kept running after a
+// checkpoint will have changed both.  So a checkpoint copies each such file
 // into the checkpoint (files/N) while the job is frozen, and a restore puts
 // the copies back first.
 #pragma once
@@ -23,6 +24,7 @@ struct SavedFile {
   mode_t mode = 0600;
   uid_t uid = 0;
   gid_t gid = 0;
+  bool fifo = false;     // a named pipe: recreated empty, no content saved
 };
 
 // Every task in the tree rooted at root (host PID), root included.
@@ -30,8 +32,8 @@ std::vector<pid_t> process_tree(pid_t root);
 // Resident memory of the whole tree, in bytes.
 uint64_t tree_rss(pid_t root);
 
-// Copies the regular files that the tree has open for writing into
-// ckpt_dir/files/.  The tree must be frozen.
+// Copies the regular files that the tree has open for writing, or maps
+// shared and writable, into ckpt_dir/files/.  The tree must be frozen.
 Result<std::vector<SavedFile>> save_written_files(pid_t root, const std::string& ckpt_dir);
 // Puts the saved copies back in place.  The error names the file.
 Status put_back_files(const std::vector<SavedFile>& files, const std::string& ckpt_dir);

@@ -48,16 +48,7 @@ Result<Restored> restore_job(RestoreRun& run) {
     r.outputs.push_back(std::move(*o));
     write_ends.push_back(std::move(wr));
   }
-  CRYO_TRY(put_back_files(saved_files_from_json(m->job_state.value("files", nlohmann::json::array())), ckpt));
-
-  CRYO_TRY(sys::mkdir_p(dir.file("logs"), 0700));
-  auto images = sys::open_dir(ckpt + "/images");
-  if (!images) return images.error();
-  auto work = sys::open_dir(dir.file("logs"));
-  if (!work) return work.error();
-  std::string log_name = "criu-restore-" + run.id + "-" + std::to_string(static_cast<long>(sys::now())) + ".log";
-
-  // MPI jobs: CRIU puts their deleted shared-memory files back in these.
+  // MPI jobs: their shared-memory files go back into these.
   // Open MPI jobs restore one at a time: concurrent restores collide on
   // those files (shared/docs/platform.md).
   UniqueFd mpi_lock;
@@ -74,6 +65,15 @@ Result<Restored> restore_job(RestoreRun& run) {
       mpi_lock = std::move(*l);
     }
   }
+
+  CRYO_TRY(put_back_files(saved_files_from_json(m->job_state.value("files", nlohmann::json::array())), ckpt));
+
+  CRYO_TRY(sys::mkdir_p(dir.file("logs"), 0700));
+  auto images = sys::open_dir(ckpt + "/images");
+  if (!images) return images.error();
+  auto work = sys::open_dir(dir.file("logs"));
+  if (!work) return work.error();
+  std::string log_name = "criu-restore-" + run.id + "-" + std::to_string(static_cast<long>(sys::now())) + ".log";
 
   std::vector<int> keep;
   for (const auto& [key, fd] : inherit) keep.push_back(fd);

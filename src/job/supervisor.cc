@@ -19,6 +19,7 @@
 #include "job/checkpoint.h"
 #include "job/control.h"
 #include "job/files.h"
+#include "job/mpi.h"
 
 namespace cryo::job {
 
@@ -404,6 +405,12 @@ int Supervisor::finish() {
                             dir_.name(), sig, dir_.name()), s_.quiet);
   }
   if (listen_.valid()) ::unlink(dir_.file("control.sock").c_str());
+  // An MPI job's live files: the checkpoints hold their contents, and a
+  // restore puts them back.
+  if (!s_.config.mpi.empty()) {
+    (void)sys::remove_tree(mpi_shm_dir(s_.config.name));
+    (void)sys::remove_tree(dir_.file("mpi"));
+  }
   if (s_.slurm) return finish_slurm(code);
   if (auto r = save_state(dir_, st); !r) event(dir_, "warning: " + r.error().message, s_.quiet);
   return code;

@@ -47,6 +47,7 @@ void CryoTest::TearDown() {
     ::kill(p, SIGKILL);
     ::waitpid(p, nullptr, 0);
   }
+  for (const auto& j : jobs_) fs::remove_all("/dev/shm/cryo-" + j);  // an MPI job's, if its supervisor was killed
   for (const auto& m : mounts_) {
     ::umount2(m.c_str(), MNT_DETACH);
     fs::remove(m);
