@@ -27,6 +27,18 @@ bool read_text(const std::string& path, std::string* out) {
   return true;
 }
 
+std::string sh(const std::string& cmd, int* rc) {
+  std::string out;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (!p) return out;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+  int status = ::pclose(p);
+  if (rc) *rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return out;
+}
+
 void CryoTest::SetUp() {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root (CRIU dumps and restores processes)";
   char t1[] = "/tmp/cryo-it-store-XXXXXX", t2[] = "/tmp/cryo-it-work-XXXXXX";

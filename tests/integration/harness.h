@@ -52,5 +52,7 @@ class CryoTest : public ::testing::Test {
 };
 
 bool read_text(const std::string& path, std::string* out);
+// Runs a shell command line; returns its stdout (and its exit status in *rc).
+std::string sh(const std::string& cmd, int* rc = nullptr);
 
 }  // namespace cryo::test

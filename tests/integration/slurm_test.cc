@@ -7,25 +7,13 @@
 
 #include <chrono>
 #include <fstream>
+#include <functional>
 #include <thread>
 
 #include "harness.h"
 
 namespace cryo::test {
 namespace {
-
-// Runs a shell command line; returns its stdout (and its exit status in *rc).
-std::string sh(const std::string& cmd, int* rc = nullptr) {
-  std::string out;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (!p) return out;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  int status = ::pclose(p);
-  if (rc) *rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return out;
-}
 
 std::string trim(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
@@ -105,6 +93,31 @@ class SlurmTest : public CryoTest {
     int rc;
     std::string out = sh("scancel -b -s " + sig + " " + id + " 2>&1", &rc);
     ASSERT_EQ(rc, 0) << out;
+  }
+
+  // Runs the solver as a Slurm job, calls interrupt() once it runs, and
+  // expects cryo to take `signal` as the end of the allocation: checkpoint,
+  // requeue, restore, and the output of an uninterrupted run.
+  void expect_requeued_once(const std::vector<std::string>& sbatch_args, const std::string& signal,
+                            const std::function<void(const std::string&)>& interrupt) {
+    const std::string steps = "80";
+    std::string expect = reference(steps);
+    std::string out = work_ + "/slurm.out";
+    std::vector<std::string> args = sbatch_args;
+    for (const auto& a : {std::string("-o"), out, std::string("-e"), work_ + "/slurm.err", std::string("--"),
+                          prog("solver"), steps, std::string("100")})
+      args.push_back(a);
+    std::string id = submit(args);
+    std::string dir = store_ + "/slurm-" + id;
+    ASSERT_TRUE(wait_event(dir, "started in Slurm job", 30));
+    std::this_thread::sleep_for(std::chrono::seconds(2));
+    interrupt(id);
+    ASSERT_TRUE(wait_event(dir, "received " + signal + " from Slurm", 30));
+    ASSERT_TRUE(wait_event(dir, "restored from checkpoint 0001", 60));
+    ASSERT_TRUE(wait_gone(id, 60));
+    std::string got;
+    read_text(out, &got);
+    EXPECT_EQ(got, expect);
   }
 
   // The repository's cluster script, on its own directory and ports, so that
@@ -218,43 +231,19 @@ TEST_F(SlurmTest, FailedCheckpointFallsBackToThePreviousOne) {
 
 // SIGTERM with a grace time (preemption) checkpoints and requeues as well.
 TEST_F(SlurmTest, TermCheckpointsAndRequeues) {
-  const std::string steps = "80";
-  std::string expect = reference(steps);
-  std::string out = work_ + "/slurm.out";
-  std::string id = submit({"-o", out, "-e", work_ + "/slurm.err", "--", prog("solver"), steps, "100"});
-  std::string dir = store_ + "/slurm-" + id;
-  ASSERT_TRUE(wait_event(dir, "started in Slurm job", 30));
-  std::this_thread::sleep_for(std::chrono::seconds(2));
-  signal_batch(id, "TERM");
-  ASSERT_TRUE(wait_event(dir, "received SIGTERM from Slurm", 30));
-  ASSERT_TRUE(wait_event(dir, "restored from checkpoint 0001", 60));
-  ASSERT_TRUE(wait_gone(id, 60));
-  std::string got;
-  read_text(out, &got);
-  EXPECT_EQ(got, expect);
+  expect_requeued_once({}, "SIGTERM", [&](const std::string& id) { signal_batch(id, "TERM"); });
 }
 
 // A real preemption: a job in the 'urgent' partition needs the node.  Slurm
 // sends the job's warning signal (preempt_send_user_signal) and GraceTime;
 // cryo checkpoints and requeues, and the job finishes after the urgent one.
 TEST_F(SlurmTest, PreemptedJobContinuesAfterThePreemptor) {
-  const std::string steps = "80";
-  std::string expect = reference(steps);
-  std::string out = work_ + "/slurm.out";
-  std::string id = submit({"-c", "2", "-w", "n1", "-o", out, "-e", work_ + "/slurm.err", "--", prog("solver"), steps, "100"});
-  std::string dir = store_ + "/slurm-" + id;
-  ASSERT_TRUE(wait_event(dir, "started in Slurm job", 30));
-  std::this_thread::sleep_for(std::chrono::seconds(2));
-  int rc;
-  std::string urgent = trim(sh("sbatch --parsable -p urgent -c 2 -w n1 -o /dev/null --wrap 'sleep 2' 2>&1", &rc));
-  ASSERT_EQ(rc, 0) << urgent;
-  slurm_jobs_.push_back(urgent);
-  ASSERT_TRUE(wait_event(dir, "received SIGUSR1 from Slurm", 30));
-  ASSERT_TRUE(wait_event(dir, "restored from checkpoint 0001", 60));
-  ASSERT_TRUE(wait_gone(id, 60));
-  std::string got;
-  read_text(out, &got);
-  EXPECT_EQ(got, expect);
+  expect_requeued_once({"-c", "2", "-w", "n1"}, "SIGUSR1", [&](const std::string&) {
+    int rc;
+    std::string urgent = trim(sh("sbatch --parsable -p urgent -c 2 -w n1 -o /dev/null --wrap 'sleep 2' 2>&1", &rc));
+    ASSERT_EQ(rc, 0) << urgent;
+    slurm_jobs_.push_back(urgent);
+  });
 }
 
 // A job whose requeued run was cancelled continues in a new Slurm job that
