@@ -65,13 +65,21 @@ std::vector<std::string> mpi_environment(Mpi m, const std::string& job_name, con
   if (m == Mpi::openmpi) {
     env.push_back("OMPI_MCA_orte_tmpdir_base=" + session_dir);
     env.push_back("OMPI_MCA_btl_vader_backing_directory=" + mpi_shm_dir(job_name));
+    // Every rank on this node, under the one init: no daemons started
+    // elsewhere (by srun or ssh), which the checkpoint would not hold.
+    env.push_back("OMPI_MCA_plm=isolated");
+    env.push_back("OMPI_MCA_ras=^slurm");
     // cryo runs as root (CRIU needs it), and so does the job.
     if (as_root) {
       env.push_back("OMPI_ALLOW_RUN_AS_ROOT=1");
       env.push_back("OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1");
     }
   }
-  if (m == Mpi::mpich) env.push_back("UCX_POSIX_USE_PROC_LINK=n");
+  if (m == Mpi::mpich) {
+    env.push_back("UCX_POSIX_USE_PROC_LINK=n");
+    env.push_back("HYDRA_LAUNCHER=fork");
+    env.push_back("HYDRA_RMK=user");
+  }
   return env;
 }
 

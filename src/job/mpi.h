@@ -10,7 +10,10 @@
 //     MPI jobs (whose launchers are both PID 1 of their namespace, and so
 //     get the same MPI job ID) never share files;
 //   - UCX_POSIX_USE_PROC_LINK=n: UCX opens /proc/PID/fd links, which break
-//     when the job's PIDs are not the host's.
+//     when the job's PIDs are not the host's;
+//   - every rank on this node, even inside a Slurm allocation: the
+//     launcher starts no daemons elsewhere (Open MPI's plm=isolated and
+//     ras=^slurm, Hydra's fork launcher and user RMK).
 #pragma once
 
 #include <string>

@@ -99,14 +99,17 @@ class SlurmTest : public CryoTest {
   // expects cryo to take `signal` as the end of the allocation: checkpoint,
   // requeue, restore, and the output of an uninterrupted run.
   void expect_requeued_once(const std::vector<std::string>& sbatch_args, const std::string& signal,
-                            const std::function<void(const std::string&)>& interrupt) {
-    const std::string steps = "80";
-    std::string expect = reference(steps);
+                            const std::function<void(const std::string&)>& interrupt,
+                            std::vector<std::string> command = {}, std::string expect = "") {
+    if (command.empty()) {
+      command = {prog("solver"), "80", "100"};
+      expect = reference("80");
+    }
     std::string out = work_ + "/slurm.out";
     std::vector<std::string> args = sbatch_args;
-    for (const auto& a : {std::string("-o"), out, std::string("-e"), work_ + "/slurm.err", std::string("--"),
-                          prog("solver"), steps, std::string("100")})
+    for (const auto& a : {std::string("-o"), out, std::string("-e"), work_ + "/slurm.err", std::string("--")})
       args.push_back(a);
+    args.insert(args.end(), command.begin(), command.end());
     std::string id = submit(args);
     std::string dir = store_ + "/slurm-" + id;
     ASSERT_TRUE(wait_event(dir, "started in Slurm job", 30));
@@ -244,6 +247,16 @@ TEST_F(SlurmTest, PreemptedJobContinuesAfterThePreemptor) {
     ASSERT_EQ(rc, 0) << urgent;
     slurm_jobs_.push_back(urgent);
   });
+}
+
+// An MPI job (Open MPI, 2 ranks) through a requeue: all its ranks stay on
+// the node under cryo's init, even though Open MPI sees the allocation.
+TEST_F(SlurmTest, MpiJobRequeuedAndRestored) {
+  std::string expect = sh(std::string("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun -np 2 ") +
+                          prog("ring_openmpi") + " 60 0 2>/dev/null");
+  ASSERT_NE(expect.find("RESULT rank 1"), std::string::npos);
+  expect_requeued_once({}, "SIGUSR1", [&](const std::string& id) { signal_batch(id, "USR1"); },
+                       {"mpirun", "-np", "2", prog("ring_openmpi"), "60", "100"}, expect);
 }
 
 // A job whose requeued run was cancelled continues in a new Slurm job that
