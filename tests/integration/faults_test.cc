@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <thread>
 
 #include "harness.h"
 
@@ -55,6 +56,69 @@ TEST_P(FaultTest, KilledCheckpointLosesNothing) {
   EXPECT_EQ(wait_exit(restore), 0);
   EXPECT_EQ(count("f", "PASS"), 1);
   expect_sequence("f", "tick");
+}
+
+// CRIU itself killed halfway through writing the images: the checkpoint
+// fails with CRIU's story, the job runs on unharmed (its memory intact,
+// and it can be checkpointed again), and the previous checkpoint stays
+// the latest and restores.
+TEST_F(CryoTest, CriuKilledMidDumpLosesNothing) {
+  pid_t run = spawn({"run", "--name", "m", "--", prog("memhog"), go_file("m"), "768"});
+  ASSERT_TRUE(wait_for("m", "READY", 60));
+  ASSERT_EQ(checkpoint("m"), "0001");
+
+  pid_t ck = spawn({"checkpoint", "m"});
+  // Find CRIU (it retitles itself "criu: dump --rpc ...") once it has
+  // written part of the memory, and kill it.
+  pid_t criu = 0;
+  for (int i = 0; i < 2000 && !criu; i++) {
+    uint64_t written = 0;
+    for (const auto& e : fs::directory_iterator(store_ + "/m/checkpoints"))
+      if (e.path().filename().string().rfind(".tmp-", 0) == 0 && fs::exists(e.path() / "images"))
+        for (const auto& f : fs::directory_iterator(e.path() / "images")) written += fs::file_size(f.path());
+    if (written > (64u << 20))
+      for (const auto& p : fs::directory_iterator("/proc")) {
+        std::string cmd;
+        if (read_text(p.path().string() + "/cmdline", &cmd) && cmd.find("criu: dump") != std::string::npos)
+          criu = std::atoi(p.path().filename().c_str());
+      }
+    if (!criu) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  }
+  ASSERT_GT(criu, 0) << "never saw CRIU writing the images";
+  ::kill(criu, SIGKILL);
+  EXPECT_EQ(wait_exit(ck), 1);
+  std::string events;
+  read_text(store_ + "/m/cryo.log", &events);
+  EXPECT_NE(events.find("checkpoint failed"), std::string::npos) << events;
+  EXPECT_NE(events.find("earlier checkpoints are unchanged"), std::string::npos) << events;
+
+  // The job runs on: not left stopped or traced, and dumpable again.
+  pid_t job = job_pid("m");
+  for (pid_t p : {job}) {
+    std::string st;
+    ASSERT_TRUE(read_text("/proc/" + std::to_string(p) + "/status", &st));
+    EXPECT_NE(st.find("TracerPid:\t0\n"), std::string::npos) << st;
+    EXPECT_EQ(st.find("State:\tT"), std::string::npos) << st;
+    EXPECT_EQ(st.find("State:\tt"), std::string::npos) << st;
+  }
+  auto s = status("m");
+  EXPECT_EQ(s["state"], "running");
+  EXPECT_EQ(s["latest"], "0001");
+  EXPECT_EQ(cryo({"verify", "m", "0001"}), 0);
+  for (const auto& e : fs::directory_iterator(store_ + "/m/checkpoints"))
+    EXPECT_NE(e.path().filename().string().rfind(".tmp-", 0), 0u) << e.path();
+  std::string next = checkpoint("m");
+  EXPECT_FALSE(next.empty());
+  EXPECT_NE(next, "0001");
+
+  // Its memory is intact; and the previous checkpoint still restores.
+  go("m");
+  EXPECT_EQ(wait_exit(run, 60), 0);
+  EXPECT_EQ(count("m", "PASS"), 1) << log("m");
+  pid_t restore = spawn({"restore", "m", "--from", "0001", "--force"});
+  EXPECT_EQ(wait_exit(restore, 60), 0);
+  EXPECT_EQ(count("m", "PASS"), 1) << log("m");  // the log is back at 0001's size, then PASS once more
+  EXPECT_EQ(count("m", "FAIL"), 0) << log("m");
 }
 
 INSTANTIATE_TEST_SUITE_P(AtEachPhase, FaultTest,
