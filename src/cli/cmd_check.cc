@@ -3,6 +3,8 @@
 #include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cstdlib>
 #include <fmt/format.h>
 
 #include "base/duration.h"
@@ -10,6 +12,8 @@
 #include "cli/common.h"
 #include "criu/client.h"
 #include "job/launch.h"
+#include "job/mpi.h"
+#include "slurm/slurm.h"
 
 namespace cryo::cli {
 
@@ -21,6 +25,47 @@ struct Item {
   std::string detail;
   std::string fix;
 };
+
+bool in_path(const std::string& cmd) {
+  const char* path = std::getenv("PATH");
+  std::string p = path ? path : "";
+  for (size_t start = 0; start <= p.size();) {
+    size_t end = p.find(':', start);
+    if (end == std::string::npos) end = p.size();
+    if (::access((p.substr(start, end - start) + "/" + cmd).c_str(), X_OK) == 0) return true;
+    start = end + 1;
+  }
+  return false;
+}
+
+// What only some jobs need: Slurm for batch jobs, an MPI for MPI jobs.
+// Absent is "info", never a failure.
+void add_optional(std::vector<Item>& items) {
+  if (!in_path("sbatch") || !in_path("scontrol")) {
+    items.push_back({"Slurm", "info", "not installed (needed for 'cryo sbatch' and Slurm batch jobs)",
+                     ""});
+  } else if (auto ping = sys::run_command({"scontrol", "ping"}); !ping) {
+    items.push_back({"Slurm", "warn", "commands found, but no controller answers",
+                     "set SLURM_CONF to the cluster's slurm.conf (see docs/slurm.md)"});
+  } else {
+    std::string where = "controller answers";
+    if (auto env = slurm::detect())
+      where += fmt::format("; inside Slurm job {} (restart {})", env->job_id, env->restart_count);
+    items.push_back({"Slurm", "pass", where, ""});
+  }
+  std::vector<std::string> mpis;
+  for (const char* launcher : {"mpirun", "mpiexec.openmpi", "mpiexec.mpich", "mpiexec"}) {
+    if (!in_path(launcher)) continue;
+    std::string m = job::mpi_name(job::detect_mpi({launcher}));
+    if (m != "none" && std::find(mpis.begin(), mpis.end(), m) == mpis.end()) mpis.push_back(m);
+  }
+  std::string found;
+  for (const auto& m : mpis) found += (found.empty() ? "" : ", ") + m;
+  items.push_back({"MPI", mpis.empty() ? "info" : "pass",
+                   mpis.empty() ? "no Open MPI or MPICH launcher in PATH (needed only for MPI jobs)"
+                                : found + " (cryo run sets MPI jobs up itself; see docs/mpi.md)",
+                   ""});
+}
 
 int check(const Globals& g, bool json) {
   std::vector<Item> items;
@@ -62,6 +107,7 @@ int check(const Globals& g, bool json) {
                      fmt::format("{} ({} free)", root_dir, format_bytes(free_b)),
                      writable ? "" : "choose a writable store with --store or CRYO_STORE"});
   }
+  add_optional(items);
   bool ok = true;
   for (const auto& i : items) ok &= i.status != "fail";
   if (json) {
@@ -84,6 +130,11 @@ int check(const Globals& g, bool json) {
 void add_check_verb(CLI::App& app, Globals& g) {
   auto json = std::make_shared<bool>(false);
   auto* cmd = app.add_subcommand("check", "Check the kernel, CRIU and store: each item a pass or a fix");
+  cmd->description(
+      "Check that this machine can checkpoint and restore jobs: kernel, privileges,\n"
+      "CRIU (version and 'criu check'), cryo-init and the store.  Each item passes or\n"
+      "fails with its fix; exit status 0 when nothing fails.  Slurm and MPI, which\n"
+      "only some jobs need, are reported too ('info' when absent), never as failures.");
   cmd->add_flag("--json", *json, "Print JSON");
   cmd->callback([&g, json] { g_exit_code = check(g, *json); });
 }
