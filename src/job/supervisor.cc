@@ -62,6 +62,7 @@ class Supervisor {
  private:
   void on_signal();
   void on_slurm_end(int sig);
+  void warn_if_margin_short();
   int finish_slurm(int code);
   void on_control();
   void start_checkpoint(int client_fd, bool stop, bool tcp);
@@ -235,6 +236,19 @@ void Supervisor::on_slurm_end(int sig) {
   start_checkpoint(-1, true, s_.config.tcp_established);
 }
 
+// A checkpoint during the allocation (--every, 'cryo checkpoint') predicts
+// the one at its end: compare it with the margin the warning signal left
+// last time, and say so now, while the margin can still be changed.
+void Supervisor::warn_if_margin_short() {
+  double margin = 0;
+  for (const auto& a : s_.state.allocations) margin = a.margin_seconds > 0 ? a.margin_seconds : margin;
+  if (margin <= 0 || !slurm::margin_too_short(last_checkpoint_seconds_, margin)) return;
+  event(dir_, fmt::format("warning: this checkpoint took {}, but the warning signal came only {} before the time "
+                          "limit last time; the checkpoint at the end of this allocation may not fit: submit with "
+                          "--signal=B:{}@{}", format_duration(last_checkpoint_seconds_), format_duration(margin),
+                          s_.config.checkpoint_on, slurm::suggested_margin(last_checkpoint_seconds_)), s_.quiet);
+}
+
 void Supervisor::on_control() {
   UniqueFd c(::accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC));
   if (!c.valid()) return;
@@ -338,6 +352,7 @@ void Supervisor::worker_ended(int status) {
   worker_ = -1;
   worker_resume_.reset();
   last_checkpoint_seconds_ = sys::now() - worker_started_;
+  if (s_.slurm && !ending_ && WIFEXITED(status) && WEXITSTATUS(status) == 0) warn_if_margin_short();
   if (WIFEXITED(status) && WEXITSTATUS(status) == 2) {
     stopped_ = true;
     // The job was killed at its checkpoint; what is left in the pipes it
