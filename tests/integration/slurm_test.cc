@@ -205,10 +205,15 @@ TEST_F(SlurmTest, FailedCheckpointFallsBackToThePreviousOne) {
     return wait_event(dir, text, timeout, times);
   };
 
-  ASSERT_TRUE(wait_in("started in Slurm job", 30));
+  auto slurm_out = [&] {
+    std::string text;
+    read_text(out, &text);
+    return "Slurm says: " + slurm_state(id) + "\n" + text;
+  };
+  ASSERT_TRUE(wait_in("started in Slurm job", 60)) << slurm_out();
   std::this_thread::sleep_for(std::chrono::seconds(2));
   signal_batch(id, "USR1");
-  ASSERT_TRUE(wait_in("restored from checkpoint 0001", 60)) << events();
+  ASSERT_TRUE(wait_in("restored from checkpoint 0001", 60)) << events() << slurm_out();
   std::this_thread::sleep_for(std::chrono::seconds(2));
 
   // Fill the store; the next checkpoint cannot be written.
@@ -227,9 +232,7 @@ TEST_F(SlurmTest, FailedCheckpointFallsBackToThePreviousOne) {
   EXPECT_NE(events().find("finished with exit status 0"), std::string::npos) << events();
   // The Slurm output file repeats what ran between 0001 and the failed
   // checkpoint (docs/slurm.md), but ends with the same result.
-  std::string slurm_out;
-  read_text(out, &slurm_out);
-  EXPECT_NE(slurm_out.find(expect.substr(expect.find("RESULT "))), std::string::npos);
+  EXPECT_NE(slurm_out().find(expect.substr(expect.find("RESULT "))), std::string::npos);
 }
 
 // SIGTERM with a grace time (preemption) checkpoints and requeues as well.
