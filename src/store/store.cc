@@ -200,10 +200,12 @@ Status JobDir::commit(const Pending& p, Manifest& m, const ProgressFn& progress)
   uint64_t total = 0;
   for (const auto& r : *rels) total += sys::stat(p.dir + "/" + r).value().st_size;
   uint64_t done_before = 0;
+  double hashing = 0, syncing = 0;
   m.files.clear();
   m.id = p.id;
   for (const auto& r : *rels) {
     std::string path = p.dir + "/" + r;
+    double t0 = sys::now();
     auto sum = hash_file(path, [&](uint64_t d) {
       if (progress) progress("checksumming", done_before + d, total);
     });
@@ -212,12 +214,17 @@ Status JobDir::commit(const Pending& p, Manifest& m, const ProgressFn& progress)
     if (!fd) return fd.error();
     auto st = sys::fstat(fd->get(), "'" + path + "'");
     if (!st) return st.error();
+    double t1 = sys::now();
     CRYO_TRY(sys::fsync_fd(fd->get(), "'" + path + "'"));
+    hashing += t1 - t0;
+    syncing += sys::now() - t1;
     m.files.push_back({r, static_cast<uint64_t>(st->st_size), *sum});
     done_before += st->st_size;
     fault_point("store.checksum");
   }
   m.total_bytes = total;
+  CRYO_LOG("store", info) << "checkpoint " << p.id << ": " << total << " bytes checksummed in " << hashing
+                          << " s, synced in " << syncing << " s";
   if (progress) progress("syncing", total, total);
   fault_point("store.before_manifest");
   CRYO_TRY(sys::write_file_atomic(p.dir + "/manifest.json", to_json(m).dump(2) + "\n", 0600));
