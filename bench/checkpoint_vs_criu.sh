@@ -40,7 +40,7 @@ for mib in "${sizes[@]}"; do
     fz_s+=("$(echo "$out" | sed -n 's/.*"frozen_seconds": \([0-9.e-]*\).*/\1/p')")
     wait $sup || true; sleep $idle
     s=$(date +%s.%N); cryo restore --quiet "$name" & sup=$!
-    until cryo status "$name" --json | grep -q '"state": "running"'; do sleep 0.05; done
+    until cryo status "$name" --json | grep -q '"state": "running"'; do sleep 0.01; done
     rd_s+=("$(echo "$(date +%s.%N) - $s" | bc)")
     touch "$work/go-$name"; wait $sup || true
     grep -q PASS "$CRYO_STORE/$name/stdout.log" || { echo "bench: cryo's restore came back wrong" >&2; exit 1; }

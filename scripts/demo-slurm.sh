@@ -7,6 +7,7 @@
 # (scripts/slurm-cluster.sh) and takes it down again.  Takes about 3 minutes.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+repo=$PWD
 scripts/setup.sh >/dev/null
 
 export CRYO_SLURM_DIR=/run/cryo-slurm-demo CRYO_SLURM_PORT=36817
@@ -14,12 +15,12 @@ export SLURM_CONF=$CRYO_SLURM_DIR/slurm.conf
 work=$(mktemp -d /tmp/cryo-slurm-demo-XXXXXX)
 chmod 755 "$work"
 export CRYO_STORE=$work/store
-trap 'scancel --full "${id:-0}" 2>/dev/null || true; scripts/slurm-cluster.sh down >/dev/null 2>&1; rm -rf "$work"' EXIT
+trap 'scancel --full "${id:-0}" 2>/dev/null || true; "$repo/scripts/slurm-cluster.sh" down >/dev/null 2>&1; rm -rf "$work"' EXIT
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
 step "a Slurm cluster on this machine"
 scripts/slurm-cluster.sh up
-solver=$PWD/build/tests/progs/solver
+solver=$repo/build/tests/progs/solver
 
 step "cryo sbatch --margin 20s --time=1 -- solver 480 250     (2 minutes of work, a 1-minute limit)"
 cd "$work"
