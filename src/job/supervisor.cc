@@ -360,6 +360,15 @@ void Supervisor::worker_ended(int status) {
     for (auto& o : s_.outputs) o.eof = true;
   }
   gated_ = false;
+  if (WIFSIGNALED(status)) {
+    event(dir_, fmt::format("checkpoint failed: its worker was killed by signal {}; the job keeps running and "
+                            "earlier checkpoints are unchanged", WTERMSIG(status)), s_.quiet);
+    // Its half-written checkpoint is removed by the next one; do it now.
+    if (auto ids = sys::list_dir(dir_.file("checkpoints")))
+      for (const auto& n : *ids)
+        if (n.rfind(".tmp-", 0) == 0 && !sys::pid_alive(std::atoi(n.substr(n.rfind('-') + 1).c_str())))
+          (void)sys::remove_tree(dir_.file("checkpoints/" + n));
+  }
   if (ending_ && !stopped_ && !job_done_) {
     if (stop_after_worker_) {
       stop_after_worker_ = false;
@@ -379,15 +388,6 @@ void Supervisor::worker_ended(int status) {
                   "if it does not finish before the time limit", s_.quiet);
       ending_ = false;
     }
-  }
-  if (WIFSIGNALED(status)) {
-    event(dir_, fmt::format("checkpoint failed: its worker was killed by signal {}; the job keeps running and "
-                            "earlier checkpoints are unchanged", WTERMSIG(status)), s_.quiet);
-    // Its half-written checkpoint is removed by the next one; do it now.
-    if (auto ids = sys::list_dir(dir_.file("checkpoints")))
-      for (const auto& n : *ids)
-        if (n.rfind(".tmp-", 0) == 0 && !sys::pid_alive(std::atoi(n.substr(n.rfind('-') + 1).c_str())))
-          (void)sys::remove_tree(dir_.file("checkpoints/" + n));
   }
 }
 
