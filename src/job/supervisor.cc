@@ -62,6 +62,7 @@ class Supervisor {
  private:
   void on_signal();
   void on_slurm_end(int sig);
+  bool cancelled();
   void warn_if_margin_short();
   int finish_slurm(int code);
   void on_control();
@@ -93,6 +94,7 @@ class Supervisor {
 
   // Slurm: the allocation is ending.
   bool ending_ = false;
+  bool cancelled_ = false;
   bool stop_after_worker_ = false;  // a checkpoint was running when the signal came
   double ending_since_ = 0;
   double margin_ = 0;               // seconds left before the time limit, 0 = unknown
@@ -203,6 +205,8 @@ void Supervisor::on_signal() {
         if (p == s_.state.job_pid) job_ended(status);
         else if (p == worker_) worker_ended(status);
       }
+    } else if (s_.slurm && sig == SIGTERM && cancelled()) {
+      if (!job_done_) ::kill(s_.state.job_pid, sig);
     } else if (s_.slurm && (sig == checkpoint_signal_ || sig == SIGTERM)) {
       on_slurm_end(sig);
     } else if (sig == checkpoint_signal_) {
@@ -217,14 +221,28 @@ void Supervisor::on_signal() {
 // The allocation is ending: the time-limit warning, a preemption (SIGTERM
 // with a grace time) or 'scancel -b -s USR1'.  Checkpoint and stop the
 // job; finish() requeues it.
+// SIGTERM from 'scancel JOBID' means the job is to end, not move on.
+bool Supervisor::cancelled() {
+  auto why = slurm::why_terminated(s_.slurm->job_id);
+  if (!why || *why != slurm::Ending::cancelled) return false;
+  if (!cancelled_) {
+    cancelled_ = true;
+    event(dir_, fmt::format("Slurm job {} was cancelled: ending the job without requeueing it; its checkpoints stay "
+                            "for 'cryo restore {}'", s_.slurm->job_id, dir_.name()), s_.quiet);
+  }
+  return true;
+}
+
 void Supervisor::on_slurm_end(int sig) {
   if (ending_ || stopped_) return;
   ending_ = true;
   ending_since_ = sys::now();
   std::string left;
-  if (auto end = slurm::end_time(s_.slurm->job_id); end && *end > 0) {
+  if (auto end = slurm::end_time(s_.slurm->job_id); end && *end > ending_since_) {
     margin_ = *end - ending_since_;
     left = fmt::format(", {} before the time limit", format_duration(margin_));
+  } else if (end && *end > 0) {
+    left = " at the time limit";
   }
   if (job_done_) return;
   event(dir_, fmt::format("received SIG{} from Slurm{}: checkpointing, stopping and requeueing Slurm job {}",
@@ -438,7 +456,7 @@ int Supervisor::finish_slurm(int code) {
   const std::string& id = s_.slurm->job_id;
   auto latest = dir_.latest_id();
   std::string checkpoint = latest ? *latest : "";
-  bool requeue = stopped_ || (ending_ && !checkpoint.empty());
+  bool requeue = !cancelled_ && (stopped_ || (ending_ && !checkpoint.empty()));
   if (stopped_) {
     a.checkpoint_seconds = a.end - ending_since_;
     a.margin_seconds = margin_;
@@ -449,7 +467,13 @@ int Supervisor::finish_slurm(int code) {
                               format_duration(margin_), s_.config.checkpoint_on,
                               slurm::suggested_margin(a.checkpoint_seconds)), s_.quiet);
   } else if (requeue) {
+    // Slurm's SIGTERM reached the job too (time limit, preemption): it did
+    // not finish, it continues from the latest checkpoint.
     a.outcome = "ended before its checkpoint; requeued to continue from " + checkpoint;
+    st.state = State::failed;
+    st.message = "ended by Slurm before its checkpoint; continues from checkpoint " + checkpoint;
+  } else if (cancelled_) {
+    a.outcome = "cancelled";
   } else if (st.state == State::finished) {
     a.outcome = fmt::format("finished with exit status {}", st.exit_code);
     if (auto removed = dir_.apply_retention(s_.config.keep); removed && !removed->empty())

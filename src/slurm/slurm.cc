@@ -65,6 +65,18 @@ Result<double> end_time(const std::string& job_id) {
   return static_cast<double>(::mktime(&tm));
 }
 
+Result<Ending> why_terminated(const std::string& job_id) {
+  auto out = sys::run_command({"squeue", "-h", "-j", job_id, "-o", "%T %r"});
+  if (!out) return out.error();
+  std::string text = trim(*out);
+  std::string state = text.substr(0, text.find(' '));
+  std::string reason = text.find(' ') == std::string::npos ? "" : text.substr(text.find(' ') + 1);
+  if (state == "RUNNING") return Ending::preempted;
+  // Ending jobs show as COMPLETING; the reason tells a time limit from a cancel.
+  if (reason == "TimeLimit" || state == "TIMEOUT") return Ending::time_limit;
+  return Ending::cancelled;
+}
+
 Status requeue(const std::string& job_id) {
   auto out = sys::run_command({"scontrol", "requeue", job_id});
   if (!out) return out.error();

@@ -27,6 +27,12 @@ std::optional<Env> detect();
 // When the job's time limit ends (seconds since the epoch), or 0 if it has none.
 Result<double> end_time(const std::string& job_id);
 
+// Why a job's processes got SIGTERM, from Slurm's view of the job: it may
+// be preempted (still running, with a grace time), at its time limit, or
+// cancelled by its user or an administrator.
+enum class Ending { preempted, time_limit, cancelled };
+Result<Ending> why_terminated(const std::string& job_id);
+
 // Puts the job back in the queue ('scontrol requeue').
 Status requeue(const std::string& job_id);
 

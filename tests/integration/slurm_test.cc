@@ -262,6 +262,52 @@ TEST_F(SlurmTest, MpiJobRequeuedAndRestored) {
                        {"mpirun", "-np", "2", prog("ring_openmpi"), "60", "100"}, expect);
 }
 
+// 'scancel JOBID' means "end it": Slurm sends SIGTERM to every process,
+// cryo included.  cryo must not requeue a cancelled job; its checkpoints
+// stay for a restart by hand.
+TEST_F(SlurmTest, CancelledJobIsNotRequeued) {
+  std::string id = submit({"--every", "2s", "-o", "/dev/null", "-e", work_ + "/slurm.err", "--", prog("solver"), "300",
+                           "100"});
+  std::string dir = store_ + "/slurm-" + id;
+  ASSERT_TRUE(wait_event(dir, "checkpoint 0001 committed", 60));
+  sh("scancel " + id);
+  ASSERT_TRUE(wait_gone(id, 90)) << "the cancelled job is back in the queue: " << slurm_state(id);
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  EXPECT_EQ(slurm_state(id), "") << "requeued after scancel";
+  std::string events;
+  read_text(dir + "/cryo.log", &events);
+  EXPECT_EQ(events.find("requeued; its next allocation"), std::string::npos) << events;
+  auto st = status("slurm-" + id);
+  EXPECT_NE(st.value("state", ""), "running") << st.dump();
+  EXPECT_FALSE(st["latest"].is_null());
+}
+
+// No warning signal at all: at the hard time limit Slurm sends SIGTERM to
+// every process, the job dies before any checkpoint, and cryo requeues it
+// to continue from its latest periodic checkpoint.  The job's log (cut
+// back at each restore) is that of an uninterrupted run.
+TEST_F(SlurmTest, HardTimeLimitContinuesFromPeriodicCheckpoint) {
+  // 100 s of work: Slurm enforces the 60 s limit at its next 30 s check.
+  std::string expect = reference("400");
+  std::string script = work_ + "/job.sh";
+  std::ofstream(script) << "#!/bin/bash\nexec " << CRYO_BIN << " run --every 5s -- " << prog("solver") << " 400 250\n";
+  int rc;
+  std::string id = trim(sh("sbatch --parsable --time=1 --requeue --open-mode=append -o /dev/null -e " + work_ +
+                               "/slurm.err " + script + " 2>&1",
+                           &rc));
+  ASSERT_EQ(rc, 0) << id;
+  slurm_jobs_.push_back(id);
+  jobs_.push_back("slurm-" + id);
+  ASSERT_TRUE(wait_gone(id, 240));
+  std::string events;
+  read_text(store_ + "/slurm-" + id + "/cryo.log", &events);
+  EXPECT_NE(events.find("at the time limit"), std::string::npos) << events;
+  EXPECT_EQ(log("slurm-" + id), expect) << events;
+  auto st = status("slurm-" + id);
+  EXPECT_EQ(st.value("state", ""), "finished");
+  EXPECT_GE(st.value("slurm_restarts", 0), 1);
+}
+
 // A job whose requeued run was cancelled continues in a new Slurm job that
 // runs 'exec cryo restore NAME' (docs/slurm.md, restarting by hand).
 TEST_F(SlurmTest, RestartByHandInANewSlurmJob) {
