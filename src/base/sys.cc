@@ -259,6 +259,20 @@ std::string self_dir() {
   return p ? dirname_of(*p) : ".";
 }
 
+std::string find_in_path(const std::string& cmd) {
+  if (cmd.find('/') != std::string::npos) return ::access(cmd.c_str(), X_OK) == 0 ? cmd : "";
+  const char* path = std::getenv("PATH");
+  std::string p = path ? path : "/usr/local/bin:/usr/bin:/bin";
+  for (size_t start = 0; start <= p.size();) {
+    size_t end = p.find(':', start);
+    if (end == std::string::npos) end = p.size();
+    std::string candidate = p.substr(start, end - start) + "/" + cmd;
+    if (::access(candidate.c_str(), X_OK) == 0) return candidate;
+    start = end + 1;
+  }
+  return "";
+}
+
 Result<std::string> run_command(const std::vector<std::string>& argv, const std::string& input) {
   std::string shown;
   for (const auto& a : argv) shown += (shown.empty() ? "" : " ") + a;

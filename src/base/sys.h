@@ -50,6 +50,10 @@ std::string iso_time(double t);
 // The directory of the running executable.
 std::string self_dir();
 
+// Where execvp would find cmd: cmd itself if it has a '/', else the first
+// executable PATH entry; "" if there is none.
+std::string find_in_path(const std::string& cmd);
+
 // Runs argv[0] (searched in PATH) with `input` on its stdin and waits for
 // it.  Returns its stdout; a failure names the command and carries its stderr.
 Result<std::string> run_command(const std::vector<std::string>& argv, const std::string& input = "");

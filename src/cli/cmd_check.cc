@@ -4,7 +4,6 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstdlib>
 #include <fmt/format.h>
 
 #include "base/duration.h"
@@ -26,17 +25,7 @@ struct Item {
   std::string fix;
 };
 
-bool in_path(const std::string& cmd) {
-  const char* path = std::getenv("PATH");
-  std::string p = path ? path : "";
-  for (size_t start = 0; start <= p.size();) {
-    size_t end = p.find(':', start);
-    if (end == std::string::npos) end = p.size();
-    if (::access((p.substr(start, end - start) + "/" + cmd).c_str(), X_OK) == 0) return true;
-    start = end + 1;
-  }
-  return false;
-}
+bool in_path(const std::string& cmd) { return !sys::find_in_path(cmd).empty(); }
 
 // What only some jobs need: Slurm for batch jobs, an MPI for MPI jobs.
 // Absent is "info", never a failure.

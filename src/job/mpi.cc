@@ -1,9 +1,5 @@
 #include "job/mpi.h"
 
-#include <unistd.h>
-
-#include <cstdlib>
-
 #include "base/sys.h"
 
 namespace cryo::job {
@@ -27,23 +23,10 @@ Result<Mpi> parse_mpi(const std::string& name) {
 namespace {
 // command[0] as execvp would find it, with symlinks resolved.
 std::string resolve(const std::string& cmd) {
-  if (cmd.find('/') != std::string::npos) {
-    auto r = sys::realpath(cmd);
-    return r ? *r : cmd;
-  }
-  const char* path = std::getenv("PATH");
-  std::string p = path ? path : "/usr/local/bin:/usr/bin:/bin";
-  for (size_t start = 0; start <= p.size();) {
-    size_t end = p.find(':', start);
-    if (end == std::string::npos) end = p.size();
-    std::string candidate = p.substr(start, end - start) + "/" + cmd;
-    if (::access(candidate.c_str(), X_OK) == 0) {
-      auto r = sys::realpath(candidate);
-      return r ? *r : candidate;
-    }
-    start = end + 1;
-  }
-  return cmd;
+  std::string found = sys::find_in_path(cmd);
+  if (found.empty()) return cmd;
+  auto real = sys::realpath(found);
+  return real ? *real : found;
 }
 }  // namespace
 
