@@ -1,70 +1,167 @@
 #!/usr/bin/env bash
-# Compare cryo checkpoint/restore with a raw criu dump/restore of the same
-# job, in the same run, for 256 MiB, 1 GiB and 4 GiB.  Interleaved, same
-# idle time before each step, 3 repetitions, medians and ratios (see
-# platform notes: the VM's memory supply makes lone absolute times noisy).
+# cryo's checkpoint and restore against raw CRIU on the same job, in the
+# same run: the numbers behind docs/performance.md.
 #
-#   bench/checkpoint_vs_criu.sh [SIZES_MIB...]     default: 256 1024 4096
-# Needs: scripts/setup.sh done, root.  Prints a table:
-#   checkpoint  'cryo checkpoint --stop' (durable: checksummed and fsynced) vs 'criu dump'
-#   frozen      how long cryo kept the job frozen vs 'criu dump'
-#   durable     'cryo checkpoint --stop' vs 'criu dump' followed by 'sync'
-#   restore     'cryo restore' until the job runs (every byte verified first) vs 'criu restore -d'
+#   bench/checkpoint_vs_criu.sh [-s "256 1024 4096"] [-k "random halfzero matrix"] [-r 3] [-i 5] [-o FILE.json]
+#
+# For each size (MiB) and kind of memory (tests/progs/memhog.c), repeated
+# -r times, cryo and raw CRIU interleaved, with -i seconds of idle before
+# every step (the VM's memory supply makes lone absolute times noisy; see
+# the platform notes):
+#   cryo: run memhog; 'cryo checkpoint' (returns once dumped into the fast
+#         tier); wait until it is durable; mutate a tenth of the memory;
+#         'cryo checkpoint --wait'; 'cryo checkpoint --stop'; restore from
+#         the fast copy; stop again; drop the page cache; 'cryo restore --durable'
+#   raw:  the same job in its own PID namespace and session; 'criu dump
+#         --leave-running' into tmpfs; 'criu dump' into the store's file system,
+#         then 'sync'; drop the page cache; 'criu restore' from there; 'criu
+#         restore' from tmpfs
+# Every restored job must find its memory intact (PASS), so a failed
+# restore cannot pass for a fast one.  Prints a table of medians and ratios
+# and writes them, with every sample, as JSON (-o, default
+# bench/results-HOST-DATE.json).  Needs root and scripts/setup.sh done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-sizes=("${@:-256 1024 4096}"); [ $# -gt 0 ] || sizes=(256 1024 4096)
-reps=3 idle=5
+sizes="256 1024 4096" kinds="random halfzero matrix" reps=3 idle=5 out=""
+while getopts "s:k:r:i:o:" o; do
+  case $o in
+    s) sizes=$OPTARG ;; k) kinds=$OPTARG ;; r) reps=$OPTARG ;; i) idle=$OPTARG ;; o) out=$OPTARG ;;
+    *) sed -n '2,25p' "$0"; exit 2 ;;
+  esac
+done
+[ "$(id -u)" = 0 ] || { echo "bench: run as root" >&2; exit 1; }
+out=${out:-bench/results-$(hostname)-$(date +%Y%m%d-%H%M).json}
 criu=${CRYO_CRIU:-/opt/cryo/criu/bin/criu}
-memhog=build/tests/progs/memhog
-work=$(mktemp -d /tmp/cryo-bench-XXXXXX)
-export CRYO_STORE=$work/store
-trap 'pkill -9 -f "$memhog $work" 2>/dev/null || true; rm -rf "$work"' EXIT
-# Times a command; a failed one stops the benchmark (a failed restore is fast).
-t() {
-  local s=$(date +%s.%N)
+memhog=$PWD/build/tests/progs/memhog
+[ -x "$memhog" ] || { echo "bench: build cryo first (scripts/setup.sh)" >&2; exit 1; }
+work=$(mktemp -d /var/tmp/cryo-bench-XXXXXX)   # on the store's (disk) file system
+shm=$(mktemp -d /dev/shm/cryo-bench-XXXXXX)     # tmpfs: the fast tier and raw CRIU's tmpfs dumps
+export CRYO_STORE=$work/store CRYO_FAST_TIER=$shm/fast
+cleanup() {
+  pkill -9 -f "^$memhog $work" 2>/dev/null || true
+  for p in $(cat "$work"/*.sup 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done
+  rm -rf "$work" "$shm"
+}
+trap cleanup EXIT
+
+now() { date +%s.%N; }
+since() { echo "$(now) - $1" | bc; }
+# Times a command; a failure stops the benchmark (a failed restore is fast).
+timed() {
+  local s; s=$(now)
   "$@" >"$work/last.out" 2>&1 || { echo "bench: '$*' failed:" >&2; tail -n 5 "$work/last.out" >&2; exit 1; }
-  echo "$(date +%s.%N) - $s" | bc
+  since "$s"
 }
 median() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
-wait_ready() { until grep -q READY "$1" 2>/dev/null; do sleep 0.2; done; }
-
-printf '%-8s %-9s %10s %10s %7s\n' size step cryo_s criu_s ratio
-for mib in "${sizes[@]}"; do
-  cd_s=(); fz_s=(); rd_s=(); cr_s=(); cs_s=(); rr_s=()
-  for r in $(seq $reps); do
-    # cryo
-    name=b$mib-$r
-    cryo run --quiet --name "$name" -- "$memhog" "$work/go-$name" "$mib" & sup=$!
-    wait_ready "$CRYO_STORE/$name/stdout.log"; sleep $idle
-    s=$(date +%s.%N); out=$(cryo checkpoint "$name" --stop --json); cd_s+=("$(echo "$(date +%s.%N) - $s" | bc)")
-    fz_s+=("$(echo "$out" | sed -n 's/.*"frozen_seconds": \([0-9.e-]*\).*/\1/p')")
-    wait $sup || true; sleep $idle
-    s=$(date +%s.%N); cryo restore --quiet "$name" & sup=$!
-    until cryo status "$name" --json | grep -q '"state": "running"'; do sleep 0.01; done
-    rd_s+=("$(echo "$(date +%s.%N) - $s" | bc)")
-    touch "$work/go-$name"; wait $sup || true
-    grep -q PASS "$CRYO_STORE/$name/stdout.log" || { echo "bench: cryo's restore came back wrong" >&2; exit 1; }
-    # raw CRIU, same kind of job: new PID namespace, own session, output to a file
-    img=$work/raw-$mib-$r; mkdir -p "$img"
-    # (unshare's own stderr must not be the job's log: it writes there when
-    # the dumped child dies, and CRIU then refuses the log's new size.)
-    LOG="$work/raw-$mib-$r.log" unshare --pid --fork setsid sh -c 'exec "$0" "$@" > "$LOG" 2>&1' "$memhog" "$work/go-raw$mib-$r" "$mib" \
-      2>/dev/null < /dev/null &
-    wait_ready "$work/raw-$mib-$r.log"; sleep $idle
-    pid=$(pgrep -f "^$memhog $work/go-raw$mib-$r" | head -1)
-    cr_s+=("$(t "$criu" dump -t "$pid" -D "$img" --shell-job)")
-    cs_s+=("$(echo "${cr_s[-1]} + $(t sync)" | bc)"); sleep $idle
-    rr_s+=("$(t "$criu" restore -D "$img" --shell-job -d)")
-    # The restored job must really run: it checks its memory and says PASS.
-    touch "$work/go-raw$mib-$r"
-    until grep -q 'PASS\|FAIL' "$work/raw-$mib-$r.log"; do sleep 0.1; done
-    grep -q PASS "$work/raw-$mib-$r.log" || { echo "bench: the raw restore came back wrong" >&2; exit 1; }
-    rm -rf "$img"
+wait_line() {  # FILE TEXT [TIMEOUT]
+  local t=0
+  until grep -q "$2" "$1" 2>/dev/null; do
+    sleep 0.01; t=$((t + 1))
+    [ $t -lt $(( ${3:-600} * 100 )) ] || { echo "bench: no '$2' in $1" >&2; exit 1; }
   done
-  cd=$(median "${cd_s[@]}"); cr=$(median "${cr_s[@]}"); rd=$(median "${rd_s[@]}"); rr=$(median "${rr_s[@]}")
-  fz=$(median "${fz_s[@]}"); cs=$(median "${cs_s[@]}")
-  printf '%-8s %-9s %10.2f %10.2f %7.2f\n' "${mib}M" checkpoint "$cd" "$cr" "$(echo "$cd / $cr" | bc -l)"
-  printf '%-8s %-9s %10.2f %10.2f %7.2f\n' "${mib}M" frozen "$fz" "$cr" "$(echo "$fz / $cr" | bc -l)"
-  printf '%-8s %-9s %10.2f %10.2f %7.2f\n' "${mib}M" durable "$cd" "$cs" "$(echo "$cd / $cs" | bc -l)"
-  printf '%-8s %-9s %10.2f %10.2f %7.2f\n' "${mib}M" restore "$rd" "$rr" "$(echo "$rd / $rr" | bc -l)"
+}
+json_num() { sed -n "s/.*\"$2\": *\([0-9.e+-]*\).*/\1/p" <<<"$1" | head -1; }
+drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+pause() { sleep "$idle"; }
+
+declare -A S   # samples: S[size,kind,metric] = "v1 v2 ..."
+add() { S[$1,$2,$3]="${S[$1,$2,$3]:-} $4"; }
+
+cryo_round() {  # MIB KIND REP
+  local mib=$1 kind=$2 name=b$1-$2-$3
+  local log=$CRYO_STORE/$name/stdout.log events=$CRYO_STORE/$name/cryo.log
+  cryo run --quiet --name "$name" -- "$memhog" "$work/go-$name" "$mib" "$kind" & echo $! > "$work/$name.sup"
+  wait_line "$log" READY; pause
+  local s; s=$(now)
+  local j; j=$(cryo checkpoint "$name" --json)
+  add "$mib" "$kind" cryo_return "$(since "$s")"
+  add "$mib" "$kind" cryo_frozen "$(json_num "$j" frozen_seconds)"
+  wait_line "$events" "checkpoint 0001 committed"
+  j=$(cryo status "$name" --json)
+  add "$mib" "$kind" cryo_durable "$(json_num "$j" durable_seconds)"
+  add "$mib" "$kind" cryo_stored "$(json_num "$j" stored_bytes)"
+  add "$mib" "$kind" raw_bytes "$(json_num "$j" bytes)"
+  # How long reading the fast copy back takes: what streaming could save.
+  s=$(now); cat "$CRYO_FAST_TIER"/"$name"-*/0001/images/pages-* > /dev/null
+  add "$mib" "$kind" readback "$(since "$s")"
+  touch "$work/go-$name.mutate"; wait_line "$log" MUTATED; pause
+  j=$(cryo checkpoint "$name" --wait --json)
+  add "$mib" "$kind" cryo_second "$(json_num "$j" stored_bytes)"
+  pause
+  cryo checkpoint "$name" --stop --json > /dev/null
+  wait "$(cat "$work/$name.sup")" || true
+  pause
+  s=$(now); cryo restore --quiet "$name" & echo $! > "$work/$name.sup"
+  wait_line "$events" "restored from checkpoint 0003 (fast copy)"
+  add "$mib" "$kind" cryo_restore_fast "$(since "$s")"
+  pause
+  cryo checkpoint "$name" --stop --json > /dev/null
+  wait "$(cat "$work/$name.sup")" || true
+  drop_caches; pause
+  s=$(now); cryo restore --quiet --durable "$name" & echo $! > "$work/$name.sup"
+  wait_line "$events" "restored from checkpoint 0004 (store)"
+  add "$mib" "$kind" cryo_restore_durable "$(since "$s")"
+  touch "$work/go-$name"; wait "$(cat "$work/$name.sup")" || true
+  grep -q PASS "$log" || { echo "bench: cryo's restored job came back wrong" >&2; tail -3 "$log" >&2; exit 1; }
+  cryo rm "$name" > /dev/null
+}
+
+raw_round() {  # MIB KIND REP
+  local mib=$1 kind=$2 name=r$1-$2-$3
+  local tmpimg=$shm/$name disk=$work/$name log=$work/$name.log
+  mkdir -p "$tmpimg" "$disk"
+  # unshare's own stderr must not be the job's log (CRIU checks its size).
+  LOG=$log unshare --pid --fork setsid sh -c 'exec "$0" "$@" > "$LOG" 2>&1' "$memhog" "$work/go-$name" "$mib" "$kind" \
+    2>/dev/null < /dev/null &
+  wait_line "$log" READY; pause
+  local pid; pid=$(pgrep -f "^$memhog $work/go-$name" | head -1)
+  add "$mib" "$kind" raw_dump_tmpfs "$(timed "$criu" dump -t "$pid" -D "$tmpimg" --shell-job --leave-running)"
+  pause
+  local d; d=$(timed "$criu" dump -t "$pid" -D "$disk" --shell-job)
+  add "$mib" "$kind" raw_dump_disk_sync "$(echo "$d + $(timed sync)" | bc)"
+  drop_caches; pause
+  add "$mib" "$kind" raw_restore_disk "$(timed "$criu" restore -D "$disk" --shell-job -d --pidfile "$work/$name.pid")"
+  kill -9 "$(cat "$work/$name.pid")"; sleep 0.5; pause
+  add "$mib" "$kind" raw_restore_tmpfs "$(timed "$criu" restore -D "$tmpimg" --shell-job -d)"
+  touch "$work/go-$name"
+  wait_line "$log" 'PASS\|FAIL'
+  grep -q PASS "$log" || { echo "bench: the raw restore came back wrong" >&2; exit 1; }
+  rm -rf "$tmpimg" "$disk"
+}
+
+printf '%-6s %-9s %-22s %10s %10s %7s  %s\n' size kind row cryo raw ratio target
+json_rows=()
+for mib in $sizes; do
+  for kind in $kinds; do
+    for r in $(seq "$reps"); do cryo_round "$mib" "$kind" "$r"; raw_round "$mib" "$kind" "$r"; done
+    m() { median ${S[$mib,$kind,$1]}; }
+    row() {  # NAME CRYO RAW TARGET
+      local ratio; ratio=$(echo "$2 / $3" | bc -l)
+      printf '%-6s %-9s %-22s %10.3f %10.3f %7.2f  %s\n' "${mib}M" "$kind" "$1" "$2" "$3" "$ratio" "$4"
+      json_rows+=("{\"size_mib\": $mib, \"kind\": \"$kind\", \"row\": \"$1\", \"cryo\": $2, \"raw\": $3, \"ratio\": $ratio, \"target\": \"$4\"}")
+    }
+    row "frozen (s)" "$(m cryo_frozen)" "$(m raw_dump_tmpfs)" "<= 1.10"
+    row "checkpoint returns (s)" "$(m cryo_return)" "$(m raw_dump_tmpfs)" ""
+    row "durable (s)" "$(m cryo_durable)" "$(m raw_dump_disk_sync)" "<= 1.00"
+    row "stored (MiB)" "$(echo "$(m cryo_stored) / 1048576" | bc -l)" "$(echo "$(m raw_bytes) / 1048576" | bc -l)" "halfzero <= 0.55"
+    row "2nd, 10% changed (MiB)" "$(echo "$(m cryo_second) / 1048576" | bc -l)" "$(echo "$(m cryo_stored) / 1048576" | bc -l)" "<= 0.15 of 1st"
+    row "restore, fast (s)" "$(m cryo_restore_fast)" "$(m raw_restore_tmpfs)" "<= 1.20"
+    row "restore, durable (s)" "$(m cryo_restore_durable)" "$(m raw_restore_disk)" "<= 1.20"
+    row "read fast copy (s)" "$(m readback)" "$(m cryo_durable)" "(of durable)"
+  done
 done
+
+{
+  echo "{\"host\": \"$(hostname)\", \"date\": \"$(date -Is)\", \"kernel\": \"$(uname -r)\", \"reps\": $reps, \"idle_s\": $idle,"
+  echo " \"rows\": ["
+  (IFS=,; echo "  ${json_rows[*]}")
+  echo " ], \"samples\": {"
+  first=1
+  for k in "${!S[@]}"; do
+    [ $first = 1 ] || echo ","
+    first=0
+    printf '  "%s": [%s]' "$k" "$(echo ${S[$k]} | tr ' ' ',')"
+  done
+  echo; echo " }}"
+} > "$out"
+echo "bench: results in $out"

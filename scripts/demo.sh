@@ -17,7 +17,7 @@ sup=$!
 sleep 2
 tail -n 2 "$CRYO_STORE/$job/stdout.log"
 
-step "cryo checkpoint $job     (the job keeps running)"
+step "cryo checkpoint $job     (the job runs on; the checkpoint is flushed to the store)"
 cryo checkpoint $job
 sleep 1
 tail -n 1 "$CRYO_STORE/$job/stdout.log"

@@ -5,7 +5,10 @@
 #include <ftw.h>
 #include <pwd.h>
 #include <signal.h>
+#include <linux/magic.h>
 #include <spawn.h>
+#include <sys/file.h>
+#include <sys/vfs.h>
 #include <sys/wait.h>
 #include <sys/utsname.h>
 #include <time.h>
@@ -15,6 +18,7 @@
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
+#include <cstring>
 
 #include <fmt/format.h>
 
@@ -91,20 +95,54 @@ Status fsync_path(const std::string& path) {
   return fsync_fd(fd->get(), "'" + path + "'");
 }
 
-Status write_file_atomic(const std::string& path, std::string_view data, mode_t mode) {
+Status write_file_atomic(const std::string& path, std::string_view data, mode_t mode, bool durable) {
   std::string tmp = path + ".tmp." + std::to_string(::getpid());
   {
     auto fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC, mode);
     if (!fd) return fd.error();
-    CRYO_TRY(write_all(fd->get(), data, "'" + tmp + "'"));
-    CRYO_TRY(fsync_fd(fd->get(), "'" + tmp + "'"));
+    Status st = write_all(fd->get(), data, "'" + tmp + "'");
+    if (st && durable) st = fsync_fd(fd->get(), "'" + tmp + "'");
+    if (!st) {
+      ::unlink(tmp.c_str());
+      return st;
+    }
   }
   if (::rename(tmp.c_str(), path.c_str()) < 0) {
     Error e = sys_error("cannot rename '" + tmp + "' to '" + path + "'");
     ::unlink(tmp.c_str());
     return e;
   }
-  return fsync_path(dirname_of(path));
+  return durable ? fsync_path(dirname_of(path)) : Status{};
+}
+
+Status pread_exact(int fd, void* buf, size_t n, uint64_t off, const std::string& what) {
+  auto* p = static_cast<char*>(buf);
+  while (n > 0) {
+    ssize_t r = retry([&] { return ::pread(fd, p, n, static_cast<off_t>(off)); });
+    if (r < 0) return sys_error("cannot read " + what);
+    if (r == 0) return make_error("cannot read " + what + ": it is shorter than expected");
+    p += r;
+    n -= static_cast<size_t>(r);
+    off += static_cast<uint64_t>(r);
+  }
+  return {};
+}
+
+Status pwrite_all(int fd, const void* buf, size_t n, uint64_t off, const std::string& what) {
+  auto* p = static_cast<const char*>(buf);
+  while (n > 0) {
+    ssize_t r = retry([&] { return ::pwrite(fd, p, n, static_cast<off_t>(off)); });
+    if (r < 0) return sys_error("cannot write " + what);
+    p += r;
+    n -= static_cast<size_t>(r);
+    off += static_cast<uint64_t>(r);
+  }
+  return {};
+}
+
+Status syncfs(int fd, const std::string& what) {
+  if (retry([&] { return ::syncfs(fd); }) < 0) return sys_error("cannot sync " + what);
+  return {};
 }
 
 Status mkdir_p(const std::string& path, mode_t mode) {
@@ -221,6 +259,37 @@ Result<std::string> realpath(const std::string& path) {
 }
 
 bool pid_alive(pid_t pid) { return pid > 0 && (::kill(pid, 0) == 0 || errno == EPERM); }
+
+Result<UniqueFd> lock_file(const std::string& path, bool exclusive, bool wait) {
+  auto fd = open(path, O_RDWR | O_CREAT, 0600);
+  if (!fd) return fd.error();
+  int op = (exclusive ? LOCK_EX : LOCK_SH) | (wait ? 0 : LOCK_NB);
+  if (retry([&] { return ::flock(fd->get(), op); }) < 0) return sys_error("cannot lock '" + path + "'");
+  return fd;
+}
+
+Result<FsSpace> fs_space(const std::string& path) {
+  struct statfs sf;
+  if (retry([&] { return ::statfs(path.c_str(), &sf); }) < 0) return sys_error("cannot read the file system of '" + path + "'");
+  FsSpace s;
+  s.total = static_cast<uint64_t>(sf.f_blocks) * static_cast<uint64_t>(sf.f_bsize);
+  s.available = static_cast<uint64_t>(sf.f_bavail) * static_cast<uint64_t>(sf.f_bsize);
+  s.tmpfs = sf.f_type == TMPFS_MAGIC;
+  return s;
+}
+
+namespace {
+uint64_t meminfo(const char* key) {
+  auto text = read_file("/proc/meminfo");
+  if (!text) return 0;
+  auto p = text->find(key);
+  if (p == std::string::npos) return 0;
+  return std::strtoull(text->c_str() + p + std::strlen(key), nullptr, 10) * 1024;
+}
+}  // namespace
+
+uint64_t mem_total() { return meminfo("MemTotal:"); }
+uint64_t mem_available() { return meminfo("MemAvailable:"); }
 
 std::string hostname() {
   char buf[256] = {};

@@ -24,7 +24,14 @@ Status write_all(int fd, std::string_view data, const std::string& what);
 Result<std::string> read_all(int fd, const std::string& what);
 Result<std::string> read_file(const std::string& path);
 // Writes path atomically: temp file, fsync, rename, fsync of the directory.
-Status write_file_atomic(const std::string& path, std::string_view data, mode_t mode = 0644);
+// With durable false, only atomic: no fsync (for files that are rewritten
+// often and may be lost in a crash, such as progress reports).
+Status write_file_atomic(const std::string& path, std::string_view data, mode_t mode = 0644, bool durable = true);
+// Reads exactly n bytes at off; a short file is an error.
+Status pread_exact(int fd, void* buf, size_t n, uint64_t off, const std::string& what);
+Status pwrite_all(int fd, const void* buf, size_t n, uint64_t off, const std::string& what);
+// Flushes every dirty page and inode of the file system holding fd.
+Status syncfs(int fd, const std::string& what);
 Status fsync_fd(int fd, const std::string& what);
 Status fsync_path(const std::string& path);
 Status mkdir_p(const std::string& path, mode_t mode = 0755);
@@ -41,6 +48,20 @@ Status symlink_atomic(const std::string& target, const std::string& linkpath);
 uint64_t tree_size(const std::string& path);
 Result<std::string> realpath(const std::string& path);
 bool pid_alive(pid_t pid);
+
+// A flock on path (created 0600 if missing), held while the fd is open.
+// Without wait, a lock held elsewhere fails with code EWOULDBLOCK.
+Result<UniqueFd> lock_file(const std::string& path, bool exclusive, bool wait);
+
+struct FsSpace {
+  uint64_t total = 0;      // bytes
+  uint64_t available = 0;  // bytes an unprivileged writer may still use
+  bool tmpfs = false;      // memory-backed: its pages come out of RAM
+};
+Result<FsSpace> fs_space(const std::string& path);
+// From /proc/meminfo, in bytes; 0 if unknown.
+uint64_t mem_total();
+uint64_t mem_available();
 std::string hostname();
 std::string kernel_release();
 std::string user_name(uid_t uid);

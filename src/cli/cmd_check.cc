@@ -96,6 +96,18 @@ int check(const Globals& g, bool json) {
                      fmt::format("{} ({} free)", root_dir, format_bytes(free_b)),
                      writable ? "" : "choose a writable store with --store or CRYO_STORE"});
   }
+  // The fast tier is optional: without one, dumps go straight to the store.
+  if (auto tier = g.tier(); !tier) {
+    items.push_back({"fast tier", "fail", tier.error().message, tier.error().hint});
+  } else if (!tier->enabled()) {
+    items.push_back({"fast tier", "info", "none: checkpoints are dumped straight into the store", ""});
+  } else if (auto space = sys::fs_space(tier->root)) {
+    items.push_back({"fast tier", "pass",
+                     fmt::format("{} ({}, up to {}; {} free)", tier->root, space->tmpfs ? "memory" : "disk",
+                                 format_bytes(static_cast<double>(tier->limit)),
+                                 format_bytes(static_cast<double>(space->available))),
+                     ""});
+  }
   add_optional(items);
   bool ok = true;
   for (const auto& i : items) ok &= i.status != "fail";
@@ -121,9 +133,10 @@ void add_check_verb(CLI::App& app, Globals& g) {
   auto* cmd = app.add_subcommand("check", "Check the kernel, CRIU and store: each item a pass or a fix");
   cmd->description(
       "Check that this machine can checkpoint and restore jobs: kernel, privileges,\n"
-      "CRIU (version and 'criu check'), cryo-init and the store.  Each item passes or\n"
-      "fails with its fix; exit status 0 when nothing fails.  Slurm and MPI, which\n"
-      "only some jobs need, are reported too ('info' when absent), never as failures.");
+      "CRIU (version and 'criu check'), cryo-init, the store and the fast tier.  Each\n"
+      "item passes or fails with its fix; exit status 0 when nothing fails.  Slurm and\n"
+      "MPI, which only some jobs need, are reported too ('info' when absent), never as\n"
+      "failures.");
   cmd->add_flag("--json", *json, "Print JSON");
   cmd->callback([&g, json] { g_exit_code = check(g, *json); });
 }

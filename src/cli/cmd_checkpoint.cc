@@ -16,6 +16,7 @@ struct Options {
   std::string name;
   bool stop = false;
   bool tcp = false;
+  bool wait = false;
   bool json = false;
 };
 
@@ -50,6 +51,7 @@ int checkpoint(const Globals& g, const Options& o) {
   req.set_version(job::kControlVersion);
   req.mutable_checkpoint()->set_stop(o.stop);
   req.mutable_checkpoint()->set_tcp_established(o.tcp);
+  req.mutable_checkpoint()->set_wait(o.wait || o.stop);
   if (auto st = job::send_message(c->get(), req); !st) return fail(st.error());
   Progress progress;
   for (;;) {
@@ -68,14 +70,26 @@ int checkpoint(const Globals& g, const Options& o) {
     if (!r.has_checkpoint()) return fail(make_error("unexpected answer from the job's supervisor"));
     const auto& d = r.checkpoint();
     if (o.json) {
-      print_json({{"job", o.name}, {"id", d.id()}, {"bytes", d.bytes()}, {"seconds", d.seconds()},
-                  {"frozen_seconds", d.frozen_seconds()}, {"stopped", d.stopped()},
-                  {"removed", std::vector<std::string>(d.removed().begin(), d.removed().end())},
-                  {"path", dir->checkpoint_dir(d.id())}});
-    } else {
-      std::printf("checkpoint %s of job '%s': %s in %s (job frozen %s)%s\n", d.id().c_str(), o.name.c_str(),
-                  format_bytes(static_cast<double>(d.bytes())).c_str(), format_duration(d.seconds()).c_str(),
+      nlohmann::json j = {{"job", o.name}, {"id", d.id()}, {"bytes", d.bytes()}, {"seconds", d.seconds()},
+                          {"frozen_seconds", d.frozen_seconds()}, {"stopped", d.stopped()},
+                          {"durable", d.durable()}, {"tier", d.tier()},
+                          {"removed", std::vector<std::string>(d.removed().begin(), d.removed().end())},
+                          {"path", dir->checkpoint_dir(d.id())}};
+      if (d.durable()) {
+        j["stored_bytes"] = d.stored_bytes();
+        j["durable_seconds"] = d.durable_seconds();
+      }
+      print_json(j);
+    } else if (d.durable()) {
+      std::printf("checkpoint %s of job '%s': %s, durable in %s (%s stored), job frozen %s%s\n", d.id().c_str(),
+                  o.name.c_str(), format_bytes(static_cast<double>(d.bytes())).c_str(),
+                  format_duration(d.durable_seconds()).c_str(), format_bytes(static_cast<double>(d.stored_bytes())).c_str(),
                   format_duration(d.frozen_seconds()).c_str(), d.stopped() ? "; job stopped" : "");
+    } else {
+      std::printf("checkpoint %s of job '%s': %s taken in %s, job frozen %s; it is being flushed to the store "
+                  "('cryo status %s' shows when it is durable)\n", d.id().c_str(), o.name.c_str(),
+                  format_bytes(static_cast<double>(d.bytes())).c_str(), format_duration(d.seconds()).c_str(),
+                  format_duration(d.frozen_seconds()).c_str(), o.name.c_str());
     }
     return 0;
   }
@@ -87,12 +101,17 @@ void add_checkpoint_verb(CLI::App& app, Globals& g) {
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("checkpoint", "Checkpoint a running job");
   cmd->description(
-      "Checkpoint the running job NAME.  The job is frozen while CRIU dumps it, then\n"
-      "resumes; the checkpoint is checksummed, synced and committed atomically as the\n"
-      "job's latest.  If anything fails, the job keeps running and earlier checkpoints\n"
-      "are unchanged.  One checkpoint runs at a time: a second request is refused.");
+      "Checkpoint the running job NAME.  The job is frozen while CRIU dumps it into the\n"
+      "fast tier (node-local memory or SSD, see 'cryo --help'), then resumes, and this\n"
+      "command returns.  In the background the dump is compressed, deduplicated against\n"
+      "the job's earlier checkpoints, checksummed, synced and committed atomically into\n"
+      "the store, where it becomes the job's latest; 'cryo status NAME' shows the flush.\n"
+      "With --wait (and always with --stop) the command returns only then.\n\n"
+      "If anything fails, the job keeps running and earlier checkpoints are unchanged.\n"
+      "One dump runs at a time: a second request meanwhile is refused.");
   cmd->add_option("name", o->name, "Job name")->required();
-  cmd->add_flag("--stop", o->stop, "Stop the job once the checkpoint is committed");
+  cmd->add_flag("--stop", o->stop, "Stop the job once the checkpoint is committed (implies --wait)");
+  cmd->add_flag("--wait", o->wait, "Return once the checkpoint is durable in the store, not once it is dumped");
   cmd->add_flag("--tcp-established", o->tcp, "Checkpoint established TCP connections too");
   cmd->add_flag("--json", o->json, "Print the result as JSON");
   cmd->callback([&g, o] { g_exit_code = checkpoint(g, *o); });

@@ -13,11 +13,14 @@ namespace {
 int ls(const Globals& g, bool json) {
   auto names = store::list_jobs(g.store_root());
   if (!names) return fail(names.error());
+  auto tier = g.tier();
+  if (!tier) return fail(tier.error());
   nlohmann::json all = nlohmann::json::array();
   for (const auto& n : *names) {
     store::JobDir dir(g.store_root(), n);
     if (!dir.check_access()) continue;  // other users' jobs
-    all.push_back(describe_job(dir, false));
+    recover(g, dir);
+    all.push_back(describe_job(dir, *tier, false));
   }
   if (json) {
     print_json(all);

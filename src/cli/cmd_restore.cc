@@ -16,6 +16,7 @@ struct Options {
   std::string name;
   std::string from;
   bool force = false;
+  bool durable = false;
   bool tee = false;
   bool quiet = false;
   bool no_slurm = false;
@@ -30,6 +31,10 @@ int restore(const Globals& g, const Options& o) {
   if (!lock) return fail(lock.error());
   auto state = job::load_state(*dir);
   if (!state) return fail(state.error());
+  auto tier = g.tier();
+  if (!tier) return fail(tier.error());
+  // A dump whose flush was killed is the newest checkpoint: commit it first.
+  commit_pending(*dir, *tier, config->keep, o.quiet);
   if (state->state == job::State::finished && !o.force)
     return fail(make_error(fmt::format("job '{}' has finished (exit status {}); restoring would run its end again",
                                        o.name, state->exit_code))
@@ -51,6 +56,7 @@ int restore(const Globals& g, const Options& o) {
   c.id = id;
   c.tee = o.tee;
   c.quiet = o.quiet;
+  c.prefer_fast = !o.durable;
   if (!o.no_slurm) c.slurm = slurm::detect();
   return restore_and_supervise(g, *dir, std::move(c));
 }
@@ -68,6 +74,10 @@ int restore_and_supervise(const Globals& g, store::JobDir& dir, Continue c) {
   run.config = &c.config;
   run.id = c.id;
   run.criu_path = g.criu_path();
+  auto tier = g.tier();
+  if (!tier) return fail(tier.error());
+  run.tier = *tier;
+  run.prefer_fast = c.prefer_fast;
   run.tee = c.tee || c.slurm;
   Progress progress;
   run.progress = [&](const std::string& phase, uint64_t done, uint64_t total) { progress.update(phase, done, total); };
@@ -75,6 +85,9 @@ int restore_and_supervise(const Globals& g, store::JobDir& dir, Continue c) {
   auto restored = job::restore_job(run);
   progress.finish();
   if (!restored) return fail(restored.error());
+  if (!restored->warning.empty())
+    job::event(dir, "warning: the fast copy of checkpoint " + c.id + " was not used: " + restored->warning +
+                        "; restored from the store", c.quiet);
 
   job::Supervised s;
   s.dir = &dir;
@@ -88,12 +101,14 @@ int restore_and_supervise(const Globals& g, store::JobDir& dir, Continue c) {
   s.state.restored_from = c.id;
   s.outputs = std::move(restored->outputs);
   s.criu_path = run.criu_path;
+  s.criu_version = restored->criu_version;
+  s.tier = run.tier;
   s.lock = std::move(c.lock);
   s.quiet = c.quiet;
   s.slurm = c.slurm;
   std::string where = c.slurm ? fmt::format(" in Slurm job {} (restart {})", c.slurm->job_id, c.slurm->restart_count) : "";
-  job::event(dir, fmt::format("job '{}' restored from checkpoint {}{} in {} (pid {})", dir.name(), c.id, where,
-                              format_duration(sys::now() - t0), restored->pid), c.quiet);
+  job::event(dir, fmt::format("job '{}' restored from checkpoint {}{} ({}) in {} (pid {})", dir.name(), c.id, where,
+                              restored->source, format_duration(sys::now() - t0), restored->pid), c.quiet);
   return job::supervise(std::move(s));
 }
 
@@ -102,8 +117,10 @@ void add_restore_verb(CLI::App& app, Globals& g) {
   auto* cmd = app.add_subcommand("restore", "Continue a job from its latest checkpoint");
   cmd->description(
       "Continue job NAME from its latest checkpoint (or --from ID), on this node or\n"
-      "any other that sees the store.  Every byte of the checkpoint is verified\n"
-      "first; a damaged checkpoint is refused and nothing is changed.  The job's\n"
+      "any other that sees the store.  A checkpoint whose flush was interrupted is\n"
+      "committed first.  On the node that took it, the checkpoint's fast copy is read\n"
+      "if it is still there and sound; otherwise the store's copy.  Every byte is\n"
+      "verified first; a damaged checkpoint is refused and nothing is changed.  The job's\n"
       "output logs and the files it had open for writing are put back as they were\n"
       "at the checkpoint, so no output line appears twice.  cryo then supervises the\n"
       "job as 'cryo run' does and exits with its exit status.  Inside a Slurm batch\n"
@@ -112,6 +129,7 @@ void add_restore_verb(CLI::App& app, Globals& g) {
   cmd->add_option("name", o->name, "Job name")->required();
   cmd->add_option("--from", o->from, "Checkpoint ID to restore (default: the latest)");
   cmd->add_flag("--force", o->force, "Restore even a job that has finished");
+  cmd->add_flag("--durable", o->durable, "Read the checkpoint from the store even if this node has a fast copy");
   cmd->add_flag("--tee", o->tee, "Also copy the job's output to cryo's stdout and stderr");
   cmd->add_flag("--quiet,-q", o->quiet, "Print no event lines");
   cmd->add_flag("--no-slurm", o->no_slurm, "Inside a Slurm job, behave as outside (no requeue at the time limit)");

@@ -3,6 +3,7 @@
 
 #include "base/sys.h"
 #include "cli/common.h"
+#include "job/checkpoint.h"
 #include "job/mpi.h"
 #include "job/supervisor.h"
 
@@ -15,8 +16,11 @@ int rm(const Globals& g, const std::string& name, const std::string& id) {
   if (!dir) return fail(dir.error());
   auto lock = job::lock_job(*dir);
   if (!lock) return fail(lock.error().with_hint("stop it first with 'cryo checkpoint " + name + " --stop'"));
+  auto tier = g.tier();
+  if (!tier) return fail(tier.error());
   if (id.empty()) {
     if (auto st = dir->remove(); !st) return fail(st.error());
+    if (std::string fast = store::fast_dir(*tier, *dir); !fast.empty()) (void)sys::remove_tree(fast);
     (void)sys::remove_tree(job::mpi_shm_dir(name));  // left by an MPI job whose supervisor was killed
     std::printf("removed job '%s'\n", name.c_str());
     return 0;
@@ -27,6 +31,8 @@ int rm(const Globals& g, const std::string& name, const std::string& id) {
     return fail(make_error("checkpoint " + id + " is the latest of job '" + name + "'; removing it would leave the job without a restore point")
                     .with_hint("remove the whole job with 'cryo rm " + name + "'"));
   if (auto st = dir->remove_checkpoint(id); !st) return fail(st.error());
+  // Its chunks that no other checkpoint uses go too.
+  if (auto st = job::flush_pending(*dir, *tier, 0, true); !st) return fail(st.error());
   std::printf("removed checkpoint %s of job '%s'\n", id.c_str(), name.c_str());
   return 0;
 }

@@ -32,6 +32,7 @@ struct RunOptions {
   bool no_slurm = false;
   std::string mpi = "auto";
   std::vector<std::string> command;
+  std::string criu_version;  // probed before the job starts
 };
 
 // Under Slurm a job keeps its newest two checkpoints unless told otherwise.
@@ -78,6 +79,13 @@ int launch_and_supervise(const Globals& g, store::JobDir& dir, const job::JobCon
   s.state.state = job::State::running;
   s.state.job_pid = launched->pid;
   s.criu_path = g.criu_path();
+  s.criu_version = o.criu_version;
+  auto tier = g.tier();
+  if (!tier) {
+    ::kill(launched->pid, SIGKILL);
+    return fail(tier.error());
+  }
+  s.tier = *tier;
   s.lock = std::move(lock);
   s.quiet = o.quiet;
   s.slurm = sl;
@@ -123,6 +131,9 @@ int continue_slurm_job(const Globals& g, store::JobDir& dir, const RunOptions& o
                                 state->exit_code), o.quiet);
     return state->exit_code;
   }
+  auto tier = g.tier();
+  if (!tier) return fail(tier.error());
+  commit_pending(dir, *tier, config->keep, o.quiet);
   auto latest = dir.latest_id();
   if (!latest) return fail(latest.error());
   if (!latest->empty()) {
@@ -191,7 +202,10 @@ int run(const Globals& g, RunOptions& o) {
   }
 
   // A job that cannot be checkpointed is worth refusing before it starts.
-  if (auto v = criu::probe(g.criu_path()); !v) return fail(v.error());
+  auto version = criu::probe(g.criu_path());
+  if (!version) return fail(version.error());
+  o.criu_version = version->text();
+  if (auto t = g.tier(); !t) return fail(t.error());
 
   std::string root = g.store_root();
   c.name = !o.name.empty() ? o.name : sl ? "slurm-" + sl->job_id : pick_name(root, o.command[0]);

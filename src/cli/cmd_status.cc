@@ -1,4 +1,6 @@
 // cryo status: one job in detail.
+#include <algorithm>
+
 #include <fmt/format.h>
 
 #include "base/duration.h"
@@ -7,10 +9,11 @@
 #include "cli/describe.h"
 #include "job/config.h"
 #include "job/control.h"
+#include "store/flush.h"
 
 namespace cryo::cli {
 
-nlohmann::json describe_job(const store::JobDir& dir, bool detailed) {
+nlohmann::json describe_job(const store::JobDir& dir, const store::FastTier& tier, bool detailed) {
   nlohmann::json j;
   j["name"] = dir.name();
   j["path"] = dir.path();
@@ -63,12 +66,17 @@ nlohmann::json describe_job(const store::JobDir& dir, bool detailed) {
     if (job::send_message(conn->get(), req) && job::recv_message(conn->get(), r) && r.has_status()) {
       state = r.status().state();
       j["rss_bytes"] = r.status().rss_bytes();
+      j["flushing"] = r.status().flushing();
       if (r.status().has_next_checkpoint()) j["next_checkpoint"] = r.status().next_checkpoint();
     }
   }
   j["state"] = state;
   auto latest = dir.latest_id();
   j["latest"] = latest && !latest->empty() ? nlohmann::json(*latest) : nlohmann::json(nullptr);
+  // Dumps not yet committed, and fast copies of committed ones on this node.
+  std::vector<store::Staged> staged;
+  if (auto s = store::list_staged(dir, tier)) staged = *s;
+  auto flush = store::flush_state(dir);
   nlohmann::json cks = nlohmann::json::array();
   double bytes = 0;
   if (auto ids = dir.checkpoint_ids()) {
@@ -77,18 +85,33 @@ nlohmann::json describe_job(const store::JobDir& dir, bool detailed) {
       if (auto m = dir.load_manifest(id)) {
         e["created"] = m->created;
         e["bytes"] = m->total_bytes;
+        e["stored_bytes"] = m->stored_bytes;
         e["frozen_seconds"] = m->frozen_seconds;
+        e["durable_seconds"] = m->durable_seconds;
         e["host"] = m->host;
         e["criu_version"] = m->criu_version;
-        bytes += static_cast<double>(m->total_bytes);
+        e["fast_copy"] = std::any_of(staged.begin(), staged.end(), [&](const auto& s) { return s.fast && s.id == id; });
+        bytes += static_cast<double>(m->stored_bytes);
       } else {
         e["error"] = m.error().message;
       }
       cks.push_back(e);
     }
   }
+  nlohmann::json pending = nlohmann::json::array();
+  for (const auto& s : staged) {
+    if (sys::exists(dir.checkpoint_dir(s.id) + "/manifest.json")) continue;
+    nlohmann::json e = {{"id", s.id}, {"tier", s.fast ? "fast" : "store"}, {"flushing", flush.running && flush.id == s.id}};
+    if (flush.running && flush.id == s.id) {
+      e["done"] = flush.done;
+      e["total"] = flush.total;
+    }
+    pending.push_back(e);
+  }
   j["checkpoints"] = cks;
+  j["pending"] = pending;
   j["bytes"] = bytes;
+  j["store_bytes"] = sys::tree_size(dir.path() + "/chunks") + sys::tree_size(dir.path() + "/checkpoints");
   j["stdout"] = dir.file("stdout.log");
   j["stderr"] = dir.file("stderr.log");
   return j;
@@ -99,7 +122,10 @@ namespace {
 int status(const Globals& g, const std::string& name, bool json) {
   auto dir = open_job(g, name);
   if (!dir) return fail(dir.error());
-  auto j = describe_job(*dir, true);
+  auto tier = g.tier();
+  if (!tier) return fail(tier.error());
+  recover(g, *dir);
+  auto j = describe_job(*dir, *tier, true);
   if (json) {
     print_json(j);
     return 0;
@@ -144,16 +170,36 @@ int status(const Globals& g, const std::string& name, bool json) {
     }
   }
   std::printf("output:    %s\n           %s\n", j["stdout"].get<std::string>().c_str(), j["stderr"].get<std::string>().c_str());
-  std::printf("checkpoints (%zu):\n", j["checkpoints"].size());
+  std::printf("checkpoints (%zu, %s in the store):\n", j["checkpoints"].size(),
+              format_bytes(j["store_bytes"].get<double>()).c_str());
+  if (!j["checkpoints"].empty())
+    std::printf("  %-4s  %-19s  %10s  %10s  %-8s  %-8s  %s\n", "ID", "TAKEN", "SIZE", "STORED", "FROZEN", "DURABLE", "HOST");
   for (const auto& c : j["checkpoints"]) {
     if (c.contains("error")) {
       std::printf("  %s  damaged: %s\n", c["id"].get<std::string>().c_str(), c["error"].get<std::string>().c_str());
       continue;
     }
-    std::printf("  %s  %s  %10s  frozen %-8s %s%s\n", c["id"].get<std::string>().c_str(),
+    std::string notes;
+    if (j["latest"] == c["id"]) notes += "  latest";
+    if (c.value("fast_copy", false)) notes += "  fast copy here";
+    std::printf("  %-4s  %-19s  %10s  %10s  %-8s  %-8s  %s%s\n", c["id"].get<std::string>().c_str(),
                 sys::iso_time(c["created"].get<double>()).c_str(), format_bytes(c["bytes"].get<double>()).c_str(),
-                format_duration(c["frozen_seconds"].get<double>()).c_str(), c["host"].get<std::string>().c_str(),
-                j["latest"] == c["id"] ? "  (latest)" : "");
+                format_bytes(c["stored_bytes"].get<double>()).c_str(),
+                format_duration(c["frozen_seconds"].get<double>()).c_str(),
+                format_duration(c["durable_seconds"].get<double>()).c_str(), c["host"].get<std::string>().c_str(),
+                notes.c_str());
+  }
+  for (const auto& p : j["pending"]) {
+    std::string where = p["tier"] == "fast" ? "in the fast tier" : "in the store's staging";
+    if (p["flushing"].get<bool>()) {
+      double total = p["total"].get<double>();
+      std::printf("  %-4s  being flushed to the store: %s of %s (%.0f%%), %s\n", p["id"].get<std::string>().c_str(),
+                  format_bytes(p["done"].get<double>()).c_str(), format_bytes(total).c_str(),
+                  total > 0 ? 100.0 * p["done"].get<double>() / total : 0.0, where.c_str());
+    } else {
+      std::printf("  %-4s  dumped %s, waiting to be flushed to the store\n", p["id"].get<std::string>().c_str(),
+                  where.c_str());
+    }
   }
   return 0;
 }

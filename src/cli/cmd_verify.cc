@@ -1,5 +1,6 @@
 // cryo verify: check checkpoints against their manifests.
 #include "cli/common.h"
+#include "store/reader.h"
 
 namespace cryo::cli {
 
@@ -8,6 +9,7 @@ namespace {
 int verify(const Globals& g, const std::string& name, std::string id, bool all) {
   auto dir = open_job(g, name);
   if (!dir) return fail(dir.error());
+  recover(g, *dir);
   std::vector<std::string> ids;
   if (all) {
     auto r = dir->checkpoint_ids();
@@ -25,7 +27,7 @@ int verify(const Globals& g, const std::string& name, std::string id, bool all) 
   int bad = 0;
   for (const auto& i : ids) {
     Progress progress;
-    auto st = dir->verify(i, [&](const std::string& phase, uint64_t d, uint64_t t) { progress.update(phase, d, t); });
+    auto st = store::verify(*dir, i, [&](const std::string& phase, uint64_t d, uint64_t t) { progress.update(phase, d, t); });
     progress.finish();
     if (st) {
       std::printf("checkpoint %s of job '%s': OK\n", i.c_str(), name.c_str());

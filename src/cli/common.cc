@@ -8,6 +8,8 @@
 #include "base/duration.h"
 #include "base/sys.h"
 #include "criu/client.h"
+#include "job/checkpoint.h"
+#include "job/supervisor.h"
 
 namespace cryo::cli {
 
@@ -15,6 +17,7 @@ int g_exit_code = 0;
 
 std::string Globals::store_root() const { return store.empty() ? store::default_root() : store; }
 std::string Globals::criu_path() const { return criu.empty() ? criu::default_path() : criu; }
+Result<store::FastTier> Globals::tier() const { return store::FastTier::configure(fast_tier, fast_tier_size); }
 
 int fail(const Error& e) {
   std::string s = "cryo: error: " + e.message + "\n";
@@ -28,6 +31,28 @@ Result<store::JobDir> open_job(const Globals& g, const std::string& name) {
   store::JobDir dir(g.store_root(), name);
   CRYO_TRY(dir.check_access());
   return dir;
+}
+
+void recover(const Globals& g, const store::JobDir& dir) {
+  auto tier = g.tier();
+  if (!tier) return;
+  auto staged = store::list_staged(dir, *tier);
+  if (!staged) return;
+  bool pending = false;
+  for (const auto& s : *staged) pending |= !sys::exists(dir.checkpoint_dir(s.id) + "/manifest.json");
+  if (!pending) return;
+  auto lock = job::lock_job(dir);  // no supervisor, and none starts meanwhile
+  if (!lock) return;
+  auto config = job::load_config(dir);
+  commit_pending(dir, *tier, config ? config->keep : 0, false);
+}
+
+void commit_pending(const store::JobDir& dir, const store::FastTier& tier, int keep, bool quiet) {
+  Progress progress;
+  auto st = job::flush_pending(dir, tier, keep, quiet,
+                               [&](const std::string& phase, uint64_t d, uint64_t t) { progress.update(phase, d, t); });
+  progress.finish();
+  if (!st) std::fprintf(stderr, "cryo: warning: %s, ignoring\n", st.error().message.c_str());
 }
 
 void print_json(const nlohmann::json& j) { std::printf("%s\n", j.dump(2).c_str()); }

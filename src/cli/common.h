@@ -12,6 +12,7 @@
 #include "base/result.h"
 #include "job/config.h"
 #include "slurm/slurm.h"
+#include "store/staging.h"
 #include "store/store.h"
 
 namespace cryo::cli {
@@ -19,14 +20,24 @@ namespace cryo::cli {
 struct Globals {
   std::string store;  // --store, else store::default_root()
   std::string criu;   // --criu, else criu::default_path()
+  std::string fast_tier, fast_tier_size;  // --fast-tier, --fast-tier-size
   std::string store_root() const;
   std::string criu_path() const;
+  Result<store::FastTier> tier() const;
 };
 
 // Prints "cryo: error: ..." and its hint on stderr; returns exit status 1.
 int fail(const Error& e);
 // Opens an existing job that the caller may use.
 Result<store::JobDir> open_job(const Globals& g, const std::string& name);
+// A job without a supervisor may hold a dump whose flush was killed:
+// commit it now (showing progress), so that what the caller reads next
+// includes it.  With a supervisor, its next checkpoint does that.
+void recover(const Globals& g, const store::JobDir& dir);
+// Commits the dumps whose flush was killed, showing progress; the caller
+// holds the job's lock.  A failure is a warning: the checkpoints before
+// stay as they are.
+void commit_pending(const store::JobDir& dir, const store::FastTier& tier, int keep, bool quiet);
 // Prints JSON on stdout.
 void print_json(const nlohmann::json& j);
 
@@ -54,6 +65,7 @@ struct Continue {
   std::string id;
   bool tee = false;
   bool quiet = false;
+  bool prefer_fast = true;
   std::optional<slurm::Env> slurm;
 };
 int restore_and_supervise(const Globals& g, store::JobDir& dir, Continue c);

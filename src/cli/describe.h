@@ -3,11 +3,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include "store/staging.h"
 #include "store/store.h"
 
 namespace cryo::cli {
 
 // detailed: include live status from the supervisor and each checkpoint's details.
-nlohmann::json describe_job(const store::JobDir& dir, bool detailed);
+nlohmann::json describe_job(const store::JobDir& dir, const store::FastTier& tier, bool detailed);
 
 }  // namespace cryo::cli

@@ -9,7 +9,10 @@ int main(int argc, char** argv) {
       "Start a job with 'cryo run', checkpoint it with 'cryo checkpoint', continue it\n"
       "after a crash, a kill or a move to another node with 'cryo restore'.\n"
       "Checkpoints live in a store (--store, $CRYO_STORE, else ~/.local/share/cryo),\n"
-      "one directory per job; every byte is checksummed and verified before restore.",
+      "one directory per job, compressed and deduplicated; every byte is checksummed\n"
+      "and verified before restore.  A checkpoint is first dumped into a fast tier of\n"
+      "node-local storage (--fast-tier, default /dev/shm/cryo), so the job resumes at\n"
+      "once, and flushed into the store in the background.",
       "cryo"};
   app.set_version_flag("--version", CRYO_VERSION);
   app.require_subcommand(1);
@@ -21,13 +24,21 @@ int main(int argc, char** argv) {
       "  cryo checkpoint sim --stop     # checkpoint, then stop the job\n"
       "  cryo restore sim               # continue from the latest checkpoint\n"
       "  cryo check                     # is this machine ready?\n\n"
-      "Environment: CRYO_STORE (store), CRYO_CRIU (CRIU binary), CRYO_LOG (debug logging,\n"
-      "e.g. criu:debug,store:info).\n"
+      "Environment: CRYO_STORE (store), CRYO_CRIU (CRIU binary), CRYO_FAST_TIER and\n"
+      "CRYO_FAST_TIER_SIZE (as the options), CRYO_ZSTD_LEVEL (compression, default 1),\n"
+      "CRYO_THREADS (threads for compression and verification, default one per CPU),\n"
+      "CRYO_LOG (debug logging, e.g. criu:debug,store:info).\n"
       "Exit status: 0 success; 1 error; a job's own status for run and restore;\n"
       "75 when the job was stopped at a checkpoint and can be restored.");
   cryo::cli::Globals g;
   app.add_option("--store", g.store, "Image store directory (default: $CRYO_STORE or ~/.local/share/cryo)");
   app.add_option("--criu", g.criu, "CRIU binary (default: $CRYO_CRIU, /opt/cryo/criu/bin/criu, or criu in PATH)");
+  app.add_option("--fast-tier", g.fast_tier,
+                 "Node-local directory that takes dumps before they are flushed to the store: a tmpfs or\n"
+                 "local SSD; 'none' dumps straight into the store (default: $CRYO_FAST_TIER or /dev/shm/cryo)");
+  app.add_option("--fast-tier-size", g.fast_tier_size,
+                 "Most the fast tier may hold, all jobs together: bytes with K/M/G/T, or a share of memory\n"
+                 "such as 25% (default: $CRYO_FAST_TIER_SIZE or 50%)");
   cryo::cli::add_run_verb(app, g);
   cryo::cli::add_sbatch_verb(app, g);
   cryo::cli::add_checkpoint_verb(app, g);

@@ -8,11 +8,16 @@
 #include <chrono>
 #include <thread>
 
+#include <fmt/format.h>
+
+#include "base/duration.h"
 #include "base/fault.h"
 #include "base/sys.h"
 #include "criu/client.h"
 #include "job/control.h"
+#include "job/events.h"
 #include "job/files.h"
+#include "store/flush.h"
 
 namespace cryo::job {
 
@@ -28,52 +33,38 @@ void send_progress(int fd, const std::string& phase, uint64_t done, uint64_t tot
   (void)send_message(fd, r);
 }
 
-void resume_output(int& fd) {
-  if (fd < 0) return;
-  (void)!::write(fd, "r", 1);
-  ::close(fd);
-  fd = -1;
+void notify(int fd, char c) {
+  if (fd >= 0) (void)!::write(fd, &c, 1);
 }
 
-}  // namespace
+void signal_tree(pid_t root, int sig) {
+  for (pid_t p : process_tree(root)) ::kill(p, sig);
+}
 
-Result<control::CheckpointDone> take_checkpoint(CheckpointRun& run) {
-  store::JobDir& dir = *run.dir;
-  double t_start = sys::now();
-  auto version = criu::probe(run.criu_path);
-  if (!version) return version.error();
+bool out_of_room(const Error& e) {
+  return e.code == ENOSPC || e.message.find("No space left on device") != std::string::npos;
+}
 
-  auto pending = dir.begin();
-  if (!pending) return pending.error();
-  struct Cleanup {
-    store::JobDir& dir;
-    const store::Pending& p;
-    bool armed = true;
-    ~Cleanup() {
-      if (armed) dir.abort(p);
-    }
-  } cleanup{dir, *pending};
-  fault_point("checkpoint.before_dump");
-
-  auto images = sys::open_dir(pending->dir + "/images");
-  if (!images) return images.error();
-  auto work = sys::open_dir(pending->dir);
-  if (!work) return work.error();
-
+struct Dumped {
+  double frozen = 0, resumed = 0;
   nlohmann::json job_state = nlohmann::json::object();
-  Status post_dump_status;
-  double t_frozen = 0, t_resumed = 0;
+};
 
-  // Dump progress: the image grows towards the job's resident memory.
-  uint64_t expected = tree_rss(run.job_pid);
+// One CRIU dump of the job into p.dir.
+Result<Dumped> dump_into(CheckpointRun& run, const store::Pending& p, uint64_t expected) {
+  auto images = sys::open_dir(p.dir + "/images");
+  if (!images) return images.error();
+  auto work = sys::open_dir(p.dir);
+  if (!work) return work.error();
+  Dumped d;
+  // Progress: the image grows towards the job's resident memory.
   std::atomic<bool> dumping{true};
   std::thread ticker([&] {
     while (dumping.load()) {
-      send_progress(run.client_fd, "dumping", sys::tree_size(pending->dir + "/images"), expected);
+      send_progress(run.client_fd, "dumping", sys::tree_size(p.dir + "/images"), expected);
       std::this_thread::sleep_for(std::chrono::milliseconds(250));
     }
   });
-
   criu::DumpRequest req;
   req.pid = run.job_pid;
   req.images_dir_fd = images->get();
@@ -83,7 +74,7 @@ Result<control::CheckpointDone> take_checkpoint(CheckpointRun& run) {
   // while its network is still locked, so no peer sees it move on.
   req.leave_running = !(run.stop && run.tcp_established);
   req.notify = [&](const std::string& script, pid_t) -> Status {
-    if (script == "pre-dump") t_frozen = sys::now();
+    if (script == "pre-dump") d.frozen = sys::now();
     if (script != "post-dump") return {};
     nlohmann::json outputs = nlohmann::json::object();
     for (Output* o : run.outputs) {
@@ -94,64 +85,201 @@ Result<control::CheckpointDone> take_checkpoint(CheckpointRun& run) {
       if (!key) return key.error();
       outputs[o->name] = {{"size", st->st_size}, {"pipe", *key}};
     }
-    job_state["outputs"] = outputs;
-    auto files = save_written_files(run.job_pid, pending->dir);
+    d.job_state["outputs"] = outputs;
+    auto files = save_written_files(run.job_pid, p.dir);
     if (!files) return files.error();
-    job_state["files"] = to_json(*files);
+    d.job_state["files"] = to_json(*files);
     fault_point("checkpoint.post_dump");
+    // A job stopping at this checkpoint does no more work while it becomes
+    // durable: the signal waits until CRIU lets the tasks go.
+    if (run.stop && req.leave_running) signal_tree(run.job_pid, SIGSTOP);
     return {};
   };
-
   Status dumped;
   {
     auto session = criu::Session::start(run.criu_path);
-    if (!session) {
-      dumped = session.error();
-    } else {
-      dumped = session->dump(req, pending->dir + "/criu-dump.log");
-    }
+    dumped = session ? session->dump(req, p.dir + "/criu-dump.log") : Status(session.error());
   }
-  t_resumed = sys::now();
+  d.resumed = sys::now();
   dumping = false;
   ticker.join();
-  // A job that stops at this checkpoint keeps its later output unread: the
-  // supervisor drops it when this worker ends (or lets it flow on failure).
-  if (!run.stop) resume_output(run.resume_fd);
   if (!dumped) return dumped.error();
+  return d;
+}
+
+std::string committed_line(const store::Manifest& m) {
+  return fmt::format("checkpoint {} committed: {} ({} stored), durable {} after it was taken, job frozen {}", m.id,
+                     format_bytes(static_cast<double>(m.total_bytes)), format_bytes(static_cast<double>(m.stored_bytes)),
+                     format_duration(m.durable_seconds), format_duration(m.frozen_seconds));
+}
+
+std::string failed_line(const Error& e) {
+  return "checkpoint failed: " + e.message + (e.hint.empty() ? "" : " (" + e.hint + ")") +
+         "; the job keeps running and earlier checkpoints are unchanged";
+}
+
+}  // namespace
+
+Status flush_pending(const store::JobDir& dir, const store::FastTier& tier, int keep, bool quiet,
+                     const store::ProgressFn& progress) {
+  store::FlushOptions opts;
+  opts.keep = keep;
+  opts.progress = progress;
+  opts.committed = [&](const store::Manifest& m) { event(dir, committed_line(m), quiet); };
+  opts.failed = [&](const std::string&, const Error& e) {
+    event(dir, failed_line(e), quiet);
+  };
+  auto r = store::flush(dir, tier, opts, true);
+  if (!r) return r.error();
+  if (!r->removed.empty()) {
+    std::string ids;
+    for (const auto& id : r->removed) ids += " " + id;
+    event(dir, fmt::format("retention (--keep {}) removed{}", keep, ids), quiet);
+  }
+  return {};
+}
+
+int take_checkpoint(CheckpointRun& run) {
+  store::JobDir& dir = *run.dir;
+  double t_start = sys::now();
+  auto answer = [&](const control::Reply& r) {
+    if (run.client_fd < 0) return;
+    (void)send_message(run.client_fd, r);
+    ::close(run.client_fd);
+    run.client_fd = -1;
+  };
+  auto fail = [&](const Error& e) {
+    event(dir, failed_line(e), run.quiet);
+    control::Reply r;
+    auto* f = r.mutable_failure();
+    f->set_message(e.message);
+    if (!e.hint.empty()) f->set_hint(e.hint);
+    if (e.code) f->set_code(e.code);
+    answer(r);
+    return kWorkerFailed;
+  };
+
+  uint64_t expected = tree_rss(run.job_pid);
+  auto pending = store::begin_dump(dir, run.tier, expected);
+  if (!pending) {
+    if (!run.stop) notify(run.notify_fd, 'r');
+    return fail(pending.error());
+  }
+  fault_point("checkpoint.before_dump");
+  auto d = dump_into(run, *pending, expected);
+  if (!d && pending->fast && out_of_room(d.error())) {
+    event(dir, fmt::format("the fast tier ran out of room during checkpoint {}; dumping it into the store instead",
+                           pending->id), run.quiet);
+    store::abort_dump(*pending);
+    auto again = store::begin_dump_in_store(dir, pending->id);
+    if (!again) {
+      if (!run.stop) notify(run.notify_fd, 'r');
+      return fail(again.error());
+    }
+    *pending = *again;
+    d = dump_into(run, *pending, expected);
+  }
+  // Output flows again; a job stopping here keeps its later output unread:
+  // the supervisor drops it when the job is killed, since the restored job
+  // writes it again.
+  if (!run.stop) notify(run.notify_fd, 'r');
+  if (!d) {
+    store::abort_dump(*pending);
+    return fail(d.error());
+  }
   fault_point("checkpoint.after_dump");
 
   store::Manifest m;
   m.job = dir.name();
+  m.id = pending->id;
   m.created = t_start;
   m.host = sys::hostname();
   m.kernel = sys::kernel_release();
-  m.criu_version = version->text();
+  m.criu_version = run.criu_version;
   m.cryo_version = CRYO_VERSION;
   m.command = run.config->command;
   m.cwd = run.config->cwd;
-  m.frozen_seconds = t_frozen > 0 ? t_resumed - t_frozen : t_resumed - t_start;
-  m.dump_seconds = t_resumed - t_start;
-  m.job_state = job_state;
+  m.frozen_seconds = d->frozen > 0 ? d->resumed - d->frozen : d->resumed - t_start;
+  m.dump_seconds = d->resumed - t_start;
+  m.dumped_to = pending->fast ? "fast" : "store";
+  m.job_state = d->job_state;
   m.job_state["tcp_established"] = run.tcp_established;
-  CRYO_TRY(dir.commit(*pending, m, [&](const std::string& phase, uint64_t done, uint64_t total) {
-    send_progress(run.client_fd, phase, done, total);
-  }));
-  cleanup.armed = false;
-
+  auto staged = store::end_dump(*pending, m);
+  if (!staged) {
+    store::abort_dump(*pending);
+    if (run.stop) signal_tree(run.job_pid, SIGCONT);
+    return fail(staged.error());
+  }
+  notify(run.notify_fd, 'd');
+  uint64_t bytes = sys::tree_size(staged->dir + "/images");
+  event(dir, fmt::format("checkpoint {} taken: {} in {}, job frozen {}; {}", m.id, format_bytes(static_cast<double>(bytes)),
+                         format_duration(m.dump_seconds), format_duration(m.frozen_seconds),
+                         pending->fast ? "in the fast tier, now flushing to the store" : "flushing to the store"),
+        run.quiet);
   control::CheckpointDone done;
-  done.set_id(pending->id);
-  done.set_bytes(m.total_bytes);
+  done.set_id(m.id);
+  done.set_bytes(bytes);
   done.set_frozen_seconds(m.frozen_seconds);
+  done.set_seconds(m.dump_seconds);
+  done.set_durable(false);
+  done.set_tier(m.dumped_to);
+  if (!run.wait && !run.stop) {
+    control::Reply r;
+    *r.mutable_checkpoint() = done;
+    answer(r);
+  }
+
+  // Make it durable (with any dump an interrupted flush left behind).
+  bool ours = false;
+  Error flush_error;
+  store::FlushOptions opts;
+  opts.keep = run.config->keep;
+  opts.progress = [&](const std::string& phase, uint64_t d, uint64_t t) { send_progress(run.client_fd, phase, d, t); };
+  opts.committed = [&](const store::Manifest& c) {
+    if (c.id == m.id) {
+      ours = true;
+      done.set_stored_bytes(c.stored_bytes);
+      done.set_durable_seconds(c.durable_seconds);
+    }
+    event(dir, committed_line(c), run.quiet);
+  };
+  opts.failed = [&](const std::string& id, const Error& e) {
+    if (id == m.id) flush_error = e;
+  };
+  auto flushed = store::flush(dir, run.tier, opts, true);
+  if (!flushed && flush_error.message.empty()) flush_error = flushed.error();
+  if (flushed)
+    for (const auto& id : flushed->removed) done.add_removed(id);
+  if (!ours) {
+    if (run.stop && !run.tcp_established) signal_tree(run.job_pid, SIGCONT);
+    if (flush_error.message.empty()) flush_error = make_error("checkpoint " + m.id + " was not committed");
+    auto latest = dir.latest_id();
+    std::string prev = latest && !latest->empty() ? "checkpoint " + *latest + " stays the latest" : "there is no earlier checkpoint";
+    event(dir, failed_line(flush_error) + " (" + prev + ")", run.quiet);
+    control::Reply r;
+    auto* f = r.mutable_failure();
+    f->set_message(flush_error.message + "; the job keeps running and earlier checkpoints are unchanged");
+    if (!flush_error.hint.empty()) f->set_hint(flush_error.hint);
+    if (flush_error.code) f->set_code(flush_error.code);
+    answer(r);
+    return kWorkerFlushFailed;
+  }
+  if (!done.removed().empty()) {
+    std::string ids;
+    for (const auto& id : done.removed()) ids += " " + id;
+    event(dir, fmt::format("retention (--keep {}) removed{}", run.config->keep, ids), run.quiet);
+  }
   if (run.stop) {
     ::kill(run.job_pid, SIGKILL);
     done.set_stopped(true);
+    event(dir, "job stopped at checkpoint " + m.id + "; continue it with 'cryo restore " + dir.name() + "'", run.quiet);
   }
-  fault_point("checkpoint.before_retention");
-  auto removed = dir.apply_retention(run.config->keep);
-  if (removed)
-    for (const auto& id : *removed) done.add_removed(id);
+  done.set_durable(true);
   done.set_seconds(sys::now() - t_start);
-  return done;
+  control::Reply r;
+  *r.mutable_checkpoint() = done;
+  answer(r);
+  return run.stop ? kWorkerStopped : kWorkerDone;
 }
 
 }  // namespace cryo::job

@@ -3,17 +3,23 @@
 // CRIU) never takes the supervisor or the job down with it.
 //
 // Sequence:
-//   1. begin a pending checkpoint in the store
+//   1. begin a dump in the fast tier, or in the store if it does not fit
+//      (store/staging.h)
 //   2. CRIU dumps the tree, leaving it running
 //   3. at CRIU's post-dump notification, while the job is still frozen:
 //      drain the output pipes into the logs and record the logs' sizes,
-//      copy the files the job has open for writing, then let the
-//      supervisor resume reading output (resume_fd; not with --stop)
-//   4. checksum, sync and commit (store::JobDir::commit)
-//   5. with --stop, kill the job only now that the checkpoint is durable
-//   6. apply retention
-// A failure before 4 completes leaves "latest" and every earlier
-// checkpoint as they were, and the job running.
+//      copy the files the job has open for writing; with --stop, stop the
+//      tree (SIGSTOP) so that it does no more work
+//   4. the dump is complete (dump.json, rename): tell the supervisor
+//      ("d" on notify_fd), which may start the next checkpoint; a client
+//      that does not wait gets its answer now
+//   5. flush: compress, dedup, checksum, sync and commit into the store,
+//      then retention (store/flush.h); this also commits any earlier dump
+//      whose flush was interrupted
+//   6. with --stop, kill the job only now that the checkpoint is durable;
+//      if the flush failed, let it continue (SIGCONT)
+// A failure at any step leaves "latest" and every earlier checkpoint as
+// they were, and the job running.
 #pragma once
 
 #include <sys/types.h>
@@ -25,6 +31,7 @@
 #include "control.pb.h"
 #include "job/config.h"
 #include "job/output.h"
+#include "store/staging.h"
 #include "store/store.h"
 
 namespace cryo::job {
@@ -32,15 +39,34 @@ namespace cryo::job {
 struct CheckpointRun {
   store::JobDir* dir = nullptr;
   const JobConfig* config = nullptr;
+  store::FastTier tier;
   pid_t job_pid = 0;
   std::vector<Output*> outputs;
   std::string criu_path;
+  std::string criu_version;
   bool stop = false;
   bool tcp_established = false;
-  int client_fd = -1;  // progress goes here, if >= 0
-  int resume_fd = -1;  // written to (then closed) once output may flow again
+  bool wait = false;   // answer the client once durable, not once dumped
+  int client_fd = -1;  // progress and the answer go here, if >= 0; closed once answered
+  // Written to as the checkpoint goes: "r" once output may flow again (not
+  // with --stop), "d" once the dump is complete.
+  int notify_fd = -1;
+  bool quiet = false;  // event lines only to cryo.log
 };
 
-Result<control::CheckpointDone> take_checkpoint(CheckpointRun& run);
+// The worker's exit status.
+inline constexpr int kWorkerDone = 0;          // dumped and durable
+inline constexpr int kWorkerFailed = 1;        // nothing new: the dump failed
+inline constexpr int kWorkerStopped = 2;       // durable, and the job was killed (--stop)
+inline constexpr int kWorkerFlushFailed = 3;   // dumped, but not made durable
+
+// Runs the whole sequence; returns the worker's exit status.  Every outcome
+// is logged as an event line.
+int take_checkpoint(CheckpointRun& run);
+
+// Flushes pending dumps (of an interrupted flush) with the job's retention,
+// logging each commit and failure as an event line.
+Status flush_pending(const store::JobDir& dir, const store::FastTier& tier, int keep, bool quiet,
+                     const store::ProgressFn& progress = {});
 
 }  // namespace cryo::job

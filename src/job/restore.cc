@@ -8,6 +8,7 @@
 #include "criu/client.h"
 #include "job/files.h"
 #include "job/mpi.h"
+#include "store/reader.h"
 
 namespace cryo::job {
 
@@ -15,14 +16,23 @@ Result<Restored> restore_job(RestoreRun& run) {
   store::JobDir& dir = *run.dir;
   auto version = criu::probe(run.criu_path);
   if (!version) return version.error();
-  CRYO_TRY(dir.verify(run.id, run.progress));
   auto m = dir.load_manifest(run.id);
   if (!m) return m.error();
-  std::string ckpt = dir.checkpoint_dir(run.id);
+  // Every byte checked before anything changes.
+  auto files = store::materialize(dir, run.tier, run.id, run.prefer_fast, run.progress);
+  if (!files) return files.error();
+  struct Release {
+    store::Materialized& m;
+    ~Release() { store::release(m); }
+  } release{*files};
+  std::string ckpt = files->dir;
 
   // Output logs back to their size at the checkpoint: what the job wrote
   // after it is written again by the restored job.
   Restored r;
+  r.source = files->source;
+  r.warning = files->warning;
+  r.criu_version = version->text();
   std::vector<std::pair<std::string, int>> inherit;
   std::vector<UniqueFd> write_ends;
   const auto& outputs = m->job_state.at("outputs");

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <map>
 #include <fmt/format.h>
 
 #include "base/duration.h"
@@ -35,16 +36,6 @@ Result<UniqueFd> lock_job(const store::JobDir& dir) {
   return fd;
 }
 
-void event(const store::JobDir& dir, const std::string& line, bool quiet) {
-  std::string text = sys::iso_time(sys::now()) + " " + line + "\n";
-  if (auto fd = sys::open(dir.file("cryo.log"), O_WRONLY | O_CREAT | O_APPEND, 0600))
-    (void)sys::write_all(fd->get(), text, "cryo.log");
-  if (!quiet) {
-    std::string out = "cryo: " + line + "\n";
-    (void)sys::write_all(2, out, "stderr");
-  }
-}
-
 namespace {
 
 int signal_number(const std::string& name) {
@@ -66,8 +57,11 @@ class Supervisor {
   void warn_if_margin_short();
   int finish_slurm(int code);
   void on_control();
-  void start_checkpoint(int client_fd, bool stop, bool tcp);
-  void worker_ended(int status);
+  void start_checkpoint(int client_fd, bool stop, bool tcp, bool wait);
+  void on_worker_note();
+  void dump_done();
+  void worker_ended(pid_t pid, int status);
+  bool stopping() const;
   void job_ended(int status);
   void reply_status(int fd);
   int finish();
@@ -77,15 +71,20 @@ class Supervisor {
   UniqueFd sigfd_, listen_, timer_;
   int checkpoint_signal_ = 0;
 
-  pid_t worker_ = -1;
-  UniqueFd worker_resume_;  // readable when the worker lets output flow again
+  // Checkpoint workers: at most one dumps at a time; those that have
+  // dumped go on flushing (one after the other, under the flush lock).
+  struct Worker {
+    bool stop = false;
+    bool dumped = false;
+    double started = 0;
+  };
+  std::map<pid_t, Worker> workers_;
+  pid_t dumping_ = -1;
+  UniqueFd dump_notes_;  // from the dumping worker: "r" output may flow, "d" dumped
   // Output is not read from the job's freeze until the worker lets it flow;
   // after a --stop checkpoint it never does: what the job wrote after the
   // dump belongs to its future, which the restore replays.
   bool gated_ = false;
-  bool worker_stop_ = false;
-  double worker_started_ = 0;
-  bool worker_client_ = false;
 
   bool job_done_ = false;
   int job_status_ = 0;
@@ -153,13 +152,13 @@ int Supervisor::run() {
     pfds.push_back({sigfd_.get(), POLLIN, 0});
     pfds.push_back({listen_.valid() ? listen_.get() : -1, POLLIN, 0});
     pfds.push_back({timer_.valid() ? timer_.get() : -1, POLLIN, 0});
-    pfds.push_back({worker_resume_.valid() ? worker_resume_.get() : -1, POLLIN, 0});
+    pfds.push_back({dump_notes_.valid() ? dump_notes_.get() : -1, POLLIN, 0});
     size_t first_output = pfds.size();
     for (auto& o : s_.outputs) {
       bool readable = !o.eof && !gated_;
       pfds.push_back({readable ? o.pipe.get() : -1, POLLIN, 0});
     }
-    if (job_done_ && worker_ < 0) {
+    if (job_done_ && workers_.empty()) {
       // Whatever is left in the pipes belongs to the job's last moments.
       for (auto& o : s_.outputs)
         if (!o.eof && !gated_) (void)drain(o);
@@ -176,14 +175,10 @@ int Supervisor::run() {
       uint64_t ticks;
       (void)!::read(timer_.get(), &ticks, sizeof ticks);
       next_checkpoint_ = sys::now() + s_.config.every;
-      if (worker_ < 0 && !job_done_) start_checkpoint(-1, false, s_.config.tcp_established);
+      // A periodic checkpoint waits for the previous one to be durable.
+      if (workers_.empty() && !job_done_) start_checkpoint(-1, false, s_.config.tcp_established, false);
     }
-    if (pfds[3].revents) {
-      // "r": output may flow.  End of file: the worker ended; worker_ended decides.
-      char c;
-      if (::read(worker_resume_.get(), &c, 1) == 1) gated_ = false;
-      worker_resume_.reset();
-    }
+    if (pfds[3].revents) on_worker_note();
     for (size_t i = 0; i < s_.outputs.size(); i++)
       if (pfds[first_output + i].revents) {
         if (auto st = drain(s_.outputs[i]); !st) {
@@ -203,7 +198,7 @@ void Supervisor::on_signal() {
       pid_t p;
       while ((p = ::waitpid(-1, &status, WNOHANG)) > 0) {
         if (p == s_.state.job_pid) job_ended(status);
-        else if (p == worker_) worker_ended(status);
+        else if (workers_.count(p)) worker_ended(p, status);
       }
     } else if (s_.slurm && sig == SIGTERM && cancelled()) {
       if (!job_done_) ::kill(s_.state.job_pid, sig);
@@ -211,7 +206,7 @@ void Supervisor::on_signal() {
       on_slurm_end(sig);
     } else if (sig == checkpoint_signal_) {
       event(dir_, fmt::format("received {}: checkpointing", s_.config.checkpoint_on), s_.quiet);
-      if (worker_ < 0 && !job_done_) start_checkpoint(-1, false, s_.config.tcp_established);
+      if (dumping_ < 0 && !stopping() && !job_done_) start_checkpoint(-1, false, s_.config.tcp_established, false);
     } else if (!job_done_) {
       ::kill(s_.state.job_pid, sig);
     }
@@ -247,11 +242,11 @@ void Supervisor::on_slurm_end(int sig) {
   if (job_done_) return;
   event(dir_, fmt::format("received SIG{} from Slurm{}: checkpointing, stopping and requeueing Slurm job {}",
                           sigabbrev_np(sig), left, s_.slurm->job_id), s_.quiet);
-  if (worker_ >= 0) {
-    stop_after_worker_ = true;  // one checkpoint at a time; this one follows
+  if (dumping_ >= 0) {
+    stop_after_worker_ = true;  // one dump at a time; this one follows
     return;
   }
-  start_checkpoint(-1, true, s_.config.tcp_established);
+  start_checkpoint(-1, true, s_.config.tcp_established, true);
 }
 
 // A checkpoint during the allocation (--every, 'cryo checkpoint') predicts
@@ -286,20 +281,29 @@ void Supervisor::on_control() {
       send_failure(c.get(), make_error("job '" + dir_.name() + "' has just ended; nothing to checkpoint"));
       return;
     }
-    if (worker_ >= 0) {
+    if (dumping_ >= 0) {
       send_failure(c.get(), make_error(fmt::format("a checkpoint of job '{}' is already in progress (for {})",
-                                                   dir_.name(), format_duration(sys::now() - worker_started_)))
+                                                   dir_.name(), format_duration(sys::now() - workers_[dumping_].started)))
                                 .with_hint("wait for it to finish, then try again"));
       return;
     }
-    start_checkpoint(c.get(), req.checkpoint().stop(), req.checkpoint().tcp_established() || s_.config.tcp_established);
+    if (stopping()) {
+      send_failure(c.get(), make_error("job '" + dir_.name() + "' is stopping at a checkpoint")
+                                .with_hint("continue it afterwards with 'cryo restore " + dir_.name() + "'"));
+      return;
+    }
+    start_checkpoint(c.get(), req.checkpoint().stop(), req.checkpoint().tcp_established() || s_.config.tcp_established,
+                     req.checkpoint().wait());
   }
 }
 
 void Supervisor::reply_status(int fd) {
   control::Reply r;
   auto* st = r.mutable_status();
-  st->set_state(worker_ >= 0 ? "checkpointing" : "running");
+  st->set_state(dumping_ >= 0 ? "checkpointing" : "running");
+  int flushing = 0;
+  for (const auto& [pid, w] : workers_) flushing += w.dumped;
+  st->set_flushing(flushing);
   st->set_supervisor_pid(::getpid());
   st->set_job_pid(s_.state.job_pid);
   st->set_started(s_.state.since);
@@ -308,7 +312,7 @@ void Supervisor::reply_status(int fd) {
   (void)send_message(fd, r);
 }
 
-void Supervisor::start_checkpoint(int client_fd, bool stop, bool tcp) {
+void Supervisor::start_checkpoint(int client_fd, bool stop, bool tcp, bool wait) {
   int p[2];
   if (::pipe2(p, O_CLOEXEC) < 0) {
     if (client_fd >= 0) send_failure(client_fd, sys_error("cannot start a checkpoint"));
@@ -325,74 +329,97 @@ void Supervisor::start_checkpoint(int client_fd, bool stop, bool tcp) {
     CheckpointRun run;
     run.dir = &dir_;
     run.config = &s_.config;
+    run.tier = s_.tier;
     run.job_pid = s_.state.job_pid;
     for (auto& o : s_.outputs) run.outputs.push_back(&o);
     run.criu_path = s_.criu_path;
+    run.criu_version = s_.criu_version;
     run.stop = stop;
     run.tcp_established = tcp;
-    run.client_fd = client_fd;
-    run.resume_fd = wr.release();
-    auto r = take_checkpoint(run);
-    int code;
-    if (r) {
-      std::string line = fmt::format("checkpoint {} committed: {} in {}, job frozen {}", r->id(),
-                                     format_bytes(static_cast<double>(r->bytes())), format_duration(r->seconds()),
-                                     format_duration(r->frozen_seconds()));
-      if (r->removed_size() > 0) {
-        line += "; retention removed";
-        for (const auto& id : r->removed()) line += " " + id;
-      }
-      if (r->stopped()) line += "; job stopped, continue it with 'cryo restore " + dir_.name() + "'";
-      event(dir_, line, s_.quiet);
-      if (client_fd >= 0) {
-        control::Reply reply;
-        *reply.mutable_checkpoint() = *r;
-        (void)send_message(client_fd, reply);
-      }
-      code = r->stopped() ? 2 : 0;
-    } else {
-      event(dir_, "checkpoint failed: " + r.error().message + (r.error().hint.empty() ? "" : " (" + r.error().hint + ")") +
-                      "; the job keeps running and earlier checkpoints are unchanged", s_.quiet);
-      if (client_fd >= 0) send_failure(client_fd, r.error());
-      code = 1;
-    }
-    ::_exit(code);
+    run.wait = wait;
+    run.client_fd = client_fd >= 0 ? ::dup(client_fd) : -1;
+    run.notify_fd = wr.get();
+    run.quiet = s_.quiet;
+    ::_exit(take_checkpoint(run));
   }
-  worker_ = pid;
-  worker_resume_ = std::move(rd);
+  workers_[pid] = Worker{stop, false, sys::now()};
+  dumping_ = pid;
+  dump_notes_ = std::move(rd);
   gated_ = true;
-  worker_stop_ = stop;
-  worker_started_ = sys::now();
-  worker_client_ = client_fd >= 0;
 }
 
-void Supervisor::worker_ended(int status) {
-  worker_ = -1;
-  worker_resume_.reset();
-  last_checkpoint_seconds_ = sys::now() - worker_started_;
-  if (s_.slurm && !ending_ && WIFEXITED(status) && WEXITSTATUS(status) == 0) warn_if_margin_short();
-  if (WIFEXITED(status) && WEXITSTATUS(status) == 2) {
-    stopped_ = true;
-    // The job was killed at its checkpoint; what is left in the pipes it
-    // wrote after the dump, and will write again after the restore.
-    for (auto& o : s_.outputs) o.eof = true;
+bool Supervisor::stopping() const {
+  for (const auto& [pid, w] : workers_)
+    if (w.stop) return true;
+  return false;
+}
+
+void Supervisor::on_worker_note() {
+  char notes[8];
+  ssize_t n = ::read(dump_notes_.get(), notes, sizeof notes);
+  if (n <= 0) {  // the worker ended; worker_ended decides
+    dump_notes_.reset();
+    return;
   }
-  gated_ = false;
+  for (ssize_t i = 0; i < n; i++) {
+    if (notes[i] == 'r') gated_ = false;
+    if (notes[i] == 'd') dump_done();
+  }
+}
+
+// The dump is complete; its worker goes on flushing, and the next
+// checkpoint may start.
+void Supervisor::dump_done() {
+  if (dumping_ < 0) return;
+  workers_[dumping_].dumped = true;
+  dumping_ = -1;
+  dump_notes_.reset();
+  if (stop_after_worker_ && !stopping() && !job_done_) {
+    stop_after_worker_ = false;
+    start_checkpoint(-1, true, s_.config.tcp_established, true);
+  }
+}
+
+void Supervisor::worker_ended(pid_t pid, int status) {
+  Worker w = workers_[pid];
+  workers_.erase(pid);
+  if (pid == dumping_) {
+    dumping_ = -1;
+    dump_notes_.reset();
+    gated_ = false;
+  }
+  last_checkpoint_seconds_ = sys::now() - w.started;
+  int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  if (s_.slurm && !ending_ && code == kWorkerDone) warn_if_margin_short();
+  if (w.stop) {
+    if (code == kWorkerStopped) {
+      stopped_ = true;
+      // The job was killed at its checkpoint; what is left in the pipes it
+      // wrote after the dump, and will write again after the restore.
+      for (auto& o : s_.outputs) o.eof = true;
+    } else {
+      gated_ = false;
+    }
+  }
   if (WIFSIGNALED(status)) {
     event(dir_, fmt::format("checkpoint failed: its worker was killed by signal {}; the job keeps running and "
-                            "earlier checkpoints are unchanged", WTERMSIG(status)), s_.quiet);
-    // Its half-written checkpoint is removed by the next one; do it now.
+                            "earlier checkpoints are unchanged{}", WTERMSIG(status),
+                            w.dumped ? " (its dump is complete: the next checkpoint, or 'cryo restore', commits it)" : ""),
+          s_.quiet);
+    if (w.stop && !job_done_)
+      for (pid_t p : process_tree(s_.state.job_pid)) ::kill(p, SIGCONT);
+    // Its half-written directories are removed by the next checkpoint; do it now.
     if (auto ids = sys::list_dir(dir_.file("checkpoints")))
       for (const auto& n : *ids)
         if (n.rfind(".tmp-", 0) == 0 && !sys::pid_alive(std::atoi(n.substr(n.rfind('-') + 1).c_str())))
           (void)sys::remove_tree(dir_.file("checkpoints/" + n));
   }
-  if (ending_ && !stopped_ && !job_done_) {
-    if (stop_after_worker_) {
-      stop_after_worker_ = false;
-      start_checkpoint(-1, true, s_.config.tcp_established);
-      return;
-    }
+  if (stop_after_worker_ && dumping_ < 0 && !stopping() && !stopped_ && !job_done_) {
+    stop_after_worker_ = false;
+    start_checkpoint(-1, true, s_.config.tcp_established, true);
+    return;
+  }
+  if (ending_ && w.stop && !stopped_ && !job_done_) {
     // The checkpoint at the end of the allocation failed.  The job would be
     // killed at the limit anyway: stop it now and let the next allocation
     // continue from the latest checkpoint, if there is one.
@@ -415,6 +442,10 @@ void Supervisor::job_ended(int status) {
 }
 
 int Supervisor::finish() {
+  // A flush that was killed left its dump complete: commit it before the
+  // job's state says where to continue from.
+  if (auto st = flush_pending(dir_, s_.tier, s_.config.keep, s_.quiet); !st)
+    event(dir_, "warning: " + st.error().message + ", ignoring", s_.quiet);
   JobState& st = s_.state;
   st.since = sys::now();
   int code;
@@ -438,6 +469,8 @@ int Supervisor::finish() {
                             dir_.name(), sig, dir_.name()), s_.quiet);
   }
   if (listen_.valid()) ::unlink(dir_.file("control.sock").c_str());
+  // A finished job's fast copies only hold memory the node needs.
+  if (st.state == State::finished && s_.tier.enabled()) (void)sys::remove_tree(store::fast_dir(s_.tier, dir_));
   // An MPI job's live files: the checkpoints hold their contents, and a
   // restore puts them back.
   if (!s_.config.mpi.empty()) {
@@ -476,8 +509,7 @@ int Supervisor::finish_slurm(int code) {
     a.outcome = "cancelled";
   } else if (st.state == State::finished) {
     a.outcome = fmt::format("finished with exit status {}", st.exit_code);
-    if (auto removed = dir_.apply_retention(s_.config.keep); removed && !removed->empty())
-      event(dir_, fmt::format("retention (--keep {}) removed {} checkpoint(s)", s_.config.keep, removed->size()), s_.quiet);
+    // (flush_pending applied --keep)
   } else {
     a.outcome = st.message;
   }

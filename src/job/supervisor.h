@@ -6,7 +6,8 @@
 //   - under Slurm, checkpoints and requeues the job when its allocation ends,
 //   - forwards other signals to the job,
 //   - records the job's state, and exits with the job's exit status.
-// Each checkpoint runs in a forked worker (job/checkpoint.h), one at a time.
+// Each checkpoint runs in a forked worker (job/checkpoint.h): one dumps at a
+// time, while earlier ones may still be flushing into the store.
 #pragma once
 
 #include <sys/types.h>
@@ -18,8 +19,10 @@
 #include "base/fd.h"
 #include "base/result.h"
 #include "job/config.h"
+#include "job/events.h"
 #include "job/output.h"
 #include "slurm/slurm.h"
+#include "store/staging.h"
 #include "store/store.h"
 
 namespace cryo::job {
@@ -38,6 +41,8 @@ struct Supervised {
   JobState state;  // as it starts: running, with pids filled in
   std::vector<Output> outputs;
   std::string criu_path;
+  std::string criu_version;  // as probed when the supervisor started
+  store::FastTier tier;
   UniqueFd lock;
   bool quiet = false;  // no event lines on stderr
   // Inside a Slurm batch job: the checkpoint signal and SIGTERM mean the
@@ -50,7 +55,5 @@ struct Supervised {
 // exit status.
 int supervise(Supervised s);
 
-// Appends a timestamped line to <job dir>/cryo.log, and to stderr unless quiet.
-void event(const store::JobDir& dir, const std::string& line, bool quiet);
 
 }  // namespace cryo::job

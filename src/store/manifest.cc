@@ -4,14 +4,25 @@ namespace cryo::store {
 
 nlohmann::json to_json(const Manifest& m) {
   nlohmann::json files = nlohmann::json::array();
-  for (const auto& f : m.files) files.push_back({{"path", f.path}, {"size", f.size}, {"xxh3", f.xxh3}});
+  for (const auto& f : m.files) {
+    nlohmann::json e = {{"path", f.path}, {"size", f.size}};
+    if (f.chunked) {
+      nlohmann::json chunks = nlohmann::json::array();
+      for (const auto& c : f.chunks) chunks.push_back({c.hash, c.size});
+      e["chunks"] = chunks;
+    } else {
+      e["xxh3"] = f.xxh3;
+    }
+    files.push_back(e);
+  }
   return {{"format", m.format},           {"job", m.job},
           {"id", m.id},                   {"created", m.created},
           {"host", m.host},               {"kernel", m.kernel},
           {"criu_version", m.criu_version}, {"cryo_version", m.cryo_version},
           {"command", m.command},         {"cwd", m.cwd},
           {"frozen_seconds", m.frozen_seconds}, {"dump_seconds", m.dump_seconds},
-          {"total_bytes", m.total_bytes}, {"files", files},
+          {"durable_seconds", m.durable_seconds}, {"dumped_to", m.dumped_to},
+          {"total_bytes", m.total_bytes}, {"stored_bytes", m.stored_bytes}, {"files", files},
           {"job_state", m.job_state}};
 }
 
@@ -25,9 +36,9 @@ Result<Manifest> manifest_from_json(const std::string& text, const std::string& 
   try {
     Manifest m;
     m.format = j.at("format").get<int>();
-    if (m.format != kManifestFormat)
+    if (m.format != 1 && m.format != kManifestFormat)
       return make_error("the manifest '" + where + "' has format " + std::to_string(m.format) +
-                        ", which this cryo does not read (it reads " + std::to_string(kManifestFormat) + ")")
+                        ", which this cryo does not read (it reads 1 to " + std::to_string(kManifestFormat) + ")")
           .with_hint("use the cryo version that wrote this checkpoint");
     m.job = j.at("job").get<std::string>();
     m.id = j.at("id").get<std::string>();
@@ -40,9 +51,31 @@ Result<Manifest> manifest_from_json(const std::string& text, const std::string& 
     m.cwd = j.at("cwd").get<std::string>();
     m.frozen_seconds = j.at("frozen_seconds").get<double>();
     m.dump_seconds = j.at("dump_seconds").get<double>();
+    m.durable_seconds = j.value("durable_seconds", 0.0);
+    m.dumped_to = j.value("dumped_to", "store");
     m.total_bytes = j.at("total_bytes").get<uint64_t>();
-    for (const auto& f : j.at("files"))
-      m.files.push_back({f.at("path").get<std::string>(), f.at("size").get<uint64_t>(), f.at("xxh3").get<std::string>()});
+    m.stored_bytes = j.value("stored_bytes", m.total_bytes);
+    for (const auto& f : j.at("files")) {
+      FileSum s;
+      s.path = f.at("path").get<std::string>();
+      s.size = f.at("size").get<uint64_t>();
+      if (f.contains("chunks")) {
+        s.chunked = true;
+        uint64_t sum = 0;
+        for (const auto& c : f.at("chunks")) {
+          s.chunks.push_back({c.at(0).get<std::string>(), c.at(1).get<uint32_t>()});
+          sum += s.chunks.back().size;
+          if (s.chunks.back().hash.size() != 32 || s.chunks.back().hash.find_first_not_of("0123456789abcdef") != std::string::npos)
+            return bad("a chunk of " + s.path + " has a malformed hash");
+        }
+        if (sum != s.size) return bad("the chunks of " + s.path + " do not add up to its size");
+      } else {
+        s.xxh3 = f.at("xxh3").get<std::string>();
+      }
+      if (s.path.empty() || s.path[0] == '/' || s.path.find("..") != std::string::npos)
+        return bad("it names a file outside the checkpoint: " + s.path);
+      m.files.push_back(std::move(s));
+    }
     m.job_state = j.at("job_state");
     return m;
   } catch (const nlohmann::json::exception& e) {

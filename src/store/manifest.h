@@ -1,6 +1,12 @@
 // The manifest of one checkpoint: what was dumped, where, by which CRIU and
-// kernel, and a checksum for every file in the checkpoint directory.
-// Stored as manifest.json inside it, written last, before the commit rename.
+// kernel, and for every file of the checkpoint its size and checksums.
+// Stored as manifest.json in the checkpoint's directory, written last,
+// before the commit rename.
+//
+// Format 2 keeps large files as content-addressed chunks (store/chunks.h):
+// a file's entry lists its chunks in order.  Format 1 (cryo 0.1 before the
+// chunk store) kept every file whole in the checkpoint directory; cryo
+// still reads and restores it.
 #pragma once
 
 #include <cstdint>
@@ -10,15 +16,20 @@
 #include <nlohmann/json.hpp>
 
 #include "base/result.h"
+#include "store/chunks.h"
 
 namespace cryo::store {
 
-inline constexpr int kManifestFormat = 1;
+inline constexpr int kManifestFormat = 2;
 
 struct FileSum {
-  std::string path;  // relative to the checkpoint directory
+  std::string path;  // relative to the checkpoint
   uint64_t size = 0;
-  std::string xxh3;  // XXH3-128, hex
+  // A whole file in the checkpoint directory: its XXH3-128, hex.
+  std::string xxh3;
+  // A chunked file: its chunks in order (their sizes add up to size).
+  bool chunked = false;
+  std::vector<ChunkRef> chunks;
 };
 
 struct Manifest {
@@ -33,8 +44,11 @@ struct Manifest {
   std::vector<std::string> command;
   std::string cwd;
   double frozen_seconds = 0;
-  double dump_seconds = 0;
-  uint64_t total_bytes = 0;
+  double dump_seconds = 0;    // from the request until the dump was complete
+  double durable_seconds = 0; // from the request until the commit
+  std::string dumped_to;      // "fast" or "store": the tier CRIU wrote to
+  uint64_t total_bytes = 0;   // raw bytes of all files
+  uint64_t stored_bytes = 0;  // bytes this checkpoint added to the store (new chunks, compressed, and whole files)
   std::vector<FileSum> files;
   // What the job layer needs to restore (output offsets, saved files, pipe
   // identities).  The store keeps it without looking inside.

@@ -3,18 +3,19 @@
 //   <root>/<job>/job.json          how the job was started (written once)
 //   <root>/<job>/state.json        what the supervisor last said about it
 //   <root>/<job>/stdout.log ...    the job's output (the job layer's)
-//   <root>/<job>/checkpoints/0003/ a committed checkpoint: manifest.json,
-//                                  images/, files/, criu-dump.log
-//   <root>/<job>/checkpoints/.tmp-0004-<pid>/   one being written
+//   <root>/<job>/checkpoints/0003/ a committed checkpoint: manifest.json and
+//                                  CRIU's criu-dump.log
+//   <root>/<job>/chunks/ab/ab...   the checkpoints' files, as content-
+//                                  addressed chunks (store/chunks.h)
 //   <root>/<job>/latest -> checkpoints/0003      the newest committed one
+//   <root>/<job>/staging/          dumps waiting for their flush (store/staging.h)
+//   <root>/<job>/flush.lock        held by the flush (store/flush.h)
 //
-// Commit protocol: write everything into .tmp-*, checksum and fsync each
-// file, write manifest.json, fsync, rename to its final name, fsync the
-// parent, then atomically replace the "latest" link.  A crash at any point
-// leaves the previous checkpoint and "latest" intact; leftovers of dead
-// writers are removed by the next begin().
+// A checkpoint is dumped into a tier (store/staging.h), then flushed into
+// the store (store/flush.h), and read back by store/reader.h.  This file
+// holds what they share: names, ids, manifests, retention.
 //
-// Not thread-safe; the job's supervisor lock serialises writers.
+// Not thread-safe; the job's supervisor lock and flush lock serialise writers.
 #pragma once
 
 #include <cstdint>
@@ -23,6 +24,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "store/chunks.h"
 #include "store/manifest.h"
 
 namespace cryo::store {
@@ -30,17 +32,14 @@ namespace cryo::store {
 // phase, bytes done, bytes in all (0 if unknown)
 using ProgressFn = std::function<void(const std::string& phase, uint64_t done, uint64_t total)>;
 
+// Checkpoint ids: "0001", "0002", ... (fixed width, so they sort).
+bool is_checkpoint_id(const std::string& s);
 // $CRYO_STORE, else $XDG_DATA_HOME/cryo, else ~/.local/share/cryo.
 std::string default_root();
 // Job names: letters, digits, '.', '_', '-'; not starting with '.'.
 Status validate_job_name(const std::string& name);
 // Names of the jobs in the store, sorted.  An absent store has none.
 Result<std::vector<std::string>> list_jobs(const std::string& root);
-
-struct Pending {
-  std::string id;   // the id it will have once committed
-  std::string dir;  // where to write it now
-};
 
 class JobDir {
  public:
@@ -64,21 +63,14 @@ class JobDir {
   Result<std::string> latest_id() const;
   Result<Manifest> load_manifest(const std::string& id) const;
 
-  // Starts a new checkpoint directory, after removing leftovers of writers
-  // that died.
-  Result<Pending> begin();
-  // Drops a pending checkpoint.
-  void abort(const Pending& p);
-  // Checksums and syncs every file of p, writes m (filling files and sizes),
-  // renames p into place and points "latest" at it.
-  Status commit(const Pending& p, Manifest& m, const ProgressFn& progress = {});
-  // Deletes the oldest committed checkpoints so that at most keep remain
-  // (keep 0: keep all).  Never deletes the latest.  Returns the removed ids.
-  Result<std::vector<std::string>> apply_retention(int keep);
-  // Checks every file of a checkpoint against its manifest; the error names
-  // the first file that differs.
-  Status verify(const std::string& id, const ProgressFn& progress = {}) const;
-  Status remove_checkpoint(const std::string& id);
+  ChunkStore chunks() const { return ChunkStore(path_ + "/chunks"); }
+
+  // Deletes the manifests of the oldest committed checkpoints so that at
+  // most keep remain (keep 0: keep all).  Never deletes the latest.
+  // Returns the removed ids.  Their chunks stay: store::retain (flush.h)
+  // removes what nothing refers to any more.
+  Result<std::vector<std::string>> apply_retention(int keep) const;
+  Status remove_checkpoint(const std::string& id) const;
   // Removes the whole job directory.
   Status remove();
 

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <thread>
 #include <fstream>
+#include <map>
 
 #include "harness.h"
 
@@ -48,8 +49,8 @@ TEST_F(ErrorTest, SecondCheckpointWhileOneRunsIsRefused) {
   // Two requests at once: one checkpoints, the other is refused at once.
   std::string err1, err2;
   int rc1 = 0, rc2 = 0;
-  std::thread t1([&] { rc1 = cryo({"checkpoint", "big"}, nullptr, &err1); });
-  std::thread t2([&] { rc2 = cryo({"checkpoint", "big"}, nullptr, &err2); });
+  std::thread t1([&] { rc1 = cryo({"checkpoint", "big", "--wait"}, nullptr, &err1); });
+  std::thread t2([&] { rc2 = cryo({"checkpoint", "big", "--wait"}, nullptr, &err2); });
   t1.join();
   t2.join();
   EXPECT_EQ(rc1 + rc2, 1) << err1 << err2;
@@ -74,17 +75,18 @@ TEST_F(ErrorTest, FullStoreKeepsPreviousCheckpointAndJob) {
   pid_t run = spawn({"run", "--name", "full", "--", prog("memhog"), go_file("full"), "16"});
   ASSERT_TRUE(wait_for("full", "READY", 60));
   ASSERT_EQ(checkpoint("full"), "0001");
-  {  // leave about 1 MiB free
+  {  // leave no room at all: the memory is unchanged, so dedup needs little
     std::ofstream filler(small + "/filler");
-    std::string mib(1 << 20, 'x');
-    while (filler.write(mib.data(), mib.size())) {
+    std::string kib(4096, 'x');
+    while (filler.write(kib.data(), kib.size()) && filler.flush()) {
     }
   }
-  fs::resize_file(small + "/filler", fs::file_size(small + "/filler") - (1 << 20));
+  // The dump fits the fast tier; the store cannot take it.
   std::string err;
-  EXPECT_EQ(cryo({"checkpoint", "full"}, nullptr, &err), 1);
+  EXPECT_EQ(cryo({"checkpoint", "full", "--wait"}, nullptr, &err), 1);
   EXPECT_NE(err.find("No space left on device"), std::string::npos) << err;
   EXPECT_NE(err.find("disk is full"), std::string::npos) << err;
+  EXPECT_NE(err.find("the job keeps running"), std::string::npos) << err;
   EXPECT_EQ(::kill(job_pid("full"), 0), 0) << "the job must keep running";
   auto s = status("full");
   EXPECT_EQ(s["latest"], "0001");
@@ -116,31 +118,95 @@ TEST_F(ErrorTest, OldCriuNamesTheFix) {
   EXPECT_TRUE(err.find("too old") != std::string::npos || err.find("does not run on this kernel") != std::string::npos) << err;
 }
 
+void flip_byte(const std::string& path, long at) {
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekg(at);
+  char c = static_cast<char>(f.get());
+  f.seekp(at);
+  f.put(static_cast<char>(c ^ 0x01));
+}
+
+// The first chunk of the checkpoint's page image, as the manifest lists it.
+std::string page_chunk(const std::string& job_dir, const std::string& id, std::string* image) {
+  std::string text;
+  read_text(job_dir + "/checkpoints/" + id + "/manifest.json", &text);
+  auto m = nlohmann::json::parse(text, nullptr, false);
+  for (const auto& f : m["files"]) {
+    std::string p = f["path"];
+    if (p.rfind("images/pages-", 0) == 0 && !f["chunks"].empty()) {
+      *image = p;
+      std::string h = f["chunks"][0][0];
+      return job_dir + "/chunks/" + h.substr(0, 2) + "/" + h;
+    }
+  }
+  return "";
+}
+
+// A flipped byte in a chunk of the store is refused before anything is
+// restored, and the error names the image file and the chunk.
 TEST_F(ErrorTest, CorruptImageIsRefusedBeforeRestore) {
   pid_t run = spawn({"run", "--name", "cor", "--", prog("counter"), go_file("cor")});
   ASSERT_TRUE(wait_for("cor", "tick 5"));
   ASSERT_EQ(checkpoint("cor", {"--stop"}), "0001");
   EXPECT_EQ(wait_exit(run), 75);
   std::string log_before = log("cor");
-  std::string dir = store_ + "/cor/checkpoints/0001/images";
-  std::string victim;
-  for (const auto& e : fs::directory_iterator(dir))
-    if (e.path().filename().string().rfind("pages-", 0) == 0) victim = e.path();
+  std::string image;
+  std::string victim = page_chunk(store_ + "/cor", "0001", &image);
   ASSERT_FALSE(victim.empty());
-  {
-    std::fstream f(victim, std::ios::in | std::ios::out | std::ios::binary);
-    f.seekg(100);
-    char c = static_cast<char>(f.get());
-    f.seekp(100);
-    f.put(static_cast<char>(c ^ 0x01));
-  }
+  flip_byte(victim, 20);
   std::string err;
-  EXPECT_EQ(cryo({"restore", "cor"}, nullptr, &err), 1);
+  EXPECT_EQ(cryo({"restore", "cor", "--durable"}, nullptr, &err), 1);
+  EXPECT_NE(err.find(image), std::string::npos) << err;
   EXPECT_NE(err.find(victim), std::string::npos) << err;
   EXPECT_NE(err.find("damaged"), std::string::npos) << err;
   EXPECT_EQ(log("cor"), log_before) << "a refused restore must change nothing";
   EXPECT_EQ(status("cor")["state"], "stopped");
-  EXPECT_EQ(cryo({"verify", "cor"}), 1);
+  EXPECT_EQ(cryo({"verify", "cor"}, nullptr, &err), 1);
+  EXPECT_NE(err.find(image), std::string::npos) << err;
+}
+
+// A damaged fast copy is not used: the restore reads the store instead.
+TEST_F(ErrorTest, DamagedFastCopyFallsBackToTheStore) {
+  pid_t run = spawn({"run", "--name", "fc", "--", prog("counter"), go_file("fc")});
+  ASSERT_TRUE(wait_for("fc", "tick 5"));
+  ASSERT_EQ(checkpoint("fc", {"--stop"}), "0001");
+  EXPECT_EQ(wait_exit(run), 75);
+  std::string copy;
+  for (const auto& e : fs::directory_iterator(fast_))
+    if (e.path().filename().string().rfind("fc-", 0) == 0) copy = e.path().string() + "/0001/images";
+  ASSERT_FALSE(copy.empty());
+  for (const auto& e : fs::directory_iterator(copy))
+    if (e.path().filename().string().rfind("pages-", 0) == 0) flip_byte(e.path(), 100);
+  pid_t restore = spawn({"restore", "fc"});
+  long at = last("fc", "tick");
+  ASSERT_TRUE(wait_for("fc", "tick " + std::to_string(at + 5)));
+  go("fc");
+  EXPECT_EQ(wait_exit(restore), 0);
+  EXPECT_EQ(count("fc", "PASS"), 1);
+  expect_sequence("fc", "tick");
+  std::string events;
+  read_text(store_ + "/fc/cryo.log", &events);
+  EXPECT_NE(events.find("fast copy of checkpoint 0001 was not used"), std::string::npos) << events;
+  EXPECT_NE(events.find("restored from checkpoint 0001 (store)"), std::string::npos) << events;
+}
+
+// A fast tier too small for the job: the dump goes straight to the store.
+TEST_F(ErrorTest, FullFastTierDumpsIntoTheStore) {
+  std::map<std::string, std::string> env{{"CRYO_FAST_TIER_SIZE", "1M"}};
+  pid_t run = spawn({"run", "--name", "ft", "--", prog("memhog"), go_file("ft"), "32"}, env);
+  ASSERT_TRUE(wait_for("ft", "READY", 60));
+  std::string out, err;
+  ASSERT_EQ(cryo({"checkpoint", "ft", "--wait", "--json"}, &out, &err, env), 0) << err;
+  auto j = nlohmann::json::parse(out, nullptr, false);
+  EXPECT_EQ(j["tier"], "store") << out;
+  EXPECT_TRUE(j["durable"].get<bool>()) << out;
+  EXPECT_FALSE(fs::exists(store_ + "/ft/staging/0001")) << "the staged dump is removed once committed";
+  ::kill(job_pid("ft"), SIGKILL);
+  wait_exit(run);
+  pid_t restore = spawn({"restore", "ft"}, env);
+  go("ft");
+  EXPECT_EQ(wait_exit(restore, 60), 0);
+  EXPECT_EQ(count("ft", "PASS"), 1) << log("ft");
 }
 
 TEST_F(ErrorTest, AnotherUsersJobIsRefused) {

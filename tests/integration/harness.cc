@@ -44,6 +44,8 @@ void CryoTest::SetUp() {
   char t1[] = "/tmp/cryo-it-store-XXXXXX", t2[] = "/tmp/cryo-it-work-XXXXXX";
   store_ = ::mkdtemp(t1);
   work_ = ::mkdtemp(t2);
+  char t3[] = "/dev/shm/cryo-it-fast-XXXXXX";
+  fast_ = ::mkdtemp(t3);
 }
 
 void CryoTest::TearDown() {
@@ -66,6 +68,7 @@ void CryoTest::TearDown() {
   }
   fs::remove_all(store_);
   fs::remove_all(work_);
+  fs::remove_all(fast_);
 }
 
 std::string CryoTest::mount_tmpfs(const std::string& options, unsigned long flags) {
@@ -77,7 +80,7 @@ std::string CryoTest::mount_tmpfs(const std::string& options, unsigned long flag
 }
 
 namespace {
-pid_t start(const std::vector<std::string>& args, const std::string& store,
+pid_t start(const std::vector<std::string>& args, const std::string& store, const std::string& fast,
             const std::map<std::string, std::string>& env, int out_fd, int err_fd) {
   pid_t pid = ::fork();
   if (pid == 0) {
@@ -86,6 +89,7 @@ pid_t start(const std::vector<std::string>& args, const std::string& store,
     int null = ::open("/dev/null", O_RDONLY);
     ::dup2(null, 0);
     ::setenv("CRYO_STORE", store.c_str(), 1);
+    ::setenv("CRYO_FAST_TIER", fast.c_str(), 1);
     for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
     std::vector<char*> argv{const_cast<char*>(CRYO_BIN)};
     for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
@@ -103,7 +107,7 @@ int CryoTest::cryo(const std::vector<std::string>& args, std::string* out, std::
   std::string o = work_ + "/cmd-" + std::to_string(++n) + ".out", e = o + ".err";
   int ofd = ::open(o.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   int efd = ::open(e.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  pid_t pid = start(args, store_, env, ofd, efd);
+  pid_t pid = start(args, store_, fast_, env, ofd, efd);
   ::close(ofd);
   ::close(efd);
   int status;
@@ -119,7 +123,7 @@ int CryoTest::cryo(const std::vector<std::string>& args, std::string* out, std::
 pid_t CryoTest::spawn(const std::vector<std::string>& args, const std::map<std::string, std::string>& env) {
   std::string e = work_ + "/spawn-" + std::to_string(spawned_.size()) + ".err";
   int efd = ::open(e.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  pid_t pid = start(args, store_, env, efd, efd);
+  pid_t pid = start(args, store_, fast_, env, efd, efd);
   ::close(efd);
   spawned_.push_back(pid);
   for (size_t i = 0; i + 1 < args.size(); i++)
@@ -197,7 +201,7 @@ nlohmann::json CryoTest::status(const std::string& job) {
 pid_t CryoTest::job_pid(const std::string& job) { return status(job).value("job_pid", 0); }
 
 std::string CryoTest::checkpoint(const std::string& job, const std::vector<std::string>& extra) {
-  std::vector<std::string> args{"checkpoint", job, "--json"};
+  std::vector<std::string> args{"checkpoint", job, "--json", "--wait"};
   args.insert(args.end(), extra.begin(), extra.end());
   std::string out, err;
   int rc = cryo(args, &out, &err);

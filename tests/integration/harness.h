@@ -39,13 +39,15 @@ class CryoTest : public ::testing::Test {
   void expect_sequence(const std::string& job, const std::string& word) const;
   nlohmann::json status(const std::string& job);
   pid_t job_pid(const std::string& job);
-  // Takes a checkpoint and expects success; returns its id.
+  // Takes a checkpoint (with --wait: it is durable on return) and expects
+  // success; returns its id.
   std::string checkpoint(const std::string& job, const std::vector<std::string>& extra = {});
 
   // A fresh tmpfs, unmounted by TearDown (after the jobs on it are gone).
   std::string mount_tmpfs(const std::string& options, unsigned long flags = 0);
 
   std::string store_, work_;
+  std::string fast_;  // the fast tier (CRYO_FAST_TIER) of this test's commands
   std::vector<std::string> mounts_;
   std::vector<pid_t> spawned_;
   std::vector<std::string> jobs_;

@@ -32,6 +32,7 @@ class SlurmTest : public CryoTest {
     ASSERT_EQ(rc, 0) << out;
     ::setenv("SLURM_CONF", (cluster_ + "/slurm.conf").c_str(), 1);
     ::setenv("CRYO_STORE", store_.c_str(), 1);
+    ::setenv("CRYO_FAST_TIER", fast_.c_str(), 1);
   }
 
   void TearDown() override {

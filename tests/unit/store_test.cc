@@ -1,153 +1,326 @@
-// The store's commit protocol, including a crash at each of its steps.
-// The seam is the process: a forked child commits with CRYO_FAULT set and
-// is killed at the named point; the parent checks what is left.
+// The store: dumps staged in a tier, flushed into content-addressed chunks,
+// committed, read back, retained; and a crash at each step of the flush.
+// The seam for crashes is the process: a forked child flushes with
+// CRYO_FAULT set and is killed at the named point; the parent checks what
+// is left and that the next flush carries on.
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <map>
+#include <random>
+#include <set>
+#include <cstring>
 
 #include <gtest/gtest.h>
 
 #include "base/sys.h"
+#include "store/chunks.h"
+#include "store/flush.h"
+#include "store/reader.h"
+#include "store/staging.h"
 #include "store/store.h"
 
 namespace cryo::store {
 namespace {
 
 namespace fs = std::filesystem;
+using Files = std::map<std::string, std::string>;  // path in the checkpoint -> content
+
+std::string random_bytes(size_t n, uint64_t seed) {
+  std::mt19937_64 g(seed);
+  std::string s(n, '\0');
+  for (size_t i = 0; i + 8 <= n; i += 8) {
+    uint64_t v = g();
+    std::memcpy(&s[i], &v, 8);
+  }
+  return s;
+}
+
+std::string read_all(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
 
 class StoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
     char tmpl[] = "/tmp/cryo-store-test-XXXXXX";
     root_ = ::mkdtemp(tmpl);
+    tier_.root = root_ + "/fast";
+    tier_.limit = 1ull << 30;
+    fs::create_directories(tier_.root);
+    job_ = std::make_unique<JobDir>(root_ + "/store", "j");
+    ASSERT_TRUE(job_->create().ok());
   }
   void TearDown() override { fs::remove_all(root_); }
 
-  // Commits a checkpoint whose image holds `content`; returns its id.
-  std::string add(JobDir& dir, const std::string& content) {
-    auto p = dir.begin();
-    EXPECT_TRUE(p.ok());
-    std::ofstream(p->dir + "/images/pages-1.img") << content;
+  // Dumps `files` into a tier, as CRIU and the checkpoint worker would.
+  Staged stage(const Files& files, const FastTier& tier) {
+    auto p = begin_dump(*job_, tier, 0);
+    EXPECT_TRUE(p.ok()) << p.error().message;
+    for (const auto& [path, content] : files) {
+      fs::create_directories(fs::path(p->dir + "/" + path).parent_path());
+      std::ofstream(p->dir + "/" + path, std::ios::binary) << content;
+    }
+    std::ofstream(p->dir + "/criu-dump.log") << "CRIU's log\n";
     Manifest m;
-    m.job = dir.name();
-    auto st = dir.commit(*p, m);
-    EXPECT_TRUE(st.ok()) << st.error().message;
-    return p->id;
+    m.job = job_->name();
+    m.created = sys::now();
+    auto s = end_dump(*p, m);
+    EXPECT_TRUE(s.ok()) << s.error().message;
+    return *s;
+  }
+  // Stages and flushes; returns the committed manifest.
+  Manifest add(const Files& files, int keep = 0) {
+    Staged s = stage(files, tier_);
+    FlushOptions o;
+    o.keep = keep;
+    auto r = flush(*job_, tier_, o);
+    EXPECT_TRUE(r.ok()) << r.error().message;
+    auto m = job_->load_manifest(s.id);
+    EXPECT_TRUE(m.ok());
+    return *m;
+  }
+  std::string restored(const std::string& id, bool prefer_fast, std::string* source = nullptr) {
+    auto m = materialize(*job_, tier_, id, prefer_fast);
+    EXPECT_TRUE(m.ok()) << m.error().message;
+    if (!m) return "";
+    if (source) *source = m->source;
+    std::string s = read_all(m->dir + "/images/pages-1.img");
+    release(*m);
+    return s;
   }
 
   std::string root_;
+  FastTier tier_;
+  std::unique_ptr<JobDir> job_;
 };
 
-TEST_F(StoreTest, CommitMakesLatestAndVerifies) {
-  JobDir dir(root_, "j");
-  ASSERT_TRUE(dir.create().ok());
-  EXPECT_EQ(*dir.latest_id(), "");
-  EXPECT_EQ(add(dir, "one"), "0001");
-  EXPECT_EQ(add(dir, "two"), "0002");
-  EXPECT_EQ(*dir.latest_id(), "0002");
-  EXPECT_TRUE(dir.verify("0001").ok());
-  auto m = dir.load_manifest("0002");
+TEST(Chunking, CutsResyncAfterAnInsertedPage) {
+  std::string a = random_bytes(16 << 20, 1);
+  std::string b = a.substr(0, 3 << 20) + random_bytes(4096, 2) + a.substr(3 << 20);
+  auto ca = cut(a.data(), a.size()), cb = cut(b.data(), b.size());
+  // The chunks after the insertion are the same chunks, shifted.
+  std::set<std::string> ha, hb;
+  for (size_t i = 0, off = 0; i < ca.size(); off += ca[i++]) ha.insert(a.substr(off, ca[i]));
+  size_t shared = 0;
+  for (size_t i = 0, off = 0; i < cb.size(); off += cb[i++]) shared += ha.count(b.substr(off, cb[i])) * cb[i];
+  EXPECT_GT(shared, b.size() * 8 / 10);
+  for (auto len : ca) EXPECT_LE(len, Chunking{}.max);
+}
+
+TEST_F(StoreTest, FlushCommitsLatestAndVerifies) {
+  EXPECT_EQ(*job_->latest_id(), "");
+  auto one = add({{"images/pages-1.img", random_bytes(3 << 20, 1)}, {"images/core-1.img", "core"}});
+  EXPECT_EQ(one.id, "0001");
+  auto two = add({{"images/pages-1.img", "two"}});
+  EXPECT_EQ(two.id, "0002");
+  EXPECT_EQ(*job_->latest_id(), "0002");
+  EXPECT_TRUE(verify(*job_, "0001").ok());
+  EXPECT_TRUE(verify(*job_, "0002").ok());
+  EXPECT_EQ(one.total_bytes, (3u << 20) + 4 + 11);
+  bool chunked = false;
+  for (const auto& f : one.files) chunked |= f.path == "images/pages-1.img" && f.chunked && f.chunks.size() >= 1;
+  EXPECT_TRUE(chunked);
+  // CRIU's log stays readable beside the manifest.
+  EXPECT_EQ(read_all(job_->checkpoint_dir("0001") + "/criu-dump.log"), "CRIU's log\n");
+}
+
+TEST_F(StoreTest, ReadsBackFromTheFastCopyOrTheStore) {
+  std::string data = random_bytes(5 << 20, 7);
+  add({{"images/pages-1.img", data}});
+  std::string source;
+  EXPECT_TRUE(restored("0001", true, &source) == data);
+  EXPECT_EQ(source, "fast copy");
+  EXPECT_TRUE(restored("0001", false, &source) == data);
+  EXPECT_EQ(source, "store");
+}
+
+TEST_F(StoreTest, ADamagedFastCopyIsNotUsed) {
+  std::string data = random_bytes(2 << 20, 3);
+  add({{"images/pages-1.img", data}});
+  auto staged = list_staged(*job_, tier_);
+  ASSERT_TRUE(staged.ok());
+  ASSERT_EQ(staged->size(), 1u);
+  {
+    std::fstream f(staged->at(0).dir + "/images/pages-1.img", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(12345);
+    f.put('x');
+  }
+  auto m = materialize(*job_, tier_, "0001", true);
+  ASSERT_TRUE(m.ok()) << m.error().message;
+  EXPECT_EQ(m->source, "store");
+  EXPECT_NE(m->warning.find("damaged"), std::string::npos) << m->warning;
+  EXPECT_TRUE(read_all(m->dir + "/images/pages-1.img") == data);
+  release(*m);
+}
+
+TEST_F(StoreTest, SecondCheckpointStoresOnlyWhatChanged) {
+  std::string a = random_bytes(96 << 20, 1);
+  auto one = add({{"images/pages-1.img", a}});
+  std::string b = a;
+  // A tenth rewritten, and a page appearing before it (a new heap page).
+  std::string fresh = random_bytes(b.size() / 10, 9);
+  b.replace(b.size() / 2, fresh.size(), fresh);
+  b.insert(1 << 20, random_bytes(4096, 5));
+  auto two = add({{"images/pages-1.img", b}});
+  EXPECT_GT(one.stored_bytes, a.size() * 99 / 100);  // random data does not compress
+  EXPECT_LT(two.stored_bytes, one.stored_bytes * 15 / 100) << two.stored_bytes;
+  EXPECT_TRUE(restored("0002", false) == b);
+}
+
+TEST_F(StoreTest, HalfZeroPagesAreStoredInHalf) {
+  std::string a = random_bytes(16 << 20, 4);
+  for (size_t p = 0; p < a.size(); p += 8192) std::memset(&a[p], 0, 4096);
+  auto one = add({{"images/pages-1.img", a}});
+  EXPECT_LE(one.stored_bytes, a.size() * 55 / 100);
+  EXPECT_TRUE(restored("0001", false) == a);
+}
+
+TEST_F(StoreTest, AFlippedByteInAnyChunkIsNamed) {
+  add({{"images/pages-1.img", random_bytes(6 << 20, 2)}});
+  auto m = job_->load_manifest("0001");
   ASSERT_TRUE(m.ok());
-  EXPECT_EQ(m->total_bytes, 3u);
-  ASSERT_EQ(m->files.size(), 1u);
-  EXPECT_EQ(m->files[0].path, "images/pages-1.img");
+  std::string victim;
+  for (const auto& f : m->files)
+    if (f.path == "images/pages-1.img") victim = job_->chunks().path(f.chunks.back().hash);
+  ASSERT_FALSE(victim.empty());
+  {
+    std::fstream f(victim, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekg(100);
+    char c = static_cast<char>(f.get());
+    f.seekp(100);
+    f.put(static_cast<char>(c ^ 1));
+  }
+  auto st = verify(*job_, "0001");
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.error().message.find("images/pages-1.img"), std::string::npos) << st.error().message;
+  EXPECT_NE(st.error().message.find(victim), std::string::npos) << st.error().message;
+  EXPECT_FALSE(materialize(*job_, tier_, "0001", false).ok());
+}
+
+TEST_F(StoreTest, VerifyRefusesAnUnlistedFile) {
+  add({{"images/pages-1.img", "x"}});
+  std::ofstream(job_->checkpoint_dir("0001") + "/forged.img") << "evil";
+  auto st = verify(*job_, "0001");
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.error().message.find("forged.img"), std::string::npos);
 }
 
 TEST_F(StoreTest, CreateRefusesAnExistingJobAndBadNames) {
-  JobDir dir(root_, "j");
-  ASSERT_TRUE(dir.create().ok());
-  auto again = dir.create();
+  auto again = job_->create();
   ASSERT_FALSE(again.ok());
   EXPECT_NE(again.error().hint.find("cryo restore j"), std::string::npos);
   EXPECT_FALSE(JobDir(root_, "../x").create().ok());
   EXPECT_FALSE(JobDir(root_, ".hidden").create().ok());
 }
 
-TEST_F(StoreTest, VerifyNamesTheFlippedFile) {
-  JobDir dir(root_, "j");
-  ASSERT_TRUE(dir.create().ok());
-  add(dir, std::string(10000, 'a'));
-  std::string img = dir.checkpoint_dir("0001") + "/images/pages-1.img";
-  {
-    std::fstream f(img, std::ios::in | std::ios::out | std::ios::binary);
-    f.seekp(5000);
-    f.put('b');
+TEST_F(StoreTest, RetentionKeepsNewestAndDropsUnusedChunks) {
+  std::string shared = random_bytes(4 << 20, 11);
+  for (int i = 0; i < 5; i++) add({{"images/pages-1.img", shared + random_bytes(2 << 20, 100 + i)}}, 2);
+  EXPECT_EQ(*job_->checkpoint_ids(), (std::vector<std::string>{"0004", "0005"}));
+  EXPECT_EQ(*job_->latest_id(), "0005");
+  // Only the chunks of 0004 and 0005 are left, and they still verify.
+  std::set<std::string> used;
+  for (auto id : {"0004", "0005"}) {
+    auto m = job_->load_manifest(id);
+    ASSERT_TRUE(m.ok());
+    for (const auto& f : m->files)
+      for (const auto& c : f.chunks) used.insert(c.hash);
   }
-  auto st = dir.verify("0001");
-  ASSERT_FALSE(st.ok());
-  EXPECT_NE(st.error().message.find(img), std::string::npos) << st.error().message;
-}
-
-TEST_F(StoreTest, VerifyRefusesAnUnlistedFile) {
-  JobDir dir(root_, "j");
-  ASSERT_TRUE(dir.create().ok());
-  add(dir, "x");
-  std::ofstream(dir.checkpoint_dir("0001") + "/images/forged.img") << "evil";
-  auto st = dir.verify("0001");
-  ASSERT_FALSE(st.ok());
-  EXPECT_NE(st.error().message.find("forged.img"), std::string::npos);
-}
-
-TEST_F(StoreTest, RetentionKeepsNewestAndNeverLatest) {
-  JobDir dir(root_, "j");
-  ASSERT_TRUE(dir.create().ok());
-  for (int i = 0; i < 5; i++) add(dir, "c" + std::to_string(i));
-  auto removed = dir.apply_retention(2);
-  ASSERT_TRUE(removed.ok());
-  EXPECT_EQ(*removed, (std::vector<std::string>{"0001", "0002", "0003"}));
-  EXPECT_EQ(*dir.checkpoint_ids(), (std::vector<std::string>{"0004", "0005"}));
-  EXPECT_EQ(*dir.latest_id(), "0005");
+  auto present = job_->chunks().list();
+  ASSERT_TRUE(present.ok());
+  EXPECT_EQ(std::set<std::string>(present->begin(), present->end()), used);
+  EXPECT_TRUE(verify(*job_, "0004").ok());
+  EXPECT_TRUE(verify(*job_, "0005").ok());
 }
 
 TEST_F(StoreTest, RetentionSparesLatestEvenIfOldest) {
-  JobDir dir(root_, "j");
-  ASSERT_TRUE(dir.create().ok());
-  add(dir, "a");
-  add(dir, "b");
-  ASSERT_TRUE(sys::symlink_atomic("checkpoints/0001", dir.file("latest")).ok());
-  auto removed = dir.apply_retention(1);
+  add({{"images/pages-1.img", "a"}});
+  add({{"images/pages-1.img", "b"}});
+  ASSERT_TRUE(sys::symlink_atomic("checkpoints/0001", job_->file("latest")).ok());
+  auto removed = job_->apply_retention(1);
   ASSERT_TRUE(removed.ok());
   EXPECT_EQ(*removed, std::vector<std::string>{"0002"});
-  EXPECT_EQ(*dir.checkpoint_ids(), std::vector<std::string>{"0001"});
+  EXPECT_EQ(*job_->checkpoint_ids(), std::vector<std::string>{"0001"});
 }
 
-class StoreCrashTest : public StoreTest, public ::testing::WithParamInterface<const char*> {};
+TEST_F(StoreTest, AFullFastTierSendsTheDumpToTheStore) {
+  FastTier small = tier_;
+  small.limit = 1 << 20;
+  auto p = begin_dump(*job_, small, 64 << 20);
+  ASSERT_TRUE(p.ok());
+  EXPECT_FALSE(p->fast);
+  EXPECT_EQ(p->dir.rfind(job_->path() + "/staging/", 0), 0u) << p->dir;
+  abort_dump(*p);
+  // And a dump staged in the store is flushed like any other, then removed.
+  std::string data = random_bytes(1 << 20, 8);
+  Staged s = stage({{"images/pages-1.img", data}}, small);
+  EXPECT_FALSE(s.fast);
+  ASSERT_TRUE(flush(*job_, small, {}).ok());
+  EXPECT_FALSE(fs::exists(s.dir));
+  EXPECT_TRUE(restored(s.id, true) == data);
+}
 
-TEST_P(StoreCrashTest, PreviousCheckpointSurvivesACrash) {
-  JobDir dir(root_, "j");
-  ASSERT_TRUE(dir.create().ok());
-  add(dir, "first");
+class FlushCrashTest : public StoreTest, public ::testing::WithParamInterface<const char*> {};
+
+TEST_P(FlushCrashTest, PreviousCheckpointSurvivesAndTheNextFlushCarriesOn) {
+  std::string first = random_bytes(8 << 20, 1);
+  add({{"images/pages-1.img", first}}, 1);
+  std::string second = random_bytes(8 << 20, 2);
+  Staged s = stage({{"images/pages-1.img", second}, {"files/0", "result"}}, tier_);
   pid_t pid = ::fork();
   if (pid == 0) {
     ::setenv("CRYO_FAULT", GetParam(), 1);
-    auto p = dir.begin();
-    std::ofstream(p->dir + "/images/pages-1.img") << "second";
-    std::ofstream(p->dir + "/images/core-1.img") << "core";
-    Manifest m;
-    (void)dir.commit(*p, m);
+    FlushOptions o;
+    o.keep = 1;
+    (void)flush(*job_, tier_, o);
     ::_exit(0);
   }
   int status;
   ::waitpid(pid, &status, 0);
   ASSERT_TRUE(WIFSIGNALED(status)) << "the fault point was not reached";
-  EXPECT_EQ(WTERMSIG(status), SIGKILL);
-  EXPECT_EQ(*dir.latest_id(), "0001");
-  EXPECT_TRUE(dir.verify("0001").ok());
-  // The next writer cleans up after the dead one and continues numbering.
-  auto next = add(dir, "third");
-  EXPECT_TRUE(next == "0002" || next == "0003") << next;
-  EXPECT_EQ(*dir.latest_id(), next);
-  auto names = sys::list_dir(dir.file("checkpoints"));
-  ASSERT_TRUE(names.ok());
-  for (const auto& n : names.value()) EXPECT_NE(n.rfind(".tmp-", 0), 0u) << n;
+  std::string phase = GetParam();
+  bool committed = phase == "store.before_latest" || phase == "flush.before_retention" || phase == "flush.gc";
+  if (!committed) {
+    EXPECT_EQ(*job_->latest_id(), "0001");
+  }
+  EXPECT_TRUE(verify(*job_, *job_->latest_id()).ok());
+  EXPECT_TRUE(restored(*job_->latest_id(), false) == (*job_->latest_id() == "0001" ? first : second));
+  // The next flush commits the dump (still complete in its tier), cleans
+  // up after the dead one and applies retention.
+  FlushOptions o;
+  o.keep = 1;
+  auto r = flush(*job_, tier_, o);
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(*job_->latest_id(), s.id);
+  EXPECT_EQ(*job_->checkpoint_ids(), std::vector<std::string>{s.id});
+  EXPECT_TRUE(verify(*job_, s.id).ok());
+  EXPECT_TRUE(restored(s.id, false) == second);
+  for (const auto& e : fs::directory_iterator(job_->file("checkpoints")))
+    EXPECT_NE(e.path().filename().string()[0], '.') << e.path();
+  std::set<std::string> used;
+  auto m = job_->load_manifest(s.id);
+  ASSERT_TRUE(m.ok());
+  for (const auto& f : m->files)
+    for (const auto& c : f.chunks) used.insert(c.hash);
+  auto present = job_->chunks().list();
+  EXPECT_EQ(std::set<std::string>(present->begin(), present->end()), used);
 }
 
-INSTANTIATE_TEST_SUITE_P(AtEachStep, StoreCrashTest,
-                         ::testing::Values("store.checksum", "store.before_manifest", "store.before_rename",
-                                           "store.before_latest"));
+INSTANTIATE_TEST_SUITE_P(AtEachStep, FlushCrashTest,
+                         ::testing::Values("flush.chunks", "flush.before_sync", "store.before_manifest",
+                                           "store.before_rename", "store.before_latest", "flush.before_retention",
+                                           "flush.gc"),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           for (auto& c : n)
+                             if (c == '.') c = '_';
+                           return n;
+                         });
 
 }  // namespace
 }  // namespace cryo::store

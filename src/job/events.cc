@@ -1,0 +1,19 @@
+#include "job/events.h"
+
+#include <fcntl.h>
+
+#include "base/sys.h"
+
+namespace cryo::job {
+
+void event(const store::JobDir& dir, const std::string& line, bool quiet) {
+  std::string text = sys::iso_time(sys::now()) + " " + line + "\n";
+  if (auto fd = sys::open(dir.file("cryo.log"), O_WRONLY | O_CREAT | O_APPEND, 0600))
+    (void)sys::write_all(fd->get(), text, "cryo.log");
+  if (!quiet) {
+    std::string out = "cryo: " + line + "\n";
+    (void)sys::write_all(2, out, "stderr");
+  }
+}
+
+}  // namespace cryo::job

@@ -1,0 +1,159 @@
+#include "store/chunks.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+#include <xxhash.h>
+#include <zstd.h>
+
+#include <algorithm>
+#include <memory>
+
+#include "base/hash.h"
+#include "base/parallel.h"
+#include "base/sys.h"
+
+namespace cryo::store {
+
+namespace {
+
+bool ends_chunk(const char* page, const Chunking& c) { return (XXH3_64bits(page, Chunking::kPage) & c.mask) == c.mask; }
+
+// Turns "page p may end a chunk" marks into chunk lengths.
+std::vector<uint32_t> lengths(const std::vector<bool>& candidate, uint64_t size, const Chunking& c) {
+  std::vector<uint32_t> out;
+  uint64_t start = 0;
+  uint64_t pages = size / Chunking::kPage;
+  for (uint64_t p = 0; p < pages; p++) {
+    uint64_t end = (p + 1) * Chunking::kPage;
+    uint64_t len = end - start;
+    if (len >= c.max || (len >= c.min && candidate[p])) {
+      out.push_back(static_cast<uint32_t>(len));
+      start = end;
+    }
+  }
+  if (start < size) out.push_back(static_cast<uint32_t>(size - start));
+  return out;
+}
+
+struct ZstdC {
+  ZSTD_CCtx* ctx = ZSTD_createCCtx();
+  ~ZstdC() { ZSTD_freeCCtx(ctx); }
+};
+struct ZstdD {
+  ZSTD_DCtx* ctx = ZSTD_createDCtx();
+  ~ZstdD() { ZSTD_freeDCtx(ctx); }
+};
+
+}  // namespace
+
+std::vector<uint32_t> cut(const char* data, size_t n, const Chunking& c) {
+  std::vector<bool> candidate(n / Chunking::kPage);
+  for (size_t p = 0; p < candidate.size(); p++) candidate[p] = ends_chunk(data + p * Chunking::kPage, c);
+  return lengths(candidate, n, c);
+}
+
+Result<std::vector<uint32_t>> cut_file(int fd, uint64_t size, const std::string& what, int threads,
+                                       const Chunking& c) {
+  constexpr uint64_t kWindow = 16 << 20;
+  uint64_t pages = size / Chunking::kPage;
+  // One byte per page rather than vector<bool>: windows are marked concurrently.
+  std::vector<char> candidate(pages);
+  uint64_t windows = (size + kWindow - 1) / kWindow;
+  Status st = parallel_for(windows, threads, [&](size_t w) -> Status {
+    thread_local std::vector<char> buf;
+    buf.resize(kWindow);
+    uint64_t off = w * kWindow;
+    uint64_t n = std::min(kWindow, size - off) / Chunking::kPage * Chunking::kPage;
+    if (n == 0) return {};
+    CRYO_TRY(sys::pread_exact(fd, buf.data(), n, off, what));
+    for (uint64_t p = 0; p < n / Chunking::kPage; p++)
+      candidate[off / Chunking::kPage + p] = ends_chunk(buf.data() + p * Chunking::kPage, c);
+    return {};
+  });
+  if (!st) return st.error();
+  std::vector<bool> marks(candidate.begin(), candidate.end());
+  return lengths(marks, size, c);
+}
+
+std::string ChunkStore::path(const std::string& hash) const { return dir_ + "/" + hash.substr(0, 2) + "/" + hash; }
+
+bool ChunkStore::exists(const std::string& hash) const { return sys::exists(path(hash)); }
+
+uint64_t ChunkStore::stored_size(const std::string& hash) const {
+  auto st = sys::stat(path(hash));
+  return st ? static_cast<uint64_t>(st->st_size) : 0;
+}
+
+Result<uint64_t> ChunkStore::put(const std::string& hash, const char* data, size_t n, int level) const {
+  thread_local ZstdC z;
+  thread_local std::vector<char> out;
+  out.resize(ZSTD_compressBound(n));
+  size_t len = ZSTD_compressCCtx(z.ctx, out.data(), out.size(), data, n, level);
+  if (ZSTD_isError(len)) return make_error(std::string("cannot compress a chunk: ") + ZSTD_getErrorName(len));
+  std::string final_path = path(hash);
+  std::string sub = final_path.substr(0, final_path.rfind('/'));
+  if (!sys::exists(sub)) CRYO_TRY(sys::mkdir_p(sub, 0700));
+  std::string tmp = sub + "/.tmp-" + hash + "-" + std::to_string(::getpid());
+  {
+    auto fd = sys::open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (!fd) return fd.error();
+    if (auto w = sys::write_all(fd->get(), std::string_view(out.data(), len), "'" + tmp + "'"); !w) {
+      ::unlink(tmp.c_str());
+      return w.error();
+    }
+  }
+  if (auto r = sys::rename(tmp, final_path); !r) {
+    ::unlink(tmp.c_str());
+    return r.error();
+  }
+  return static_cast<uint64_t>(len);
+}
+
+Status ChunkStore::get(const ChunkRef& ref, char* out, const std::string& what) const {
+  thread_local ZstdD z;
+  thread_local std::vector<char> in;
+  std::string p = path(ref.hash);
+  auto fd = sys::open(p, O_RDONLY);
+  if (!fd) return fd.error().context(what + " is missing its chunk " + p);
+  auto st = sys::fstat(fd->get(), "'" + p + "'");
+  if (!st) return st.error();
+  in.resize(static_cast<size_t>(st->st_size));
+  CRYO_TRY(sys::pread_exact(fd->get(), in.data(), in.size(), 0, "'" + p + "'"));
+  size_t n = ZSTD_decompressDCtx(z.ctx, out, ref.size, in.data(), in.size());
+  if (ZSTD_isError(n) || n != ref.size)
+    return make_error(what + " is damaged: its chunk " + p + " cannot be decompressed" +
+                      (ZSTD_isError(n) ? std::string(" (") + ZSTD_getErrorName(n) + ")" : " to its recorded size"));
+  if (hash_bytes(out, n) != ref.hash)
+    return make_error(what + " is damaged: the checksum of its chunk " + p + " does not match");
+  return {};
+}
+
+Result<std::vector<std::string>> ChunkStore::list() const {
+  std::vector<std::string> out;
+  if (!sys::exists(dir_)) return out;
+  auto subs = sys::list_dir(dir_);
+  if (!subs) return subs.error();
+  for (const auto& s : *subs) {
+    auto names = sys::list_dir(dir_ + "/" + s);
+    if (!names) continue;
+    for (const auto& n : *names)
+      if (n[0] != '.') out.push_back(n);
+  }
+  return out;
+}
+
+Status ChunkStore::remove(const std::string& hash) const {
+  if (::unlink(path(hash).c_str()) < 0 && errno != ENOENT) return sys_error("cannot remove chunk " + path(hash));
+  return {};
+}
+
+void ChunkStore::remove_temporaries() const {
+  auto subs = sys::list_dir(dir_);
+  if (!subs) return;
+  for (const auto& s : *subs)
+    if (auto names = sys::list_dir(dir_ + "/" + s))
+      for (const auto& n : *names)
+        if (n.rfind(".tmp-", 0) == 0) ::unlink((dir_ + "/" + s + "/" + n).c_str());
+}
+
+}  // namespace cryo::store

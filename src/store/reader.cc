@@ -1,0 +1,279 @@
+#include "store/reader.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <fmt/format.h>
+
+#include "base/hash.h"
+#include "base/log.h"
+#include "base/parallel.h"
+#include "base/sys.h"
+#include "store/flush.h"
+
+namespace cryo::store {
+
+namespace {
+
+std::string damaged_hint(const JobDir& job) {
+  return "this checkpoint is damaged and will not be restored; restore an older one with 'cryo restore " +
+         job.name() + " --from ID' or take a new checkpoint";
+}
+
+// Regular files below dir, relative, sorted.
+Result<std::vector<std::string>> files_below(const std::string& dir) {
+  std::vector<std::string> out;
+  std::vector<std::string> todo{""};
+  while (!todo.empty()) {
+    std::string rel = todo.back();
+    todo.pop_back();
+    auto names = sys::list_dir(rel.empty() ? dir : dir + "/" + rel);
+    if (!names) return names.error();
+    for (const auto& n : *names) {
+      std::string r = rel.empty() ? n : rel + "/" + n;
+      auto st = sys::lstat(dir + "/" + r);
+      if (!st) return st.error();
+      if (S_ISDIR(st->st_mode))
+        todo.push_back(r);
+      else
+        out.push_back(r);
+    }
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+// Where each distinct chunk of the manifest goes: (file index, offset).
+struct ChunkUse {
+  ChunkRef ref;
+  std::vector<std::pair<size_t, uint64_t>> at;
+};
+
+std::vector<ChunkUse> chunk_uses(const Manifest& m) {
+  std::map<std::string, size_t> index;
+  std::vector<ChunkUse> uses;
+  for (size_t i = 0; i < m.files.size(); i++) {
+    uint64_t off = 0;
+    for (const auto& c : m.files[i].chunks) {
+      auto [it, fresh] = index.emplace(c.hash, uses.size());
+      if (fresh) uses.push_back({c, {}});
+      uses[it->second].at.emplace_back(i, off);
+      off += c.size;
+    }
+  }
+  return uses;
+}
+
+// Checks the whole (format 1, or CRIU's log) files of a checkpoint dir.
+Status verify_whole_files(const JobDir& job, const std::string& id, const Manifest& m, const std::string& dir,
+                          const ProgressFn& progress) {
+  uint64_t before = 0;
+  for (const auto& f : m.files) {
+    if (f.chunked) continue;
+    std::string path = dir + "/" + f.path;
+    auto st = sys::stat(path);
+    if (!st) return make_error("checkpoint " + id + " of job '" + job.name() + "' is missing " + path).with_hint(damaged_hint(job));
+    if (static_cast<uint64_t>(st->st_size) != f.size)
+      return make_error(fmt::format("checkpoint {} of job '{}' is damaged: {} has {} bytes, its manifest says {}", id,
+                                    job.name(), path, st->st_size, f.size)).with_hint(damaged_hint(job));
+    auto sum = hash_file(path, [&](uint64_t d) {
+      if (progress) progress("verifying", before + d, m.total_bytes);
+    });
+    if (!sum) return sum.error();
+    if (*sum != f.xxh3)
+      return make_error("checkpoint " + id + " of job '" + job.name() + "' is damaged: the checksum of " + path +
+                        " does not match its manifest").with_hint(damaged_hint(job));
+    before += f.size;
+  }
+  return {};
+}
+
+// Every file in dir (but manifest.json, and what `ignore` names) must be
+// listed, so nothing can be slipped in beside a checkpoint.
+Status no_unlisted_files(const JobDir& job, const std::string& id, const Manifest& m, const std::string& dir,
+                         const std::vector<std::string>& ignore) {
+  auto rels = files_below(dir);
+  if (!rels) return rels.error();
+  for (const auto& r : *rels) {
+    if (r == "manifest.json" || std::find(ignore.begin(), ignore.end(), r) != ignore.end()) continue;
+    bool listed = std::any_of(m.files.begin(), m.files.end(), [&](const FileSum& f) { return f.path == r; });
+    if (!listed)
+      return make_error("checkpoint " + id + " of job '" + job.name() + "' has a file its manifest does not list: " + dir +
+                        "/" + r).with_hint(damaged_hint(job));
+  }
+  return {};
+}
+
+// Checks a fast copy's raw files against the manifest's chunks.
+Status verify_copy(const JobDir& job, const std::string& id, const Manifest& m, const std::string& dir,
+                   const ProgressFn& progress) {
+  CRYO_TRY(no_unlisted_files(job, id, m, dir, {"dump.json", ".lock", "criu-dump.log"}));
+  struct Task {
+    size_t file;
+    uint64_t off;
+    const ChunkRef* ref;
+  };
+  std::vector<Task> tasks;
+  std::vector<UniqueFd> fds(m.files.size());
+  for (size_t i = 0; i < m.files.size(); i++) {
+    const auto& f = m.files[i];
+    if (!f.chunked) continue;
+    std::string path = dir + "/" + f.path;
+    auto fd = sys::open(path, O_RDONLY);
+    if (!fd) return make_error("the fast copy lacks " + path);
+    auto st = sys::fstat(fd->get(), path);
+    if (!st || static_cast<uint64_t>(st->st_size) != f.size) return make_error("the fast copy's " + path + " has the wrong size");
+    fds[i] = std::move(*fd);
+    uint64_t off = 0;
+    for (const auto& c : f.chunks) {
+      tasks.push_back({i, off, &c});
+      off += c.size;
+    }
+  }
+  std::atomic<uint64_t> done{0};
+  std::mutex mu;
+  return parallel_for(tasks.size(), 0, [&](size_t i) -> Status {
+    const Task& t = tasks[i];
+    thread_local std::vector<char> buf;
+    buf.resize(t.ref->size);
+    std::string path = dir + "/" + m.files[t.file].path;
+    CRYO_TRY(sys::pread_exact(fds[t.file].get(), buf.data(), t.ref->size, t.off, "'" + path + "'"));
+    if (hash_bytes(buf.data(), t.ref->size) != t.ref->hash)
+      return make_error(fmt::format("the fast copy's {} is damaged at bytes {}..{}", path, t.off, t.off + t.ref->size));
+    uint64_t d = done += t.ref->size;
+    if (progress) {
+      std::lock_guard<std::mutex> g(mu);
+      progress("verifying", d, m.total_bytes);
+    }
+    return {};
+  });
+}
+
+// Reads every distinct chunk once, checks it, and (with out_fds) writes it
+// wherever the files use it.
+Status read_chunks(const JobDir& job, const std::string& id, const Manifest& m, std::vector<UniqueFd>* out_fds,
+                   const std::vector<std::string>* out_paths, const std::string& phase, const ProgressFn& progress,
+                   int threads) {
+  std::vector<ChunkUse> uses = chunk_uses(m);
+  ChunkStore chunks = job.chunks();
+  std::atomic<uint64_t> done{0};
+  std::mutex mu;
+  Status st = parallel_for(uses.size(), threads, [&](size_t i) -> Status {
+    const ChunkUse& u = uses[i];
+    thread_local std::vector<char> buf;
+    buf.resize(u.ref.size);
+    const FileSum& first = m.files[u.at[0].first];
+    std::string what = fmt::format("checkpoint {} of job '{}': {} (bytes {}..{})", id, job.name(), first.path,
+                                   u.at[0].second, u.at[0].second + u.ref.size);
+    CRYO_TRY(chunks.get(u.ref, buf.data(), what));
+    uint64_t d = 0;
+    for (const auto& [file, off] : u.at) {
+      if (out_fds) CRYO_TRY(sys::pwrite_all((*out_fds)[file].get(), buf.data(), u.ref.size, off, "'" + (*out_paths)[file] + "'"));
+      d = done += u.ref.size;
+    }
+    if (progress) {
+      std::lock_guard<std::mutex> g(mu);
+      progress(phase, d, m.total_bytes);
+    }
+    return {};
+  });
+  if (!st) {
+    Error e = st.error();
+    if (e.hint.empty() && e.message.find("damaged") != std::string::npos) e.hint = damaged_hint(job);
+    if (e.hint.empty() && e.message.find("missing its chunk") != std::string::npos) e.hint = damaged_hint(job);
+    return e;
+  }
+  return {};
+}
+
+}  // namespace
+
+Status verify(const JobDir& job, const std::string& id, const ProgressFn& progress, int threads) {
+  auto m = job.load_manifest(id);
+  if (!m) return m.error();
+  std::string dir = job.checkpoint_dir(id);
+  CRYO_TRY(no_unlisted_files(job, id, *m, dir, {}));
+  CRYO_TRY(verify_whole_files(job, id, *m, dir, progress));
+  return read_chunks(job, id, *m, nullptr, nullptr, "verifying", progress, threads);
+}
+
+Result<Materialized> materialize(const JobDir& job, const FastTier& tier, const std::string& id, bool prefer_fast,
+                                 const ProgressFn& progress) {
+  auto m = job.load_manifest(id);
+  if (!m) return m.error();
+  Materialized out;
+  bool chunked = std::any_of(m->files.begin(), m->files.end(), [](const FileSum& f) { return f.chunked; });
+  if (!chunked) {  // format 1: the files are whole in the checkpoint directory
+    auto hold = hold_checkpoints(job);
+    if (!hold) return hold.error();
+    CRYO_TRY(verify(job, id, progress));
+    out.dir = job.checkpoint_dir(id);
+    out.source = "store";
+    out.hold = std::move(*hold);
+    return out;
+  }
+  if (prefer_fast) {
+    auto staged = list_staged(job, tier);
+    if (staged)
+      for (const auto& s : *staged) {
+        if (!s.fast || s.id != id) continue;
+        auto hold = hold_copy(s, true);
+        if (!hold) break;
+        if (auto st = verify_copy(job, id, *m, s.dir, progress); !st) {
+          out.warning = st.error().message;
+          break;
+        }
+        out.dir = s.dir;
+        out.source = "fast copy";
+        out.hold = std::move(*hold);
+        return out;
+      }
+  }
+  // Reassemble from the store.
+  auto hold = hold_checkpoints(job);
+  if (!hold) return hold.error();
+  std::string parent = job.file("staging");
+  std::string fast = fast_dir(tier, job);
+  if (!fast.empty()) {
+    auto space = sys::fs_space(tier.root);
+    uint64_t need = m->total_bytes + (64 << 20);
+    bool room = space && space->available > need && sys::tree_size(tier.root) + need <= tier.limit &&
+                (!space->tmpfs || sys::mem_available() > need + std::max<uint64_t>(1ull << 30, sys::mem_total() / 20));
+    if (room) parent = fast;
+  }
+  CRYO_TRY(sys::mkdir_p(parent, 0700));
+  out.dir = fmt::format("{}/.tmp-restore-{}-{}", parent, id, ::getpid());
+  out.source = "store";
+  out.temporary = true;
+  out.hold = std::move(*hold);
+  (void)sys::remove_tree(out.dir);
+  std::vector<UniqueFd> fds(m->files.size());
+  std::vector<std::string> paths(m->files.size());
+  auto fail = [&](const Error& e) {
+    (void)sys::remove_tree(out.dir);
+    return e;
+  };
+  for (size_t i = 0; i < m->files.size(); i++) {
+    const auto& f = m->files[i];
+    if (!f.chunked) continue;
+    paths[i] = out.dir + "/" + f.path;
+    if (auto st = sys::mkdir_p(paths[i].substr(0, paths[i].rfind('/')), 0700); !st) return fail(st.error());
+    auto fd = sys::open(paths[i], O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (!fd) return fail(fd.error());
+    if (::ftruncate(fd->get(), static_cast<off_t>(f.size)) < 0) return fail(sys_error("cannot size '" + paths[i] + "'"));
+    fds[i] = std::move(*fd);
+  }
+  if (auto st = read_chunks(job, id, *m, &fds, &paths, "reading", progress, 0); !st) return fail(st.error());
+  return out;
+}
+
+void release(Materialized& m) {
+  if (m.temporary && !m.dir.empty()) (void)sys::remove_tree(m.dir);
+  m.hold.reset();
+}
+
+}  // namespace cryo::store

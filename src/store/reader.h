@@ -1,0 +1,38 @@
+// Reading a checkpoint back: verifying it, and laying out its files for
+// CRIU and cryo at a restore.
+#pragma once
+
+#include <string>
+
+#include "base/fd.h"
+#include "base/result.h"
+#include "store/staging.h"
+#include "store/store.h"
+
+namespace cryo::store {
+
+// Checks every byte of checkpoint id against its manifest: every chunk is
+// decompressed and hashed.  The error names the damaged file (and chunk).
+Status verify(const JobDir& job, const std::string& id, const ProgressFn& progress = {}, int threads = 0);
+
+// A checkpoint's files (images/, files/) in one directory, every byte
+// checked against the manifest.
+struct Materialized {
+  std::string dir;
+  std::string source;   // "fast copy" or "store"
+  std::string warning;  // why a fast copy was not used, if one was refused
+  UniqueFd hold;        // keeps the files from being removed while held
+  bool temporary = false;
+};
+
+// Uses a complete fast copy of the checkpoint when there is one (unless
+// prefer_fast is false) and it matches the manifest; otherwise reassembles
+// the files from the store's chunks, in parallel, checking each chunk as
+// it is read, into a new directory in the fast tier if they fit, else in
+// the store.  Fails, having changed nothing, if the checkpoint is damaged.
+Result<Materialized> materialize(const JobDir& job, const FastTier& tier, const std::string& id, bool prefer_fast,
+                                 const ProgressFn& progress = {});
+// Removes a temporary directory and drops the hold.
+void release(Materialized& m);
+
+}  // namespace cryo::store

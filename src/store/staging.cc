@@ -1,0 +1,278 @@
+#include "store/staging.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <fmt/format.h>
+
+#include "base/log.h"
+#include "base/sys.h"
+
+namespace cryo::store {
+
+namespace {
+
+constexpr const char* kDefaultFastRoot = "/dev/shm/cryo";
+
+std::string boot_id() {
+  auto b = sys::read_file("/proc/sys/kernel/random/boot_id");
+  if (!b) return "";
+  std::string s = *b;
+  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+  return s;
+}
+
+Result<uint64_t> parse_size(const std::string& text) {
+  auto bad = [&] {
+    return make_error("invalid fast tier size '" + text + "'")
+        .with_hint("give bytes with an optional K, M, G or T suffix (e.g. 8G), or a share of memory (e.g. 25%)");
+  };
+  if (text.empty()) return bad();
+  char* end = nullptr;
+  double v = std::strtod(text.c_str(), &end);
+  if (end == text.c_str() || v < 0) return bad();
+  std::string unit(end);
+  if (unit == "%") return static_cast<uint64_t>(static_cast<double>(sys::mem_total()) * v / 100);
+  static const std::pair<const char*, double> units[] = {
+      {"", 1}, {"K", 1024.0}, {"M", 1024.0 * 1024}, {"G", 1024.0 * 1024 * 1024}, {"T", 1024.0 * 1024 * 1024 * 1024}};
+  for (const auto& [u, mul] : units)
+    if (unit == u || (unit.size() == 2 && unit[0] == u[0] && (unit[1] == 'B' || unit[1] == 'i')))
+      return static_cast<uint64_t>(v * mul);
+  return bad();
+}
+
+// Every id a directory's entries use: "0004", ".tmp-0004-PID", ".trash-0004-PID".
+int max_id_in(const std::string& dir) {
+  int best = 0;
+  auto names = sys::list_dir(dir);
+  if (!names) return 0;
+  for (const auto& n : *names) {
+    std::string s = n;
+    if (s.rfind(".tmp-", 0) == 0) s = s.substr(5);
+    s = s.substr(0, s.find('-'));
+    if (is_checkpoint_id(s)) best = std::max(best, std::atoi(s.c_str()));
+  }
+  return best;
+}
+
+}  // namespace
+
+void remove_leftovers(const std::string& dir) {
+  auto names = sys::list_dir(dir);
+  if (!names) return;
+  for (const auto& n : *names) {
+    if (n.rfind(".tmp-", 0) != 0 && n.rfind(".trash-", 0) != 0) continue;
+    pid_t owner = std::atoi(n.substr(n.rfind('-') + 1).c_str());
+    if (sys::pid_alive(owner)) continue;
+    CRYO_LOG("store", info) << "removing leftover " << dir << "/" << n;
+    (void)sys::remove_tree(dir + "/" + n);
+  }
+}
+
+namespace {
+
+std::string staging_dir(const JobDir& job) { return job.file("staging"); }
+
+// The fast copy at dir is a committed checkpoint (its store holds it), so
+// dropping the copy loses nothing.
+bool durable_elsewhere(const std::string& dir) {
+  auto text = sys::read_file(dir + "/dump.json");
+  if (!text) return false;
+  auto j = nlohmann::json::parse(*text, nullptr, false);
+  if (!j.is_object() || !j.contains("store_job_dir")) return false;
+  std::string id = j.value("id", "");
+  return is_checkpoint_id(id) && sys::exists(j["store_job_dir"].get<std::string>() + "/checkpoints/" + id + "/manifest.json");
+}
+
+// Drops durable fast copies, oldest first, until `need` more bytes fit
+// under the limit.  A copy a restore is reading is skipped.
+void evict_for(const FastTier& tier, uint64_t need) {
+  struct Copy {
+    double mtime;
+    std::string dir;
+  };
+  std::vector<Copy> copies;
+  auto jobs = sys::list_dir(tier.root);
+  if (!jobs) return;
+  for (const auto& j : *jobs)
+    if (auto ids = sys::list_dir(tier.root + "/" + j))
+      for (const auto& id : *ids)
+        if (is_checkpoint_id(id)) {
+          std::string d = tier.root + "/" + j + "/" + id;
+          if (auto st = sys::stat(d)) copies.push_back({static_cast<double>(st->st_mtime), d});
+        }
+  std::sort(copies.begin(), copies.end(), [](const Copy& a, const Copy& b) { return a.mtime < b.mtime; });
+  for (const auto& c : copies) {
+    if (sys::tree_size(tier.root) + need <= tier.limit) return;
+    if (!durable_elsewhere(c.dir)) continue;
+    std::string id = c.dir.substr(c.dir.rfind('/') + 1);
+    discard_staged({id, c.dir, true});
+  }
+}
+
+bool fits_fast(const FastTier& tier, uint64_t estimate) {
+  uint64_t need = estimate + estimate / 16 + (16 << 20);
+  if (sys::tree_size(tier.root) + need > tier.limit) evict_for(tier, need);
+  uint64_t used = sys::tree_size(tier.root);
+  if (used + need > tier.limit) {
+    CRYO_LOG("store", info) << "fast tier: " << used << " + " << need << " bytes exceed its limit " << tier.limit;
+    return false;
+  }
+  auto space = sys::fs_space(tier.root);
+  if (!space || space->available < need) return false;
+  if (space->tmpfs) {
+    // tmpfs pages come out of the same memory the job (and its restore) needs.
+    uint64_t total = sys::mem_total();
+    uint64_t reserve = std::max<uint64_t>(1ull << 30, total / 20);
+    if (sys::mem_available() < need + reserve) {
+      CRYO_LOG("store", info) << "fast tier: not enough free memory for " << need << " bytes";
+      return false;
+    }
+  }
+  return true;
+}
+
+Result<Pending> make_pending(const JobDir& job, const std::string& parent, const std::string& id, bool fast) {
+  CRYO_TRY(sys::mkdir_p(parent, 0700));
+  Pending p;
+  p.id = id;
+  p.fast = fast;
+  p.job_dir = job.path();
+  p.dir = fmt::format("{}/.tmp-{}-{}", parent, id, ::getpid());
+  if (::mkdir(p.dir.c_str(), 0700) < 0) {
+    Error e = sys_error("cannot create checkpoint directory '" + p.dir + "'");
+    if (e.code == ENOSPC) e.hint = "the disk is full: free space there, or choose another --store";
+    if (e.code == EROFS) e.hint = "the store is on a read-only file system";
+    return e;
+  }
+  CRYO_TRY(sys::mkdir_p(p.dir + "/images", 0700));
+  return p;
+}
+
+}  // namespace
+
+Result<FastTier> FastTier::configure(const std::string& root_opt, const std::string& size_opt) {
+  FastTier t;
+  std::string root = root_opt;
+  if (root.empty())
+    if (const char* e = std::getenv("CRYO_FAST_TIER"); e && *e) root = e;
+  if (root.empty()) root = kDefaultFastRoot;
+  if (root == "none") return t;
+  std::string size = size_opt;
+  if (size.empty())
+    if (const char* e = std::getenv("CRYO_FAST_TIER_SIZE"); e && *e) size = e;
+  if (size.empty()) size = "50%";
+  auto limit = parse_size(size);
+  if (!limit) return limit.error();
+  t.limit = *limit;
+  // Shared by every user's jobs, like /tmp; each job's directory is its own.
+  if (!sys::exists(root)) {
+    if (auto st = sys::mkdir_p(root, 0700); !st) {
+      CRYO_LOG("store", info) << "no fast tier: " << st.error().message;
+      return FastTier{};
+    }
+    ::chmod(root.c_str(), 01777);
+  }
+  t.root = root;
+  return t;
+}
+
+std::string fast_dir(const FastTier& tier, const JobDir& job) {
+  if (!tier.enabled()) return "";
+  auto real = sys::realpath(job.path());
+  std::string key = real ? *real : job.path();
+  return fmt::format("{}/{}-{:08x}", tier.root, job.name(), static_cast<uint32_t>(XXH3_64bits(key.data(), key.size())));
+}
+
+Result<Pending> begin_dump(const JobDir& job, const FastTier& tier, uint64_t estimate) {
+  std::string fast = fast_dir(tier, job);
+  std::string staging = staging_dir(job);
+  for (const auto& d : {fast, staging, job.file("checkpoints")})
+    if (!d.empty()) remove_leftovers(d);
+  int next = 0;
+  if (auto ids = job.checkpoint_ids(); ids && !ids->empty()) next = std::atoi(ids->back().c_str());
+  for (const auto& d : {fast, staging, job.file("checkpoints")})
+    if (!d.empty()) next = std::max(next, max_id_in(d));
+  std::string id = fmt::format("{:04d}", next + 1);
+  if (tier.enabled() && fits_fast(tier, estimate)) {
+    auto p = make_pending(job, fast, id, true);
+    if (p) return p;
+    CRYO_LOG("store", info) << "fast tier: " << p.error().message << "; dumping to the store";
+  }
+  return make_pending(job, staging, id, false);
+}
+
+Result<Pending> begin_dump_in_store(const JobDir& job, const std::string& id) {
+  return make_pending(job, staging_dir(job), id, false);
+}
+
+Result<Staged> end_dump(const Pending& p, const Manifest& base) {
+  nlohmann::json j = to_json(base);
+  j["id"] = p.id;
+  j["boot_id"] = boot_id();
+  j["store_job_dir"] = p.job_dir;
+  // durable: a staged dump in the store must survive a crash of cryo, not
+  // of the node (then boot_id differs and it is not used).
+  CRYO_TRY(sys::write_file_atomic(p.dir + "/dump.json", j.dump(1) + "\n", 0600, false));
+  std::string parent = p.dir.substr(0, p.dir.rfind('/'));
+  std::string final_dir = parent + "/" + p.id;
+  CRYO_TRY(sys::rename(p.dir, final_dir));
+  return Staged{p.id, final_dir, p.fast};
+}
+
+void abort_dump(const Pending& p) { (void)sys::remove_tree(p.dir); }
+
+Result<std::vector<Staged>> list_staged(const JobDir& job, const FastTier& tier) {
+  std::vector<Staged> out;
+  std::string boot = boot_id();
+  for (auto [dir, fast] : {std::pair{fast_dir(tier, job), true}, std::pair{staging_dir(job), false}}) {
+    if (dir.empty() || !sys::exists(dir)) continue;
+    auto names = sys::list_dir(dir);
+    if (!names) return names.error();
+    for (const auto& n : *names) {
+      if (!is_checkpoint_id(n)) continue;
+      Staged s{n, dir + "/" + n, fast};
+      auto m = sys::read_file(s.dir + "/dump.json");
+      if (!m) continue;  // being deleted
+      auto j = nlohmann::json::parse(*m, nullptr, false);
+      if (!j.is_object() || j.value("boot_id", "") != boot) {
+        CRYO_LOG("store", info) << "dropping " << s.dir << ": written before this boot";
+        discard_staged(s);
+        continue;
+      }
+      out.push_back(s);
+    }
+  }
+  std::sort(out.begin(), out.end(), [](const Staged& a, const Staged& b) { return a.id < b.id || (a.id == b.id && a.fast); });
+  return out;
+}
+
+Result<Manifest> load_dump_manifest(const Staged& s) {
+  std::string path = s.dir + "/dump.json";
+  auto text = sys::read_file(path);
+  if (!text) return text.error();
+  return manifest_from_json(*text, path);
+}
+
+void discard_staged(const Staged& s) {
+  if (s.fast) {
+    // A restore reading the copy holds its lock shared.
+    auto lock = sys::lock_file(s.dir + "/.lock", true, false);
+    if (!lock) return;
+  }
+  std::string parent = s.dir.substr(0, s.dir.rfind('/'));
+  std::string trash = fmt::format("{}/.trash-{}-{}", parent, s.id, ::getpid());
+  if (sys::rename(s.dir, trash)) (void)sys::remove_tree(trash);
+}
+
+Result<UniqueFd> hold_copy(const Staged& s, bool wait) {
+  auto lock = sys::lock_file(s.dir + "/.lock", false, wait);
+  if (!lock) return lock.error();
+  if (!sys::exists(s.dir + "/dump.json")) return make_error("the fast copy " + s.dir + " was removed");
+  return lock;
+}
+
+}  // namespace cryo::store

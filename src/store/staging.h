@@ -1,0 +1,87 @@
+// Where a checkpoint is dumped before it is durable: the tiers.
+//
+// The fast tier is node-local storage (tmpfs by default, or an SSD), shared
+// by all of cryo's jobs on the node and bounded in size.  A dump goes there
+// when it fits, so the job resumes as soon as its memory is copied; a
+// flush (store/flush.h) then makes it durable in the store.  When it does
+// not fit, the dump goes to the store's own staging directory instead.
+//
+//   FAST/NAME-KEY/.tmp-0004-PID/   a dump being written   (KEY: 8 hex digits
+//   FAST/NAME-KEY/0004/            a complete dump         of the job dir's path)
+//   STORE/NAME/staging/0004/       a complete dump that did not fit the fast tier
+//
+// A complete dump holds images/, files/, criu-dump.log and dump.json (its
+// manifest without checksums; written last, then the directory renamed).
+// Once committed, a dump in the store's staging is deleted; one in the
+// fast tier stays as the job's fast copy, which a restore on this node
+// reads instead of the store, until a newer checkpoint replaces it or
+// room is needed.  Complete dumps from before a reboot are never used.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "base/fd.h"
+#include "base/result.h"
+#include "store/manifest.h"
+#include "store/store.h"
+
+namespace cryo::store {
+
+struct FastTier {
+  std::string root;    // "" = no fast tier
+  uint64_t limit = 0;  // bytes all jobs together may keep there
+
+  bool enabled() const { return !root.empty(); }
+  // root: the --fast-tier option, else $CRYO_FAST_TIER, else /dev/shm/cryo;
+  // "none" turns the tier off.  size: --fast-tier-size, else
+  // $CRYO_FAST_TIER_SIZE, else 50%: bytes with an optional K/M/G/T suffix,
+  // or a percentage of the node's memory.
+  static Result<FastTier> configure(const std::string& root_opt, const std::string& size_opt);
+};
+
+// A dump being written.
+struct Pending {
+  std::string id;
+  std::string dir;   // images/ is inside
+  bool fast = false;
+  std::string job_dir;  // the job's directory in the store
+};
+
+// A complete dump.
+struct Staged {
+  std::string id;
+  std::string dir;
+  bool fast = false;
+};
+
+// The job's directory in the fast tier ("" without one).
+std::string fast_dir(const FastTier& tier, const JobDir& job);
+
+// Starts a dump of about `estimate` bytes: in the fast tier if it fits
+// there (after dropping fast copies of other checkpoints that are durable),
+// else in the store's staging directory.  Leftovers of dead writers are
+// removed first.  The id is one past every id the job has used.
+Result<Pending> begin_dump(const JobDir& job, const FastTier& tier, uint64_t estimate);
+// The dump in p is complete: writes base as dump.json and renames p into place.
+Result<Staged> end_dump(const Pending& p, const Manifest& base);
+void abort_dump(const Pending& p);
+// A new pending dump in the store's staging directory, for a dump that
+// failed in the fast tier for lack of room.
+Result<Pending> begin_dump_in_store(const JobDir& job, const std::string& id);
+
+// Complete dumps of this boot, oldest first: both tiers, committed or not.
+Result<std::vector<Staged>> list_staged(const JobDir& job, const FastTier& tier);
+Result<Manifest> load_dump_manifest(const Staged& s);
+// Deletes a staged dump (for a fast copy: unless a restore is reading it).
+void discard_staged(const Staged& s);
+
+// Removes the .tmp-* and .trash-* entries of dir whose writer is gone.
+void remove_leftovers(const std::string& dir);
+
+// A restore reading a fast copy holds this (shared) so that no one
+// deletes the copy meanwhile.
+Result<UniqueFd> hold_copy(const Staged& s, bool wait);
+
+}  // namespace cryo::store
