@@ -4,8 +4,9 @@
 #include <signal.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <thread>
 
 #include <fmt/format.h>
@@ -58,12 +59,13 @@ Result<Dumped> dump_into(CheckpointRun& run, const store::Pending& p, uint64_t e
   if (!work) return work.error();
   Dumped d;
   // Progress: the image grows towards the job's resident memory.
-  std::atomic<bool> dumping{true};
+  std::mutex mu;
+  std::condition_variable cv;
+  bool dumping = true;
   std::thread ticker([&] {
-    while (dumping.load()) {
+    std::unique_lock<std::mutex> lock(mu);
+    while (!cv.wait_for(lock, std::chrono::milliseconds(250), [&] { return !dumping; }))
       send_progress(run.client_fd, "dumping", sys::tree_size(p.dir + "/images"), expected);
-      std::this_thread::sleep_for(std::chrono::milliseconds(250));
-    }
   });
   criu::DumpRequest req;
   req.pid = run.job_pid;
@@ -101,7 +103,11 @@ Result<Dumped> dump_into(CheckpointRun& run, const store::Pending& p, uint64_t e
     dumped = session ? session->dump(req, p.dir + "/criu-dump.log") : Status(session.error());
   }
   d.resumed = sys::now();
-  dumping = false;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    dumping = false;
+  }
+  cv.notify_one();
   ticker.join();
   if (!dumped) return dumped.error();
   return d;

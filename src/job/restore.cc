@@ -4,6 +4,7 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include "base/log.h"
 #include "base/sys.h"
 #include "criu/client.h"
 #include "job/files.h"
@@ -19,8 +20,11 @@ Result<Restored> restore_job(RestoreRun& run) {
   auto m = dir.load_manifest(run.id);
   if (!m) return m.error();
   // Every byte checked before anything changes.
+  double t0 = sys::now();
   auto files = store::materialize(dir, run.tier, run.id, run.prefer_fast, run.progress);
   if (!files) return files.error();
+  CRYO_LOG("job", info) << "checkpoint " << run.id << " laid out from the " << files->source << " in "
+                        << sys::now() - t0 << " s";
   struct Release {
     store::Materialized& m;
     ~Release() { store::release(m); }
@@ -96,8 +100,10 @@ Result<Restored> restore_job(RestoreRun& run) {
   req.tcp_established = m->job_state.value("tcp_established", false);
   req.inherit = inherit;
   if (run.progress) run.progress("restoring", 0, m->total_bytes);
+  double t1 = sys::now();
   auto pid = session->restore(req, dir.file("logs/" + log_name));
   if (!pid) return pid.error();
+  CRYO_LOG("job", info) << "CRIU restored the job in " << sys::now() - t1 << " s";
   r.pid = *pid;
   return r;
 }

@@ -169,6 +169,8 @@ int Supervisor::run() {
       event(dir_, std::string("poll failed: ") + std::strerror(errno), s_.quiet);
       return 1;
     }
+    // A worker's "dumped" first: its client may already be asking again.
+    if (pfds[3].revents) on_worker_note();
     if (pfds[0].revents) on_signal();
     if (pfds[1].revents) on_control();
     if (pfds[2].revents) {
@@ -178,7 +180,6 @@ int Supervisor::run() {
       // A periodic checkpoint waits for the previous one to be durable.
       if (workers_.empty() && !job_done_) start_checkpoint(-1, false, s_.config.tcp_established, false);
     }
-    if (pfds[3].revents) on_worker_note();
     for (size_t i = 0; i < s_.outputs.size(); i++)
       if (pfds[first_output + i].revents) {
         if (auto st = drain(s_.outputs[i]); !st) {

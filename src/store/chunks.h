@@ -41,7 +41,7 @@ struct Chunking {
 
 // The lengths of the chunks that cover data[0, n), in order.
 std::vector<uint32_t> cut(const char* data, size_t n, const Chunking& c = {});
-// The same for a file (read through fd, in parallel windows).
+// The same for a file of `size` bytes read through fd, in parallel windows.
 Result<std::vector<uint32_t>> cut_file(int fd, uint64_t size, const std::string& what, int threads,
                                        const Chunking& c = {});
 

@@ -71,8 +71,13 @@ Error store_error(const Error& e) {
 
 class Flusher {
  public:
-  Flusher(const JobDir& job, const FlushOptions& o) : job_(job), o_(o), chunks_(job.chunks()) {}
-  Result<Manifest> commit(const Staged& s, std::set<std::string>& known);
+  Flusher(const JobDir& job, const FlushOptions& o, std::set<std::string>& known)
+      : job_(job), o_(o), chunks_(job.chunks()), known_(known) {}
+  // Cuts dir/rel into chunks and stores those the store lacks, in
+  // parallel; fills f.chunks.  Returns the bytes it stored.
+  Result<uint64_t> store_file(const std::string& dir, int fd, FileSum& f, int threads,
+                              const std::function<void(uint64_t)>& done);
+  Result<Manifest> commit(const Staged& s);
 
  private:
   void report(const std::string& id, uint64_t done, uint64_t total, double since, bool force);
@@ -80,6 +85,9 @@ class Flusher {
   const JobDir& job_;
   const FlushOptions& o_;
   ChunkStore chunks_;
+  std::set<std::string>& known_;  // chunks committed checkpoints hold
+  std::set<std::string> claimed_;  // chunks written by this flush, not yet committed
+  std::mutex mu_;
   double last_report_ = 0;
 };
 
@@ -92,7 +100,49 @@ void Flusher::report(const std::string& id, uint64_t done, uint64_t total, doubl
   (void)sys::write_file_atomic(job_.file("flushing.json"), j.dump() + "\n", 0600, false);
 }
 
-Result<Manifest> Flusher::commit(const Staged& s, std::set<std::string>& known) {
+Result<uint64_t> Flusher::store_file(const std::string& dir, int fd, FileSum& f, int threads,
+                                     const std::function<void(uint64_t)>& done) {
+  std::string what = "'" + dir + "/" + f.path + "'";
+  auto lens = cut_file(fd, f.size, what, threads);
+  if (!lens) return lens.error();
+  std::vector<uint64_t> offs;
+  uint64_t off = 0;
+  for (auto len : *lens) {
+    offs.push_back(off);
+    off += len;
+  }
+  f.chunks.resize(lens->size());
+  int level = o_.level != 0 ? o_.level : default_level();
+  std::atomic<uint64_t> stored{0};
+  size_t half = lens->size() / 2;
+  Status st = parallel_for(lens->size(), threads, [&](size_t i) -> Status {
+    uint32_t len = (*lens)[i];
+    thread_local std::vector<char> buf;
+    buf.resize(len);
+    CRYO_TRY(sys::pread_exact(fd, buf.data(), len, offs[i], what));
+    std::string h = hash_bytes(buf.data(), len);
+    bool write;
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      write = !claimed_.count(h) && !(known_.count(h) && chunks_.exists(h));
+      if (write) claimed_.insert(h);
+    }
+    if (write) {
+      auto n = chunks_.put(h, buf.data(), len, level);
+      if (!n) return n.error();
+      stored += *n;
+    }
+    f.chunks[i] = {h, len};
+    if (i == half) fault_point("flush.chunks");
+    std::lock_guard<std::mutex> g(mu_);
+    done(len);
+    return {};
+  });
+  if (!st) return st.error();
+  return stored.load();
+}
+
+Result<Manifest> Flusher::commit(const Staged& s) {
   double t0 = sys::now();
   auto base = load_dump_manifest(s);
   if (!base) return base.error();
@@ -101,77 +151,35 @@ Result<Manifest> Flusher::commit(const Staged& s, std::set<std::string>& known) 
   m.format = kManifestFormat;
   auto rels = checkpoint_files(s.dir);
   if (!rels) return rels.error();
+  int threads = o_.threads > 0 ? o_.threads : default_threads();
 
-  // What to store: every chunk of every file but CRIU's log.
-  struct Task {
-    size_t file;
-    uint64_t off;
-    uint32_t len;
-    size_t index;  // within its file
-  };
-  std::vector<Task> tasks;
   std::vector<UniqueFd> fds;
   std::vector<FileSum> sums;
-  uint64_t total = 0;
-  int threads = o_.threads > 0 ? o_.threads : default_threads();
+  uint64_t total = 0, done = 0, stored = 0;
   for (const auto& r : *rels) {
-    FileSum f;
-    f.path = r;
     std::string path = s.dir + "/" + r;
     auto fd = sys::open(path, O_RDONLY);
     if (!fd) return fd.error();
     auto st = sys::fstat(fd->get(), "'" + path + "'");
     if (!st) return st.error();
+    FileSum f;
+    f.path = r;
     f.size = static_cast<uint64_t>(st->st_size);
+    f.chunked = r != "criu-dump.log";
     total += f.size;
-    if (r != "criu-dump.log") {
-      f.chunked = true;
-      auto lens = cut_file(fd->get(), f.size, "'" + path + "'", threads);
-      if (!lens) return lens.error();
-      uint64_t off = 0;
-      for (size_t i = 0; i < lens->size(); i++) {
-        tasks.push_back({sums.size(), off, (*lens)[i], i});
-        off += (*lens)[i];
-      }
-      f.chunks.resize(lens->size());
-    }
     sums.push_back(f);
     fds.push_back(std::move(*fd));
   }
-
-  report(s.id, 0, total, t0, true);
-  std::mutex mu;
-  std::set<std::string> claimed;  // chunks this commit writes
-  std::atomic<uint64_t> done{0}, stored{0};
-  int level = o_.level != 0 ? o_.level : default_level();
-  size_t half = tasks.size() / 2;
-  Status st = parallel_for(tasks.size(), threads, [&](size_t i) -> Status {
-    const Task& t = tasks[i];
-    thread_local std::vector<char> buf;
-    buf.resize(t.len);
-    CRYO_TRY(sys::pread_exact(fds[t.file].get(), buf.data(), t.len, t.off, "'" + s.dir + "/" + sums[t.file].path + "'"));
-    std::string h = hash_bytes(buf.data(), t.len);
-    bool write;
-    {
-      std::lock_guard<std::mutex> g(mu);
-      write = !claimed.count(h) && !(known.count(h) && chunks_.exists(h));
-      if (write) claimed.insert(h);
-    }
-    if (write) {
-      auto n = chunks_.put(h, buf.data(), t.len, level);
-      if (!n) return n.error();
-      stored += *n;
-    }
-    sums[t.file].chunks[t.index] = {h, t.len};
-    uint64_t d = done += t.len;
-    if (i == half) fault_point("flush.chunks");
-    {
-      std::lock_guard<std::mutex> g(mu);
-      report(s.id, d, total, t0, false);
-    }
-    return {};
-  });
-  if (!st) return st.error();
+  report(s.id, done, total, t0, true);
+  for (size_t i = 0; i < sums.size(); i++) {
+    if (!sums[i].chunked) continue;
+    auto n = store_file(s.dir, fds[i].get(), sums[i], threads, [&](uint64_t n) {
+      done += n;
+      report(s.id, done, total, t0, false);
+    });
+    if (!n) return n.error();
+    stored += *n;
+  }
 
   // The manifest's directory, with CRIU's log kept whole and readable.
   std::string tmp = fmt::format("{}/.tmp-{}-{}", job_.file("checkpoints"), s.id, ::getpid());
@@ -201,8 +209,8 @@ Result<Manifest> Flusher::commit(const Staged& s, std::set<std::string>& known) 
     if (!d) return d.error();
     double ts = sys::now();
     CRYO_TRY(sys::syncfs(d->get(), "the store"));
-    CRYO_LOG("store", info) << "checkpoint " << s.id << ": " << total << " bytes, " << stored.load()
-                            << " stored, chunked in " << ts - t0 << " s, synced in " << sys::now() - ts << " s";
+    CRYO_LOG("store", info) << "checkpoint " << s.id << ": " << total << " bytes, " << stored << " stored, chunked in "
+                            << ts - t0 << " s, synced in " << sys::now() - ts << " s";
   }
   m.files = std::move(sums);
   m.total_bytes = total;
@@ -216,9 +224,82 @@ Result<Manifest> Flusher::commit(const Staged& s, std::set<std::string>& known) 
   CRYO_TRY(sys::fsync_path(job_.file("checkpoints")));
   fault_point("store.before_latest");
   CRYO_TRY(sys::symlink_atomic("checkpoints/" + s.id, job_.file("latest")));
-  known.insert(claimed.begin(), claimed.end());
+  known_.insert(claimed_.begin(), claimed_.end());
+  claimed_.clear();
   report(s.id, total, total, t0, true);
   return m;
+}
+
+// Takes the flush lock, repairs "latest" and loads what the committed
+// checkpoints hold: what every flush pass starts with.
+struct Pass {
+  UniqueFd lock;
+  std::string latest;
+  std::set<std::string> known;
+};
+
+Result<Pass> begin_pass(const JobDir& job, bool wait, bool* busy) {
+  Pass pass;
+  auto lock = sys::lock_file(job.file("flush.lock"), true, wait);
+  if (!lock) {
+    if (lock.error().code == EWOULDBLOCK && busy) *busy = true;
+    return lock.error();
+  }
+  pass.lock = std::move(*lock);
+  // What a flush killed before left: its manifest directory, and a
+  // checkpoint committed before "latest" moved to it.
+  remove_leftovers(job.file("checkpoints"));
+  auto latest = job.latest_id();
+  if (!latest) return latest.error();
+  pass.latest = *latest;
+  if (auto ids = job.checkpoint_ids(); ids && !ids->empty() && ids->back() > pass.latest) {
+    CRYO_TRY(sys::symlink_atomic("checkpoints/" + ids->back(), job.file("latest")));
+    pass.latest = ids->back();
+  }
+  auto known = referenced_chunks(job);
+  if (!known) return known.error();
+  pass.known = std::move(*known);
+  return pass;
+}
+
+Result<FlushResult> run_pass(const JobDir& job, const FastTier& tier, const FlushOptions& opts, Pass& pass,
+                             Flusher& flusher) {
+  FlushResult result;
+  auto staged = list_staged(job, tier);
+  if (!staged) return staged.error();
+  Status failure;
+  for (const auto& s : *staged) {
+    bool committed = sys::exists(job.checkpoint_dir(s.id) + "/manifest.json");
+    if (committed || (!pass.latest.empty() && s.id <= pass.latest)) {
+      // A fast copy of a committed checkpoint is kept only for the latest;
+      // anything else here is stale.
+      if (!(committed && s.fast && s.id == pass.latest)) discard_staged(s);
+      continue;
+    }
+    auto m = flusher.commit(s);
+    if (!m) {
+      Error e = store_error(m.error()).context(fmt::format("checkpoint {} could not be written to the store", s.id));
+      if (opts.failed) opts.failed(s.id, e);
+      discard_staged(s);
+      failure = e;
+      break;
+    }
+    pass.latest = s.id;
+    result.committed.push_back(s.id);
+    if (!s.fast) discard_staged(s);
+    if (opts.committed) opts.committed(*m);
+  }
+  // Fast copies older than the latest are no use any more.
+  if (auto again = list_staged(job, tier))
+    for (const auto& s : *again)
+      if (s.fast && s.id < pass.latest && sys::exists(job.checkpoint_dir(s.id) + "/manifest.json")) discard_staged(s);
+  ::unlink(job.file("flushing.json").c_str());
+  fault_point("flush.before_retention");
+  auto removed = retain(job, opts.keep);
+  if (!failure) return failure.error();
+  if (!removed) return removed.error();
+  result.removed = *removed;
+  return result;
 }
 
 }  // namespace
@@ -232,62 +313,16 @@ int default_level() {
 }
 
 Result<FlushResult> flush(const JobDir& job, const FastTier& tier, const FlushOptions& opts, bool wait) {
-  FlushResult result;
-  auto lock = sys::lock_file(job.file("flush.lock"), true, wait);
-  if (!lock) {
-    if (lock.error().code == EWOULDBLOCK) {
-      result.busy = true;
-      return result;
-    }
-    return lock.error();
+  bool busy = false;
+  auto pass = begin_pass(job, wait, &busy);
+  if (!pass) {
+    if (!busy) return pass.error();
+    FlushResult r;
+    r.busy = true;
+    return r;
   }
-  // What a flush killed before left: its manifest directory, and a
-  // checkpoint committed before "latest" moved to it.
-  remove_leftovers(job.file("checkpoints"));
-  auto latest = job.latest_id();
-  if (!latest) return latest.error();
-  if (auto ids = job.checkpoint_ids(); ids && !ids->empty() && ids->back() > *latest) {
-    CRYO_TRY(sys::symlink_atomic("checkpoints/" + ids->back(), job.file("latest")));
-    *latest = ids->back();
-  }
-  auto staged = list_staged(job, tier);
-  if (!staged) return staged.error();
-  auto known = referenced_chunks(job);
-  if (!known) return known.error();
-  Flusher flusher(job, opts);
-  Status failure;
-  for (const auto& s : *staged) {
-    bool committed = sys::exists(job.checkpoint_dir(s.id) + "/manifest.json");
-    if (committed || (!latest->empty() && s.id <= *latest)) {
-      // A fast copy of a committed checkpoint is kept only for the latest;
-      // anything else here is stale.
-      if (!(committed && s.fast && s.id == *latest)) discard_staged(s);
-      continue;
-    }
-    auto m = flusher.commit(s, *known);
-    if (!m) {
-      Error e = store_error(m.error()).context(fmt::format("checkpoint {} could not be written to the store", s.id));
-      if (opts.failed) opts.failed(s.id, e);
-      discard_staged(s);
-      failure = e;
-      break;
-    }
-    *latest = s.id;
-    result.committed.push_back(s.id);
-    if (!s.fast) discard_staged(s);
-    if (opts.committed) opts.committed(*m);
-  }
-  // Fast copies older than the latest are no use any more.
-  if (auto again = list_staged(job, tier))
-    for (const auto& s : *again)
-      if (s.fast && s.id < *latest && sys::exists(job.checkpoint_dir(s.id) + "/manifest.json")) discard_staged(s);
-  ::unlink(job.file("flushing.json").c_str());
-  fault_point("flush.before_retention");
-  auto removed = retain(job, opts.keep);
-  if (!failure) return failure.error();
-  if (!removed) return removed.error();
-  result.removed = *removed;
-  return result;
+  Flusher flusher(job, opts, pass->known);
+  return run_pass(job, tier, opts, *pass, flusher);
 }
 
 Result<std::vector<std::string>> retain(const JobDir& job, int keep) {
