@@ -25,7 +25,7 @@ int main(int argc, char** argv) {
       "  cryo restore sim               # continue from the latest checkpoint\n"
       "  cryo check                     # is this machine ready?\n\n"
       "Environment: CRYO_STORE (store), CRYO_CRIU (CRIU binary), CRYO_FAST_TIER and\n"
-      "CRYO_FAST_TIER_SIZE (as the options), CRYO_ZSTD_LEVEL (compression, default 1),\n"
+      "CRYO_FAST_TIER_SIZE (as the options), CRYO_ZSTD_LEVEL (compression, default -1),\n"
       "CRYO_THREADS (threads for compression and verification, default one per CPU),\n"
       "CRYO_LOG (debug logging, e.g. criu:debug,store:info).\n"
       "Exit status: 0 success; 1 error; a job's own status for run and restore;\n"

@@ -309,7 +309,7 @@ int default_level() {
     int l = std::atoi(e);
     if (l != 0) return l;
   }
-  return 1;
+  return -1;
 }
 
 Result<FlushResult> flush(const JobDir& job, const FastTier& tier, const FlushOptions& opts, bool wait) {
