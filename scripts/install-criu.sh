@@ -2,7 +2,7 @@
 # Provide a working CRIU >= 4.2 without touching the system's packages.
 #
 # Debian 12's criu 3.17 cannot run on kernels with the [vvar_vclock] mapping,
-# and 4.1.1 cannot dump sockets on kernels >= 6.16 (see docs/criu.md).  This
+# and 4.1.1 cannot dump sockets on kernels >= 6.16.  This
 # script unpacks the newest CRIU that Debian's archive offers (the unstable
 # suite) into a private prefix, together with the newer libc it needs, and
 # writes a wrapper that runs it through that prefix's own dynamic loader.
@@ -53,38 +53,17 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
-archive=$(awk '/^URIs:/ {print $2; exit}' /etc/apt/sources.list.d/debian.sources 2>/dev/null || true)
-[ -n "$archive" ] || archive=$(awk '/^deb / && $0 !~ /security/ {print $2; exit}' /etc/apt/sources.list 2>/dev/null || true)
-[ -n "$archive" ] || { say "cannot find the Debian archive URL in /etc/apt"; exit 1; }
-
-work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-mkdir -p "$work/lists/partial" "$work/cache/archives/partial" "$work/debs"
-cat > "$work/sources.list" <<SRC
-deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $archive unstable main
-deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] $archive trixie main
-SRC
-apt_opts=(-o APT::Sandbox::User=root -o "Dir::Etc::sourcelist=$work/sources.list" -o Dir::Etc::sourceparts=- \
-          -o "Dir::State::Lists=$work/lists" -o "Dir::Cache=$work/cache")
-say "reading the package lists of Debian unstable and trixie"
-apt-get "${apt_opts[@]}" update >/dev/null
-
+. "$(dirname "$0")/debian-archive.sh"
+archive_init
+trap 'rm -rf "$archive_work"' EXIT
 # criu and the libraries newer than Debian 12's from unstable, libc6 from
 # trixie (it is the oldest libc these libraries accept).
-pick() {  # $1 package, $2 suite: prints package=version
-  local v
-  v=$(apt-cache "${apt_opts[@]}" madison "$1" | awk -v s="$2" '$0 ~ s"/main" {print $3; exit}')
-  [ -n "$v" ] || { say "no $1 in $2"; exit 1; }
-  printf '%s=%s\n' "$1" "$v"
-}
-pkgs=("$(pick criu unstable)" "$(pick libcompel1 unstable)" "$(pick libnet9 unstable)"
-      "$(pick libnl-3-200 unstable)" "$(pick libc6 trixie)")
-say "downloading ${pkgs[*]}"
-(cd "$work/debs" && apt-get "${apt_opts[@]}" download "${pkgs[@]}" >/dev/null)
+archive_download "$archive_work/debs" "$(archive_pick criu unstable)" "$(archive_pick libcompel1 unstable)" \
+  "$(archive_pick libnet9 unstable)" "$(archive_pick libnl-3-200 unstable)" "$(archive_pick libc6 trixie)"
 
 rm -rf "$prefix/root"
 mkdir -p "$prefix/root"
-for d in "$work"/debs/*.deb; do dpkg-deb -x "$d" "$prefix/root"; done
+for d in "$archive_work"/debs/*.deb; do dpkg-deb -x "$d" "$prefix/root"; done
 
 lib=$prefix/root/usr/lib/x86_64-linux-gnu
 cat > "$prefix/bin/criu" <<WRAP

@@ -7,6 +7,7 @@
 #include "cli/common.h"
 #include "job/config.h"
 #include "job/control.h"
+#include "job/supervisor.h"
 
 namespace cryo::cli {
 
@@ -69,6 +70,13 @@ int checkpoint(const Globals& g, const Options& o) {
     if (r.has_failure()) return fail(Error{r.failure().message(), r.failure().code(), r.failure().hint()});
     if (!r.has_checkpoint()) return fail(make_error("unexpected answer from the job's supervisor"));
     const auto& d = r.checkpoint();
+    // A stopped job's supervisor exits right after: wait for it, so that a
+    // 'cryo restore' straight after this finds the job free.
+    if (d.stopped())
+      for (int i = 0; i < 200; i++) {
+        if (job::lock_job(*dir)) break;
+        ::usleep(50000);
+      }
     if (o.json) {
       nlohmann::json j = {{"job", o.name}, {"id", d.id()}, {"bytes", d.bytes()}, {"seconds", d.seconds()},
                           {"frozen_seconds", d.frozen_seconds()}, {"stopped", d.stopped()},

@@ -69,6 +69,7 @@ int restore_and_supervise(const Globals& g, store::JobDir& dir, Continue c) {
     c.config.slurm_job_id = c.slurm->job_id;
     if (auto st = job::save_config(dir, c.config); !st) return fail(st.error());
   }
+  if (c.config.in_engine()) prepare_engine_environment(g);
   job::RestoreRun run;
   run.dir = &dir;
   run.config = &c.config;

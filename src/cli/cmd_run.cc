@@ -10,8 +10,12 @@
 #include "base/duration.h"
 #include "base/sys.h"
 #include "cli/common.h"
+#include "cli/job_options.h"
 #include "criu/client.h"
+#include "container/engine.h"
 #include "job/config.h"
+#include "job/apptainer.h"
+#include "job/container.h"
 #include "job/launch.h"
 #include "job/mpi.h"
 #include "job/supervisor.h"
@@ -20,17 +24,11 @@ namespace cryo::cli {
 
 namespace {
 
-struct RunOptions {
-  std::string name;
-  std::string every;
-  int keep = -1;  // -1: not given
+struct RunOptions : JobOptions {
   std::string checkpoint_on;
-  bool tcp_established = false;
-  std::string net = "host";
   bool tee = false;
   bool quiet = false;
   bool no_slurm = false;
-  std::string mpi = "auto";
   std::vector<std::string> command;
   std::string criu_version;  // probed before the job starts
 };
@@ -60,13 +58,20 @@ int launch_and_supervise(const Globals& g, store::JobDir& dir, const job::JobCon
   spec.private_ipc = c.private_ipc;
   spec.init_dir = dir.path();
   spec.init_path = job::default_init_path();
+  if (c.engine == "apptainer") {
+    auto root = job::apptainer_root(c, dir, spec.init_path);
+    if (!root) return fail(root.error());
+    spec.rootfs = root->rootfs;
+    spec.binds = job::init_binds(*root);
+    spec.workdir = root->workdir;
+  }
   if (!c.mpi.empty()) {
     auto m = job::parse_mpi(c.mpi);
     if (!m) return fail(m.error());
     if (auto st = job::prepare_mpi_dirs(*m, c.name, dir.file("mpi")); !st) return fail(st.error());
     spec.env = job::mpi_environment(*m, c.name, dir.file("mpi"), ::geteuid() == 0);
   }
-  auto launched = job::launch(spec);
+  auto launched = c.in_engine() ? job::launch_container(c, dir) : job::launch(spec);
   if (!launched) {
     if (created) (void)dir.remove();
     int code = fail(launched.error());
@@ -181,10 +186,32 @@ int run(const Globals& g, RunOptions& o) {
     if (sl && sl->batch)
       if (std::string hazard = slurm::shell_hazard(sig); !hazard.empty()) std::fprintf(stderr, "cryo: warning: %s\n", hazard.c_str());
   }
+  if (o.net.empty()) o.net = "host";
   if (o.net != "host" && o.net != "private")
     return fail(make_error("--net must be 'host' or 'private', not '" + o.net + "'"));
   c.private_net = o.net == "private";
   c.tcp_established = o.tcp_established;
+  if (!o.podman.empty() + !o.docker.empty() + !o.apptainer.empty() > 1)
+    return fail(make_error("--podman, --docker and --apptainer exclude each other"));
+  if (!o.apptainer.empty()) {
+    auto image = sys::realpath(o.apptainer);
+    if (!image) return fail(make_error("no Apptainer image at '" + o.apptainer + "'").with_hint("give a .sif file or a sandbox directory"));
+    c.engine = "apptainer";
+    c.image = *image;
+    c.engine_options = o.engine_options;
+  } else if (!o.podman.empty() || !o.docker.empty()) {
+    c.engine = o.podman.empty() ? "docker" : "podman";
+    c.image = o.podman.empty() ? o.docker : o.podman;
+    c.engine_options = o.engine_options;
+    o.mpi = "none";
+    if (c.private_net)
+      return fail(make_error("--net private is for jobs outside containers").with_hint("give the container its network with --engine-opt"));
+    prepare_engine_environment(g);
+    container::Engine engine(c.engine == "podman" ? container::Kind::podman : container::Kind::docker);
+    if (auto v = engine.version(); !v) return fail(v.error());
+  } else if (!o.engine_options.empty()) {
+    return fail(make_error("--engine-opt needs --podman or --docker"));
+  }
   job::Mpi mpi = job::Mpi::none;
   if (o.mpi == "auto") {
     mpi = job::detect_mpi(o.command);
@@ -222,6 +249,11 @@ int run(const Globals& g, RunOptions& o) {
     (void)dir.remove();
     return fail(st.error());
   }
+  if (c.engine == "apptainer")
+    if (auto st = job::prepare_apptainer_image(c, dir); !st) {
+      (void)dir.remove();
+      return fail(st.error());
+    }
   if (mpi != job::Mpi::none)
     job::event(dir, fmt::format("{} job: private network and IPC namespaces, TCP connections checkpointed, MPI "
                                 "files in {} and {}", mpi == job::Mpi::openmpi ? "Open MPI" : "MPICH",
@@ -259,17 +291,11 @@ void add_run_verb(CLI::App& app, Globals& g) {
       "  - warns when a checkpoint took too long for the signal's margin.\n"
       "Start it with 'exec cryo run ...' so that the batch shell does not die of\n"
       "the signal first; 'cryo sbatch' writes such a script.  See docs/slurm.md.");
-  cmd->add_option("--name,-n", o->name, "Job name (default: the command's name and a number)");
-  cmd->add_option("--every", o->every, "Checkpoint periodically, e.g. 30s, 10m, 2h");
-  cmd->add_option("--keep", o->keep, "Keep only the newest N checkpoints (default 0: keep all; under Slurm 2)");
+  add_job_options(cmd, *o, "default 0: keep all; under Slurm 2");
   cmd->add_option("--checkpoint-on", o->checkpoint_on, "Checkpoint when cryo receives this signal, e.g. USR1 (under Slurm: default USR1, and requeue)");
-  cmd->add_flag("--tcp-established", o->tcp_established, "Checkpoint established TCP connections too");
-  cmd->add_option("--net", o->net, "Network: 'host' (default) or 'private' (own namespace with loopback only)");
   cmd->add_flag("--tee", o->tee, "Also copy the job's output to cryo's stdout and stderr");
   cmd->add_flag("--quiet,-q", o->quiet, "Print no event lines (they still go to STORE/NAME/cryo.log)");
   cmd->add_flag("--no-slurm", o->no_slurm, "Inside a Slurm job, behave as outside it");
-  cmd->add_option("--mpi", o->mpi,
-                  "MPI job handling: auto (default: when COMMAND is mpirun or mpiexec), openmpi, mpich or none");
   cmd->add_option("command", o->command, "The command to run, after --")->required()->expected(-1);
   cmd->footer("\nExamples:\n  cryo run --name sim --every 30m --keep 3 -- ./solver input.dat\n"
               "  exec cryo run -- ./solver input.dat      # as a Slurm batch script's last line");

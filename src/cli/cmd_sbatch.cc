@@ -5,17 +5,15 @@
 #include "base/duration.h"
 #include "base/sys.h"
 #include "cli/common.h"
+#include "cli/job_options.h"
 
 namespace cryo::cli {
 
 namespace {
 
-struct Options {
+struct Options : JobOptions {
   std::string margin = "120s";
   std::string signal = "USR1";
-  std::string name, every, net;
-  int keep = -1;
-  bool tcp_established = false;
   bool print = false;
   bool json = false;
 };
@@ -41,14 +39,10 @@ int sbatch(const Globals& g, const Options& o, const std::vector<std::string>& r
   spec.cryo_path = sys::self_dir() + "/cryo";
   if (!g.store.empty()) spec.cryo_global_args.insert(spec.cryo_global_args.end(), {"--store", g.store_root()});
   if (!g.criu.empty()) spec.cryo_global_args.insert(spec.cryo_global_args.end(), {"--criu", g.criu});
-  auto add = [&](const char* flag, const std::string& v) {
-    if (!v.empty()) spec.cryo_args.insert(spec.cryo_args.end(), {flag, v});
-  };
-  add("--name", o.name);
-  add("--every", o.every);
-  add("--net", o.net);
-  if (o.keep >= 0) add("--keep", std::to_string(o.keep));
-  if (o.tcp_established) spec.cryo_args.push_back("--tcp-established");
+  spec.cryo_args = o.to_args();
+  if (!g.fast_tier.empty()) spec.cryo_global_args.insert(spec.cryo_global_args.end(), {"--fast-tier", g.fast_tier});
+  if (!g.fast_tier_size.empty())
+    spec.cryo_global_args.insert(spec.cryo_global_args.end(), {"--fast-tier-size", g.fast_tier_size});
   std::string script = slurm::batch_script(spec);
 
   std::vector<std::string> argv = {"sbatch", "--parsable"};
@@ -92,11 +86,7 @@ void add_sbatch_verb(CLI::App& app, Globals& g) {
   cmd->fallthrough(false);  // unknown options are sbatch's, not the parent's
   cmd->add_option("--margin", o->margin, "Warning before the time limit, e.g. 120s, 5m (default 120s)");
   cmd->add_option("--signal", o->signal, "The warning signal (default USR1)");
-  cmd->add_option("--name,-n", o->name, "cryo job name (default: slurm-JOBID)");
-  cmd->add_option("--every", o->every, "Also checkpoint periodically, e.g. 30m");
-  cmd->add_option("--keep", o->keep, "Keep only the newest N checkpoints (default 2)");
-  cmd->add_flag("--tcp-established", o->tcp_established, "Checkpoint established TCP connections too");
-  cmd->add_option("--net", o->net, "Network: 'host' or 'private'");
+  add_job_options(cmd, *o, "default 2");
   cmd->add_flag("--print", o->print, "Print the batch script instead of submitting it");
   cmd->add_flag("--json", o->json, "Print the submitted job as JSON");
   cmd->footer(

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <fmt/format.h>
 
 #include "base/duration.h"
@@ -53,6 +54,15 @@ void commit_pending(const store::JobDir& dir, const store::FastTier& tier, int k
                                [&](const std::string& phase, uint64_t d, uint64_t t) { progress.update(phase, d, t); });
   progress.finish();
   if (!st) std::fprintf(stderr, "cryo: warning: %s, ignoring\n", st.error().message.c_str());
+}
+
+void prepare_engine_environment(const Globals& g) {
+  std::string criu = g.criu_path();
+  if (criu.find('/') == std::string::npos) return;
+  std::string dir = criu.substr(0, criu.rfind('/'));
+  const char* path = std::getenv("PATH");
+  std::string p = path ? path : "/usr/sbin:/usr/bin:/sbin:/bin";
+  if (p.rfind(dir + ":", 0) != 0) ::setenv("PATH", (dir + ":" + p).c_str(), 1);
 }
 
 void print_json(const nlohmann::json& j) { std::printf("%s\n", j.dump(2).c_str()); }

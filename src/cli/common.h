@@ -70,6 +70,9 @@ struct Continue {
 };
 int restore_and_supervise(const Globals& g, store::JobDir& dir, Continue c);
 
+// Container engines find CRIU as 'criu' in PATH: put cryo's first.
+void prepare_engine_environment(const Globals& g);
+
 void add_run_verb(CLI::App& app, Globals& g);
 void add_sbatch_verb(CLI::App& app, Globals& g);
 void add_checkpoint_verb(CLI::App& app, Globals& g);
@@ -79,6 +82,7 @@ void add_status_verb(CLI::App& app, Globals& g);
 void add_verify_verb(CLI::App& app, Globals& g);
 void add_rm_verb(CLI::App& app, Globals& g);
 void add_check_verb(CLI::App& app, Globals& g);
+void add_criu_hook_verb(CLI::App& app);
 
 // The verbs' results, stored by their callbacks and returned by main.
 extern int g_exit_code;

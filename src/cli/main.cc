@@ -48,6 +48,7 @@ int main(int argc, char** argv) {
   cryo::cli::add_verify_verb(app, g);
   cryo::cli::add_rm_verb(app, g);
   cryo::cli::add_check_verb(app, g);
+  cryo::cli::add_criu_hook_verb(app);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -183,6 +183,7 @@ Status Session::dump(const DumpRequest& r, const std::string& log_path) {
   o->set_tcp_established(r.tcp_established);
   o->set_file_locks(true);
   o->set_notify_scripts(static_cast<bool>(r.notify));
+  for (const auto& e : r.external) o->add_external(e);
   auto resp = call(sk_.get(), req, r.notify);
   if (!resp) return resp.error();
   if (!resp->success()) return failure("CRIU dump", *resp, log_path);
@@ -201,6 +202,12 @@ Result<pid_t> Session::restore(const RestoreRequest& r, const std::string& log_p
   o->set_file_locks(true);
   o->set_rst_sibling(true);
   o->set_notify_scripts(static_cast<bool>(r.notify));
+  for (const auto& e : r.external) o->add_external(e);
+  if (!r.root.empty()) {
+    o->set_root(r.root);
+    // The mounts go back as they were listed, not through CRIU 4's new mount engine.
+    o->set_mntns_compat_mode(true);
+  }
   for (const auto& [key, fd] : r.inherit) {
     auto* i = o->add_inherit_fd();
     i->set_key(key);

@@ -44,6 +44,9 @@ struct DumpRequest {
   std::string log_file = "criu-dump.log";
   bool leave_running = false;
   bool tcp_established = false;
+  // CRIU's --external: "mnt[MOUNTPOINT]:KEY" for a bind mount from outside
+  // the job's mount namespace.
+  std::vector<std::string> external;
   NotifyFn notify;
 };
 
@@ -56,6 +59,10 @@ struct RestoreRequest {
   // (e.g. "pipe:[12345]").  The restored tree becomes a child of the
   // calling process (rst_sibling).
   std::vector<std::pair<std::string, int>> inherit;
+  // A job in its own mount namespace: "mnt[KEY]:HOST_PATH" for each bind
+  // mount declared external at the dump, and its root file system.
+  std::vector<std::string> external;
+  std::string root;
   NotifyFn notify;
 };
 

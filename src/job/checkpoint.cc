@@ -15,6 +15,9 @@
 #include "base/fault.h"
 #include "base/sys.h"
 #include "criu/client.h"
+#include "job/apptainer.h"
+#include "job/container.h"
+#include "job/launch.h"
 #include "job/control.h"
 #include "job/events.h"
 #include "job/files.h"
@@ -42,6 +45,24 @@ void signal_tree(pid_t root, int sig) {
   for (pid_t p : process_tree(root)) ::kill(p, sig);
 }
 
+// Stops the job doing any work while its checkpoint becomes durable
+// (--stop), lets it go on, or ends it.
+void hold_job(const CheckpointRun& run) {
+  if (!run.config->in_engine()) signal_tree(run.job_pid, SIGSTOP);  // a container is paused by dump_container
+}
+void release_job(const CheckpointRun& run) {
+  if (run.config->in_engine())
+    resume_container(*run.config, *run.dir);
+  else if (!run.tcp_established)  // CRIU killed it under its network lock
+    signal_tree(run.job_pid, SIGCONT);
+}
+void end_job(const CheckpointRun& run) {
+  if (run.config->in_engine())
+    stop_container(*run.config);
+  else
+    ::kill(run.job_pid, SIGKILL);
+}
+
 bool out_of_room(const Error& e) {
   return e.code == ENOSPC || e.message.find("No space left on device") != std::string::npos;
 }
@@ -51,8 +72,21 @@ struct Dumped {
   nlohmann::json job_state = nlohmann::json::object();
 };
 
+// A container engine's checkpoint of the job into p.dir.
+Result<Dumped> dump_container_into(CheckpointRun& run, const store::Pending& p) {
+  Dumped d;
+  d.frozen = sys::now();  // the engine does not say when it froze the container: this is an upper bound
+  auto c = dump_container(*run.config, *run.dir, p.dir, run.tcp_established, run.stop);
+  d.resumed = sys::now();
+  if (!c) return c.error();
+  d.job_state["container"] = {{"engine", run.config->engine}, {"log_cut", c->log_cut}, {"blocked_ip", c->ip}};
+  d.job_state["outputs"] = {{"stdout", {{"size", c->out}}}, {"stderr", {{"size", c->err}}}};
+  return d;
+}
+
 // One CRIU dump of the job into p.dir.
 Result<Dumped> dump_into(CheckpointRun& run, const store::Pending& p, uint64_t expected) {
+  if (run.config->in_engine()) return dump_container_into(run, p);
   auto images = sys::open_dir(p.dir + "/images");
   if (!images) return images.error();
   auto work = sys::open_dir(p.dir);
@@ -75,6 +109,11 @@ Result<Dumped> dump_into(CheckpointRun& run, const store::Pending& p, uint64_t e
   // With established TCP connections and --stop, let CRIU kill the job
   // while its network is still locked, so no peer sees it move on.
   req.leave_running = !(run.stop && run.tcp_established);
+  if (run.config->engine == "apptainer") {
+    auto root = apptainer_root(*run.config, *run.dir, default_init_path());
+    if (!root) return root.error();
+    req.external = dump_externals(*root);
+  }
   req.notify = [&](const std::string& script, pid_t) -> Status {
     if (script == "pre-dump") d.frozen = sys::now();
     if (script != "post-dump") return {};
@@ -94,7 +133,7 @@ Result<Dumped> dump_into(CheckpointRun& run, const store::Pending& p, uint64_t e
     fault_point("checkpoint.post_dump");
     // A job stopping at this checkpoint does no more work while it becomes
     // durable: the signal waits until CRIU lets the tasks go.
-    if (run.stop && req.leave_running) signal_tree(run.job_pid, SIGSTOP);
+    if (run.stop && req.leave_running) hold_job(run);
     return {};
   };
   Status dumped;
@@ -165,7 +204,9 @@ int take_checkpoint(CheckpointRun& run) {
     return kWorkerFailed;
   };
 
-  uint64_t expected = tree_rss(run.job_pid);
+  // A container's output is cut by its log, not by the pipes: let it flow.
+  if (run.config->in_engine()) notify(run.notify_fd, 'r');
+  uint64_t expected = tree_rss(run.config->in_engine() ? container_pid(dir) : run.job_pid);
   auto pending = store::begin_dump(dir, run.tier, expected);
   if (!pending) {
     if (!run.stop) notify(run.notify_fd, 'r');
@@ -188,7 +229,7 @@ int take_checkpoint(CheckpointRun& run) {
   // Output flows again; a job stopping here keeps its later output unread:
   // the supervisor drops it when the job is killed, since the restored job
   // writes it again.
-  if (!run.stop) notify(run.notify_fd, 'r');
+  if (!run.stop && !run.config->in_engine()) notify(run.notify_fd, 'r');
   if (!d) {
     store::abort_dump(*pending);
     return fail(d.error());
@@ -213,11 +254,11 @@ int take_checkpoint(CheckpointRun& run) {
   auto staged = store::end_dump(*pending, m);
   if (!staged) {
     store::abort_dump(*pending);
-    if (run.stop) signal_tree(run.job_pid, SIGCONT);
+    if (run.stop) release_job(run);
     return fail(staged.error());
   }
   notify(run.notify_fd, 'd');
-  uint64_t bytes = sys::tree_size(staged->dir + "/images");
+  uint64_t bytes = sys::tree_size(staged->dir);
   event(dir, fmt::format("checkpoint {} taken: {} in {}, job frozen {}; {}", m.id, format_bytes(static_cast<double>(bytes)),
                          format_duration(m.dump_seconds), format_duration(m.frozen_seconds),
                          pending->fast ? "in the fast tier, now flushing to the store" : "flushing to the store"),
@@ -257,7 +298,7 @@ int take_checkpoint(CheckpointRun& run) {
   if (flushed)
     for (const auto& id : flushed->removed) done.add_removed(id);
   if (!ours) {
-    if (run.stop && !run.tcp_established) signal_tree(run.job_pid, SIGCONT);
+    if (run.stop) release_job(run);
     if (flush_error.message.empty()) flush_error = make_error("checkpoint " + m.id + " was not committed");
     auto latest = dir.latest_id();
     std::string prev = latest && !latest->empty() ? "checkpoint " + *latest + " stays the latest" : "there is no earlier checkpoint";
@@ -276,7 +317,7 @@ int take_checkpoint(CheckpointRun& run) {
     event(dir, fmt::format("retention (--keep {}) removed{}", run.config->keep, ids), run.quiet);
   }
   if (run.stop) {
-    ::kill(run.job_pid, SIGKILL);
+    end_job(run);
     done.set_stopped(true);
     event(dir, "job stopped at checkpoint " + m.id + "; continue it with 'cryo restore " + dir.name() + "'", run.quiet);
   }

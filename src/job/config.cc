@@ -31,7 +31,8 @@ Status save_config(const store::JobDir& dir, const JobConfig& c) {
                       {"created", c.created}, {"uid", c.uid},     {"host", c.host},
                       {"every", c.every}, {"keep", c.keep},       {"checkpoint_on", c.checkpoint_on},
                       {"tcp_established", c.tcp_established}, {"private_net", c.private_net},
-                      {"private_ipc", c.private_ipc}, {"mpi", c.mpi}, {"slurm_job_id", c.slurm_job_id}};
+                      {"private_ipc", c.private_ipc}, {"mpi", c.mpi}, {"slurm_job_id", c.slurm_job_id},
+                      {"engine", c.engine}, {"image", c.image}, {"engine_options", c.engine_options}};
   return sys::write_file_atomic(dir.file("job.json"), j.dump(2) + "\n", 0600);
 }
 
@@ -54,6 +55,9 @@ Result<JobConfig> load_config(const store::JobDir& dir) {
     c.slurm_job_id = j->value("slurm_job_id", "");
     c.private_ipc = j->value("private_ipc", false);
     c.mpi = j->value("mpi", "");
+    c.engine = j->value("engine", "");
+    c.image = j->value("image", "");
+    c.engine_options = j->value("engine_options", std::vector<std::string>{});
     return c;
   } catch (const nlohmann::json::exception& e) {
     return make_error("'" + dir.file("job.json") + "' is damaged: " + e.what());

@@ -28,6 +28,13 @@ struct JobConfig {
   bool private_ipc = false;
   std::string mpi;               // "openmpi", "mpich", "" = not an MPI job
   std::string slurm_job_id;      // the Slurm job it belongs to, "" = none
+  // Where it runs: "" under cryo-init; "podman" or "docker": in a container
+  // of that engine (job/container.h), from `image`, with `engine_options`
+  // added to its 'run'; "apptainer": an Apptainer container under cryo-init.
+  std::string engine;
+  std::string image;
+  std::vector<std::string> engine_options;
+  bool in_engine() const { return engine == "podman" || engine == "docker"; }
 };
 
 enum class State { running, finished, stopped, failed };

@@ -1,29 +1,46 @@
 // cryo-init: PID 1 of a job's PID namespace.
 //
-//   cryo-init [--lo-up] [--chdir DIR] -- COMMAND [ARGS...]
+//   cryo-init [--lo-up] [--chdir DIR] [--root ROOTFS [--bind SRC:DST]... [--workdir DIR]] -- COMMAND [ARGS...]
 //
 // --chdir moves init itself (not COMMAND) to DIR: CRIU works in the dumped
 // init's directory, so two jobs dumped at once must not share it.
+//
+// --root runs the job in a container image's root file system (an
+// Apptainer sandbox; job/apptainer.h).  init must then be PID 1 of a new
+// mount namespace too.  It builds the container's mounts: ROOTFS itself
+// (read-only), a new /proc, a small /dev (a tmpfs with the host's null,
+// zero, full, random, urandom and tty bound in, and /dev/shm), a tmpfs /tmp,
+// its own binary at /dev/.cryo-init, and each --bind; then it makes ROOTFS
+// the root (pivot_root), drops every other mount, and executes itself
+// again from /dev/.cryo-init, so that nothing it or the job uses lies
+// outside the namespace's mounts (CRIU could not name it).  COMMAND starts
+// in --workdir (default /).  It is statically linked for the same reason.
 // It makes itself a session leader (CRIU refuses to dump a tree whose
 // session leader is outside the namespace), starts COMMAND, forwards the
 // signals it receives to it, reaps every orphan, and exits with COMMAND's
 // status (128+N if a signal N killed it).  It is dumped and restored with
 // the job, so it keeps no state outside its own memory.
 //
-// If COMMAND cannot be executed, the errno is written to fd 3 (the launch
-// status pipe, closed on a successful exec) and init exits with 127.
+// If COMMAND cannot be executed, or the container cannot be set up, the
+// errno and a message are written to fd 3 (the launch status pipe, closed
+// on a successful exec) and init exits with 127.
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <net/if.h>
 #include <signal.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstring>
+#include <string>
+#include <vector>
 
 namespace {
 
@@ -47,20 +64,105 @@ int bring_lo_up() {
   return rc;
 }
 
+// Reports a failure on the launch status pipe (and stderr), then exits.
+[[noreturn]] void fail(const std::string& what) {
+  int e = errno;
+  std::string msg = what + ": " + std::strerror(e);
+  std::fprintf(stderr, "cryo-init: %s\n", msg.c_str());
+  (void)!::write(3, &e, sizeof e);
+  (void)!::write(3, msg.data(), msg.size());
+  ::_exit(127);
+}
+
+// Makes path exist as a directory (dir) or an empty file, for a mount point.
+void mount_point(const std::string& path, bool dir) {
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0) return;
+  std::string parent = path.substr(0, path.rfind('/'));
+  if (!parent.empty()) mount_point(parent, true);
+  if (dir ? ::mkdir(path.c_str(), 0755) : ::close(::open(path.c_str(), O_WRONLY | O_CREAT, 0644)))
+    if (errno != EEXIST) fail("cannot create the mount point " + path);
+}
+
+void bind(const std::string& src, const std::string& dst) {
+  struct stat st;
+  if (::stat(src.c_str(), &st) < 0) fail("cannot bind " + src);
+  mount_point(dst, S_ISDIR(st.st_mode));
+  if (::mount(src.c_str(), dst.c_str(), nullptr, MS_BIND, nullptr) < 0) fail("cannot bind " + src + " to " + dst);
+}
+
+// Builds the container's mounts under root and makes root the root.
+void enter_root(const std::string& root, const std::vector<std::string>& binds) {
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) < 0) fail("cannot make the mounts private");
+  if (::mount(root.c_str(), root.c_str(), nullptr, MS_BIND, nullptr) < 0) fail("cannot bind " + root);
+  for (const char* d : {"/proc", "/dev", "/tmp"}) mount_point(root + d, true);
+  if (::mount("proc", (root + "/proc").c_str(), "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) < 0)
+    fail("cannot mount /proc");
+  if (::mount("tmpfs", (root + "/dev").c_str(), "tmpfs", MS_NOSUID, "mode=755,size=1m") < 0) fail("cannot mount /dev");
+  for (const char* d : {"null", "zero", "full", "random", "urandom", "tty"}) bind(std::string("/dev/") + d, root + "/dev/" + d);
+  mount_point(root + "/dev/shm", true);
+  if (::mount("tmpfs", (root + "/dev/shm").c_str(), "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") < 0)
+    fail("cannot mount /dev/shm");
+  for (const char* l : {"fd:/proc/self/fd", "stdin:/proc/self/fd/0", "stdout:/proc/self/fd/1", "stderr:/proc/self/fd/2"}) {
+    std::string s = l;
+    (void)!::symlink(s.substr(s.find(':') + 1).c_str(), (root + "/dev/" + s.substr(0, s.find(':'))).c_str());
+  }
+  if (::mount("tmpfs", (root + "/tmp").c_str(), "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") < 0) fail("cannot mount /tmp");
+  char self[4096];
+  ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n < 0) fail("cannot find cryo-init's own binary");
+  self[n] = 0;
+  bind(self, root + "/dev/.cryo-init");
+  for (const auto& b : binds) {
+    auto colon = b.find(':');
+    std::string src = b.substr(0, colon), dst = colon == std::string::npos ? src : b.substr(colon + 1);
+    bind(src, root + dst);
+  }
+  // The image stays as it is: read-only, as Apptainer runs it.
+  if (::mount(nullptr, root.c_str(), nullptr, MS_BIND | MS_REMOUNT | MS_RDONLY, nullptr) < 0)
+    fail("cannot make " + root + " read-only");
+  if (::chdir(root.c_str()) < 0) fail("cannot enter " + root);
+  if (::syscall(SYS_pivot_root, ".", ".") < 0) fail("cannot make " + root + " the root");
+  if (::umount2(".", MNT_DETACH) < 0) fail("cannot drop the host's mounts");
+  if (::chdir("/") < 0) fail("cannot enter /");
+  // Standard input from the container's own /dev/null (the host's is outside).
+  int null = ::open("/dev/null", O_RDONLY);
+  if (null < 0 || ::dup2(null, 0) < 0) fail("cannot open /dev/null");
+  ::close(null);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   int i = 1;
   bool lo_up = false;
   const char* chdir_to = nullptr;
+  const char* root = nullptr;
+  const char* workdir = nullptr;
+  std::vector<std::string> binds;
   for (; i < argc; i++) {
     if (std::strcmp(argv[i], "--lo-up") == 0) lo_up = true;
     else if (std::strcmp(argv[i], "--chdir") == 0 && i + 1 < argc) chdir_to = argv[++i];
+    else if (std::strcmp(argv[i], "--root") == 0 && i + 1 < argc) root = argv[++i];
+    else if (std::strcmp(argv[i], "--bind") == 0 && i + 1 < argc) binds.push_back(argv[++i]);
+    else if (std::strcmp(argv[i], "--workdir") == 0 && i + 1 < argc) workdir = argv[++i];
     else if (std::strcmp(argv[i], "--") == 0) { i++; break; }
   }
   if (i >= argc) {
-    std::fprintf(stderr, "usage: cryo-init [--lo-up] [--chdir DIR] -- COMMAND [ARGS...]\n");
+    std::fprintf(stderr, "usage: cryo-init [--lo-up] [--chdir DIR] [--root ROOTFS [--bind SRC:DST]... [--workdir DIR]] -- COMMAND [ARGS...]\n");
     return 2;
+  }
+  if (root) {
+    enter_root(root, binds);
+    // Again, from inside: the same PID 1, its binary now within the mounts.
+    std::vector<char*> args{const_cast<char*>("/dev/.cryo-init")};
+    if (lo_up) args.push_back(const_cast<char*>("--lo-up"));
+    if (workdir) args.insert(args.end(), {const_cast<char*>("--workdir"), const_cast<char*>(workdir)});
+    args.push_back(const_cast<char*>("--"));
+    for (int k = i; k < argc; k++) args.push_back(argv[k]);
+    args.push_back(nullptr);
+    ::execv("/dev/.cryo-init", args.data());
+    fail("cannot run /dev/.cryo-init");
   }
   ::setsid();
   if (lo_up && bring_lo_up() < 0) std::fprintf(stderr, "cryo-init: cannot bring up lo: %s\n", std::strerror(errno));
@@ -86,6 +188,7 @@ int main(int argc, char** argv) {
     for (int sig = 1; sig < NSIG; sig++)
       if (sig != SIGKILL && sig != SIGSTOP) ::sigaction(sig, &dfl, nullptr);
     ::fcntl(3, F_SETFD, FD_CLOEXEC);
+    if (workdir && ::chdir(workdir) < 0) std::fprintf(stderr, "cryo-init: cannot change to %s: %s\n", workdir, std::strerror(errno));
     ::execvp(argv[i], argv + i);
     int e = errno;
     (void)!::write(3, &e, sizeof e);

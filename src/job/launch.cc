@@ -32,6 +32,11 @@ Result<Launched> launch(const LaunchSpec& spec) {
   std::vector<std::string> args{"cryo-init"};
   if (spec.private_net) args.push_back("--lo-up");
   if (!spec.init_dir.empty()) args.insert(args.end(), {"--chdir", spec.init_dir});
+  if (!spec.rootfs.empty()) {
+    args.insert(args.end(), {"--root", spec.rootfs});
+    for (const auto& b : spec.binds) args.insert(args.end(), {"--bind", b});
+    if (!spec.workdir.empty()) args.insert(args.end(), {"--workdir", spec.workdir});
+  }
   args.push_back("--");
   args.insert(args.end(), spec.command.begin(), spec.command.end());
   std::vector<char*> argv;
@@ -43,6 +48,7 @@ Result<Launched> launch(const LaunchSpec& spec) {
   unsigned long flags = CLONE_NEWPID | SIGCHLD;
   if (spec.private_net) flags |= CLONE_NEWNET;
   if (spec.private_ipc) flags |= CLONE_NEWIPC;
+  if (!spec.rootfs.empty()) flags |= CLONE_NEWNS;
   pid_t pid = static_cast<pid_t>(::syscall(SYS_clone, flags, nullptr, nullptr, nullptr, nullptr));
   if (pid < 0) return sys_error("cannot create the job's namespaces").with_hint("cryo must run as root (or with CAP_SYS_ADMIN)");
   if (pid == 0) {
@@ -64,13 +70,15 @@ Result<Launched> launch(const LaunchSpec& spec) {
   st_w.reset();
   out_w.reset();
   err_w.reset();
-  int e = 0;
-  ssize_t n;
-  do n = ::read(st_r.get(), &e, sizeof e);
-  while (n < 0 && errno == EINTR);
-  if (n == sizeof e) {
+  // errno, then (from cryo-init setting up a container) what failed.
+  auto report = sys::read_all(st_r.get(), "cryo-init's launch status");
+  if (report && report->size() >= sizeof(int)) {
+    int e;
+    std::memcpy(&e, report->data(), sizeof e);
     int status_code;
     ::waitpid(pid, &status_code, 0);
+    if (report->size() > sizeof e)
+      return Error{"cannot start the job's container: " + report->substr(sizeof e), e, ""};
     return Error{"cannot run '" + spec.command[0] + "': " + std::strerror(e), e,
                  e == ENOENT ? "check the command's name and PATH" : ""};
   }

@@ -1,5 +1,5 @@
-// Starting a job: a new PID namespace (and optionally private network and
-// IPC namespaces) whose PID 1 is cryo-init, running the command in its own
+// Starting a job: a new PID namespace (and optionally private network, IPC
+// and mount namespaces) whose PID 1 is cryo-init, running the command in its own
 // session with stdout and stderr on pipes that the supervisor reads.
 #pragma once
 
@@ -21,6 +21,11 @@ struct LaunchSpec {
   std::vector<std::string> env; // added to the job's environment, "NAME=value"
   std::string init_dir;         // cryo-init's own working directory, "" = the job's
   std::string init_path;        // the cryo-init executable
+  // A container image's root file system (job/apptainer.h): the job gets its
+  // own mount namespace, and cryo-init sets it up from these.
+  std::string rootfs;
+  std::vector<std::string> binds;  // SRC:DST
+  std::string workdir;             // COMMAND's directory in the container
 };
 
 struct Launched {

@@ -7,6 +7,9 @@
 #include "base/log.h"
 #include "base/sys.h"
 #include "criu/client.h"
+#include "job/apptainer.h"
+#include "job/container.h"
+#include "job/launch.h"
 #include "job/files.h"
 #include "job/mpi.h"
 #include "store/reader.h"
@@ -40,6 +43,7 @@ Result<Restored> restore_job(RestoreRun& run) {
   std::vector<std::pair<std::string, int>> inherit;
   std::vector<UniqueFd> write_ends;
   const auto& outputs = m->job_state.at("outputs");
+  bool in_engine = run.config->in_engine();
   for (const char* name : {"stdout", "stderr"}) {
     if (!outputs.contains(name)) continue;
     uint64_t size = outputs[name].at("size");
@@ -53,6 +57,7 @@ Result<Restored> restore_job(RestoreRun& run) {
                         " (" + std::to_string(st->st_size) + " < " + std::to_string(size) + " bytes)")
           .with_hint("it was truncated or replaced since; put it back, or move it aside to start the log anew");
     if (::ftruncate(fd->get(), static_cast<off_t>(size)) < 0) return sys_error("cannot truncate '" + log + "'");
+    if (in_engine) continue;  // the container's watcher makes the pipes
     int p[2];
     if (::pipe2(p, O_CLOEXEC) < 0) return sys_error("cannot create a pipe");
     UniqueFd rd(p[0]), wr(p[1]);
@@ -61,6 +66,19 @@ Result<Restored> restore_job(RestoreRun& run) {
     if (!o) return o.error();
     r.outputs.push_back(std::move(*o));
     write_ends.push_back(std::move(wr));
+  }
+  if (in_engine) {
+    const auto& c = m->job_state.at("container");
+    auto launched = restore_container(*run.config, dir, ckpt, m->job_state.value("tcp_established", false),
+                                      c.at("log_cut").get<uint64_t>(), c.value("blocked_ip", ""));
+    if (!launched) return launched.error();
+    r.pid = launched->pid;
+    for (auto [name, fd] : {std::pair{"stdout", &launched->out}, std::pair{"stderr", &launched->err}}) {
+      auto o = open_output(dir.path(), name, std::move(*fd), run.tee ? (std::string(name) == "stdout" ? 1 : 2) : -1);
+      if (!o) return o.error();
+      r.outputs.push_back(std::move(*o));
+    }
+    return r;
   }
   // MPI jobs: their shared-memory files go back into these.
   // Open MPI jobs restore one at a time: concurrent restores collide on
@@ -99,6 +117,12 @@ Result<Restored> restore_job(RestoreRun& run) {
   req.log_file = log_name;
   req.tcp_established = m->job_state.value("tcp_established", false);
   req.inherit = inherit;
+  if (run.config->engine == "apptainer") {
+    auto root = apptainer_root(*run.config, dir, default_init_path());
+    if (!root) return root.error();
+    req.external = restore_externals(*root);
+    req.root = root->rootfs;
+  }
   if (run.progress) run.progress("restoring", 0, m->total_bytes);
   double t1 = sys::now();
   auto pid = session->restore(req, dir.file("logs/" + log_name));

@@ -18,6 +18,7 @@
 #include "base/log.h"
 #include "base/sys.h"
 #include "job/checkpoint.h"
+#include "job/container.h"
 #include "job/control.h"
 #include "job/files.h"
 #include "job/mpi.h"
@@ -309,7 +310,7 @@ void Supervisor::reply_status(int fd) {
   st->set_job_pid(s_.state.job_pid);
   st->set_started(s_.state.since);
   if (next_checkpoint_ > 0) st->set_next_checkpoint(next_checkpoint_);
-  st->set_rss_bytes(tree_rss(s_.state.job_pid));
+  st->set_rss_bytes(tree_rss(s_.config.in_engine() ? container_pid(dir_) : s_.state.job_pid));
   (void)send_message(fd, r);
 }
 
@@ -396,8 +397,10 @@ void Supervisor::worker_ended(pid_t pid, int status) {
     if (code == kWorkerStopped) {
       stopped_ = true;
       // The job was killed at its checkpoint; what is left in the pipes it
-      // wrote after the dump, and will write again after the restore.
-      for (auto& o : s_.outputs) o.eof = true;
+      // wrote after the dump, and will write again after the restore.  (A
+      // container's output is cut at its log instead: read it to the end.)
+      if (!s_.config.in_engine())
+        for (auto& o : s_.outputs) o.eof = true;
     } else {
       gated_ = false;
     }

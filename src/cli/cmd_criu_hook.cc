@@ -1,0 +1,17 @@
+// cryo criu-hook JOB_DIR: not for people.  runc runs it, through the CRIU
+// configuration cryo gives a Podman job's container, as CRIU's action
+// script; see job/container.h.
+#include "cli/common.h"
+#include "job/container.h"
+
+namespace cryo::cli {
+
+void add_criu_hook_verb(CLI::App& app) {
+  auto dir = std::make_shared<std::string>();
+  auto* cmd = app.add_subcommand("criu-hook", "CRIU's action script for a container job (run by runc, not by hand)");
+  cmd->group("");  // hidden from --help
+  cmd->add_option("job_dir", *dir)->required();
+  cmd->callback([dir] { g_exit_code = job::criu_hook(*dir); });
+}
+
+}  // namespace cryo::cli

@@ -1,0 +1,43 @@
+#include "cli/job_options.h"
+
+namespace cryo::cli {
+
+std::vector<std::string> JobOptions::to_args() const {
+  std::vector<std::string> a;
+  auto add = [&](const char* flag, const std::string& v) {
+    if (!v.empty()) a.insert(a.end(), {flag, v});
+  };
+  add("--name", name);
+  add("--every", every);
+  if (keep >= 0) add("--keep", std::to_string(keep));
+  if (tcp_established) a.push_back("--tcp-established");
+  add("--net", net);
+  if (mpi != "auto") add("--mpi", mpi);
+  add("--podman", podman);
+  add("--docker", docker);
+  add("--apptainer", apptainer);
+  for (const auto& e : engine_options) a.push_back("--engine-opt=" + e);
+  return a;
+}
+
+void add_job_options(CLI::App* cmd, JobOptions& o, const std::string& keep_help) {
+  cmd->add_option("--name,-n", o.name, "Job name (default: the command's name and a number; under Slurm slurm-JOBID)");
+  cmd->add_option("--every", o.every, "Also checkpoint periodically, e.g. 30s, 10m, 2h");
+  cmd->add_option("--keep", o.keep, "Keep only the newest N checkpoints (" + keep_help + ")");
+  cmd->add_flag("--tcp-established", o.tcp_established, "Checkpoint established TCP connections too");
+  cmd->add_option("--net", o.net, "Network: 'host' (default) or 'private' (own namespace with loopback only)");
+  cmd->add_option("--mpi", o.mpi,
+                  "MPI job handling: auto (default: when COMMAND is mpirun or mpiexec), openmpi, mpich or none");
+  cmd->add_option("--podman", o.podman, "Run COMMAND in a Podman container of IMAGE (docs/containers.md)")
+      ->type_name("IMAGE");
+  cmd->add_option("--docker", o.docker, "Run COMMAND in a Docker container of IMAGE (dockerd with --experimental)")
+      ->type_name("IMAGE");
+  cmd->add_option("--apptainer", o.apptainer, "Run COMMAND in an Apptainer/Singularity image (a .sif or a sandbox directory)")
+      ->type_name("IMAGE");
+  cmd->add_option("--engine-opt", o.engine_options,
+                  "An option for the engine's 'run', e.g. --engine-opt=-v --engine-opt=/data:/data (repeatable)")
+      ->type_name("OPT")
+      ->allow_extra_args(false);
+}
+
+}  // namespace cryo::cli
