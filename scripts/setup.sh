@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up cryo on a fresh Debian 12 machine, as root: build dependencies,
-# a working CRIU >= 4.2 (scripts/install-criu.sh), then build cryo and
-# install it into /usr/local/bin.  Safe to run again.
+# Slurm, MPI and the container engines the tests use, a working CRIU >= 4.2
+# (scripts/install-criu.sh) and Apptainer (scripts/install-apptainer.sh),
+# then build cryo and install it into /usr/local/bin.  Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "setup: run as root (CRIU needs it)" >&2; exit 1; }
@@ -10,7 +11,8 @@ pkgs=(build-essential cmake ninja-build pkg-config protobuf-compiler libprotobuf
       libcli11-dev nlohmann-json3-dev libfmt-dev libxxhash-dev libzstd-dev libgtest-dev libbenchmark-dev libgmock-dev
       criu libprotobuf-c1 libnl-3-200 libnet1 libgnutls30 libnftables1 libbsd0 libuuid1
       iproute2 iptables bc procps slurmctld slurmd slurm-client munge
-      openmpi-bin libopenmpi-dev mpich libmpich-dev hpcc)
+      openmpi-bin libopenmpi-dev mpich libmpich-dev hpcc
+      podman runc containernetworking-plugins docker.io busybox-static squashfs-tools patchelf)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then
@@ -20,6 +22,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 scripts/install-criu.sh
+scripts/install-apptainer.sh
 
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build

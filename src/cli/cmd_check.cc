@@ -9,7 +9,9 @@
 #include "base/duration.h"
 #include "base/sys.h"
 #include "cli/common.h"
+#include "container/engine.h"
 #include "criu/client.h"
+#include "job/apptainer.h"
 #include "job/launch.h"
 #include "job/mpi.h"
 #include "slurm/slurm.h"
@@ -26,6 +28,38 @@ struct Item {
 };
 
 bool in_path(const std::string& cmd) { return !sys::find_in_path(cmd).empty(); }
+
+// Container engines (docs/containers.md): present and able to checkpoint,
+// or what is missing.  Needed only for container jobs: never a failure.
+void add_containers(std::vector<Item>& items) {
+  for (auto kind : {container::Kind::podman, container::Kind::docker}) {
+    container::Engine e(kind);
+    std::string name = kind == container::Kind::podman ? "Podman" : "Docker";
+    if (!in_path(e.client())) {
+      items.push_back({name, "info", std::string("not installed (needed for 'cryo run --") + e.client() + "')", ""});
+      continue;
+    }
+    auto v = e.version();
+    if (!v) {
+      items.push_back({name, "warn", v.error().message, v.error().hint});
+    } else if (!in_path("runc")) {
+      items.push_back({name, "warn", name + " " + *v + ", but no runc (the runtime that checkpoints with CRIU)",
+                       "install Debian's runc package"});
+    } else {
+      items.push_back({name, "pass",
+                       name + " " + *v + " with runc" +
+                           (kind == container::Kind::podman ? ": checkpoints with cryo's CRIU"
+                                                            : ": dockerd must find CRIU >= 4.2 first in its own PATH"),
+                       ""});
+    }
+  }
+  std::string apptainer = job::apptainer_path();
+  std::string unsquash = in_path("unsquashfs") ? "" : "; SIF images also need unsquashfs (squashfs-tools)";
+  items.push_back({"Apptainer", apptainer.empty() ? "info" : "pass",
+                   apptainer.empty() ? "not installed: sandbox directories run without it; SIF images need it" + unsquash
+                                     : "images run by cryo itself; SIF images unpacked with " + apptainer + unsquash,
+                   apptainer.empty() ? "scripts/install-apptainer.sh" : ""});
+}
 
 // What only some jobs need: Slurm for batch jobs, an MPI for MPI jobs.
 // Absent is "info", never a failure.
@@ -54,6 +88,7 @@ void add_optional(std::vector<Item>& items) {
                    mpis.empty() ? "no Open MPI or MPICH launcher in PATH (needed only for MPI jobs)"
                                 : found + " (cryo run sets MPI jobs up itself; see docs/mpi.md)",
                    ""});
+  add_containers(items);
 }
 
 int check(const Globals& g, bool json) {
@@ -134,9 +169,9 @@ void add_check_verb(CLI::App& app, Globals& g) {
   cmd->description(
       "Check that this machine can checkpoint and restore jobs: kernel, privileges,\n"
       "CRIU (version and 'criu check'), cryo-init, the store and the fast tier.  Each\n"
-      "item passes or fails with its fix; exit status 0 when nothing fails.  Slurm and\n"
-      "MPI, which only some jobs need, are reported too ('info' when absent), never as\n"
-      "failures.");
+      "item passes or fails with its fix; exit status 0 when nothing fails.  Slurm,\n"
+      "MPI and the container engines (Podman, Docker, Apptainer), which only some jobs\n"
+      "need, are reported too ('info' when absent), never as failures.");
   cmd->add_flag("--json", *json, "Print JSON");
   cmd->callback([&g, json] { g_exit_code = check(g, *json); });
 }

@@ -4,6 +4,8 @@
 #include "base/sys.h"
 #include "cli/common.h"
 #include "job/checkpoint.h"
+#include "job/config.h"
+#include "job/container.h"
 #include "job/mpi.h"
 #include "job/supervisor.h"
 
@@ -19,6 +21,10 @@ int rm(const Globals& g, const std::string& name, const std::string& id) {
   auto tier = g.tier();
   if (!tier) return fail(tier.error());
   if (id.empty()) {
+    if (auto c = job::load_config(*dir); c && c->in_engine()) {
+      prepare_engine_environment(g);
+      job::forget_container(*c, *dir);
+    }
     if (auto st = dir->remove(); !st) return fail(st.error());
     if (std::string fast = store::fast_dir(*tier, *dir); !fast.empty()) (void)sys::remove_tree(fast);
     (void)sys::remove_tree(job::mpi_shm_dir(name));  // left by an MPI job whose supervisor was killed

@@ -46,6 +46,7 @@ Result<std::vector<LogEntry>> LogReader::read() {
   size_t start = 0;
   for (size_t nl = buf.find('\n'); nl != std::string::npos; nl = buf.find('\n', start)) {
     LogEntry e;
+    e.end = offset_ + nl + 1;
     if (parse_log_line(format_, buf.substr(start, nl - start), &e)) out.push_back(std::move(e));
     start = nl + 1;
   }

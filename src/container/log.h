@@ -20,6 +20,7 @@ enum class LogFormat { k8s_file, json_file };
 struct LogEntry {
   bool stderr = false;
   std::string text;  // what the container wrote (a full line ends in '\n')
+  uint64_t end = 0;  // the log's offset just after this entry's line
 };
 
 // Parses one line of the log (without its '\n').  Unknown lines are skipped.
@@ -31,6 +32,8 @@ class LogReader {
   // The entries of the lines completed since the last call.
   Result<std::vector<LogEntry>> read();
   uint64_t offset() const { return offset_; }
+  // Reads from offset next time (to give back entries beyond a cut).
+  void rewind(uint64_t offset) { offset_ = offset; }
 
  private:
   std::string path_;

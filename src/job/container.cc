@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cctype>
 #include <cstdlib>
 #include <thread>
 
@@ -84,7 +85,8 @@ Result<uint64_t> measure_cut(pid_t init, const std::string& log_path) {
 }
 
 // The watcher (see container.h).  Runs in a child of cryo; never returns.
-[[noreturn]] void watch(const JobConfig& c, const std::string& log_path, uint64_t offset, int out, int err) {
+[[noreturn]] void watch(const JobConfig& c, const std::string& job_dir, const std::string& log_path, uint64_t offset,
+                        int out, int err) {
   container::Engine engine = engine_of(c);
   std::string name = container_name(c.name);
   sigset_t all;
@@ -108,10 +110,27 @@ Result<uint64_t> measure_cut(pid_t init, const std::string& log_path) {
   });
   forwarder.detach();
   container::LogReader reader(log_path, engine.log_format(), offset);
+  // While the job stops at a checkpoint, nothing beyond the log's cut is
+  // its output: the restored job writes it again.  The cut is recorded
+  // before the container may write past it, so reading first and checking
+  // for the cut after never lets such a line through.
+  auto cut = [&]() -> uint64_t {
+    if (!sys::exists(job_dir + "/container-stopping")) return UINT64_MAX;
+    auto t = sys::read_file(job_dir + "/container-cut");
+    return t && !t->empty() && std::isdigit(static_cast<unsigned char>((*t)[0])) ? std::strtoull(t->c_str(), nullptr, 10)
+                                                                                 : UINT64_MAX;
+  };
   auto pump = [&] {
     auto entries = reader.read();
     if (!entries) return;
-    for (const auto& e : *entries) (void)sys::write_all(e.stderr ? err : out, e.text, "the job's output");
+    uint64_t limit = cut();
+    for (const auto& e : *entries) {
+      if (e.end > limit) {
+        reader.rewind(limit);
+        break;
+      }
+      (void)sys::write_all(e.stderr ? err : out, e.text, "the job's output");
+    }
   };
   while (!ended) {
     pump();
@@ -136,7 +155,9 @@ Result<uint64_t> measure_cut(pid_t init, const std::string& log_path) {
   ::_exit(status & 0xff);
 }
 
-Result<Launched> start_watcher(const JobConfig& c, const std::string& log_path, uint64_t offset) {
+Result<Launched> start_watcher(const JobConfig& c, const store::JobDir& dir, const std::string& log_path,
+                               uint64_t offset) {
+  for (const char* f : {"container-stopping", "container-cut"}) ::unlink(dir.file(f).c_str());
   int out[2], err[2];
   if (::pipe2(out, O_CLOEXEC) < 0 || ::pipe2(err, O_CLOEXEC) < 0) return sys_error("cannot create the job's pipes");
   UniqueFd out_r(out[0]), out_w(out[1]), err_r(err[0]), err_w(err[1]);
@@ -146,7 +167,7 @@ Result<Launched> start_watcher(const JobConfig& c, const std::string& log_path, 
     out_r.reset();
     err_r.reset();
     ::setsid();  // the terminal's ^C goes to cryo, which forwards it
-    watch(c, log_path, offset, out_w.get(), err_w.get());
+    watch(c, dir.path(), log_path, offset, out_w.get(), err_w.get());
   }
   return Launched{pid, std::move(out_r), std::move(err_r)};
 }
@@ -182,7 +203,7 @@ Result<Launched> launch_container(const JobConfig& c, const store::JobDir& dir) 
   auto info = engine.inspect(container_name(c.name));
   if (!info) return info.error();
   CRYO_TRY(save_container_info(dir, *info));
-  return start_watcher(c, info->log_path, 0);
+  return start_watcher(c, dir, info->log_path, 0);
 }
 
 Result<ContainerDump> dump_container(const JobConfig& c, const store::JobDir& job, const std::string& dir, bool tcp,
@@ -199,6 +220,7 @@ Result<ContainerDump> dump_container(const JobConfig& c, const store::JobDir& jo
     CRYO_TRY(save_blocked(job, d.ip));
   }
   auto failed = [&](const Error& e) {
+    ::unlink(job.file("container-stopping").c_str());
     if (!d.ip.empty()) {
       (void)block_traffic(c.name, d.ip, false);
       ::unlink(job.file("blocked-ip").c_str());
@@ -207,6 +229,7 @@ Result<ContainerDump> dump_container(const JobConfig& c, const store::JobDir& jo
   };
   if (c.engine == "podman") {
     ::unlink(job.file("container-cut").c_str());
+    if (stop) CRYO_TRY(sys::write_file_atomic(job.file("container-stopping"), "", 0600, false));
     if (auto st = engine.checkpoint(name, dir, tcp); !st) return failed(st.error());
     auto cut = sys::read_file(job.file("container-cut"));
     if (!cut)
@@ -232,6 +255,7 @@ Result<ContainerDump> dump_container(const JobConfig& c, const store::JobDir& jo
 }
 
 void resume_container(const JobConfig& c, const store::JobDir& job) {
+  ::unlink(job.file("container-stopping").c_str());
   (void)engine_of(c).unpause(container_name(c.name));
   if (auto ip = sys::read_file(job.file("blocked-ip")); ip && !ip->empty()) {
     (void)block_traffic(c.name, *ip, false);
@@ -240,6 +264,12 @@ void resume_container(const JobConfig& c, const store::JobDir& job) {
 }
 
 void stop_container(const JobConfig& c) { (void)engine_of(c).remove(container_name(c.name)); }
+
+void forget_container(const JobConfig& c, const store::JobDir& job) {
+  stop_container(c);
+  if (auto ip = sys::read_file(job.file("blocked-ip")); ip && !ip->empty())
+    for (int i = 0; i < 2; i++) (void)block_traffic(c.name, *ip, false);
+}
 
 Result<Launched> restore_container(const JobConfig& c, const store::JobDir& job, const std::string& dir, bool tcp,
                                    uint64_t log_cut, const std::string& blocked_ip) {
@@ -261,7 +291,7 @@ Result<Launched> restore_container(const JobConfig& c, const store::JobDir& job,
   if (!info) return info.error();
   CRYO_TRY(save_container_info(job, *info));
   // Podman's restored log starts with the checkpoint's (cut there); Docker's is new.
-  return start_watcher(c, info->log_path, c.engine == "podman" ? log_cut : 0);
+  return start_watcher(c, job, info->log_path, c.engine == "podman" ? log_cut : 0);
 }
 
 int criu_hook(const std::string& job_dir) {

@@ -51,6 +51,8 @@ Result<ContainerDump> dump_container(const JobConfig& c, const store::JobDir& jo
                                      bool stop);
 void resume_container(const JobConfig& c, const store::JobDir& job);
 void stop_container(const JobConfig& c);
+// For 'cryo rm': the container goes, and any block of its traffic.
+void forget_container(const JobConfig& c, const store::JobDir& job);
 
 // Restores the container from dir (as dump_container wrote it, its log cut
 // at log_cut), lets its traffic through if it was blocked for it, and

@@ -10,6 +10,7 @@
 #include <functional>
 #include <thread>
 
+#include "containers.h"
 #include "harness.h"
 
 namespace cryo::test {
@@ -36,6 +37,8 @@ class SlurmTest : public CryoTest {
   }
 
   void TearDown() override {
+    for (const auto& j : jobs_) sh("podman rm -f cryo-" + j + " >/dev/null 2>&1");
+    if (jobs_cleanup_) jobs_cleanup_();
     if (!cluster_.empty()) {
       // The jobs first, while slurmd can still end their processes.
       for (const auto& id : slurm_jobs_) sh("scancel " + id + " 2>/dev/null");
@@ -133,6 +136,7 @@ class SlurmTest : public CryoTest {
 
   std::string cluster_;
   std::vector<std::string> slurm_jobs_;
+  std::function<void()> jobs_cleanup_;
 };
 
 // The acceptance test: a computation that needs several allocations, with a
@@ -261,6 +265,24 @@ TEST_F(SlurmTest, MpiJobRequeuedAndRestored) {
   ASSERT_NE(expect.find("RESULT rank 1"), std::string::npos);
   expect_requeued_once({}, "SIGUSR1", [&](const std::string& id) { signal_batch(id, "USR1"); },
                        {"mpirun", "-np", "2", prog("ring_openmpi"), "60", "100"}, expect);
+}
+
+// Container jobs take the same way through a requeue: a Podman container
+// (its engine's checkpoint), and an Apptainer image (run by cryo itself).
+TEST_F(SlurmTest, PodmanJobRequeuedAndRestored) {
+  if (sh("command -v podman").empty()) GTEST_SKIP() << "needs podman and runc (scripts/setup.sh installs them)";
+  std::string image = podman_image(build_rootfs(work_), "solver-" + std::to_string(::getpid()));
+  jobs_cleanup_ = [image] { sh("podman rmi -f " + image + " >/dev/null 2>&1"); };
+  expect_requeued_once({"--podman", image, "--engine-opt=--network=none"}, "SIGUSR1",
+                       [&](const std::string& id) { signal_batch(id, "USR1"); }, {"/bin/solver", "80", "100"},
+                       reference("80"));
+}
+
+TEST_F(SlurmTest, ApptainerJobRequeuedAndRestored) {
+  std::string sif = sif_image(build_rootfs(work_), work_);
+  if (sif.empty()) GTEST_SKIP() << "needs Apptainer (scripts/install-apptainer.sh)";
+  expect_requeued_once({"--apptainer", sif}, "SIGUSR1", [&](const std::string& id) { signal_batch(id, "USR1"); },
+                       {"/bin/solver", "80", "100"}, reference("80"));
 }
 
 // 'scancel JOBID' means "end it": Slurm sends SIGTERM to every process,
