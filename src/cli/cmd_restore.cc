@@ -4,6 +4,8 @@
 #include "base/duration.h"
 #include "base/sys.h"
 #include "cli/common.h"
+#include "coord/coordinator.h"
+#include "coord/supervise.h"
 #include "job/config.h"
 #include "job/restore.h"
 #include "job/supervisor.h"
@@ -17,6 +19,7 @@ struct Options {
   std::string from;
   bool force = false;
   bool durable = false;
+  std::vector<std::string> nodes;
   bool tee = false;
   bool quiet = false;
   bool no_slurm = false;
@@ -57,13 +60,51 @@ int restore(const Globals& g, const Options& o) {
   c.tee = o.tee;
   c.quiet = o.quiet;
   c.prefer_fast = !o.durable;
+  c.nodes = o.nodes;
   if (!o.no_slurm) c.slurm = slurm::detect();
   return restore_and_supervise(g, *dir, std::move(c));
 }
 
 }  // namespace
 
+namespace {
+
+// A multi-node job: every part restored on its agent, then coordinated.
+int restore_coordinated(store::JobDir& dir, Continue c) {
+  if (!c.nodes.empty()) {
+    if (c.nodes.size() != c.config.nodes.size())
+      return fail(make_error(fmt::format("job '{}' has {} parts: give {} agents with --nodes", dir.name(),
+                                         c.config.nodes.size(), c.config.nodes.size())));
+    c.config.nodes = c.nodes;
+    if (auto st = job::save_config(dir, c.config); !st) return fail(st.error());
+  }
+  coord::Coordinator co(dir, c.config);
+  double t0 = sys::now();
+  Status st = co.connect(c.config.nodes);
+  if (st) st = co.restore(c.id);
+  if (!st) return fail(st.error());
+  std::string where;
+  for (size_t k = 0; k < c.config.nodes.size(); k++)
+    where += (k ? ", " : "") + fmt::format("part {} on {}", k, c.config.nodes[k]);
+  job::event(dir, fmt::format("job '{}' restored from checkpoint {} in {} ({})", dir.name(), c.id,
+                              format_duration(sys::now() - t0), where), c.quiet);
+  coord::Coordinated s;
+  s.dir = &dir;
+  s.config = c.config;
+  s.state = c.state;
+  s.state.restores++;
+  s.state.restored_from = c.id;
+  s.state.exit_code = -1;
+  s.state.message.clear();
+  s.lock = std::move(c.lock);
+  s.quiet = c.quiet;
+  return coord::supervise_coordinated(std::move(s), co);
+}
+
+}  // namespace
+
 int restore_and_supervise(const Globals& g, store::JobDir& dir, Continue c) {
+  if (c.config.coordinated()) return restore_coordinated(dir, std::move(c));
   // Restarted by hand in another Slurm job: that job is the one to requeue.
   if (c.slurm && c.config.slurm_job_id != c.slurm->job_id) {
     c.config.slurm_job_id = c.slurm->job_id;
@@ -130,6 +171,9 @@ void add_restore_verb(CLI::App& app, Globals& g) {
   cmd->add_option("name", o->name, "Job name")->required();
   cmd->add_option("--from", o->from, "Checkpoint ID to restore (default: the latest)");
   cmd->add_flag("--force", o->force, "Restore even a job that has finished");
+  cmd->add_option("--nodes", o->nodes, "A multi-node job: restore part k on the k-th of these agents (IP:PORT,...)")
+      ->delimiter(',')
+      ->allow_extra_args(false);
   cmd->add_flag("--durable", o->durable, "Read the checkpoint from the store even if this node has a fast copy");
   cmd->add_flag("--tee", o->tee, "Also copy the job's output to cryo's stdout and stderr");
   cmd->add_flag("--quiet,-q", o->quiet, "Print no event lines");

@@ -13,6 +13,8 @@
 #include "cli/job_options.h"
 #include "criu/client.h"
 #include "container/engine.h"
+#include "coord/coordinator.h"
+#include "coord/supervise.h"
 #include "job/config.h"
 #include "job/apptainer.h"
 #include "job/container.h"
@@ -25,6 +27,9 @@ namespace cryo::cli {
 namespace {
 
 struct RunOptions : JobOptions {
+  std::vector<std::string> nodes;  // a multi-node job's agents
+  std::string part_net = "192.0.2.0/24";
+  std::string bridge = "cryo0";
   std::string checkpoint_on;
   bool tee = false;
   bool quiet = false;
@@ -107,6 +112,31 @@ int launch_and_supervise(const Globals& g, store::JobDir& dir, const job::JobCon
   job::event(dir, fmt::format("job '{}' started{} (pid {}); output in {}/stdout.log and stderr.log", c.name, where,
                               launched->pid, dir.path()), o.quiet);
   return job::supervise(std::move(s));
+}
+
+// A multi-node job: its parts start on the agents, and this process
+// coordinates them (src/coord/).
+int run_coordinated(store::JobDir& dir, const job::JobConfig& c, UniqueFd lock, const RunOptions& o) {
+  coord::Coordinator co(dir, c);
+  Status st = co.connect(c.nodes);
+  if (st) st = co.start();
+  if (!st) {
+    (void)dir.remove();
+    return fail(st.error());
+  }
+  // The job's output is part 0's, where its command runs.
+  for (const char* log : {"stdout.log", "stderr.log"})
+    (void)::symlink((std::string("parts/p0/") + log).c_str(), dir.file(log).c_str());
+  std::string where;
+  for (size_t k = 0; k < c.nodes.size(); k++) where += (k ? ", " : "") + fmt::format("part {} on {}", k, c.nodes[k]);
+  job::event(dir, fmt::format("job '{}' started on {} nodes ({}); output in {}/stdout.log", c.name, c.nodes.size(),
+                              where, dir.path()), o.quiet);
+  coord::Coordinated s;
+  s.dir = &dir;
+  s.config = c;
+  s.lock = std::move(lock);
+  s.quiet = o.quiet;
+  return coord::supervise_coordinated(std::move(s), co);
 }
 
 // A requeued Slurm job runs its batch script again: continue the job from
@@ -212,6 +242,16 @@ int run(const Globals& g, RunOptions& o) {
   } else if (!o.engine_options.empty()) {
     return fail(make_error("--engine-opt needs --podman or --docker"));
   }
+  if (!o.nodes.empty()) {
+    if (!c.engine.empty()) return fail(make_error("--nodes does not combine with a container engine"));
+    auto last = coord::part_address(o.part_net, static_cast<uint32_t>(o.nodes.size() - 1));
+    if (!last) return fail(last.error());
+    c.nodes = o.nodes;
+    c.part_net = o.part_net;
+    c.bridge = o.bridge;
+    c.tcp_established = true;
+    o.mpi = "none";  // the coordinator gives part 0 what Open MPI needs across parts
+  }
   job::Mpi mpi = job::Mpi::none;
   if (o.mpi == "auto") {
     mpi = job::detect_mpi(o.command);
@@ -260,6 +300,7 @@ int run(const Globals& g, RunOptions& o) {
                                 dir.file("mpi"), job::mpi_shm_dir(c.name)), o.quiet);
   auto lock = job::lock_job(dir);
   if (!lock) return fail(lock.error());
+  if (c.coordinated()) return run_coordinated(dir, c, std::move(*lock), o);
   return launch_and_supervise(g, dir, c, job::JobState{}, std::move(*lock), o, sl, true);
 }
 
@@ -292,6 +333,13 @@ void add_run_verb(CLI::App& app, Globals& g) {
       "Start it with 'exec cryo run ...' so that the batch shell does not die of\n"
       "the signal first; 'cryo sbatch' writes such a script.  See docs/slurm.md.");
   add_job_options(cmd, *o, "default 0: keep all; under Slurm 2");
+  cmd->add_option("--nodes", o->nodes,
+                  "A multi-node job: the agents ('cryo agent') of its nodes, IP:PORT,... (part k on the k-th); "
+                  "see docs/mpi.md")
+      ->delimiter(',')
+      ->allow_extra_args(false);
+  cmd->add_option("--part-net", o->part_net, "The parts' network, each part at .10+k (default 192.0.2.0/24)");
+  cmd->add_option("--bridge", o->bridge, "The bridge on every node that joins the parts (default cryo0)");
   cmd->add_option("--checkpoint-on", o->checkpoint_on, "Checkpoint when cryo receives this signal, e.g. USR1 (under Slurm: default USR1, and requeue)");
   cmd->add_flag("--tee", o->tee, "Also copy the job's output to cryo's stdout and stderr");
   cmd->add_flag("--quiet,-q", o->quiet, "Print no event lines (they still go to STORE/NAME/cryo.log)");

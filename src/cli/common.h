@@ -66,6 +66,7 @@ struct Continue {
   bool tee = false;
   bool quiet = false;
   bool prefer_fast = true;
+  std::vector<std::string> nodes;  // a multi-node job's agents, part k on the k-th ("" = as before)
   std::optional<slurm::Env> slurm;
 };
 int restore_and_supervise(const Globals& g, store::JobDir& dir, Continue c);
@@ -83,6 +84,9 @@ void add_verify_verb(CLI::App& app, Globals& g);
 void add_rm_verb(CLI::App& app, Globals& g);
 void add_check_verb(CLI::App& app, Globals& g);
 void add_criu_hook_verb(CLI::App& app);
+void add_agent_verb(CLI::App& app, Globals& g);
+// cryo rsh HOST COMMAND...: Open MPI's rsh agent in a multi-node job.
+int rsh_main(int argc, char** argv);
 
 // The verbs' results, stored by their callbacks and returned by main.
 extern int g_exit_code;

@@ -4,6 +4,7 @@
 #include "cli/common.h"
 
 int main(int argc, char** argv) {
+  if (argc > 1 && std::string(argv[1]) == "rsh") return cryo::cli::rsh_main(argc, argv);
   CLI::App app{
       "cryo - transparent checkpoint and restart for Linux jobs, built on CRIU.\n\n"
       "Start a job with 'cryo run', checkpoint it with 'cryo checkpoint', continue it\n"
@@ -49,6 +50,7 @@ int main(int argc, char** argv) {
   cryo::cli::add_rm_verb(app, g);
   cryo::cli::add_check_verb(app, g);
   cryo::cli::add_criu_hook_verb(app);
+  cryo::cli::add_agent_verb(app, g);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

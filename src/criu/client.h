@@ -56,7 +56,8 @@ struct RestoreRequest {
   std::string log_file = "criu-restore.log";
   bool tcp_established = false;
   // Fds of this process that replace the dumped files with these keys
-  // (e.g. "pipe:[12345]").  The restored tree becomes a child of the
+  // (e.g. "pipe:[12345]"), or stand for external namespaces (a netns fd
+  // for the key it was dumped with: "net[INODE]:KEY").  The restored tree becomes a child of the
   // calling process (rst_sibling).
   std::vector<std::pair<std::string, int>> inherit;
   // A job in its own mount namespace: "mnt[KEY]:HOST_PATH" for each bind

@@ -32,7 +32,8 @@ Status save_config(const store::JobDir& dir, const JobConfig& c) {
                       {"every", c.every}, {"keep", c.keep},       {"checkpoint_on", c.checkpoint_on},
                       {"tcp_established", c.tcp_established}, {"private_net", c.private_net},
                       {"private_ipc", c.private_ipc}, {"mpi", c.mpi}, {"slurm_job_id", c.slurm_job_id},
-                      {"engine", c.engine}, {"image", c.image}, {"engine_options", c.engine_options}};
+                      {"engine", c.engine}, {"image", c.image}, {"engine_options", c.engine_options},
+                      {"nodes", c.nodes}, {"part_net", c.part_net}, {"bridge", c.bridge}};
   return sys::write_file_atomic(dir.file("job.json"), j.dump(2) + "\n", 0600);
 }
 
@@ -58,6 +59,9 @@ Result<JobConfig> load_config(const store::JobDir& dir) {
     c.engine = j->value("engine", "");
     c.image = j->value("image", "");
     c.engine_options = j->value("engine_options", std::vector<std::string>{});
+    c.nodes = j->value("nodes", std::vector<std::string>{});
+    c.part_net = j->value("part_net", "");
+    c.bridge = j->value("bridge", "");
     return c;
   } catch (const nlohmann::json::exception& e) {
     return make_error("'" + dir.file("job.json") + "' is damaged: " + e.what());

@@ -35,6 +35,12 @@ struct JobConfig {
   std::string image;
   std::vector<std::string> engine_options;
   bool in_engine() const { return engine == "podman" || engine == "docker"; }
+  // A multi-node job (src/coord/): its agents (IP:PORT, part k on the
+  // k-th), the parts' network and the bridge that joins them.
+  std::vector<std::string> nodes;
+  std::string part_net;
+  std::string bridge;
+  bool coordinated() const { return !nodes.empty(); }
 };
 
 enum class State { running, finished, stopped, failed };

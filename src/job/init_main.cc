@@ -1,6 +1,7 @@
 // cryo-init: PID 1 of a job's PID namespace.
 //
-//   cryo-init [--lo-up] [--chdir DIR] [--root ROOTFS [--bind SRC:DST]... [--workdir DIR]] -- COMMAND [ARGS...]
+//   cryo-init [--lo-up] [--chdir DIR] [--hostname NAME] [--serve FD]
+//             [--root ROOTFS [--bind SRC:DST]... [--workdir DIR]] -- [COMMAND [ARGS...]]
 //
 // --chdir moves init itself (not COMMAND) to DIR: CRIU works in the dumped
 // init's directory, so two jobs dumped at once must not share it.
@@ -15,6 +16,13 @@
 // again from /dev/.cryo-init, so that nothing it or the job uses lies
 // outside the namespace's mounts (CRIU could not name it).  COMMAND starts
 // in --workdir (default /).  It is statically linked for the same reason.
+//
+// --hostname sets the UTS namespace's host name (a part of a multi-node
+// job, src/coord/).  --serve FD also starts the commands that arrive on
+// the pipe FD (each a 4-byte length, then its arguments, each ending in a
+// NUL), as init's children: how an MPI launcher in part 0 starts its
+// daemons in the other parts.  With --serve, COMMAND may be left out; init
+// then runs until it is killed.
 // It makes itself a session leader (CRIU refuses to dump a tree whose
 // session leader is outside the namespace), starts COMMAND, forwards the
 // signals it receives to it, reaps every orphan, and exits with COMMAND's
@@ -28,6 +36,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <net/if.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/ioctl.h>
 #include <sys/mount.h>
@@ -38,6 +47,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -133,12 +143,44 @@ void enter_root(const std::string& root, const std::vector<std::string>& binds) 
 
 }  // namespace
 
+// Starts a command that arrived on the serve pipe; false once the pipe is closed.
+bool serve_one(int fd) {
+  uint32_t len;
+  ssize_t n = ::read(fd, &len, sizeof len);
+  if (n == 0) return false;
+  if (n != sizeof len || len == 0 || len > 65536) return true;
+  std::string buf(len, '\0');
+  size_t got = 0;
+  while (got < len) {
+    ssize_t r = ::read(fd, buf.data() + got, len - got);
+    if (r <= 0) return r != 0;
+    got += static_cast<size_t>(r);
+  }
+  std::vector<char*> args;
+  for (size_t p = 0; p < buf.size(); p += std::strlen(buf.data() + p) + 1) args.push_back(buf.data() + p);
+  args.push_back(nullptr);
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    struct sigaction dfl {};
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; sig++)
+      if (sig != SIGKILL && sig != SIGSTOP) ::sigaction(sig, &dfl, nullptr);
+    ::close(fd);
+    ::execvp(args[0], args.data());
+    std::fprintf(stderr, "cryo-init: cannot run %s: %s\n", args[0], std::strerror(errno));
+    ::_exit(127);
+  }
+  return true;
+}
+
 int main(int argc, char** argv) {
   int i = 1;
   bool lo_up = false;
   const char* chdir_to = nullptr;
   const char* root = nullptr;
   const char* workdir = nullptr;
+  const char* hostname = nullptr;
+  int serve = -1;
   std::vector<std::string> binds;
   for (; i < argc; i++) {
     if (std::strcmp(argv[i], "--lo-up") == 0) lo_up = true;
@@ -146,12 +188,15 @@ int main(int argc, char** argv) {
     else if (std::strcmp(argv[i], "--root") == 0 && i + 1 < argc) root = argv[++i];
     else if (std::strcmp(argv[i], "--bind") == 0 && i + 1 < argc) binds.push_back(argv[++i]);
     else if (std::strcmp(argv[i], "--workdir") == 0 && i + 1 < argc) workdir = argv[++i];
+    else if (std::strcmp(argv[i], "--hostname") == 0 && i + 1 < argc) hostname = argv[++i];
+    else if (std::strcmp(argv[i], "--serve") == 0 && i + 1 < argc) serve = std::atoi(argv[++i]);
     else if (std::strcmp(argv[i], "--") == 0) { i++; break; }
   }
-  if (i >= argc) {
-    std::fprintf(stderr, "usage: cryo-init [--lo-up] [--chdir DIR] [--root ROOTFS [--bind SRC:DST]... [--workdir DIR]] -- COMMAND [ARGS...]\n");
+  if (i >= argc && serve < 0) {
+    std::fprintf(stderr, "usage: cryo-init [--lo-up] [--chdir DIR] [--hostname NAME] [--serve FD] [--root ROOTFS [--bind SRC:DST]... [--workdir DIR]] -- [COMMAND [ARGS...]]\n");
     return 2;
   }
+  if (hostname && ::sethostname(hostname, std::strlen(hostname)) < 0) fail("cannot set the host name");
   if (root) {
     enter_root(root, binds);
     // Again, from inside: the same PID 1, its binary now within the mounts.
@@ -176,8 +221,11 @@ int main(int argc, char** argv) {
     ::sigaction(sig, &sa, nullptr);
   }
 
-  pid_t pid = ::fork();
-  if (pid < 0) {
+  pid_t pid = i < argc ? ::fork() : 0;
+  if (i >= argc) {
+    ::close(3);  // nothing to start: the launch succeeded
+    pid = -2;
+  } else if (pid < 0) {
     int e = errno;
     (void)!::write(3, &e, sizeof e);
     return 127;
@@ -194,11 +242,24 @@ int main(int argc, char** argv) {
     (void)!::write(3, &e, sizeof e);
     ::_exit(127);
   }
-  child_pid = pid;
-  ::close(3);
+  if (pid > 0) {
+    child_pid = pid;
+    ::close(3);
+  }
   if (chdir_to && ::chdir(chdir_to) < 0)
     std::fprintf(stderr, "cryo-init: cannot change to %s: %s\n", chdir_to, std::strerror(errno));
 
+  if (serve >= 0) {
+    bool open = true;
+    for (;;) {
+      pollfd p{open ? serve : -1, POLLIN, 0};
+      if (::poll(&p, 1, 100) > 0 && (p.revents & (POLLIN | POLLHUP))) open = serve_one(serve);
+      int status;
+      pid_t w;
+      while ((w = ::waitpid(-1, &status, WNOHANG)) > 0)
+        if (w == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    }
+  }
   for (;;) {
     int status;
     pid_t w = ::waitpid(-1, &status, 0);

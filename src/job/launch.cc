@@ -20,7 +20,7 @@ std::string default_init_path() {
 }
 
 Result<Launched> launch(const LaunchSpec& spec) {
-  if (spec.command.empty()) return make_error("no command given").with_hint("usage: cryo run [OPTIONS] -- COMMAND [ARGS...]");
+  if (spec.command.empty() && spec.serve_fd < 0) return make_error("no command given").with_hint("usage: cryo run [OPTIONS] -- COMMAND [ARGS...]");
   if (::access(spec.init_path.c_str(), X_OK) != 0)
     return sys_error("cannot run cryo-init at '" + spec.init_path + "'")
         .with_hint("install cryo-init next to cryo, or set CRYO_INIT");
@@ -32,6 +32,8 @@ Result<Launched> launch(const LaunchSpec& spec) {
   std::vector<std::string> args{"cryo-init"};
   if (spec.private_net) args.push_back("--lo-up");
   if (!spec.init_dir.empty()) args.insert(args.end(), {"--chdir", spec.init_dir});
+  if (!spec.hostname.empty()) args.insert(args.end(), {"--hostname", spec.hostname});
+  if (spec.serve_fd >= 0) args.insert(args.end(), {"--serve", "4"});
   if (!spec.rootfs.empty()) {
     args.insert(args.end(), {"--root", spec.rootfs});
     for (const auto& b : spec.binds) args.insert(args.end(), {"--bind", b});
@@ -45,7 +47,25 @@ Result<Launched> launch(const LaunchSpec& spec) {
   std::vector<std::string> env = spec.env;
   env.push_back("CRYO_JOB=" + spec.job_name);
 
+  // Joining a part's network namespace: this thread enters it for the
+  // clone, and goes back after.
+  UniqueFd own_net;
+  if (!spec.netns.empty()) {
+    auto target = sys::open(spec.netns, O_RDONLY);
+    if (!target) return target.error();
+    auto own = sys::open("/proc/thread-self/ns/net", O_RDONLY);
+    if (!own) return own.error();
+    own_net = std::move(*own);
+    if (::setns(target->get(), CLONE_NEWNET) < 0) return sys_error("cannot enter the network namespace " + spec.netns);
+  }
+  struct Back {
+    const UniqueFd& fd;
+    ~Back() {
+      if (fd.valid()) ::setns(fd.get(), CLONE_NEWNET);
+    }
+  } back{own_net};
   unsigned long flags = CLONE_NEWPID | SIGCHLD;
+  if (!spec.hostname.empty()) flags |= CLONE_NEWUTS;
   if (spec.private_net) flags |= CLONE_NEWNET;
   if (spec.private_ipc) flags |= CLONE_NEWIPC;
   if (!spec.rootfs.empty()) flags |= CLONE_NEWNS;
@@ -60,7 +80,8 @@ Result<Launched> launch(const LaunchSpec& spec) {
     ::dup2(out_w.get(), 1);
     ::dup2(err_w.get(), 2);
     ::dup2(st_w.get(), 3);
-    ::syscall(SYS_close_range, 4, ~0U, 0);
+    if (spec.serve_fd >= 0) ::dup2(spec.serve_fd, 4);
+    ::syscall(SYS_close_range, spec.serve_fd >= 0 ? 5 : 4, ~0U, 0);
     for (auto& e : env) ::putenv(e.data());
     ::execv(spec.init_path.c_str(), argv.data());
     int e = errno;
@@ -78,8 +99,8 @@ Result<Launched> launch(const LaunchSpec& spec) {
     int status_code;
     ::waitpid(pid, &status_code, 0);
     if (report->size() > sizeof e)
-      return Error{"cannot start the job's container: " + report->substr(sizeof e), e, ""};
-    return Error{"cannot run '" + spec.command[0] + "': " + std::strerror(e), e,
+      return Error{"cannot set up the job: " + report->substr(sizeof e), e, ""};
+    return Error{"cannot run '" + (spec.command.empty() ? std::string("cryo-init") : spec.command[0]) + "': " + std::strerror(e), e,
                  e == ENOENT ? "check the command's name and PATH" : ""};
   }
   return Launched{pid, std::move(out_r), std::move(err_r)};

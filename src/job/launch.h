@@ -26,6 +26,12 @@ struct LaunchSpec {
   std::string rootfs;
   std::vector<std::string> binds;  // SRC:DST
   std::string workdir;             // COMMAND's directory in the container
+  // A part of a multi-node job (src/coord/): the network namespace to join
+  // (instead of a private one), its own UTS namespace and host name, and
+  // the read end of the pipe cryo-init takes commands to start from.
+  std::string netns;
+  std::string hostname;
+  int serve_fd = -1;
 };
 
 struct Launched {

@@ -218,12 +218,8 @@ Result<Manifest> Flusher::commit(const Staged& s) {
   m.durable_seconds = sys::now() - m.created;
   fault_point("store.before_manifest");
   CRYO_TRY(sys::write_file_atomic(tmp + "/manifest.json", to_json(m).dump(1) + "\n", 0600));
-  fault_point("store.before_rename");
-  CRYO_TRY(sys::rename(tmp, job_.checkpoint_dir(s.id)));
+  CRYO_TRY(job_.publish(tmp, s.id));
   cleanup.armed = false;
-  CRYO_TRY(sys::fsync_path(job_.file("checkpoints")));
-  fault_point("store.before_latest");
-  CRYO_TRY(sys::symlink_atomic("checkpoints/" + s.id, job_.file("latest")));
   known_.insert(claimed_.begin(), claimed_.end());
   claimed_.clear();
   report(s.id, total, total, t0, true);

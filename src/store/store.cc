@@ -8,6 +8,7 @@
 #include <cstdlib>
 #include <fmt/format.h>
 
+#include "base/fault.h"
 #include "base/log.h"
 #include "base/sys.h"
 
@@ -114,6 +115,21 @@ Result<Manifest> JobDir::load_manifest(const std::string& id) const {
   auto text = sys::read_file(path);
   if (!text) return text.error().with_hint("this checkpoint is incomplete or damaged; restore an older one with --from");
   return manifest_from_json(*text, path);
+}
+
+Result<std::string> JobDir::next_id() const {
+  auto ids = checkpoint_ids();
+  if (!ids) return ids.error();
+  int last = ids->empty() ? 0 : std::atoi(ids->back().c_str());
+  return fmt::format("{:04d}", last + 1);
+}
+
+Status JobDir::publish(const std::string& dir, const std::string& id) const {
+  fault_point("store.before_rename");
+  CRYO_TRY(sys::rename(dir, checkpoint_dir(id)));
+  CRYO_TRY(sys::fsync_path(path_ + "/checkpoints"));
+  fault_point("store.before_latest");
+  return sys::symlink_atomic("checkpoints/" + id, path_ + "/latest");
 }
 
 Result<std::vector<std::string>> JobDir::apply_retention(int keep) const {

@@ -65,6 +65,14 @@ class JobDir {
 
   ChunkStore chunks() const { return ChunkStore(path_ + "/chunks"); }
 
+  // The id after every committed one (fixed width).
+  Result<std::string> next_id() const;
+  // The commit's last steps: renames dir (a checkpoint directory complete
+  // with its manifest, written and synced) to checkpoints/ID, syncs, and
+  // points "latest" at it.  A crash at any point leaves the previous
+  // checkpoint the latest.
+  Status publish(const std::string& dir, const std::string& id) const;
+
   // Deletes the manifests of the oldest committed checkpoints so that at
   // most keep remain (keep 0: keep all).  Never deletes the latest.
   // Returns the removed ids.  Their chunks stay: store::retain (flush.h)

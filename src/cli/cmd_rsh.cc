@@ -1,0 +1,41 @@
+// cryo rsh HOST COMMAND...: not for people, and not parsed like the other
+// verbs (main.cc hands it its arguments untouched).  A multi-node job's Open MPI
+// launcher runs it as its rsh agent (OMPI_MCA_plm_rsh_agent) to start a
+// daemon in another part: the job's supervisor has that part's agent run
+// COMMAND there (src/coord/coordinator.h).
+#include <cstdlib>
+
+#include "cli/common.h"
+#include "job/control.h"
+
+namespace cryo::cli {
+
+namespace {
+
+int rsh(const std::string& host, const std::vector<std::string>& argv) {
+  const char* job = std::getenv("CRYO_JOB");
+  const char* store = std::getenv("CRYO_STORE");
+  if (!job || !store)
+    return fail(make_error("cryo rsh runs inside a multi-node job only (CRYO_JOB and CRYO_STORE are not set)"));
+  auto c = job::control_connect(std::string(store) + "/" + job);
+  if (!c) return fail(c.error().context("cannot reach the supervisor of job '" + std::string(job) + "'"));
+  control::Request req;
+  req.set_version(job::kControlVersion);
+  req.mutable_spawn()->set_host(host);
+  for (const auto& a : argv) req.mutable_spawn()->add_argv(a);
+  if (auto st = job::send_message(c->get(), req); !st) return fail(st.error());
+  control::Reply r;
+  if (auto st = job::recv_message(c->get(), r); !st) return fail(st.error());
+  if (r.has_failure()) return fail(Error{r.failure().message(), 0, r.failure().hint()});
+  return 0;
+}
+
+}  // namespace
+
+int rsh_main(int argc, char** argv) {
+  // Open MPI quotes words for a remote shell: they go on as they are.
+  if (argc < 4) return fail(make_error("usage: cryo rsh HOST COMMAND [ARGS...]"));
+  return rsh(argv[2], std::vector<std::string>(argv + 3, argv + argc));
+}
+
+}  // namespace cryo::cli

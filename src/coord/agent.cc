@@ -1,0 +1,199 @@
+#include "coord/agent.h"
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <map>
+#include <memory>
+
+#include <fmt/format.h>
+
+#include "base/fault.h"
+#include "base/log.h"
+#include "base/sys.h"
+#include "coord/part.h"
+#include "coord/wire.h"
+
+namespace cryo::coord {
+
+namespace {
+
+void say(const AgentOptions& o, const std::string& line) {
+  std::fprintf(stderr, "cryo agent %s: %s\n", o.node.c_str(), line.c_str());
+}
+
+class Session {
+ public:
+  Session(const AgentOptions& o, UniqueFd conn) : o_(o), conn_(std::move(conn)) {}
+  void run(int sigfd);
+
+ private:
+  Reply handle(const Request& r);
+  PartRuntime* part(uint32_t index);
+  void reap();
+
+  const AgentOptions& o_;
+  UniqueFd conn_;
+  std::map<uint32_t, std::unique_ptr<PartRuntime>> parts_;
+};
+
+PartRuntime* Session::part(uint32_t index) {
+  auto it = parts_.find(index);
+  return it == parts_.end() ? nullptr : it->second.get();
+}
+
+Reply Session::handle(const Request& r) {
+  Reply reply;
+  reply.set_seq(r.seq());
+  reply.set_ok(true);
+  auto failed = [&](const Error& e) {
+    reply.set_ok(false);
+    reply.set_error(e.message);
+    if (!e.hint.empty()) reply.set_hint(e.hint);
+    return reply;
+  };
+  double t0 = sys::now();
+  if (r.has_start()) {
+    const auto& p = r.start().part();
+    auto rt = std::make_unique<PartRuntime>(p, o_.tier, o_.criu_path);
+    if (auto st = rt->start(r.start()); !st) return failed(st.error());
+    say(o_, fmt::format("part {} of job '{}' started at {}", p.index(), p.job(), p.address()));
+    parts_[p.index()] = std::move(rt);
+  } else if (r.has_spawn()) {
+    auto* p = part(r.spawn().part());
+    if (!p) return failed(make_error(fmt::format("no part {} here", r.spawn().part())));
+    std::vector<std::string> argv(r.spawn().argv().begin(), r.spawn().argv().end());
+    if (auto st = p->spawn(argv); !st) return failed(st.error());
+  } else if (r.has_restore()) {
+    const auto& p = r.restore().part();
+    auto rt = std::make_unique<PartRuntime>(p, o_.tier, o_.criu_path);
+    if (auto st = rt->restore(r.restore()); !st) return failed(st.error());
+    say(o_, fmt::format("part {} of job '{}' restored at {} (locked until every part is back)", p.index(), p.job(),
+                        p.address()));
+    parts_[p.index()] = std::move(rt);
+  } else if (r.has_phase()) {
+    const std::string& name = r.phase().name();
+    for (auto& [index, p] : parts_) {
+      if (r.phase().has_part() && r.phase().part() != index) continue;
+      if (name == "prepare") {
+        if (auto st = p->prepare(); !st) return failed(st.error());
+      } else if (name == "dump") {
+        auto d = p->dump(r.phase().tcp_established());
+        if (!d) return failed(d.error());
+        reply.set_checkpoint(d->checkpoint);
+        reply.set_bytes(reply.bytes() + d->bytes);
+        reply.set_frozen_seconds(std::max(reply.frozen_seconds(), d->frozen_seconds));
+      } else if (name == "commit") {
+        if (auto st = p->verify(); !st) return failed(st.error());
+      } else if (name == "resume" || name == "unlock") {
+        p->resume();
+      } else if (name == "abort") {
+        p->abort();
+      } else if (name == "stop") {
+        p->stop();
+      } else {
+        return failed(make_error("unknown phase '" + name + "'"));
+      }
+    }
+    // The tests kill the agent here, each phase done but not answered.
+    fault_point(("agent." + name).c_str());
+    if (name == "stop") {
+      if (r.phase().has_part())
+        parts_.erase(r.phase().part());
+      else
+        parts_.clear();
+    }
+  }
+  reply.set_seconds(sys::now() - t0);
+  return reply;
+}
+
+// A part's init ended: tell the coordinator.
+void Session::reap() {
+  int status;
+  pid_t pid;
+  while ((pid = ::waitpid(-1, &status, WNOHANG)) > 0)
+    for (auto& [index, p] : parts_)
+      if (p->pid() == pid) {
+        p->drain();
+        p->ended();
+        Envelope e;
+        e.mutable_event()->set_part(index);
+        e.mutable_event()->set_wait_status(status);
+        (void)send(conn_.get(), e);
+      }
+}
+
+void Session::run(int sigfd) {
+  for (;;) {
+    std::vector<pollfd> fds{{conn_.get(), POLLIN, 0}, {sigfd, POLLIN, 0}};
+    for (auto& [i, p] : parts_)
+      for (int fd : p->output_fds()) fds.push_back({fd, POLLIN, 0});
+    if (::poll(fds.data(), fds.size(), 1000) < 0 && errno != EINTR) return;
+    if (fds[1].revents) {
+      signalfd_siginfo si;
+      while (::read(sigfd, &si, sizeof si) == sizeof si) {
+      }
+      reap();
+    }
+    for (auto& [i, p] : parts_) p->drain();
+    if (fds[0].revents) {
+      Envelope in;
+      if (auto st = recv(conn_.get(), in, 30); !st) {
+        say(o_, "the coordinator went away: " + st.error().message + "; ending its parts");
+        return;  // the parts end with the session
+      }
+      if (!in.has_request()) continue;
+      Envelope out;
+      *out.mutable_reply() = handle(in.request());
+      if (auto st = send(conn_.get(), out); !st) return;
+    }
+  }
+}
+
+}  // namespace
+
+int run_agent(const AgentOptions& o) {
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGCHLD);
+  ::sigprocmask(SIG_BLOCK, &mask, nullptr);
+  UniqueFd sigfd(::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK));
+  ::signal(SIGPIPE, SIG_IGN);
+
+  auto l = listen_tcp(o.listen);
+  if (!l) {
+    std::fprintf(stderr, "cryo: error: %s\n", l.error().message.c_str());
+    return 1;
+  }
+  std::string address = local_address(l->get());
+  say(o, "listening on " + address);
+  if (!o.announce.empty())
+    if (auto st = sys::write_file_atomic(o.announce, o.node + " " + address + "\n", 0644); !st)
+      say(o, "warning: " + st.error().message + ", ignoring");
+  for (;;) {
+    UniqueFd c(::accept4(l->get(), nullptr, nullptr, SOCK_CLOEXEC));
+    if (!c.valid()) continue;
+    Envelope hello;
+    if (!recv(c.get(), hello, 10) || !hello.has_hello()) continue;
+    Envelope answer;
+    answer.mutable_hello()->set_version(kVersion);
+    answer.mutable_hello()->set_node(o.node);
+    (void)send(c.get(), answer);
+    if (hello.hello().version() != kVersion) {
+      say(o, fmt::format("refused a coordinator speaking protocol {} (this agent speaks {})", hello.hello().version(),
+                         kVersion));
+      continue;
+    }
+    say(o, "a coordinator connected");
+    Session(o, std::move(c)).run(sigfd.get());
+    if (o.once) return 0;
+  }
+}
+
+}  // namespace cryo::coord

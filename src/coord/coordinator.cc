@@ -1,0 +1,308 @@
+#include "coord/coordinator.h"
+
+#include <arpa/inet.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "base/fault.h"
+#include "base/sys.h"
+#include "coord/wire.h"
+
+namespace cryo::coord {
+
+Result<std::string> part_address(const std::string& net, uint32_t k) {
+  auto slash = net.find('/');
+  in_addr a{};
+  if (slash == std::string::npos || ::inet_pton(AF_INET, net.substr(0, slash).c_str(), &a) != 1)
+    return make_error("'" + net + "' is not an IPv4 network such as 192.0.2.0/24");
+  int prefix = std::atoi(net.c_str() + slash + 1);
+  uint32_t host = ntohl(a.s_addr) + 10 + k;
+  if (prefix < 8 || prefix > 28 || ((host ^ ntohl(a.s_addr)) >> (32 - prefix)) != 0)
+    return make_error(fmt::format("the network {} has no room for part {}", net, k));
+  a.s_addr = htonl(host);
+  char ip[INET_ADDRSTRLEN];
+  ::inet_ntop(AF_INET, &a, ip, sizeof ip);
+  return std::string(ip) + net.substr(slash);
+}
+
+std::vector<std::string> mpi_environment(const job::JobConfig& c, const std::string& hostfile) {
+  std::string cryo = sys::self_dir() + "/cryo";
+  return {
+      // Daemons in the other parts start through cryo, not ssh.
+      "OMPI_MCA_plm=rsh", "OMPI_MCA_plm_rsh_agent=" + cryo + " rsh", "OMPI_MCA_orte_default_hostfile=" + hostfile,
+      // Open MPI must not take the nodes from a Slurm allocation: the parts are the nodes.
+      "OMPI_MCA_ras=^slurm",
+      // Between parts only TCP, on the parts' network.
+      "OMPI_MCA_btl=self,vader,tcp", "OMPI_MCA_btl_tcp_if_include=" + c.part_net,
+      "OMPI_MCA_oob_tcp_if_include=" + c.part_net, "OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1"};
+}
+
+double Coordinator::timeout() const {
+  if (const char* e = std::getenv("CRYO_AGENT_TIMEOUT"); e && std::atof(e) > 0) return std::atof(e);
+  return 600;
+}
+
+Part Coordinator::part(uint32_t k) const {
+  Part p;
+  p.set_job(config_.name);
+  p.set_index(k);
+  p.set_store(dir_.path().substr(0, dir_.path().rfind('/')));
+  p.set_address(part_address(config_.part_net, k).value());
+  p.set_bridge(config_.bridge);
+  return p;
+}
+
+Status Coordinator::connect(const std::vector<std::string>& agents) {
+  agents_.clear();
+  for (const auto& address : agents) {
+    auto c = connect_tcp(address, 30);
+    if (!c) return c.error().with_hint("start 'cryo agent --listen " + address + "' on that node");
+    Envelope hello;
+    hello.mutable_hello()->set_version(kVersion);
+    CRYO_TRY(send(c->get(), hello));
+    Envelope answer;
+    if (auto st = recv(c->get(), answer, 10); !st || !answer.has_hello())
+      return make_error("the agent at " + address + " did not answer the handshake");
+    if (answer.hello().version() != kVersion)
+      return make_error(fmt::format("the agent at {} speaks protocol {}, this cryo {}", address, answer.hello().version(),
+                                    kVersion))
+          .with_hint("run the same cryo version on every node");
+    agents_.push_back({address, answer.hello().node(), std::move(*c), {}});
+  }
+  return {};
+}
+
+Result<Reply> Coordinator::wait_reply(Agent& a, uint64_t seq, double limit) {
+  for (;;) {
+    Envelope e;
+    if (auto st = recv(a.conn.get(), e, limit); !st) {
+      Error err = st.error().context(fmt::format("the agent on {} ({})", a.node, a.address));
+      if (st.error().code == ECONNRESET) err.message = fmt::format("the agent on {} ({}) went away", a.node, a.address);
+      a.conn.reset();
+      return err;
+    }
+    if (e.has_event()) {
+      a.queued.push_back(e);
+      continue;
+    }
+    if (e.has_reply() && e.reply().seq() == seq) return e.reply();
+  }
+}
+
+Status Coordinator::all(const std::string& what, std::vector<Request> requests, std::vector<Reply>* replies,
+                        double limit, const std::vector<size_t>& which) {
+  std::vector<size_t> targets = which;
+  if (targets.empty())
+    for (size_t i = 0; i < agents_.size(); i++) targets.push_back(i);
+  std::vector<uint64_t> seqs(agents_.size(), 0);
+  Status first;
+  // Every agent gets its request first, so that the nodes work at once.
+  for (size_t i : targets) {
+    Agent& a = agents_[i];
+    if (!a.conn.valid()) {
+      if (first) first = make_error(fmt::format("the agent on {} ({}) is gone", a.node, a.address));
+      continue;
+    }
+    Request r = requests.size() == 1 ? requests[0] : requests[i];
+    r.set_seq(++seq_);
+    seqs[i] = seq_;
+    Envelope e;
+    *e.mutable_request() = r;
+    if (auto st = send(a.conn.get(), e); !st && first) first = st.error().context("the agent on " + a.node);
+  }
+  if (replies) replies->assign(agents_.size(), Reply());
+  for (size_t i : targets) {
+    Agent& a = agents_[i];
+    if (!a.conn.valid() || seqs[i] == 0) continue;
+    auto r = wait_reply(a, seqs[i], limit);
+    if (!r) {
+      if (first) first = r.error();
+      continue;
+    }
+    if (!r->ok() && first)
+      first = Error{fmt::format("{} failed on {} ({}): {}", what, a.node, a.address, r->error()), 0, r->hint()};
+    if (replies) (*replies)[i] = *r;
+  }
+  return first;
+}
+
+Status Coordinator::start() {
+  std::string hostfile = dir_.file("hostfile");
+  std::string lines;
+  unsigned slots = std::max(1u, std::thread::hardware_concurrency());
+  for (uint32_t k = 0; k < agents_.size(); k++) {
+    std::string a = part(k).address();
+    lines += fmt::format("{} slots={}\n", a.substr(0, a.find('/')), slots);
+  }
+  CRYO_TRY(sys::write_file_atomic(hostfile, lines, 0644));
+  std::vector<Request> reqs(agents_.size());
+  for (uint32_t k = 0; k < agents_.size(); k++) {
+    auto* s = reqs[k].mutable_start();
+    *s->mutable_part() = part(k);
+    if (k == 0)
+      for (const auto& a : config_.command) s->add_command(a);
+    for (const auto& e : mpi_environment(config_, hostfile)) s->add_env(e);
+    // Each part its own Open MPI session and shared-memory directories.
+    s->add_env("OMPI_MCA_orte_tmpdir_base=" + dir_.file(fmt::format("parts/p{}/mpi", k)));
+    s->add_env(fmt::format("OMPI_MCA_btl_vader_backing_directory=/dev/shm/cryo-{}-p{}", config_.name, k));
+    // Open MPI's other shared memory too: two parts on one host must not
+    // share the deleted files CRIU brings back by name.
+    s->add_env(fmt::format("OMPI_MCA_shmem_mmap_backing_file_base_dir=/dev/shm/cryo-{}-p{}", config_.name, k));
+    s->add_env("CRYO_STORE=" + part(k).store());
+    s->set_cwd(config_.cwd);
+    CRYO_TRY(sys::mkdir_p(dir_.file(fmt::format("parts/p{}/mpi", k)), 0700));
+    CRYO_TRY(sys::mkdir_p(fmt::format("/dev/shm/cryo-{}-p{}", config_.name, k), 0700));
+  }
+  Status st = all("starting the job", reqs, nullptr, 60);
+  if (!st) stop_all();
+  return st;
+}
+
+Status Coordinator::spawn(const std::string& host, const std::vector<std::string>& argv) {
+  std::string addr = host.substr(0, host.find('/'));
+  for (uint32_t k = 0; k < agents_.size(); k++) {
+    std::string a = part(k).address();
+    if (a.substr(0, a.find('/')) != addr) continue;
+    std::string line;
+    for (const auto& w : argv) line += (line.empty() ? "" : " ") + w;
+    Request r;
+    auto* s = r.mutable_spawn();
+    s->set_part(k);
+    for (const char* w : {"/bin/sh", "-c"}) s->add_argv(w);
+    s->add_argv(line);
+    return all("starting a command", {r}, nullptr, 30, {k});
+  }
+  return make_error("no part of job '" + config_.name + "' has the address " + host);
+}
+
+Result<std::string> Coordinator::checkpoint(bool stop, Timings* t) {
+  auto id = dir_.next_id();
+  if (!id) return id.error();
+  Timings local;
+  Timings& tm = t ? *t : local;
+  double t0 = sys::now();
+  auto phase = [&](const std::string& name) {
+    Request r;
+    r.mutable_phase()->set_name(name);
+    r.mutable_phase()->set_checkpoint(*id);
+    r.mutable_phase()->set_tcp_established(true);
+    return r;
+  };
+  auto abort = [&](const Error& e) -> Error {
+    (void)all("aborting the checkpoint", {phase("abort")}, nullptr, 60);
+    return e;
+  };
+  // 1. Every part's network locked: from here nothing moves between nodes.
+  if (auto st = all("prepare", {phase("prepare")}, nullptr, 60); !st) return abort(st.error());
+  tm.prepare = sys::now() - t0;
+  // 2. Every part dumped, with its TCP state, and flushed into the store.
+  std::vector<Reply> dumped;
+  if (auto st = all("dump", {phase("dump")}, &dumped, timeout()); !st) return abort(st.error());
+  tm.dump = sys::now() - t0 - tm.prepare;
+  // 3. Every part's checkpoint verified; then the job's, naming them all.
+  if (auto st = all("commit", {phase("commit")}, nullptr, timeout()); !st) return abort(st.error());
+  store::Manifest m;
+  m.job = config_.name;
+  m.id = *id;
+  m.created = t0;
+  m.host = sys::hostname();
+  m.kernel = sys::kernel_release();
+  m.cryo_version = CRYO_VERSION;
+  m.command = config_.command;
+  m.cwd = config_.cwd;
+  m.dumped_to = "parts";
+  nlohmann::json parts = nlohmann::json::array();
+  for (uint32_t k = 0; k < agents_.size(); k++) {
+    parts.push_back({{"index", k}, {"checkpoint", dumped[k].checkpoint()}, {"node", agents_[k].node},
+                     {"agent", agents_[k].address}, {"address", part(k).address()}, {"bytes", dumped[k].bytes()}});
+    m.total_bytes += dumped[k].bytes();
+    m.frozen_seconds = std::max(m.frozen_seconds, dumped[k].frozen_seconds());
+  }
+  m.job_state = {{"coordinated", true}, {"parts", parts}};
+  m.dump_seconds = tm.prepare + tm.dump;
+  std::string tmp = fmt::format("{}/.tmp-{}-{}", dir_.file("checkpoints"), *id, ::getpid());
+  (void)sys::remove_tree(tmp);
+  if (auto st = sys::mkdir_p(tmp, 0700); !st) return abort(st.error());
+  fault_point("coord.before_commit");
+  m.durable_seconds = sys::now() - t0;
+  if (auto st = sys::write_file_atomic(tmp + "/manifest.json", store::to_json(m).dump(1) + "\n", 0600); !st) {
+    (void)sys::remove_tree(tmp);
+    return abort(st.error());
+  }
+  if (auto st = dir_.publish(tmp, *id); !st) {
+    (void)sys::remove_tree(tmp);
+    return abort(st.error());
+  }
+  tm.commit = sys::now() - t0 - tm.prepare - tm.dump;
+  // 4. The job goes on, or ends here.
+  if (auto st = all(stop ? "stop" : "resume", {phase(stop ? "stop" : "resume")}, nullptr, 60); !st)
+    return st.error().context("checkpoint " + *id + " is committed, but");
+  tm.total = sys::now() - t0;
+  tm.frozen = m.frozen_seconds;
+  tm.bytes = m.total_bytes;
+  return *id;
+}
+
+Status Coordinator::restore(const std::string& id) {
+  auto m = dir_.load_manifest(id);
+  if (!m) return m.error();
+  const auto& parts = m->job_state.value("parts", nlohmann::json::array());
+  if (parts.size() != agents_.size())
+    return make_error(fmt::format("checkpoint {} of job '{}' has {} parts; {} agents were given", id, config_.name,
+                                  parts.size(), agents_.size()))
+        .with_hint("give one agent per part with --nodes");
+  std::vector<Request> reqs(agents_.size());
+  for (uint32_t k = 0; k < agents_.size(); k++) {
+    auto* r = reqs[k].mutable_restore();
+    *r->mutable_part() = part(k);
+    r->set_checkpoint(parts[k].at("checkpoint").get<std::string>());
+  }
+  if (auto st = all("restoring", reqs, nullptr, timeout()); !st) {
+    stop_all();
+    return st;
+  }
+  // Every part is back: now, and only now, the networks open.
+  Request unlock;
+  unlock.mutable_phase()->set_name("unlock");
+  return all("unlocking the networks", {unlock}, nullptr, 60);
+}
+
+void Coordinator::stop_all() {
+  Request r;
+  r.mutable_phase()->set_name("stop");
+  (void)all("stopping", {r}, nullptr, 60);
+}
+
+std::vector<int> Coordinator::fds() const {
+  std::vector<int> out;
+  for (const auto& a : agents_)
+    if (a.conn.valid()) out.push_back(a.conn.get());
+  return out;
+}
+
+Result<int> Coordinator::event(int fd) {
+  for (auto& a : agents_) {
+    if (a.conn.get() != fd && !(fd < 0 && !a.queued.empty())) continue;
+    Envelope e;
+    if (!a.queued.empty()) {
+      e = a.queued.front();
+      a.queued.erase(a.queued.begin());
+    } else if (auto st = recv(a.conn.get(), e, 10); !st) {
+      a.conn.reset();
+      return make_error(fmt::format("the agent on {} ({}) went away", a.node, a.address));
+    }
+    if (e.has_event() && e.event().part() == 0 && !part0_ended_) {
+      part0_ended_ = true;
+      return e.event().wait_status();
+    }
+    return -1;
+  }
+  return -1;
+}
+
+}  // namespace cryo::coord

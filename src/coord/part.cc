@@ -1,0 +1,379 @@
+#include "coord/part.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <xxhash.h>
+
+#include <fmt/format.h>
+
+#include "base/fault.h"
+#include "base/log.h"
+#include "base/sys.h"
+#include "criu/client.h"
+#include "job/files.h"
+#include "job/launch.h"
+#include "store/flush.h"
+#include "store/reader.h"
+
+namespace cryo::coord {
+
+namespace {
+
+Status ip(const std::vector<std::string>& args) {
+  std::vector<std::string> argv{"ip"};
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto r = sys::run_command(argv);
+  if (!r) return r.error();
+  return {};
+}
+
+Status in_netns(const std::string& ns, const std::vector<std::string>& args) {
+  std::vector<std::string> argv{"ip", "netns", "exec", ns};
+  argv.insert(argv.end(), args.begin(), args.end());
+  auto r = sys::run_command(argv);
+  if (!r) return r.error();
+  return {};
+}
+
+// The lock's rules: a chain each way that lets only loopback through.
+Status add_lock(const std::string& ns) {
+  for (auto [chain, base, dir] : {std::tuple{"CRYO-LOCK-IN", "INPUT", "-i"}, std::tuple{"CRYO-LOCK-OUT", "OUTPUT", "-o"}}) {
+    (void)in_netns(ns, {"iptables", "-w", "-N", chain});
+    CRYO_TRY(in_netns(ns, {"iptables", "-w", "-F", chain}));
+    CRYO_TRY(in_netns(ns, {"iptables", "-w", "-A", chain, dir, "lo", "-j", "ACCEPT"}));
+    CRYO_TRY(in_netns(ns, {"iptables", "-w", "-A", chain, "-j", "DROP"}));
+    CRYO_TRY(in_netns(ns, {"iptables", "-w", "-I", base, "-j", chain}));
+  }
+  return {};
+}
+
+// Everything in the namespace's filter table goes: ours, and whatever a
+// CRIU killed halfway left behind.  The namespace is the part's alone.
+void drop_rules(const std::string& ns) {
+  (void)in_netns(ns, {"iptables", "-w", "-F"});
+  (void)in_netns(ns, {"iptables", "-w", "-X"});
+}
+
+}  // namespace
+
+PartNet::PartNet(const Part& p) : part_(p) {
+  name_ = fmt::format("cryo-{}-p{}", p.job(), p.index());
+  std::string key = p.job() + "/" + std::to_string(p.index());
+  veth_ = fmt::format("cr{:08x}", static_cast<uint32_t>(XXH3_64bits(key.data(), key.size())));
+}
+
+Status PartNet::create() const {
+  remove();
+  CRYO_TRY(ip({"netns", "add", name_}));
+  auto fail = [&](const Error& e) {
+    remove();
+    return e.context("cannot create the network of part " + std::to_string(part_.index()));
+  };
+  if (auto st = ip({"link", "add", veth_, "type", "veth", "peer", "name", "eth0", "netns", name_}); !st) return fail(st.error());
+  if (auto st = ip({"link", "set", veth_, "master", part_.bridge(), "up"}); !st)
+    return fail(st.error().with_hint("create the bridge '" + part_.bridge() + "' on every node first (docs/mpi.md)"));
+  for (const auto& args : std::vector<std::vector<std::string>>{{"-n", name_, "addr", "add", part_.address(), "dev", "eth0"},
+                                                                {"-n", name_, "link", "set", "eth0", "up"},
+                                                                {"-n", name_, "link", "set", "lo", "up"}})
+    if (auto st = ip(args); !st) return fail(st.error());
+  return {};
+}
+
+void PartNet::remove() const {
+  (void)ip({"netns", "del", name_});
+  (void)ip({"link", "del", veth_});
+}
+
+Status PartNet::lock() {
+  if (guard_ > 0) return {};
+  CRYO_TRY(add_lock(name_));
+  int p[2];
+  if (::pipe2(p, O_CLOEXEC) < 0) return sys_error("cannot create the lock's pipe");
+  UniqueFd rd(p[0]), wr(p[1]);
+  pid_t pid = ::fork();
+  if (pid < 0) {
+    drop_rules(name_);
+    return sys_error("cannot start the lock's guard");
+  }
+  if (pid == 0) {
+    // The guard: while the agent keeps the pipe open the lock stays; when
+    // it closes it, or dies, the guard lifts the lock.
+    // It keeps nothing else of the agent's open (a lock, a listening socket).
+    ::dup2(rd.get(), 3);
+    ::syscall(SYS_close_range, 4, ~0U, 0);
+    ::setpgid(0, 0);
+    char c;
+    while (::read(3, &c, 1) != 0) {
+    }
+    drop_rules(name_);
+    ::_exit(0);
+  }
+  guard_ = pid;
+  guard_pipe_ = std::move(wr);
+  return {};
+}
+
+void PartNet::unlock() {
+  if (guard_ <= 0) return;
+  guard_pipe_.reset();
+  ::waitpid(guard_, nullptr, 0);
+  guard_ = -1;
+}
+
+PartRuntime::PartRuntime(const Part& p, store::FastTier tier, std::string criu_path)
+    : part_(p),
+      tier_(std::move(tier)),
+      criu_path_(std::move(criu_path)),
+      dir_(p.store() + "/" + p.job() + "/parts", "p" + std::to_string(p.index())),
+      net_(p) {}
+
+PartRuntime::~PartRuntime() { stop(); }
+
+Status PartRuntime::start(const StartPart& s) {
+  // The coordinator may have made the part's directory (its MPI session) already.
+  CRYO_TRY(sys::mkdir_p(dir_.file("checkpoints"), 0700));
+  CRYO_TRY(net_.create());
+  int serve[2];
+  if (::pipe2(serve, O_CLOEXEC) < 0) return sys_error("cannot create the part's command pipe");
+  UniqueFd serve_r(serve[0]), serve_w(serve[1]);
+  job::LaunchSpec spec;
+  spec.command.assign(s.command().begin(), s.command().end());
+  spec.job_name = part_.job();
+  spec.private_ipc = true;
+  spec.netns = net_.path();
+  spec.hostname = fmt::format("{}-p{}", part_.job(), part_.index());
+  spec.serve_fd = serve_r.get();
+  spec.init_dir = dir_.path();
+  spec.init_path = job::default_init_path();
+  spec.env.assign(s.env().begin(), s.env().end());
+  if (s.has_cwd() && ::chdir(s.cwd().c_str()) < 0) return sys_error("cannot change to " + s.cwd());
+  auto launched = job::launch(spec);
+  if (!launched) {
+    net_.remove();
+    return launched.error();
+  }
+  pid_ = launched->pid;
+  serve_ = std::move(serve_w);
+  for (auto [name, fd] : {std::pair{"stdout", &launched->out}, std::pair{"stderr", &launched->err}}) {
+    auto o = job::open_output(dir_.path(), name, std::move(*fd), part_.tee() ? (std::string(name) == "stdout" ? 1 : 2) : -1);
+    if (!o) return o.error();
+    outputs_.push_back(std::move(*o));
+  }
+  return {};
+}
+
+Status PartRuntime::spawn(const std::vector<std::string>& argv) {
+  if (!serve_.valid() || pid_ <= 0) return make_error("part " + std::to_string(part_.index()) + " is not running");
+  std::string body;
+  for (const auto& a : argv) body += a + '\0';
+  uint32_t len = static_cast<uint32_t>(body.size());
+  std::string msg(reinterpret_cast<const char*>(&len), 4);
+  msg += body;
+  if (msg.size() > 4096) return make_error("the command to start in part " + std::to_string(part_.index()) + " is too long");
+  return sys::write_all(serve_.get(), msg, "part " + std::to_string(part_.index()) + "'s command pipe");
+}
+
+std::vector<int> PartRuntime::output_fds() const {
+  std::vector<int> fds;
+  for (const auto& o : outputs_)
+    if (!o.eof) fds.push_back(o.pipe.get());
+  return fds;
+}
+
+void PartRuntime::drain() {
+  for (auto& o : outputs_)
+    if (!o.eof && !job::drain(o)) o.eof = true;
+}
+
+Result<DumpResult> PartRuntime::dump(bool tcp) {
+  if (pid_ <= 0) return make_error("part " + std::to_string(part_.index()) + " is not running");
+  double t0 = sys::now();
+  auto pending = store::begin_dump(dir_, tier_, job::tree_rss(pid_));
+  if (!pending) return pending.error();
+  auto images = sys::open_dir(pending->dir + "/images");
+  auto work = sys::open_dir(pending->dir);
+  auto ns = sys::stat(net_.path());
+  if (!images || !work || !ns) {
+    store::abort_dump(*pending);
+    return make_error("cannot prepare the part's dump in " + pending->dir);
+  }
+  nlohmann::json state = nlohmann::json::object();
+  double frozen = 0, resumed = 0;
+  criu::DumpRequest req;
+  req.pid = pid_;
+  req.images_dir_fd = images->get();
+  req.work_dir_fd = work->get();
+  req.leave_running = true;
+  req.tcp_established = tcp;
+  req.external = {fmt::format("net[{}]:part-net", ns->st_ino)};
+  req.notify = [&](const std::string& script, pid_t) -> Status {
+    if (script == "pre-dump") frozen = sys::now();
+    if (script != "post-dump") return {};
+    nlohmann::json outputs = nlohmann::json::object();
+    for (auto& o : outputs_) {
+      CRYO_TRY(job::drain(o));
+      auto st = sys::fstat(o.log.get(), o.name + ".log");
+      if (!st) return st.error();
+      auto key = job::pipe_key(o);
+      if (!key) return key.error();
+      outputs[o.name] = {{"size", st->st_size}, {"pipe", *key}};
+    }
+    state["outputs"] = outputs;
+    auto serve = sys::fstat(serve_.get(), "the part's command pipe");
+    if (!serve) return serve.error();
+    state["serve_pipe"] = "pipe:[" + std::to_string(serve->st_ino) + "]";
+    auto files = job::save_written_files(pid_, pending->dir);
+    if (!files) return files.error();
+    state["files"] = job::to_json(*files);
+    fault_point("agent.post_dump");
+    return {};
+  };
+  Status dumped;
+  {
+    auto session = criu::Session::start(criu_path_);
+    dumped = session ? session->dump(req, pending->dir + "/criu-dump.log") : Status(session.error());
+  }
+  resumed = sys::now();
+  if (!dumped) {
+    store::abort_dump(*pending);
+    return dumped.error();
+  }
+  store::Manifest m;
+  m.job = part_.job() + "/p" + std::to_string(part_.index());
+  m.id = pending->id;
+  m.created = t0;
+  m.host = sys::hostname();
+  m.kernel = sys::kernel_release();
+  m.cryo_version = CRYO_VERSION;
+  m.frozen_seconds = frozen > 0 ? resumed - frozen : resumed - t0;
+  m.dump_seconds = resumed - t0;
+  m.dumped_to = pending->fast ? "fast" : "store";
+  m.job_state = state;
+  m.job_state["tcp_established"] = tcp;
+  m.job_state["address"] = part_.address();
+  auto staged = store::end_dump(*pending, m);
+  if (!staged) {
+    store::abort_dump(*pending);
+    return staged.error();
+  }
+  auto flushed = store::flush(dir_, tier_, {}, true);
+  if (!flushed) return flushed.error();
+  if (!sys::exists(dir_.checkpoint_dir(pending->id) + "/manifest.json"))
+    return make_error("part " + std::to_string(part_.index()) + "'s checkpoint " + pending->id + " was not committed");
+  last_checkpoint_ = pending->id;
+  auto committed = dir_.load_manifest(pending->id);
+  DumpResult r;
+  r.checkpoint = pending->id;
+  r.bytes = committed ? committed->total_bytes : 0;
+  r.frozen_seconds = m.frozen_seconds;
+  return r;
+}
+
+Status PartRuntime::verify() {
+  if (last_checkpoint_.empty()) return make_error("part " + std::to_string(part_.index()) + " has no checkpoint to verify");
+  return store::verify(dir_, last_checkpoint_);
+}
+
+void PartRuntime::abort() {
+  if (!last_checkpoint_.empty()) {
+    // The job's checkpoint was never committed: this part's is no use.
+    (void)dir_.remove_checkpoint(last_checkpoint_);
+    (void)store::flush(dir_, tier_, {}, true);  // its chunks go
+    last_checkpoint_.clear();
+  }
+  net_.unlock();
+}
+
+void PartRuntime::stop() {
+  if (pid_ > 0) {
+    ::kill(pid_, SIGKILL);
+    ::waitpid(pid_, nullptr, 0);
+    pid_ = -1;
+  }
+  drain();
+  outputs_.clear();
+  serve_.reset();
+  net_.unlock();
+  net_.remove();
+}
+
+Status PartRuntime::restore(const RestorePart& r) {
+  std::string id = r.checkpoint();
+  auto m = dir_.load_manifest(id);
+  if (!m) return m.error();
+  // Open MPI restores on one host take turns (shared/docs/platform.md):
+  // parts of one job on one host too.
+  CRYO_TRY(sys::mkdir_p("/run/cryo", 0755));
+  auto turn = sys::lock_file("/run/cryo/mpi-restore.lock", true, true);
+  if (!turn) return turn.error();
+  CRYO_TRY(sys::mkdir_p(fmt::format("/dev/shm/cryo-{}-p{}", part_.job(), part_.index()), 0700));
+  CRYO_TRY(net_.create());
+  // Locked before anything of the part is back: the networks unlock only
+  // once every part is.
+  CRYO_TRY(net_.lock());
+  auto files = store::materialize(dir_, tier_, id, true);
+  if (!files) return files.error();
+  struct Release {
+    store::Materialized& m;
+    ~Release() { store::release(m); }
+  } release{*files};
+
+  std::vector<std::pair<std::string, int>> inherit;
+  std::vector<UniqueFd> keep;
+  const auto& outputs = m->job_state.at("outputs");
+  outputs_.clear();
+  for (const char* name : {"stdout", "stderr"}) {
+    uint64_t size = outputs.at(name).at("size");
+    std::string log = dir_.file(std::string(name) + ".log");
+    auto fd = sys::open(log, O_WRONLY | O_CREAT, 0600);
+    if (!fd) return fd.error();
+    if (::ftruncate(fd->get(), static_cast<off_t>(size)) < 0) return sys_error("cannot truncate '" + log + "'");
+    int p[2];
+    if (::pipe2(p, O_CLOEXEC) < 0) return sys_error("cannot create a pipe");
+    UniqueFd rd(p[0]), wr(p[1]);
+    inherit.emplace_back(outputs.at(name).at("pipe").get<std::string>(), wr.get());
+    auto o = job::open_output(dir_.path(), name, std::move(rd), part_.tee() ? (std::string(name) == "stdout" ? 1 : 2) : -1);
+    if (!o) return o.error();
+    outputs_.push_back(std::move(*o));
+    keep.push_back(std::move(wr));
+  }
+  int serve[2];
+  if (::pipe2(serve, O_CLOEXEC) < 0) return sys_error("cannot create the part's command pipe");
+  UniqueFd serve_r(serve[0]), serve_w(serve[1]);
+  inherit.emplace_back(m->job_state.at("serve_pipe").get<std::string>(), serve_r.get());
+  CRYO_TRY(job::put_back_files(job::saved_files_from_json(m->job_state.value("files", nlohmann::json::array())),
+                               files->dir));
+  CRYO_TRY(sys::mkdir_p(dir_.file("logs"), 0700));
+  auto images = sys::open_dir(files->dir + "/images");
+  if (!images) return images.error();
+  auto work = sys::open_dir(dir_.file("logs"));
+  if (!work) return work.error();
+  // The part's network namespace, dumped as external: CRIU takes it back
+  // by its key, as an inherited fd.
+  auto netns = sys::open(net_.path(), O_RDONLY);
+  if (!netns) return netns.error();
+  inherit.emplace_back("part-net", netns->get());
+  std::vector<int> fds;
+  for (const auto& [key, fd] : inherit) fds.push_back(fd);
+  auto session = criu::Session::start(criu_path_, fds);
+  if (!session) return session.error();
+  criu::RestoreRequest req;
+  req.images_dir_fd = images->get();
+  req.work_dir_fd = work->get();
+  req.log_file = "criu-restore-" + id + "-" + std::to_string(static_cast<long>(sys::now())) + ".log";
+  req.tcp_established = m->job_state.value("tcp_established", false);
+  req.inherit = inherit;
+  fault_point("agent.restore");
+  auto pid = session->restore(req, dir_.file("logs/" + req.log_file));
+  if (!pid) return pid.error();
+  pid_ = *pid;
+  serve_ = std::move(serve_w);
+  last_checkpoint_.clear();
+  CRYO_LOG("coord", info) << "part " << part_.index() << " restored from its checkpoint " << id;
+  return {};
+}
+
+}  // namespace cryo::coord

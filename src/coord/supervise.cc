@@ -1,0 +1,222 @@
+#include "coord/supervise.h"
+
+#include <poll.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include <fmt/format.h>
+
+#include "base/duration.h"
+#include "base/sys.h"
+#include "job/control.h"
+#include "job/events.h"
+#include "job/supervisor.h"
+
+namespace cryo::coord {
+
+namespace {
+
+class Loop {
+ public:
+  Loop(Coordinated s, Coordinator& c) : s_(std::move(s)), dir_(*s_.dir), c_(c) {}
+  int run();
+
+ private:
+  void on_control();
+  Result<std::string> checkpoint(bool stop);
+  void ended(int wait_status);
+  int finish();
+
+  Coordinated s_;
+  store::JobDir& dir_;
+  Coordinator& c_;
+  UniqueFd sigfd_, listen_, timer_;
+  int checkpoint_signal_ = 0;
+  bool done_ = false, stopped_ = false;
+  int status_ = 0;
+  double next_checkpoint_ = 0;
+};
+
+Result<std::string> Loop::checkpoint(bool stop) {
+  Timings t;
+  auto id = c_.checkpoint(stop, &t);
+  if (!id) {
+    auto latest = dir_.latest_id();
+    job::event(dir_, fmt::format("checkpoint failed: {}{}; the job keeps running and earlier checkpoints are unchanged "
+                                 "({})", id.error().message, id.error().hint.empty() ? "" : " (" + id.error().hint + ")",
+                                 latest && !latest->empty() ? "checkpoint " + *latest + " stays the latest"
+                                                            : "there is no earlier checkpoint"),
+               s_.quiet);
+    return id;
+  }
+  job::event(dir_, fmt::format("checkpoint {} committed: {} parts, {}, in {} (prepare {}, dump {}, commit {}), "
+                               "parts frozen up to {}{}", *id, c_.fds().size(), format_bytes(static_cast<double>(t.bytes)),
+                               format_duration(t.total), format_duration(t.prepare), format_duration(t.dump),
+                               format_duration(t.commit), format_duration(t.frozen),
+                               stop ? "; job stopped, continue it with 'cryo restore " + dir_.name() + "'" : ""),
+             s_.quiet);
+  if (stop) {
+    stopped_ = true;
+    done_ = true;
+  }
+  return id;
+}
+
+void Loop::on_control() {
+  UniqueFd conn(::accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  if (!conn.valid()) return;
+  struct timeval tv {2, 0};
+  ::setsockopt(conn.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  control::Request req;
+  if (!job::recv_message(conn.get(), req)) return;
+  if (req.version() != job::kControlVersion) {
+    job::send_failure(conn.get(), make_error("this job's supervisor speaks another control protocol")
+                                      .with_hint("use the same cryo version for the job and the command"));
+    return;
+  }
+  control::Reply r;
+  if (req.has_status() || req.has_spawn()) {
+    if (req.has_spawn()) {
+      std::vector<std::string> argv(req.spawn().argv().begin(), req.spawn().argv().end());
+      if (auto st = c_.spawn(req.spawn().host(), argv); !st) return job::send_failure(conn.get(), st.error());
+    }
+    auto* st = r.mutable_status();
+    st->set_state(done_ ? "ending" : "running");
+    st->set_supervisor_pid(::getpid());
+    st->set_job_pid(0);
+    st->set_started(s_.state.since);
+    if (next_checkpoint_ > 0) st->set_next_checkpoint(next_checkpoint_);
+    (void)job::send_message(conn.get(), r);
+    return;
+  }
+  if (req.has_checkpoint()) {
+    if (done_) return job::send_failure(conn.get(), make_error("job '" + dir_.name() + "' has just ended"));
+    double t0 = sys::now();
+    auto id = checkpoint(req.checkpoint().stop());
+    if (!id) return job::send_failure(conn.get(), id.error());
+    auto m = dir_.load_manifest(*id);
+    auto* d = r.mutable_checkpoint();
+    d->set_id(*id);
+    d->set_bytes(m ? m->total_bytes : 0);
+    d->set_seconds(sys::now() - t0);
+    d->set_frozen_seconds(m ? m->frozen_seconds : 0);
+    d->set_stopped(req.checkpoint().stop());
+    d->set_durable(true);
+    d->set_tier("parts");
+    d->set_stored_bytes(m ? m->total_bytes : 0);
+    d->set_durable_seconds(m ? m->durable_seconds : 0);
+    (void)job::send_message(conn.get(), r);
+  }
+}
+
+void Loop::ended(int wait_status) {
+  done_ = true;
+  status_ = wait_status;
+}
+
+int Loop::run() {
+  sigset_t mask;
+  sigemptyset(&mask);
+  for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGPIPE}) sigaddset(&mask, sig);
+  if (!s_.config.checkpoint_on.empty())
+    for (int sig = 1; sig < NSIG; sig++)
+      if (const char* a = sigabbrev_np(sig); a && s_.config.checkpoint_on == a) checkpoint_signal_ = sig;
+  ::sigprocmask(SIG_BLOCK, &mask, nullptr);
+  sigfd_.reset(::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK));
+  if (auto l = job::control_listen(dir_.path())) listen_ = std::move(*l);
+  if (s_.config.every > 0) {
+    timer_.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+    struct itimerspec its {};
+    its.it_value.tv_sec = static_cast<time_t>(s_.config.every);
+    its.it_interval = its.it_value;
+    ::timerfd_settime(timer_.get(), 0, &its, nullptr);
+    next_checkpoint_ = sys::now() + s_.config.every;
+  }
+  s_.state.supervisor_pid = ::getpid();
+  s_.state.host = sys::hostname();
+  s_.state.since = sys::now();
+  s_.state.state = job::State::running;
+  (void)job::save_state(dir_, s_.state);
+  while (!done_) {
+    std::vector<pollfd> fds{{sigfd_.get(), POLLIN, 0}, {listen_.valid() ? listen_.get() : -1, POLLIN, 0},
+                            {timer_.valid() ? timer_.get() : -1, POLLIN, 0}};
+    for (int fd : c_.fds()) fds.push_back({fd, POLLIN, 0});
+    if (::poll(fds.data(), fds.size(), -1) < 0 && errno != EINTR) break;
+    if (fds[0].revents) {
+      signalfd_siginfo si;
+      while (::read(sigfd_.get(), &si, sizeof si) == sizeof si) {
+        int sig = static_cast<int>(si.ssi_signo);
+        if (sig == checkpoint_signal_) {
+          job::event(dir_, fmt::format("received {}: checkpointing", s_.config.checkpoint_on), s_.quiet);
+          (void)checkpoint(false);
+        } else if (sig == SIGTERM || sig == SIGINT || sig == SIGHUP) {
+          job::event(dir_, fmt::format("received SIG{}: ending every part of the job", sigabbrev_np(sig)), s_.quiet);
+          c_.stop_all();
+          ended(W_EXITCODE(0, sig));
+        }
+      }
+    }
+    if (fds[1].revents) on_control();
+    if (fds[2].revents) {
+      uint64_t ticks;
+      (void)!::read(timer_.get(), &ticks, sizeof ticks);
+      next_checkpoint_ = sys::now() + s_.config.every;
+      if (!done_) (void)checkpoint(false);
+    }
+    for (size_t i = 3; i < fds.size() && !done_; i++) {
+      if (!fds[i].revents) continue;
+      auto e = c_.event(fds[i].fd);
+      if (!e) {
+        job::event(dir_, e.error().message + "; its parts run on unsupervised there, and the job can no longer be "
+                                             "checkpointed: 'cryo restore " + dir_.name() +
+                             "' continues it from its latest checkpoint", s_.quiet);
+        continue;
+      }
+      if (*e >= 0) ended(*e);
+    }
+    // Events that arrived while a checkpoint waited for replies.
+    for (auto e = c_.event(-1); e && *e >= 0; e = c_.event(-1)) ended(*e);
+  }
+  return finish();
+}
+
+int Loop::finish() {
+  job::JobState& st = s_.state;
+  st.since = sys::now();
+  int code;
+  if (stopped_) {
+    st.state = job::State::stopped;
+    auto latest = dir_.latest_id();
+    st.message = "stopped at checkpoint " + (latest ? *latest : std::string("?"));
+    code = job::kExitStopped;
+  } else {
+    c_.stop_all();  // part 0's command ended: the others' daemons with it
+    if (WIFEXITED(status_)) {
+      st.state = job::State::finished;
+      st.exit_code = code = WEXITSTATUS(status_);
+      job::event(dir_, fmt::format("job '{}' finished with exit status {}", dir_.name(), code), s_.quiet);
+    } else {
+      int sig = WTERMSIG(status_);
+      st.state = job::State::failed;
+      st.exit_code = code = 128 + sig;
+      st.message = fmt::format("the job was ended by signal {}", sig);
+      job::event(dir_, fmt::format("job '{}' ended by signal {}; 'cryo restore {}' continues it from its latest "
+                                   "checkpoint", dir_.name(), sig, dir_.name()), s_.quiet);
+    }
+  }
+  if (listen_.valid()) ::unlink(dir_.file("control.sock").c_str());
+  (void)job::save_state(dir_, st);
+  return code;
+}
+
+}  // namespace
+
+int supervise_coordinated(Coordinated s, Coordinator& c) { return Loop(std::move(s), c).run(); }
+
+}  // namespace cryo::coord
