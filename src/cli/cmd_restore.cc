@@ -4,6 +4,7 @@
 #include "base/duration.h"
 #include "base/sys.h"
 #include "cli/common.h"
+#include "coord/agent.h"
 #include "coord/coordinator.h"
 #include "coord/supervise.h"
 #include "job/config.h"
@@ -70,10 +71,15 @@ int restore(const Globals& g, const Options& o) {
 namespace {
 
 // A multi-node job: every part restored on its agent, then coordinated.
-int restore_coordinated(store::JobDir& dir, Continue c) {
-  if (!c.nodes.empty()) {
+int restore_coordinated(const Globals& g, store::JobDir& dir, Continue c) {
+  pid_t srun = -1;
+  if (c.config.nodes_from_slurm && c.slurm && c.nodes.empty()) {
+    auto agents = start_job_agents(g, dir, c.config);
+    if (!agents) return fail(agents.error());
+    srun = *agents;
+  } else if (!c.nodes.empty()) {
     if (c.nodes.size() != c.config.nodes.size())
-      return fail(make_error(fmt::format("job '{}' has {} parts: give {} agents with --nodes", dir.name(),
+      return fail(make_error(fmt::format("job '{}' has {} parts: give {} agents with --agents", dir.name(),
                                          c.config.nodes.size(), c.config.nodes.size())));
     c.config.nodes = c.nodes;
     if (auto st = job::save_config(dir, c.config); !st) return fail(st.error());
@@ -82,7 +88,10 @@ int restore_coordinated(store::JobDir& dir, Continue c) {
   double t0 = sys::now();
   Status st = co.connect(c.config.nodes);
   if (st) st = co.restore(c.id);
-  if (!st) return fail(st.error());
+  if (!st) {
+    coord::stop_slurm_agents(srun);
+    return fail(st.error());
+  }
   std::string where;
   for (size_t k = 0; k < c.config.nodes.size(); k++)
     where += (k ? ", " : "") + fmt::format("part {} on {}", k, c.config.nodes[k]);
@@ -98,13 +107,15 @@ int restore_coordinated(store::JobDir& dir, Continue c) {
   s.state.message.clear();
   s.lock = std::move(c.lock);
   s.quiet = c.quiet;
+  s.slurm = c.slurm;
+  s.srun = srun;
   return coord::supervise_coordinated(std::move(s), co);
 }
 
 }  // namespace
 
 int restore_and_supervise(const Globals& g, store::JobDir& dir, Continue c) {
-  if (c.config.coordinated()) return restore_coordinated(dir, std::move(c));
+  if (c.config.coordinated() || c.config.nodes_from_slurm) return restore_coordinated(g, dir, std::move(c));
   // Restarted by hand in another Slurm job: that job is the one to requeue.
   if (c.slurm && c.config.slurm_job_id != c.slurm->job_id) {
     c.config.slurm_job_id = c.slurm->job_id;
@@ -171,7 +182,7 @@ void add_restore_verb(CLI::App& app, Globals& g) {
   cmd->add_option("name", o->name, "Job name")->required();
   cmd->add_option("--from", o->from, "Checkpoint ID to restore (default: the latest)");
   cmd->add_flag("--force", o->force, "Restore even a job that has finished");
-  cmd->add_option("--nodes", o->nodes, "A multi-node job: restore part k on the k-th of these agents (IP:PORT,...)")
+  cmd->add_option("--agents", o->nodes, "A multi-node job: restore part k on the k-th of these agents (IP:PORT,...)")
       ->delimiter(',')
       ->allow_extra_args(false);
   cmd->add_flag("--durable", o->durable, "Read the checkpoint from the store even if this node has a fast copy");

@@ -13,6 +13,7 @@
 #include "cli/job_options.h"
 #include "criu/client.h"
 #include "container/engine.h"
+#include "coord/agent.h"
 #include "coord/coordinator.h"
 #include "coord/supervise.h"
 #include "job/config.h"
@@ -27,9 +28,6 @@ namespace cryo::cli {
 namespace {
 
 struct RunOptions : JobOptions {
-  std::vector<std::string> nodes;  // a multi-node job's agents
-  std::string part_net = "192.0.2.0/24";
-  std::string bridge = "cryo0";
   std::string checkpoint_on;
   bool tee = false;
   bool quiet = false;
@@ -116,11 +114,22 @@ int launch_and_supervise(const Globals& g, store::JobDir& dir, const job::JobCon
 
 // A multi-node job: its parts start on the agents, and this process
 // coordinates them (src/coord/).
-int run_coordinated(store::JobDir& dir, const job::JobConfig& c, UniqueFd lock, const RunOptions& o) {
+int run_coordinated(const Globals& g, store::JobDir& dir, job::JobConfig c, UniqueFd lock, const RunOptions& o,
+                    const std::optional<slurm::Env>& sl) {
+  pid_t srun = -1;
+  if (c.nodes_from_slurm) {
+    auto agents = start_job_agents(g, dir, c);
+    if (!agents) {
+      (void)dir.remove();
+      return fail(agents.error());
+    }
+    srun = *agents;
+  }
   coord::Coordinator co(dir, c);
   Status st = co.connect(c.nodes);
   if (st) st = co.start();
   if (!st) {
+    coord::stop_slurm_agents(srun);
     (void)dir.remove();
     return fail(st.error());
   }
@@ -129,13 +138,15 @@ int run_coordinated(store::JobDir& dir, const job::JobConfig& c, UniqueFd lock, 
     (void)::symlink((std::string("parts/p0/") + log).c_str(), dir.file(log).c_str());
   std::string where;
   for (size_t k = 0; k < c.nodes.size(); k++) where += (k ? ", " : "") + fmt::format("part {} on {}", k, c.nodes[k]);
-  job::event(dir, fmt::format("job '{}' started on {} nodes ({}); output in {}/stdout.log", c.name, c.nodes.size(),
-                              where, dir.path()), o.quiet);
+  job::event(dir, fmt::format("job '{}' started{} on {} nodes ({}); output in {}/stdout.log", c.name,
+                              sl ? " in Slurm job " + sl->job_id : "", c.nodes.size(), where, dir.path()), o.quiet);
   coord::Coordinated s;
   s.dir = &dir;
   s.config = c;
   s.lock = std::move(lock);
   s.quiet = o.quiet;
+  s.slurm = sl;
+  s.srun = srun;
   return coord::supervise_coordinated(std::move(s), co);
 }
 
@@ -184,6 +195,7 @@ int continue_slurm_job(const Globals& g, store::JobDir& dir, const RunOptions& o
   }
   // Nothing was committed before the last allocation ended: start over,
   // with logs that hold only this run's output.
+  if (config->nodes_from_slurm) return run_coordinated(g, dir, *config, std::move(*lock), o, sl);
   job::event(dir, fmt::format("restart {} of Slurm job {}: no checkpoint was committed before, starting over",
                               sl.restart_count, sl.job_id), o.quiet);
   for (const char* log : {"stdout.log", "stderr.log"})
@@ -243,10 +255,18 @@ int run(const Globals& g, RunOptions& o) {
     return fail(make_error("--engine-opt needs --podman or --docker"));
   }
   if (!o.nodes.empty()) {
-    if (!c.engine.empty()) return fail(make_error("--nodes does not combine with a container engine"));
-    auto last = coord::part_address(o.part_net, static_cast<uint32_t>(o.nodes.size() - 1));
+    if (!c.engine.empty()) return fail(make_error("--agents does not combine with a container engine"));
+    size_t parts = o.nodes.size();
+    if (o.nodes == std::vector<std::string>{"slurm"}) {
+      const char* n = std::getenv("SLURM_JOB_NUM_NODES");
+      if (!sl || !n) return fail(make_error("--agents slurm needs a Slurm batch job").with_hint("give the agents' IP:PORT,... instead"));
+      parts = static_cast<size_t>(std::max(1, std::atoi(n)));
+      c.nodes_from_slurm = true;
+    } else {
+      c.nodes = o.nodes;
+    }
+    auto last = coord::part_address(o.part_net, static_cast<uint32_t>(parts - 1));
     if (!last) return fail(last.error());
-    c.nodes = o.nodes;
     c.part_net = o.part_net;
     c.bridge = o.bridge;
     c.tcp_established = true;
@@ -300,7 +320,7 @@ int run(const Globals& g, RunOptions& o) {
                                 dir.file("mpi"), job::mpi_shm_dir(c.name)), o.quiet);
   auto lock = job::lock_job(dir);
   if (!lock) return fail(lock.error());
-  if (c.coordinated()) return run_coordinated(dir, c, std::move(*lock), o);
+  if (c.coordinated() || c.nodes_from_slurm) return run_coordinated(g, dir, c, std::move(*lock), o, sl);
   return launch_and_supervise(g, dir, c, job::JobState{}, std::move(*lock), o, sl, true);
 }
 
@@ -333,13 +353,6 @@ void add_run_verb(CLI::App& app, Globals& g) {
       "Start it with 'exec cryo run ...' so that the batch shell does not die of\n"
       "the signal first; 'cryo sbatch' writes such a script.  See docs/slurm.md.");
   add_job_options(cmd, *o, "default 0: keep all; under Slurm 2");
-  cmd->add_option("--nodes", o->nodes,
-                  "A multi-node job: the agents ('cryo agent') of its nodes, IP:PORT,... (part k on the k-th); "
-                  "see docs/mpi.md")
-      ->delimiter(',')
-      ->allow_extra_args(false);
-  cmd->add_option("--part-net", o->part_net, "The parts' network, each part at .10+k (default 192.0.2.0/24)");
-  cmd->add_option("--bridge", o->bridge, "The bridge on every node that joins the parts (default cryo0)");
   cmd->add_option("--checkpoint-on", o->checkpoint_on, "Checkpoint when cryo receives this signal, e.g. USR1 (under Slurm: default USR1, and requeue)");
   cmd->add_flag("--tee", o->tee, "Also copy the job's output to cryo's stdout and stderr");
   cmd->add_flag("--quiet,-q", o->quiet, "Print no event lines (they still go to STORE/NAME/cryo.log)");

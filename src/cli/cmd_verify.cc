@@ -1,4 +1,6 @@
 // cryo verify: check checkpoints against their manifests.
+#include <fmt/format.h>
+
 #include "cli/common.h"
 #include "store/reader.h"
 
@@ -28,6 +30,17 @@ int verify(const Globals& g, const std::string& name, std::string id, bool all) 
   for (const auto& i : ids) {
     Progress progress;
     auto st = store::verify(*dir, i, [&](const std::string& phase, uint64_t d, uint64_t t) { progress.update(phase, d, t); });
+    // A multi-node job's checkpoint is its parts' checkpoints.
+    if (auto m = dir->load_manifest(i); st && m && m->job_state.value("coordinated", false))
+      for (const auto& p : m->job_state.value("parts", nlohmann::json::array())) {
+        store::JobDir part(dir->path() + "/parts", "p" + std::to_string(p.value("index", 0)));
+        st = store::verify(part, p.value("checkpoint", ""),
+                           [&](const std::string& phase, uint64_t d, uint64_t t) { progress.update(phase, d, t); });
+        if (!st) {
+          st = st.error().context(fmt::format("part {} of checkpoint {}", p.value("index", 0), i));
+          break;
+        }
+      }
     progress.finish();
     if (st) {
       std::printf("checkpoint %s of job '%s': OK\n", i.c_str(), name.c_str());

@@ -8,6 +8,7 @@
 
 #include "base/duration.h"
 #include "base/sys.h"
+#include "coord/agent.h"
 #include "criu/client.h"
 #include "job/checkpoint.h"
 #include "job/supervisor.h"
@@ -63,6 +64,18 @@ void prepare_engine_environment(const Globals& g) {
   const char* path = std::getenv("PATH");
   std::string p = path ? path : "/usr/sbin:/usr/bin:/sbin:/bin";
   if (p.rfind(dir + ":", 0) != 0) ::setenv("PATH", (dir + ":" + p).c_str(), 1);
+}
+
+Result<pid_t> start_job_agents(const Globals& g, const store::JobDir& dir, job::JobConfig& c) {
+  const char* n = std::getenv("SLURM_JOB_NUM_NODES");
+  int nodes = n ? std::atoi(n) : 0;
+  if (nodes < 1) return make_error("--agents slurm needs a Slurm batch job (SLURM_JOB_NUM_NODES is not set)");
+  auto agents = coord::start_slurm_agents(sys::self_dir() + "/cryo", {"--criu", g.criu_path()}, dir.file("agents"),
+                                          nodes, 60);
+  if (!agents) return agents.error();
+  c.nodes = agents->addresses;
+  CRYO_TRY(job::save_config(dir, c));
+  return agents->srun;
 }
 
 void print_json(const nlohmann::json& j) { std::printf("%s\n", j.dump(2).c_str()); }

@@ -74,6 +74,10 @@ int restore_and_supervise(const Globals& g, store::JobDir& dir, Continue c);
 // Container engines find CRIU as 'criu' in PATH: put cryo's first.
 void prepare_engine_environment(const Globals& g);
 
+// A multi-node job under Slurm: its agents, started with srun on every node
+// of the allocation (STORE/NAME/agents).  Fills c.nodes with their addresses.
+Result<pid_t> start_job_agents(const Globals& g, const store::JobDir& dir, job::JobConfig& c);
+
 void add_run_verb(CLI::App& app, Globals& g);
 void add_sbatch_verb(CLI::App& app, Globals& g);
 void add_checkpoint_verb(CLI::App& app, Globals& g);

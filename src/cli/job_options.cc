@@ -17,6 +17,11 @@ std::vector<std::string> JobOptions::to_args() const {
   add("--docker", docker);
   add("--apptainer", apptainer);
   for (const auto& e : engine_options) a.push_back("--engine-opt=" + e);
+  if (!nodes.empty()) {
+    std::string list;
+    for (const auto& n : nodes) list += (list.empty() ? "" : ",") + n;
+    a.insert(a.end(), {"--agents", list, "--part-net", part_net, "--bridge", bridge});
+  }
   return a;
 }
 
@@ -38,6 +43,13 @@ void add_job_options(CLI::App* cmd, JobOptions& o, const std::string& keep_help)
                   "An option for the engine's 'run', e.g. --engine-opt=-v --engine-opt=/data:/data (repeatable)")
       ->type_name("OPT")
       ->allow_extra_args(false);
+  cmd->add_option("--agents", o.nodes,
+                  "A multi-node job: the agents ('cryo agent') of its nodes, IP:PORT,... (part k on the k-th), "
+                  "or 'slurm': an agent on every node of the Slurm allocation, started with srun (docs/mpi.md)")
+      ->delimiter(',')
+      ->allow_extra_args(false);
+  cmd->add_option("--part-net", o.part_net, "A multi-node job's network: part k at .10+k (default 192.0.2.0/24)");
+  cmd->add_option("--bridge", o.bridge, "The bridge on every node that joins the parts (default cryo0)");
 }
 
 }  // namespace cryo::cli

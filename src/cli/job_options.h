@@ -18,6 +18,9 @@ struct JobOptions {
   std::string mpi = "auto";
   std::string podman, docker, apptainer;  // the image, in that engine
   std::vector<std::string> engine_options;
+  std::vector<std::string> nodes;  // a multi-node job's agents, or {"slurm"}
+  std::string part_net = "192.0.2.0/24";
+  std::string bridge = "cryo0";
 
   // The same options as 'cryo run' arguments.
   std::vector<std::string> to_args() const;

@@ -1,5 +1,7 @@
 #include "coord/agent.h"
 
+#include <arpa/inet.h>
+#include <netdb.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/signalfd.h>
@@ -156,7 +158,80 @@ void Session::run(int sigfd) {
   }
 }
 
+// The first IPv4 address of this host's name, as the other nodes reach it.
+std::string host_ip() {
+  addrinfo hints{}, *res = nullptr;
+  hints.ai_family = AF_INET;
+  std::string ip = "127.0.0.1";
+  if (::getaddrinfo(sys::hostname().c_str(), nullptr, &hints, &res) == 0 && res) {
+    char buf[INET_ADDRSTRLEN];
+    ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(res->ai_addr)->sin_addr, buf, sizeof buf);
+    ip = buf;
+    ::freeaddrinfo(res);
+  }
+  return ip;
+}
+
 }  // namespace
+
+Result<SlurmAgents> start_slurm_agents(const std::string& cryo, const std::vector<std::string>& cryo_args,
+                                       const std::string& dir, int nodes, double timeout) {
+  CRYO_TRY(sys::remove_tree(dir));
+  CRYO_TRY(sys::mkdir_p(dir, 0755));
+  std::vector<std::string> argv{"srun", "--overlap", "--ntasks-per-node=1", "--nodes=" + std::to_string(nodes),
+                                "--kill-on-bad-exit=0", "--output=" + dir + "/agents.log", cryo};
+  argv.insert(argv.end(), cryo_args.begin(), cryo_args.end());
+  argv.insert(argv.end(), {"agent", "--listen", "0.0.0.0:0", "--announce-dir", dir});
+  pid_t pid = ::fork();
+  if (pid < 0) return sys_error("cannot start the agents");
+  if (pid == 0) {
+    sigset_t none;
+    sigemptyset(&none);
+    ::sigprocmask(SIG_SETMASK, &none, nullptr);
+    ::setpgid(0, 0);
+    std::vector<char*> args;
+    for (auto& a : argv) args.push_back(a.data());
+    args.push_back(nullptr);
+    ::execvp("srun", args.data());
+    ::_exit(127);
+  }
+  SlurmAgents out;
+  out.srun = pid;
+  double deadline = sys::now() + timeout;
+  for (;;) {
+    auto names = sys::list_dir(dir);
+    std::vector<std::string> found;
+    if (names)
+      for (const auto& n : *names)
+        if (n != "agents.log")
+          if (auto t = sys::read_file(dir + "/" + n); t && t->find(' ') != std::string::npos)
+            found.push_back(t->substr(t->find(' ') + 1, t->find('\n') - t->find(' ') - 1));
+    if (static_cast<int>(found.size()) >= nodes) {
+      out.addresses = found;  // list_dir is sorted: by node name
+      return out;
+    }
+    int status;
+    if (::waitpid(pid, &status, WNOHANG) == pid || sys::now() > deadline) {
+      stop_slurm_agents(pid);
+      std::string log;
+      if (auto l = sys::read_file(dir + "/agents.log")) log = *l;
+      return make_error(fmt::format("the agents did not start on all {} nodes ({} did){}", nodes, found.size(),
+                                    log.empty() ? "" : ": " + log.substr(0, 400)));
+    }
+    ::usleep(100000);
+  }
+}
+
+void stop_slurm_agents(pid_t srun) {
+  if (srun <= 0) return;
+  ::kill(srun, SIGTERM);  // srun passes it on to every agent
+  for (int i = 0; i < 100; i++) {
+    if (::waitpid(srun, nullptr, WNOHANG) == srun) return;
+    ::usleep(50000);
+  }
+  ::kill(-srun, SIGKILL);
+  ::waitpid(srun, nullptr, 0);
+}
 
 int run_agent(const AgentOptions& o) {
   sigset_t mask;
@@ -172,9 +247,11 @@ int run_agent(const AgentOptions& o) {
     return 1;
   }
   std::string address = local_address(l->get());
+  if (address.rfind("0.0.0.0:", 0) == 0) address = (o.advertise.empty() ? host_ip() : o.advertise) + address.substr(7);
   say(o, "listening on " + address);
-  if (!o.announce.empty())
-    if (auto st = sys::write_file_atomic(o.announce, o.node + " " + address + "\n", 0644); !st)
+  std::string announce = o.announce.empty() && !o.announce_dir.empty() ? o.announce_dir + "/" + o.node : o.announce;
+  if (!announce.empty())
+    if (auto st = sys::write_file_atomic(announce, o.node + " " + address + "\n", 0644); !st)
       say(o, "warning: " + st.error().message + ", ignoring");
   for (;;) {
     UniqueFd c(::accept4(l->get(), nullptr, nullptr, SOCK_CLOEXEC));

@@ -255,7 +255,7 @@ Status Coordinator::restore(const std::string& id) {
   if (parts.size() != agents_.size())
     return make_error(fmt::format("checkpoint {} of job '{}' has {} parts; {} agents were given", id, config_.name,
                                   parts.size(), agents_.size()))
-        .with_hint("give one agent per part with --nodes");
+        .with_hint("give one agent per part with --agents");
   std::vector<Request> reqs(agents_.size());
   for (uint32_t k = 0; k < agents_.size(); k++) {
     auto* r = reqs[k].mutable_restore();

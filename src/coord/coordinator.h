@@ -1,4 +1,4 @@
-// The coordinator of a multi-node job: the supervisor of 'cryo run --nodes
+// The coordinator of a multi-node job: the supervisor of 'cryo run --agents
 // AGENT,AGENT,...' (and of the 'cryo restore' that continues it).  It talks
 // to one agent per node (coord/agent.h) over proto/coord.proto, runs the
 // job's parts there, takes coordinated checkpoints (prepare, dump, commit,

@@ -67,11 +67,19 @@ class PartRuntime {
 
   Status start(const StartPart& s);
   Status spawn(const std::vector<std::string>& argv);
-  Status prepare() { return net_.lock(); }
+  // A new checkpoint begins: its dump, if any, is the one abort() drops.
+  Status prepare() {
+    last_checkpoint_.clear();
+    return net_.lock();
+  }
   Result<DumpResult> dump(bool tcp_established);
   // The part's checkpoint from the last dump is sound, every byte.
   Status verify();
-  void resume() { net_.unlock(); }
+  // The job's checkpoint is committed: this part's is its for good.
+  void resume() {
+    last_checkpoint_.clear();
+    net_.unlock();
+  }
   // Drops the last dump's checkpoint and unlocks: the checkpoint is aborted.
   void abort();
   // Ends the part: its processes, its network namespace.

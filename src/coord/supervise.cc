@@ -1,5 +1,6 @@
 #include "coord/supervise.h"
 
+#include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
 #include <sys/signalfd.h>
@@ -16,6 +17,7 @@
 #include "base/sys.h"
 #include "job/control.h"
 #include "job/events.h"
+#include "coord/agent.h"
 #include "job/supervisor.h"
 
 namespace cryo::coord {
@@ -31,6 +33,8 @@ class Loop {
   void on_control();
   Result<std::string> checkpoint(bool stop);
   void ended(int wait_status);
+  void on_slurm_end(int sig);
+  void tee();
   int finish();
 
   Coordinated s_;
@@ -38,10 +42,28 @@ class Loop {
   Coordinator& c_;
   UniqueFd sigfd_, listen_, timer_;
   int checkpoint_signal_ = 0;
-  bool done_ = false, stopped_ = false;
+  bool done_ = false, stopped_ = false, requeue_ = false;
   int status_ = 0;
   double next_checkpoint_ = 0;
+  // Under Slurm, part 0's output goes on to ours (the Slurm output file) as
+  // it grows: from where the logs stand when this supervisor starts.
+  uint64_t teed_[2] = {0, 0};
 };
+
+void Loop::tee() {
+  if (!s_.slurm) return;
+  const char* logs[2] = {"stdout.log", "stderr.log"};
+  for (int i = 0; i < 2; i++) {
+    auto fd = sys::open(dir_.file(std::string("parts/p0/") + logs[i]), O_RDONLY);
+    if (!fd) continue;
+    auto st = sys::fstat(fd->get(), logs[i]);
+    if (!st || static_cast<uint64_t>(st->st_size) <= teed_[i]) continue;
+    std::string buf(static_cast<size_t>(st->st_size) - teed_[i], '\0');
+    if (!sys::pread_exact(fd->get(), buf.data(), buf.size(), teed_[i], logs[i])) continue;
+    (void)sys::write_all(i + 1, buf, "the Slurm output");
+    teed_[i] += buf.size();
+  }
+}
 
 Result<std::string> Loop::checkpoint(bool stop) {
   Timings t;
@@ -115,6 +137,32 @@ void Loop::on_control() {
   }
 }
 
+// The allocation ends (the warning, or a preemption's SIGTERM): every part
+// stops at a checkpoint, and the next allocation continues from it.  A
+// cancel's SIGTERM ends the job.
+void Loop::on_slurm_end(int sig) {
+  const std::string& id = s_.slurm->job_id;
+  if (sig == SIGTERM)
+    if (auto why = slurm::why_terminated(id); why && *why == slurm::Ending::cancelled) {
+      job::event(dir_, fmt::format("Slurm job {} was cancelled: ending the job without requeueing it", id), s_.quiet);
+      c_.stop_all();
+      ended(W_EXITCODE(0, SIGTERM));
+      return;
+    }
+  job::event(dir_, fmt::format("received SIG{} from Slurm: checkpointing every part, stopping and requeueing Slurm job {}",
+                               sigabbrev_np(sig), id), s_.quiet);
+  if (checkpoint(true)) {
+    requeue_ = true;
+    return;
+  }
+  // The job would die at the limit anyway: end it, and continue from the
+  // latest checkpoint if there is one.
+  auto latest = dir_.latest_id();
+  requeue_ = latest && !latest->empty();
+  c_.stop_all();
+  ended(W_EXITCODE(0, SIGKILL));
+}
+
 void Loop::ended(int wait_status) {
   done_ = true;
   status_ = wait_status;
@@ -143,16 +191,29 @@ int Loop::run() {
   s_.state.since = sys::now();
   s_.state.state = job::State::running;
   (void)job::save_state(dir_, s_.state);
+  // A restored job's output goes on from where part 0's checkpoint cut it.
+  if (s_.state.restores > 0)
+    if (auto m = dir_.load_manifest(s_.state.restored_from)) {
+      std::string p0 = m->job_state.value("parts", nlohmann::json::array()).at(0).value("checkpoint", "");
+      if (auto pm = store::JobDir(dir_.path() + "/parts", "p0").load_manifest(p0)) {
+        const auto& out = pm->job_state.value("outputs", nlohmann::json::object());
+        teed_[0] = out.value("stdout", nlohmann::json::object()).value("size", uint64_t{0});
+        teed_[1] = out.value("stderr", nlohmann::json::object()).value("size", uint64_t{0});
+      }
+    }
   while (!done_) {
     std::vector<pollfd> fds{{sigfd_.get(), POLLIN, 0}, {listen_.valid() ? listen_.get() : -1, POLLIN, 0},
                             {timer_.valid() ? timer_.get() : -1, POLLIN, 0}};
     for (int fd : c_.fds()) fds.push_back({fd, POLLIN, 0});
-    if (::poll(fds.data(), fds.size(), -1) < 0 && errno != EINTR) break;
+    if (::poll(fds.data(), fds.size(), s_.slurm ? 200 : -1) < 0 && errno != EINTR) break;
+    tee();
     if (fds[0].revents) {
       signalfd_siginfo si;
       while (::read(sigfd_.get(), &si, sizeof si) == sizeof si) {
         int sig = static_cast<int>(si.ssi_signo);
-        if (sig == checkpoint_signal_) {
+        if (s_.slurm && (sig == checkpoint_signal_ || sig == SIGTERM)) {
+          on_slurm_end(sig);
+        } else if (sig == checkpoint_signal_) {
           job::event(dir_, fmt::format("received {}: checkpointing", s_.config.checkpoint_on), s_.quiet);
           (void)checkpoint(false);
         } else if (sig == SIGTERM || sig == SIGINT || sig == SIGHUP) {
@@ -187,6 +248,7 @@ int Loop::run() {
 }
 
 int Loop::finish() {
+  tee();
   job::JobState& st = s_.state;
   st.since = sys::now();
   int code;
@@ -211,7 +273,18 @@ int Loop::finish() {
     }
   }
   if (listen_.valid()) ::unlink(dir_.file("control.sock").c_str());
+  coord::stop_slurm_agents(s_.srun);
   (void)job::save_state(dir_, st);
+  if (s_.slurm && requeue_) {
+    auto latest = dir_.latest_id();
+    if (auto r = slurm::requeue(s_.slurm->job_id); !r) {
+      job::event(dir_, fmt::format("cannot requeue Slurm job {}: {}", s_.slurm->job_id, r.error().message), s_.quiet);
+      return code;
+    }
+    job::event(dir_, fmt::format("Slurm job {} requeued; its next allocation restores checkpoint {}", s_.slurm->job_id,
+                                 latest ? *latest : "?"), s_.quiet);
+    return 0;
+  }
   return code;
 }
 

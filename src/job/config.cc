@@ -33,7 +33,8 @@ Status save_config(const store::JobDir& dir, const JobConfig& c) {
                       {"tcp_established", c.tcp_established}, {"private_net", c.private_net},
                       {"private_ipc", c.private_ipc}, {"mpi", c.mpi}, {"slurm_job_id", c.slurm_job_id},
                       {"engine", c.engine}, {"image", c.image}, {"engine_options", c.engine_options},
-                      {"nodes", c.nodes}, {"part_net", c.part_net}, {"bridge", c.bridge}};
+                      {"nodes", c.nodes}, {"nodes_from_slurm", c.nodes_from_slurm}, {"part_net", c.part_net},
+                      {"bridge", c.bridge}};
   return sys::write_file_atomic(dir.file("job.json"), j.dump(2) + "\n", 0600);
 }
 
@@ -61,6 +62,7 @@ Result<JobConfig> load_config(const store::JobDir& dir) {
     c.engine_options = j->value("engine_options", std::vector<std::string>{});
     c.nodes = j->value("nodes", std::vector<std::string>{});
     c.part_net = j->value("part_net", "");
+    c.nodes_from_slurm = j->value("nodes_from_slurm", false);
     c.bridge = j->value("bridge", "");
     return c;
   } catch (const nlohmann::json::exception& e) {

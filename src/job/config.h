@@ -38,6 +38,7 @@ struct JobConfig {
   // A multi-node job (src/coord/): its agents (IP:PORT, part k on the
   // k-th), the parts' network and the bridge that joins them.
   std::vector<std::string> nodes;
+  bool nodes_from_slurm = false;  // the agents start with srun in each allocation
   std::string part_net;
   std::string bridge;
   bool coordinated() const { return !nodes.empty(); }

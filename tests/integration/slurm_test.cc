@@ -285,6 +285,27 @@ TEST_F(SlurmTest, ApptainerJobRequeuedAndRestored) {
                        {"/bin/solver", "80", "100"}, reference("80"));
 }
 
+// A multi-node job (Open MPI across the two nodes of the allocation, an
+// agent on each started with srun): the warning checkpoints every part,
+// the job is requeued, and the next allocation restores it, its output
+// that of an uninterrupted run.
+TEST_F(SlurmTest, MultiNodeMpiJobRequeuedAndRestored) {
+  std::string bridge = "cis" + std::to_string(::getpid() % 100000);
+  int rc;
+  sh("ip link add " + bridge + " type bridge && ip link set " + bridge + " up", &rc);
+  ASSERT_EQ(rc, 0) << "cannot create the bridge";
+  sh("iptables -w -I FORWARD -i " + bridge + " -o " + bridge + " -j ACCEPT");
+  jobs_cleanup_ = [bridge] {
+    sh("iptables -w -D FORWARD -i " + bridge + " -o " + bridge + " -j ACCEPT; ip link del " + bridge + " 2>/dev/null");
+  };
+  std::string expect = sh(std::string("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun -np 2 ") +
+                          prog("ring_openmpi") + " 60 0 2>/dev/null");
+  ASSERT_NE(expect.find("RESULT rank 1"), std::string::npos);
+  expect_requeued_once({"--agents", "slurm", "--bridge", bridge, "-N", "2"}, "SIGUSR1",
+                       [&](const std::string& id) { signal_batch(id, "USR1"); },
+                       {"mpirun", "-np", "2", "--map-by", "node", prog("ring_openmpi"), "60", "100"}, expect);
+}
+
 // 'scancel JOBID' means "end it": Slurm sends SIGTERM to every process,
 // cryo included.  cryo must not requeue a cancelled job; its checkpoints
 // stay for a restart by hand.

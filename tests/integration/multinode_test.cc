@@ -1,0 +1,143 @@
+// Multi-node jobs (src/coord/): an Open MPI job across two parts, each on
+// its own agent, in network namespaces on a bridge with addresses from
+// 192.0.2.0/24 (the "nodes" of these tests), checkpointed as one cut and
+// restored onto the agents in the other order; and agents killed in every
+// phase of a checkpoint.
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <thread>
+
+#include "harness.h"
+
+namespace cryo::test {
+namespace {
+
+namespace fs = std::filesystem;
+
+class MultiNodeTest : public CryoTest {
+ public:
+  void SetUp() override {
+    CryoTest::SetUp();
+    if (IsSkipped()) return;
+    if (sh("command -v mpirun.openmpi").empty()) GTEST_SKIP() << "needs Open MPI (openmpi-bin)";
+    bridge_ = "cit" + std::to_string(::getpid() % 100000);
+    int rc;
+    sh("ip link add " + bridge_ + " type bridge && ip link set " + bridge_ + " up", &rc);
+    ASSERT_EQ(rc, 0) << "cannot create the bridge " << bridge_;
+    // A Docker daemon (another test's) leaves FORWARD dropping bridged traffic.
+    sh("iptables -w -I FORWARD -i " + bridge_ + " -o " + bridge_ + " -j ACCEPT");
+    ref_ = sh(std::string("OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1 mpirun -np 2 ") +
+              prog("ring_openmpi") + " 80 0 2>/dev/null");
+    ASSERT_NE(ref_.find("RESULT rank 1"), std::string::npos) << ref_;
+  }
+
+  void TearDown() override {
+    if (bridge_.empty()) return CryoTest::TearDown();
+    CryoTest::TearDown();  // the jobs' supervisors and the agents (by PID)
+    // Parts an agent left behind when it was killed: by their namespaces.
+    for (const auto& ns : fs::directory_iterator("/run/netns")) {
+      std::string n = ns.path().filename();
+      if (n.rfind("cryo-", 0) != 0) continue;
+      for (const auto& j : jobs_)
+        if (n.rfind("cryo-" + j + "-p", 0) == 0) {
+          sh("ip netns pids " + n + " | xargs -r kill -9; ip netns del " + n + " 2>/dev/null");
+        }
+    }
+    sh("iptables -w -D FORWARD -i " + bridge_ + " -o " + bridge_ + " -j ACCEPT; ip link del " + bridge_ + " 2>/dev/null");
+  }
+
+  // Starts an agent; returns its IP:PORT.
+  std::string agent(const std::string& node, const std::map<std::string, std::string>& env = {}) {
+    std::string announce = work_ + "/agent-" + node;
+    fs::remove(announce);
+    pid_t pid = spawn({"agent", "--listen", "127.0.0.1:0", "--node", node, "--announce", announce}, env);
+    agents_[node] = pid;
+    for (int i = 0; i < 200; i++) {
+      std::string text;
+      if (read_text(announce, &text) && !text.empty()) return text.substr(text.find(' ') + 1, text.find('\n') - text.find(' ') - 1);
+      std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+    ADD_FAILURE() << "agent " << node << " did not start";
+    return "";
+  }
+
+  pid_t run(const std::string& job, const std::string& nodes) {
+    return spawn({"run", "--name", job, "--agents", nodes, "--bridge", bridge_, "--", "mpirun", "-np", "2", "--map-by",
+                  "node", prog("ring_openmpi"), "80", "100"});
+  }
+
+  std::string bridge_, ref_;
+  std::map<std::string, pid_t> agents_;
+};
+
+TEST_F(MultiNodeTest, OpenMpiAcrossTwoNodesRestoredInTheOtherOrder) {
+  std::string a = agent("a"), b = agent("b");
+  pid_t sup = run("ring", a + "," + b);
+  ASSERT_TRUE(wait_for("ring", "round 15", 60)) << log("ring");
+  ASSERT_EQ(checkpoint("ring"), "0001");
+  long at = last("ring", "round");
+  ASSERT_TRUE(wait_for("ring", "round " + std::to_string(at + 10), 60));
+  // The coordinator dies: its agents end the parts, as a failure would.
+  ::kill(sup, SIGKILL);
+  wait_exit(sup);
+  std::this_thread::sleep_for(std::chrono::milliseconds(500));
+  pid_t restore = spawn({"restore", "ring", "--agents", b + "," + a});
+  EXPECT_EQ(wait_exit(restore, 120), 0);
+  EXPECT_EQ(log("ring"), ref_);
+  std::string events;
+  read_text(store_ + "/ring/cryo.log", &events);
+  EXPECT_NE(events.find("restored from checkpoint 0001"), std::string::npos) << events;
+  EXPECT_NE(events.find("part 0 on " + b + ", part 1 on " + a), std::string::npos) << events;
+  auto s = status("ring");
+  EXPECT_EQ(s["state"], "finished");
+}
+
+class AgentKilledTest : public MultiNodeTest, public ::testing::WithParamInterface<const char*> {};
+
+// An agent killed in any phase of a checkpoint: the checkpoint fails, the
+// job runs on to the end with the output of an uninterrupted run, and the
+// previous checkpoint stays the latest and restores to the same end.
+TEST_P(AgentKilledTest, JobRunsOnAndThePreviousCheckpointStays) {
+  std::string arm = work_ + "/fault";
+  std::ofstream(arm) << "";
+  std::string a = agent("a"), b = agent("b", {{"CRYO_FAULT", "@" + arm}});
+  pid_t sup = run("ring", a + "," + b);
+  ASSERT_TRUE(wait_for("ring", "round 10", 60)) << log("ring");
+  ASSERT_EQ(checkpoint("ring"), "0001");
+  std::ofstream(arm) << GetParam() << "\n";
+  std::string err;
+  EXPECT_EQ(cryo({"checkpoint", "ring"}, nullptr, &err), 1);
+  std::ofstream(arm) << "";
+  EXPECT_NE(err.find("went away"), std::string::npos) << err;
+  EXPECT_EQ(::waitpid(agents_["b"], nullptr, WNOHANG), agents_["b"]) << "the fault did not kill agent b";
+  long at = last("ring", "round");
+  ASSERT_TRUE(wait_for("ring", "round " + std::to_string(at + 10), 30)) << "the job stopped moving: " << log("ring");
+  auto s = status("ring");
+  EXPECT_EQ(s["latest"], "0001");
+  EXPECT_EQ(cryo({"verify", "ring", "0001"}), 0);
+  EXPECT_EQ(wait_exit(sup, 120), 0);
+  EXPECT_EQ(log("ring"), ref_);
+  // And 0001 still takes the job to the same end, on agents started anew.
+  std::string b2 = agent("b2");
+  pid_t restore = spawn({"restore", "ring", "--force", "--agents", a + "," + b2});
+  EXPECT_EQ(wait_exit(restore, 120), 0);
+  EXPECT_EQ(log("ring"), ref_);
+}
+
+INSTANTIATE_TEST_SUITE_P(InEachPhase, AgentKilledTest,
+                         ::testing::Values("agent.prepare", "agent.post_dump", "agent.dump", "agent.commit"),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           for (auto& c : n)
+                             if (c == '.') c = '_';
+                           return n;
+                         });
+
+}  // namespace
+}  // namespace cryo::test
