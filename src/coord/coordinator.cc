@@ -223,7 +223,7 @@ Result<std::string> Coordinator::checkpoint(bool stop, Timings* t) {
     m.total_bytes += dumped[k].bytes();
     m.frozen_seconds = std::max(m.frozen_seconds, dumped[k].frozen_seconds());
   }
-  m.job_state = {{"coordinated", true}, {"parts", parts}};
+  m.job_state = {{"coordinated", true}, {"parts", parts}, {"phases", {{"prepare", tm.prepare}, {"dump", tm.dump}}}};
   m.dump_seconds = tm.prepare + tm.dump;
   std::string tmp = fmt::format("{}/.tmp-{}-{}", dir_.file("checkpoints"), *id, ::getpid());
   (void)sys::remove_tree(tmp);
