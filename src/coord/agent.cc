@@ -89,6 +89,7 @@ Reply Session::handle(const Request& r) {
         if (!d) return failed(d.error());
         reply.set_checkpoint(d->checkpoint);
         reply.set_bytes(reply.bytes() + d->bytes);
+        reply.set_stored_bytes(reply.stored_bytes() + d->stored_bytes);
         reply.set_frozen_seconds(std::max(reply.frozen_seconds(), d->frozen_seconds));
       } else if (name == "commit") {
         if (auto st = p->verify(); !st) return failed(st.error());

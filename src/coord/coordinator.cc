@@ -221,6 +221,7 @@ Result<std::string> Coordinator::checkpoint(bool stop, Timings* t) {
     parts.push_back({{"index", k}, {"checkpoint", dumped[k].checkpoint()}, {"node", agents_[k].node},
                      {"agent", agents_[k].address}, {"address", part(k).address()}, {"bytes", dumped[k].bytes()}});
     m.total_bytes += dumped[k].bytes();
+    m.stored_bytes += dumped[k].stored_bytes();
     m.frozen_seconds = std::max(m.frozen_seconds, dumped[k].frozen_seconds());
   }
   m.job_state = {{"coordinated", true}, {"parts", parts}, {"phases", {{"prepare", tm.prepare}, {"dump", tm.dump}}}};

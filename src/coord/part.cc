@@ -268,6 +268,7 @@ Result<DumpResult> PartRuntime::dump(bool tcp) {
   DumpResult r;
   r.checkpoint = pending->id;
   r.bytes = committed ? committed->total_bytes : 0;
+  r.stored_bytes = committed ? committed->stored_bytes : 0;
   r.frozen_seconds = m.frozen_seconds;
   return r;
 }

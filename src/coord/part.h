@@ -54,6 +54,7 @@ class PartNet {
 struct DumpResult {
   std::string checkpoint;  // the part's own checkpoint id
   uint64_t bytes = 0;
+  uint64_t stored_bytes = 0;
   double frozen_seconds = 0;
 };
 

@@ -4,6 +4,8 @@
 #include <sys/file.h>
 #include <unistd.h>
 
+#include <future>
+
 #include "base/log.h"
 #include "base/sys.h"
 #include "criu/client.h"
@@ -18,13 +20,18 @@ namespace cryo::job {
 
 Result<Restored> restore_job(RestoreRun& run) {
   store::JobDir& dir = *run.dir;
-  auto version = criu::probe(run.criu_path);
-  if (!version) return version.error();
   auto m = dir.load_manifest(run.id);
   if (!m) return m.error();
+  // Is CRIU there and new enough?  Asked while the checkpoint is checked.
+  auto probing = std::async(std::launch::async, [&] { return criu::probe(run.criu_path); });
   // Every byte checked before anything changes.
   double t0 = sys::now();
   auto files = store::materialize(dir, run.tier, run.id, run.prefer_fast, run.progress);
+  auto version = probing.get();
+  if (!version) {
+    if (files) store::release(*files);
+    return version.error();
+  }
   if (!files) return files.error();
   CRYO_LOG("job", info) << "checkpoint " << run.id << " laid out from the " << files->source << " in "
                         << sys::now() - t0 << " s";

@@ -232,6 +232,7 @@ struct Pass {
   UniqueFd lock;
   std::string latest;
   std::set<std::string> known;
+  bool leftovers = false;  // a flush died here: chunks nothing refers to may be left
 };
 
 Result<Pass> begin_pass(const JobDir& job, bool wait, bool* busy) {
@@ -244,7 +245,7 @@ Result<Pass> begin_pass(const JobDir& job, bool wait, bool* busy) {
   pass.lock = std::move(*lock);
   // What a flush killed before left: its manifest directory, and a
   // checkpoint committed before "latest" moved to it.
-  remove_leftovers(job.file("checkpoints"));
+  pass.leftovers = remove_leftovers(job.file("checkpoints")) > 0;
   auto latest = job.latest_id();
   if (!latest) return latest.error();
   pass.latest = *latest;
@@ -264,14 +265,19 @@ Result<FlushResult> run_pass(const JobDir& job, const FastTier& tier, const Flus
   auto staged = list_staged(job, tier);
   if (!staged) return staged.error();
   Status failure;
+  bool stored = false;  // chunks were written, or may have been by a dead flush
   for (const auto& s : *staged) {
     bool committed = sys::exists(job.checkpoint_dir(s.id) + "/manifest.json");
     if (committed || (!pass.latest.empty() && s.id <= pass.latest)) {
       // A fast copy of a committed checkpoint is kept only for the latest;
       // anything else here is stale.
-      if (!(committed && s.fast && s.id == pass.latest)) discard_staged(s);
+      if (!(committed && s.fast && s.id == pass.latest)) {
+        discard_staged(s);
+        stored = true;
+      }
       continue;
     }
+    stored = true;
     auto m = flusher.commit(s);
     if (!m) {
       Error e = store_error(m.error()).context(fmt::format("checkpoint {} could not be written to the store", s.id));
@@ -291,7 +297,11 @@ Result<FlushResult> run_pass(const JobDir& job, const FastTier& tier, const Flus
       if (s.fast && s.id < pass.latest && sys::exists(job.checkpoint_dir(s.id) + "/manifest.json")) discard_staged(s);
   ::unlink(job.file("flushing.json").c_str());
   fault_point("flush.before_retention");
-  auto removed = retain(job, opts.keep);
+  // Unused chunks can only have appeared if something was written, failed
+  // or left by a dead flush: otherwise (most restores, a job's end) no
+  // need to list them all.
+  bool collect = stored || pass.leftovers;
+  auto removed = retain(job, opts.keep, collect);
   if (!failure) return failure.error();
   if (!removed) return removed.error();
   result.removed = *removed;
@@ -321,9 +331,13 @@ Result<FlushResult> flush(const JobDir& job, const FastTier& tier, const FlushOp
   return run_pass(job, tier, opts, *pass, flusher);
 }
 
-Result<std::vector<std::string>> retain(const JobDir& job, int keep) {
+Result<std::vector<std::string>> retain(const JobDir& job, int keep, bool collect) {
   auto removed = job.apply_retention(keep);
   if (!removed) return removed.error();
+  // A collection a crash cut short is finished by the next pass.
+  std::string marker = job.file("collecting");
+  if (removed->empty() && !collect && !sys::exists(marker)) return removed;
+  CRYO_TRY(sys::write_file_atomic(marker, "", 0600, false));
   // Chunks go only after the manifests that named them: a crash in between
   // leaves chunks nothing refers to, which the next pass removes.
   auto refs = referenced_chunks(job);
@@ -341,6 +355,7 @@ Result<std::vector<std::string>> retain(const JobDir& job, int keep) {
   if (n) {
     CRYO_LOG("store", info) << "removed " << n << " chunks no checkpoint refers to";
   }
+  ::unlink(marker.c_str());
   return *removed;
 }
 

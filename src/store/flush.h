@@ -75,7 +75,8 @@ FlushState flush_state(const JobDir& job);
 Result<UniqueFd> hold_checkpoints(const JobDir& job);
 
 // Deletes the checkpoints beyond the newest `keep` (never the latest), then
-// the chunks nothing refers to.  The caller holds the flush lock.
-Result<std::vector<std::string>> retain(const JobDir& job, int keep);
+// the chunks nothing refers to: always with collect, else only when a
+// checkpoint went.  The caller holds the flush lock.
+Result<std::vector<std::string>> retain(const JobDir& job, int keep, bool collect = true);
 
 }  // namespace cryo::store

@@ -60,16 +60,20 @@ int max_id_in(const std::string& dir) {
 
 }  // namespace
 
-void remove_leftovers(const std::string& dir) {
+size_t remove_leftovers(const std::string& dir) {
+  size_t n = 0;
   auto names = sys::list_dir(dir);
-  if (!names) return;
-  for (const auto& n : *names) {
-    if (n.rfind(".tmp-", 0) != 0 && n.rfind(".trash-", 0) != 0) continue;
-    pid_t owner = std::atoi(n.substr(n.rfind('-') + 1).c_str());
+  if (!names) return 0;
+  for (const auto& entry : *names) {
+    const std::string& name = entry;
+    if (name.rfind(".tmp-", 0) != 0 && name.rfind(".trash-", 0) != 0) continue;
+    pid_t owner = std::atoi(name.substr(name.rfind('-') + 1).c_str());
     if (sys::pid_alive(owner)) continue;
-    CRYO_LOG("store", info) << "removing leftover " << dir << "/" << n;
-    (void)sys::remove_tree(dir + "/" + n);
+    CRYO_LOG("store", info) << "removing leftover " << dir << "/" << name;
+    (void)sys::remove_tree(dir + "/" + name);
+    n++;
   }
+  return n;
 }
 
 namespace {

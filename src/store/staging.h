@@ -77,8 +77,9 @@ Result<Manifest> load_dump_manifest(const Staged& s);
 // Deletes a staged dump (for a fast copy: unless a restore is reading it).
 void discard_staged(const Staged& s);
 
-// Removes the .tmp-* and .trash-* entries of dir whose writer is gone.
-void remove_leftovers(const std::string& dir);
+// Removes the .tmp-* and .trash-* entries of dir whose writer is gone;
+// returns how many there were.
+size_t remove_leftovers(const std::string& dir);
 
 // A restore reading a fast copy holds this (shared) so that no one
 // deletes the copy meanwhile.
