@@ -9,6 +9,7 @@
 #include <spawn.h>
 #include <sys/file.h>
 #include <sys/vfs.h>
+#include <sys/timerfd.h>
 #include <sys/wait.h>
 #include <sys/utsname.h>
 #include <time.h>
@@ -218,6 +219,28 @@ Result<std::vector<std::string>> list_dir(const std::string& path) {
   return names;
 }
 
+Result<std::vector<std::string>> files_below(const std::string& dir) {
+  std::vector<std::string> out;
+  std::vector<std::string> todo{""};
+  while (!todo.empty()) {
+    std::string rel = todo.back();
+    todo.pop_back();
+    auto names = list_dir(rel.empty() ? dir : dir + "/" + rel);
+    if (!names) return names.error();
+    for (const auto& n : *names) {
+      std::string r = rel.empty() ? n : rel + "/" + n;
+      auto st = lstat(dir + "/" + r);
+      if (!st) return st.error();
+      if (S_ISDIR(st->st_mode))
+        todo.push_back(r);
+      else
+        out.push_back(r);
+    }
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 Result<std::string> readlink(const std::string& path) {
   char buf[PATH_MAX];
   ssize_t n = ::readlink(path.c_str(), buf, sizeof buf - 1);
@@ -312,6 +335,17 @@ double now() {
   struct timespec ts;
   ::clock_gettime(CLOCK_REALTIME, &ts);
   return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
+}
+
+UniqueFd interval_timer(double seconds) {
+  UniqueFd fd(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
+  struct itimerspec its {};
+  its.it_value.tv_sec = static_cast<time_t>(seconds);
+  its.it_value.tv_nsec = static_cast<long>((seconds - static_cast<double>(its.it_value.tv_sec)) * 1e9);
+  if (its.it_value.tv_sec == 0 && its.it_value.tv_nsec == 0) its.it_value.tv_nsec = 1;  // zero would disarm it
+  its.it_interval = its.it_value;
+  if (fd.valid()) ::timerfd_settime(fd.get(), 0, &its, nullptr);
+  return fd;
 }
 
 std::string iso_time(double t) {

@@ -42,6 +42,9 @@ Result<struct stat> lstat(const std::string& path);
 Result<struct stat> fstat(int fd, const std::string& what);
 bool exists(const std::string& path);
 Result<std::vector<std::string>> list_dir(const std::string& path);  // sorted, no . and ..
+// Everything below dir but directories (files, links, ...), as paths
+// relative to it, sorted.
+Result<std::vector<std::string>> files_below(const std::string& dir);
 Result<std::string> readlink(const std::string& path);
 Status symlink_atomic(const std::string& target, const std::string& linkpath);
 // Total size in bytes of the regular files below path.
@@ -67,6 +70,9 @@ std::string kernel_release();
 std::string user_name(uid_t uid);
 // Seconds since the epoch, as a double.
 double now();
+// A non-blocking timerfd that fires every `seconds` (> 0), first after one
+// period.
+UniqueFd interval_timer(double seconds);
 std::string iso_time(double t);
 // The directory of the running executable.
 std::string self_dir();

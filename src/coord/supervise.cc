@@ -5,7 +5,6 @@
 #include <signal.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
-#include <sys/timerfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -179,11 +178,7 @@ int Loop::run() {
   sigfd_.reset(::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK));
   if (auto l = job::control_listen(dir_.path())) listen_ = std::move(*l);
   if (s_.config.every > 0) {
-    timer_.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
-    struct itimerspec its {};
-    its.it_value.tv_sec = static_cast<time_t>(s_.config.every);
-    its.it_interval = its.it_value;
-    ::timerfd_settime(timer_.get(), 0, &its, nullptr);
+    timer_ = sys::interval_timer(s_.config.every);
     next_checkpoint_ = sys::now() + s_.config.every;
   }
   s_.state.supervisor_pid = ::getpid();

@@ -6,7 +6,6 @@
 #include <sys/file.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
-#include <sys/timerfd.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -120,12 +119,7 @@ int Supervisor::run() {
     listen_ = std::move(*l);
   }
   if (s_.config.every > 0) {
-    timer_.reset(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
-    struct itimerspec its {};
-    its.it_value.tv_sec = static_cast<time_t>(s_.config.every);
-    its.it_value.tv_nsec = static_cast<long>((s_.config.every - static_cast<double>(its.it_value.tv_sec)) * 1e9);
-    its.it_interval = its.it_value;
-    ::timerfd_settime(timer_.get(), 0, &its, nullptr);
+    timer_ = sys::interval_timer(s_.config.every);
     next_checkpoint_ = sys::now() + s_.config.every;
   }
   s_.state.supervisor_pid = ::getpid();

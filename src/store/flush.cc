@@ -20,31 +20,6 @@ namespace cryo::store {
 
 namespace {
 
-// Regular files below dir, relative to it, sorted; dump.json and the copy's
-// lock are not part of the checkpoint.
-Result<std::vector<std::string>> checkpoint_files(const std::string& dir) {
-  std::vector<std::string> out;
-  std::vector<std::string> todo{""};
-  while (!todo.empty()) {
-    std::string rel = todo.back();
-    todo.pop_back();
-    auto names = sys::list_dir(rel.empty() ? dir : dir + "/" + rel);
-    if (!names) return names.error();
-    for (const auto& n : *names) {
-      std::string r = rel.empty() ? n : rel + "/" + n;
-      if (r == "dump.json" || r == ".lock") continue;
-      auto st = sys::lstat(dir + "/" + r);
-      if (!st) return st.error();
-      if (S_ISDIR(st->st_mode))
-        todo.push_back(r);
-      else if (S_ISREG(st->st_mode))
-        out.push_back(r);
-    }
-  }
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
 // Chunks that the job's committed checkpoints refer to.
 Result<std::set<std::string>> referenced_chunks(const JobDir& job) {
   std::set<std::string> refs;
@@ -149,8 +124,10 @@ Result<Manifest> Flusher::commit(const Staged& s) {
   Manifest m = *base;
   m.id = s.id;
   m.format = kManifestFormat;
-  auto rels = checkpoint_files(s.dir);
+  auto rels = sys::files_below(s.dir);
   if (!rels) return rels.error();
+  // dump.json and the copy's lock are not part of the checkpoint.
+  std::erase_if(*rels, [](const std::string& r) { return r == "dump.json" || r == ".lock"; });
   int threads = o_.threads > 0 ? o_.threads : default_threads();
 
   std::vector<UniqueFd> fds;
@@ -158,10 +135,11 @@ Result<Manifest> Flusher::commit(const Staged& s) {
   uint64_t total = 0, done = 0, stored = 0;
   for (const auto& r : *rels) {
     std::string path = s.dir + "/" + r;
-    auto fd = sys::open(path, O_RDONLY);
+    auto fd = sys::open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK);
     if (!fd) return fd.error();
     auto st = sys::fstat(fd->get(), "'" + path + "'");
     if (!st) return st.error();
+    if (!S_ISREG(st->st_mode)) return make_error("'" + path + "' is not a regular file; CRIU writes only regular files");
     FileSum f;
     f.path = r;
     f.size = static_cast<uint64_t>(st->st_size);

@@ -24,29 +24,6 @@ std::string damaged_hint(const JobDir& job) {
          job.name() + " --from ID' or take a new checkpoint";
 }
 
-// Regular files below dir, relative, sorted.
-Result<std::vector<std::string>> files_below(const std::string& dir) {
-  std::vector<std::string> out;
-  std::vector<std::string> todo{""};
-  while (!todo.empty()) {
-    std::string rel = todo.back();
-    todo.pop_back();
-    auto names = sys::list_dir(rel.empty() ? dir : dir + "/" + rel);
-    if (!names) return names.error();
-    for (const auto& n : *names) {
-      std::string r = rel.empty() ? n : rel + "/" + n;
-      auto st = sys::lstat(dir + "/" + r);
-      if (!st) return st.error();
-      if (S_ISDIR(st->st_mode))
-        todo.push_back(r);
-      else
-        out.push_back(r);
-    }
-  }
-  std::sort(out.begin(), out.end());
-  return out;
-}
-
 // Where each distinct chunk of the manifest goes: (file index, offset).
 struct ChunkUse {
   ChunkRef ref;
@@ -96,7 +73,7 @@ Status verify_whole_files(const JobDir& job, const std::string& id, const Manife
 // listed, so nothing can be slipped in beside a checkpoint.
 Status no_unlisted_files(const JobDir& job, const std::string& id, const Manifest& m, const std::string& dir,
                          const std::vector<std::string>& ignore) {
-  auto rels = files_below(dir);
+  auto rels = sys::files_below(dir);
   if (!rels) return rels.error();
   for (const auto& r : *rels) {
     if (r == "manifest.json" || std::find(ignore.begin(), ignore.end(), r) != ignore.end()) continue;

@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "harness.h"
+#include "param_name.h"
 
 namespace cryo::test {
 namespace {
@@ -136,12 +137,7 @@ INSTANTIATE_TEST_SUITE_P(AtEachPhase, FaultTest,
                          ::testing::Values("checkpoint.before_dump", "checkpoint.post_dump", "checkpoint.after_dump",
                                            "flush.chunks", "flush.before_sync", "store.before_manifest",
                                            "store.before_rename", "store.before_latest", "flush.before_retention"),
-                         [](const auto& info) {
-                           std::string n = info.param;
-                           for (auto& c : n)
-                             if (c == '.') c = '_';
-                           return n;
-                         });
+                         DottedParamName());
 
 }  // namespace
 }  // namespace cryo::test

@@ -14,6 +14,7 @@
 #include <thread>
 
 #include "harness.h"
+#include "param_name.h"
 
 namespace cryo::test {
 namespace {
@@ -132,12 +133,7 @@ TEST_P(AgentKilledTest, JobRunsOnAndThePreviousCheckpointStays) {
 
 INSTANTIATE_TEST_SUITE_P(InEachPhase, AgentKilledTest,
                          ::testing::Values("agent.prepare", "agent.post_dump", "agent.dump", "agent.commit"),
-                         [](const auto& info) {
-                           std::string n = info.param;
-                           for (auto& c : n)
-                             if (c == '.') c = '_';
-                           return n;
-                         });
+                         DottedParamName());
 
 }  // namespace
 }  // namespace cryo::test

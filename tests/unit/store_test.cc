@@ -16,6 +16,8 @@
 
 #include <gtest/gtest.h>
 
+#include "param_name.h"
+
 #include "base/sys.h"
 #include "store/chunks.h"
 #include "store/flush.h"
@@ -315,12 +317,7 @@ INSTANTIATE_TEST_SUITE_P(AtEachStep, FlushCrashTest,
                          ::testing::Values("flush.chunks", "flush.before_sync", "store.before_manifest",
                                            "store.before_rename", "store.before_latest", "flush.before_retention",
                                            "flush.gc"),
-                         [](const auto& info) {
-                           std::string n = info.param;
-                           for (auto& c : n)
-                             if (c == '.') c = '_';
-                           return n;
-                         });
+                         test::DottedParamName());
 
 }  // namespace
 }  // namespace cryo::store
