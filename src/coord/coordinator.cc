@@ -12,6 +12,7 @@
 #include "base/fault.h"
 #include "base/sys.h"
 #include "coord/wire.h"
+#include "job/mpi.h"
 
 namespace cryo::coord {
 
@@ -149,14 +150,14 @@ Status Coordinator::start() {
     for (const auto& e : mpi_environment(config_, hostfile)) s->add_env(e);
     // Each part its own Open MPI session and shared-memory directories.
     s->add_env("OMPI_MCA_orte_tmpdir_base=" + dir_.file(fmt::format("parts/p{}/mpi", k)));
-    s->add_env(fmt::format("OMPI_MCA_btl_vader_backing_directory=/dev/shm/cryo-{}-p{}", config_.name, k));
+    std::string shm = job::mpi_shm_dir(config_.name, static_cast<int>(k));  // made by the part, on its node
+    s->add_env("OMPI_MCA_btl_vader_backing_directory=" + shm);
     // Open MPI's other shared memory too: two parts on one host must not
     // share the deleted files CRIU brings back by name.
-    s->add_env(fmt::format("OMPI_MCA_shmem_mmap_backing_file_base_dir=/dev/shm/cryo-{}-p{}", config_.name, k));
+    s->add_env("OMPI_MCA_shmem_mmap_backing_file_base_dir=" + shm);
     s->add_env("CRYO_STORE=" + part(k).store());
     s->set_cwd(config_.cwd);
     CRYO_TRY(sys::mkdir_p(dir_.file(fmt::format("parts/p{}/mpi", k)), 0700));
-    CRYO_TRY(sys::mkdir_p(fmt::format("/dev/shm/cryo-{}-p{}", config_.name, k), 0700));
   }
   Status st = all("starting the job", reqs, nullptr, 60);
   if (!st) stop_all();

@@ -135,6 +135,7 @@ PartRuntime::~PartRuntime() { stop(); }
 Status PartRuntime::start(const StartPart& s) {
   // The coordinator may have made the part's directory (its MPI session) already.
   CRYO_TRY(sys::mkdir_p(dir_.file("checkpoints"), 0700));
+  CRYO_TRY(sys::mkdir_p(shm_dir(), 0700));
   CRYO_TRY(net_.create());
   int serve[2];
   if (::pipe2(serve, O_CLOEXEC) < 0) return sys_error("cannot create the part's command pipe");
@@ -298,6 +299,9 @@ void PartRuntime::stop() {
   outputs_.clear();
   serve_.reset();
   net_.unlock();
+  // The job's shared-memory files: its checkpoints hold their contents,
+  // and a restore puts them back.
+  (void)sys::remove_tree(shm_dir());
   net_.remove();
 }
 
@@ -310,7 +314,7 @@ Status PartRuntime::restore(const RestorePart& r) {
   CRYO_TRY(sys::mkdir_p("/run/cryo", 0755));
   auto turn = sys::lock_file("/run/cryo/mpi-restore.lock", true, true);
   if (!turn) return turn.error();
-  CRYO_TRY(sys::mkdir_p(fmt::format("/dev/shm/cryo-{}-p{}", part_.job(), part_.index()), 0700));
+  CRYO_TRY(sys::mkdir_p(shm_dir(), 0700));
   CRYO_TRY(net_.create());
   // Locked before anything of the part is back: the networks unlock only
   // once every part is.

@@ -23,6 +23,7 @@
 #include "base/fd.h"
 #include "base/result.h"
 #include "coord.pb.h"
+#include "job/mpi.h"
 #include "job/output.h"
 #include "store/staging.h"
 #include "store/store.h"
@@ -45,6 +46,9 @@ class PartNet {
   bool locked() const { return guard_ > 0; }
 
  private:
+  // Open MPI's shared-memory files of this part, on this node.
+  std::string shm_dir() const { return job::mpi_shm_dir(part_.job(), static_cast<int>(part_.index())); }
+
   Part part_;
   std::string name_, veth_;
   pid_t guard_ = -1;
@@ -95,6 +99,9 @@ class PartRuntime {
   void ended() { pid_ = -1; }
 
  private:
+  // Open MPI's shared-memory files of this part, on this node.
+  std::string shm_dir() const { return job::mpi_shm_dir(part_.job(), static_cast<int>(part_.index())); }
+
   Part part_;
   store::FastTier tier_;
   std::string criu_path_;

@@ -42,6 +42,10 @@ Mpi detect_mpi(const std::vector<std::string>& command) {
 
 std::string mpi_shm_dir(const std::string& job_name) { return "/dev/shm/cryo-" + job_name; }
 
+std::string mpi_shm_dir(const std::string& job_name, int part) {
+  return mpi_shm_dir(job_name) + "-p" + std::to_string(part);
+}
+
 std::vector<std::string> mpi_environment(Mpi m, const std::string& job_name, const std::string& session_dir,
                                          bool as_root) {
   std::vector<std::string> env;

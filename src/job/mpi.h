@@ -35,6 +35,8 @@ Mpi detect_mpi(const std::vector<std::string>& command);
 
 // The per-job directory for MPI's shared-memory files (in /dev/shm).
 std::string mpi_shm_dir(const std::string& job_name);
+// The same for part k of a multi-node job, on the part's node.
+std::string mpi_shm_dir(const std::string& job_name, int part);
 
 // The environment the job starts with ("NAME=value" strings).  session_dir
 // is a directory of the job's own (in its store directory).

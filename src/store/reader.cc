@@ -85,10 +85,18 @@ Status no_unlisted_files(const JobDir& job, const std::string& id, const Manifes
   return {};
 }
 
-// Checks a fast copy's raw files against the manifest's chunks.
+// CRIU's page images: "pages-N.img".
+bool is_page_image(const std::string& path) {
+  return path.compare(path.rfind('/') + 1, 6, "pages-") == 0;
+}
+
+enum class CopyPart { all, all_but_pages, pages };
+
+// Checks a fast copy's raw files (or a part of them) against the
+// manifest's chunks.
 Status verify_copy(const JobDir& job, const std::string& id, const Manifest& m, const std::string& dir,
-                   const ProgressFn& progress) {
-  CRYO_TRY(no_unlisted_files(job, id, m, dir, {"dump.json", ".lock", "criu-dump.log"}));
+                   const ProgressFn& progress, CopyPart part = CopyPart::all) {
+  if (part != CopyPart::pages) CRYO_TRY(no_unlisted_files(job, id, m, dir, {"dump.json", ".lock", "criu-dump.log"}));
   struct Task {
     size_t file;
     uint64_t off;
@@ -104,6 +112,8 @@ Status verify_copy(const JobDir& job, const std::string& id, const Manifest& m, 
     if (!fd) return make_error("the fast copy lacks " + path);
     auto st = sys::fstat(fd->get(), path);
     if (!st || static_cast<uint64_t>(st->st_size) != f.size) return make_error("the fast copy's " + path + " has the wrong size");
+    if ((part == CopyPart::pages && !is_page_image(f.path)) || (part == CopyPart::all_but_pages && is_page_image(f.path)))
+      continue;  // its bytes are checked in the other part
     fds[i] = std::move(*fd);
     uint64_t off = 0;
     for (const auto& c : f.chunks) {
@@ -179,7 +189,7 @@ Status verify(const JobDir& job, const std::string& id, const ProgressFn& progre
 }
 
 Result<Materialized> materialize(const JobDir& job, const FastTier& tier, const std::string& id, bool prefer_fast,
-                                 const ProgressFn& progress) {
+                                 const ProgressFn& progress, bool defer_pages) {
   auto m = job.load_manifest(id);
   if (!m) return m.error();
   Materialized out;
@@ -200,10 +210,13 @@ Result<Materialized> materialize(const JobDir& job, const FastTier& tier, const 
         if (!s.fast || s.id != id) continue;
         auto hold = hold_copy(s, true);
         if (!hold) break;
-        if (auto st = verify_copy(job, id, *m, s.dir, progress); !st) {
+        if (auto st = verify_copy(job, id, *m, s.dir, progress, defer_pages ? CopyPart::all_but_pages : CopyPart::all);
+            !st) {
           out.warning = st.error().message;
           break;
         }
+        if (defer_pages)
+          out.check_pages = [&job, id, m = *m, dir = s.dir] { return verify_copy(job, id, m, dir, {}, CopyPart::pages); };
         out.dir = s.dir;
         out.source = "fast copy";
         out.hold = std::move(*hold);

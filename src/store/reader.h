@@ -2,6 +2,7 @@
 // CRIU and cryo at a restore.
 #pragma once
 
+#include <functional>
 #include <string>
 
 #include "base/fd.h"
@@ -23,6 +24,11 @@ struct Materialized {
   std::string warning;  // why a fast copy was not used, if one was refused
   UniqueFd hold;        // keeps the files from being removed while held
   bool temporary = false;
+  // Set when materialize was asked to defer_pages and the fast copy is
+  // used: checks its page images, which is then still to be done.  CRIU may
+  // read them meanwhile, but the restored job must not run before this
+  // has passed.
+  std::function<Status()> check_pages;
 };
 
 // Uses a complete fast copy of the checkpoint when there is one (unless
@@ -30,8 +36,10 @@ struct Materialized {
 // the files from the store's chunks, in parallel, checking each chunk as
 // it is read, into a new directory in the fast tier if they fit, else in
 // the store.  Fails, having changed nothing, if the checkpoint is damaged.
+// With defer_pages, a fast copy's page images (nearly all of its bytes) are
+// left for the caller to check with check_pages, while CRIU restores.
 Result<Materialized> materialize(const JobDir& job, const FastTier& tier, const std::string& id, bool prefer_fast,
-                                 const ProgressFn& progress = {});
+                                 const ProgressFn& progress = {}, bool defer_pages = false);
 // Removes a temporary directory and drops the hold.
 void release(Materialized& m);
 
