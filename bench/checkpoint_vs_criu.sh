@@ -62,6 +62,9 @@ wait_line() {  # FILE TEXT [TIMEOUT]
     [ $t -lt $(( ${3:-600} * 100 )) ] || { echo "bench: no '$2' in $1" >&2; exit 1; }
   done
 }
+# When FILE was last written: the end of a step that cryo reports by an
+# event line, without the polling interval of wait_line.
+written() { stat -c %.9Y "$1"; }
 json_num() { sed -n "s/.*\"$2\": *\([0-9.e+-]*\).*/\1/p" <<<"$1" | head -1; }
 drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 pause() { sleep "$idle"; }
@@ -95,14 +98,14 @@ cryo_round() {  # MIB KIND REP
   pause
   s=$(now); cryo restore --quiet "$name" & echo $! > "$work/$name.sup"
   wait_line "$events" "restored from checkpoint 0003 (fast copy)"
-  add "$mib" "$kind" cryo_restore_fast "$(since "$s")"
+  add "$mib" "$kind" cryo_restore_fast "$(echo "$(written "$events") - $s" | bc)"
   pause
   cryo checkpoint "$name" --stop --json > /dev/null
   wait "$(cat "$work/$name.sup")" || true
   drop_caches; pause
   s=$(now); cryo restore --quiet --durable "$name" & echo $! > "$work/$name.sup"
   wait_line "$events" "restored from checkpoint 0004 (store)"
-  add "$mib" "$kind" cryo_restore_durable "$(since "$s")"
+  add "$mib" "$kind" cryo_restore_durable "$(echo "$(written "$events") - $s" | bc)"
   touch "$work/go-$name"; wait "$(cat "$work/$name.sup")" || true
   grep -q PASS "$log" || { echo "bench: cryo's restored job came back wrong" >&2; tail -3 "$log" >&2; exit 1; }
   cryo rm "$name" > /dev/null
