@@ -128,15 +128,32 @@ Result<uint64_t> ChunkStore::put(const std::string& hash, const char* data, size
 
 Status ChunkStore::get(const ChunkRef& ref, char* out, const std::string& what) const {
   thread_local ZstdD z;
-  thread_local std::vector<char> in;
+  thread_local std::unique_ptr<char, decltype(&std::free)> in(nullptr, &std::free);
+  thread_local size_t capacity = 0;
   std::string p = path(ref.hash);
-  auto fd = sys::open(p, O_RDONLY);
+  // O_DIRECT, as chunks are written: each is read once, and fresh
+  // page-cache pages are slow to come by.  Else (or if the file system
+  // reads it short) a buffered read.
+  auto fd = sys::open(p, O_RDONLY | O_DIRECT);
+  bool direct = fd.ok();
+  if (!direct) fd = sys::open(p, O_RDONLY);
   if (!fd) return fd.error().context(what + " is missing its chunk " + p);
   auto st = sys::fstat(fd->get(), "'" + p + "'");
   if (!st) return st.error();
-  in.resize(static_cast<size_t>(st->st_size));
-  CRYO_TRY(sys::pread_exact(fd->get(), in.data(), in.size(), 0, "'" + p + "'"));
-  size_t n = ZSTD_decompressDCtx(z.ctx, out, ref.size, in.data(), in.size());
+  size_t len = static_cast<size_t>(st->st_size);
+  size_t padded = (len + kBlock - 1) / kBlock * kBlock;
+  if (capacity < padded || !in) {
+    in.reset(static_cast<char*>(std::aligned_alloc(kBlock, std::max(padded, kBlock))));
+    if (!in) return make_error("cannot allocate a buffer to read chunks");
+    capacity = std::max(padded, kBlock);
+  }
+  ssize_t got = direct ? ::pread(fd->get(), in.get(), padded, 0) : -1;
+  if (got < 0 || static_cast<size_t>(got) != len) {
+    if (direct) fd = sys::open(p, O_RDONLY);
+    if (!fd) return fd.error().context(what + " is missing its chunk " + p);
+    CRYO_TRY(sys::pread_exact(fd->get(), in.get(), len, 0, "'" + p + "'"));
+  }
+  size_t n = ZSTD_decompressDCtx(z.ctx, out, ref.size, in.get(), len);
   if (ZSTD_isError(n) || n != ref.size)
     return make_error(what + " is damaged: its chunk " + p + " cannot be decompressed" +
                       (ZSTD_isError(n) ? std::string(" (") + ZSTD_getErrorName(n) + ")" : " to its recorded size"));
