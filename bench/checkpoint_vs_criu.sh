@@ -47,7 +47,9 @@ cleanup() {
 trap cleanup EXIT
 
 now() { date +%s.%N; }
-since() { echo "$(now) - $1" | bc; }
+# Arithmetic, printed as JSON numbers (bc alone prints ".5").
+calc() { printf '%.6f' "$(echo "$1" | bc -l)"; }
+since() { calc "$(now) - $1"; }
 # Times a command; a failure stops the benchmark (a failed restore is fast).
 timed() {
   local s; s=$(now)
@@ -98,14 +100,14 @@ cryo_round() {  # MIB KIND REP
   pause
   s=$(now); cryo restore --quiet "$name" & echo $! > "$work/$name.sup"
   wait_line "$events" "restored from checkpoint 0003 (fast copy)"
-  add "$mib" "$kind" cryo_restore_fast "$(echo "$(written "$events") - $s" | bc)"
+  add "$mib" "$kind" cryo_restore_fast "$(calc "$(written "$events") - $s")"
   pause
   cryo checkpoint "$name" --stop --json > /dev/null
   wait "$(cat "$work/$name.sup")" || true
   drop_caches; pause
   s=$(now); cryo restore --quiet --durable "$name" & echo $! > "$work/$name.sup"
   wait_line "$events" "restored from checkpoint 0004 (store)"
-  add "$mib" "$kind" cryo_restore_durable "$(echo "$(written "$events") - $s" | bc)"
+  add "$mib" "$kind" cryo_restore_durable "$(calc "$(written "$events") - $s")"
   touch "$work/go-$name"; wait "$(cat "$work/$name.sup")" || true
   grep -q PASS "$log" || { echo "bench: cryo's restored job came back wrong" >&2; tail -3 "$log" >&2; exit 1; }
   cryo rm "$name" > /dev/null
@@ -123,7 +125,7 @@ raw_round() {  # MIB KIND REP
   add "$mib" "$kind" raw_dump_tmpfs "$(timed "$criu" dump -t "$pid" -D "$tmpimg" --shell-job --leave-running)"
   pause
   local d; d=$(timed "$criu" dump -t "$pid" -D "$disk" --shell-job)
-  add "$mib" "$kind" raw_dump_disk_sync "$(echo "$d + $(timed sync)" | bc)"
+  add "$mib" "$kind" raw_dump_disk_sync "$(calc "$d + $(timed sync)")"
   drop_caches; pause
   add "$mib" "$kind" raw_restore_disk "$(timed "$criu" restore -D "$disk" --shell-job -d --pidfile "$work/$name.pid")"
   kill -9 "$(cat "$work/$name.pid")"; sleep 0.5; pause
@@ -141,15 +143,15 @@ for mib in $sizes; do
     for r in $(seq "$reps"); do cryo_round "$mib" "$kind" "$r"; raw_round "$mib" "$kind" "$r"; done
     m() { median ${S[$mib,$kind,$1]}; }
     row() {  # NAME CRYO RAW TARGET
-      local ratio; ratio=$(echo "$2 / $3" | bc -l)
+      local ratio; ratio=$(calc "$2 / $3")
       printf '%-6s %-9s %-22s %10.3f %10.3f %7.2f  %s\n' "${mib}M" "$kind" "$1" "$2" "$3" "$ratio" "$4"
       json_rows+=("{\"size_mib\": $mib, \"kind\": \"$kind\", \"row\": \"$1\", \"cryo\": $2, \"raw\": $3, \"ratio\": $ratio, \"target\": \"$4\"}")
     }
     row "frozen (s)" "$(m cryo_frozen)" "$(m raw_dump_tmpfs)" "<= 1.10"
     row "checkpoint returns (s)" "$(m cryo_return)" "$(m raw_dump_tmpfs)" ""
     row "durable (s)" "$(m cryo_durable)" "$(m raw_dump_disk_sync)" "<= 1.00"
-    row "stored (MiB)" "$(echo "$(m cryo_stored) / 1048576" | bc -l)" "$(echo "$(m raw_bytes) / 1048576" | bc -l)" "halfzero <= 0.55"
-    row "2nd, 10% changed (MiB)" "$(echo "$(m cryo_second) / 1048576" | bc -l)" "$(echo "$(m cryo_stored) / 1048576" | bc -l)" "<= 0.15 of 1st"
+    row "stored (MiB)" "$(calc "$(m cryo_stored) / 1048576")" "$(calc "$(m raw_bytes) / 1048576")" "halfzero <= 0.55"
+    row "2nd, 10% changed (MiB)" "$(calc "$(m cryo_second) / 1048576")" "$(calc "$(m cryo_stored) / 1048576")" "<= 0.15 of 1st"
     row "restore, fast (s)" "$(m cryo_restore_fast)" "$(m raw_restore_tmpfs)" "<= 1.20"
     row "restore, durable (s)" "$(m cryo_restore_durable)" "$(m raw_restore_disk)" "<= 1.20"
     row "read fast copy (s)" "$(m readback)" "$(m cryo_durable)" "(of durable)"

@@ -61,7 +61,7 @@ for n in $parts; do
     m=$CRYO_STORE/$job/checkpoints/$id/manifest.json
     prep=$(field prepare "$m"); dump=$(field dump "$m"); total=$(field durable_seconds "$m")
     S[$n,prepare]+=" $prep"; S[$n,dump]+=" $dump"; S[$n,total]+=" $total"
-    S[$n,commit]+=" $(echo "$total - $prep - $dump" | bc -l)"; S[$n,frozen]+=" $(field frozen_seconds "$m")"
+    S[$n,commit]+=" $(printf '%.6f' "$(echo "$total - $prep - $dump" | bc -l)")"; S[$n,frozen]+=" $(field frozen_seconds "$m")"
   done
   kill $sup; wait $sup 2>/dev/null || true
   row="$(median ${S[$n,prepare]}) $(median ${S[$n,dump]}) $(median ${S[$n,commit]}) $(median ${S[$n,total]}) $(median ${S[$n,frozen]})"
