@@ -147,6 +147,9 @@ Status read_chunks(const JobDir& job, const std::string& id, const Manifest& m, 
                    int threads) {
   std::vector<ChunkUse> uses = chunk_uses(m);
   ChunkStore chunks = job.chunks();
+  // Each worker mostly waits for its chunk to come from the disk: more
+  // reads in flight than cores (docs/performance.md).
+  if (threads <= 0) threads = 4 * default_threads();
   std::atomic<uint64_t> done{0};
   std::mutex mu;
   Status st = parallel_for(uses.size(), threads, [&](size_t i) -> Status {
