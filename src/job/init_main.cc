@@ -22,7 +22,8 @@
 // the pipe FD (each a 4-byte length, then its arguments, each ending in a
 // NUL), as init's children: how an MPI launcher in part 0 starts its
 // daemons in the other parts.  With --serve, COMMAND may be left out; init
-// then runs until it is killed.
+// then runs until it is killed, or until the pipe is closed and none of
+// its children is left.
 // It makes itself a session leader (CRIU refuses to dump a tree whose
 // session leader is outside the namespace), starts COMMAND, forwards the
 // signals it receives to it, reaps every orphan, and exits with COMMAND's
@@ -258,6 +259,8 @@ int main(int argc, char** argv) {
       pid_t w;
       while ((w = ::waitpid(-1, &status, WNOHANG)) > 0)
         if (w == pid) return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      // No command can arrive any more (the agent is gone) and none runs.
+      if (!open && w < 0 && errno == ECHILD) return 0;
     }
   }
   for (;;) {
