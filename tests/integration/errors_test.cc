@@ -71,6 +71,7 @@ TEST_F(ErrorTest, ReadOnlyStore) {
 
 TEST_F(ErrorTest, FullStoreKeepsPreviousCheckpointAndJob) {
   std::string small = mount_tmpfs("size=64m");
+  fs::remove(store_);  // the empty one SetUp made
   store_ = small + "/store";  // cryo() and spawn() use it
   pid_t run = spawn({"run", "--name", "full", "--", prog("memhog"), go_file("full"), "16"});
   ASSERT_TRUE(wait_for("full", "READY", 60));
