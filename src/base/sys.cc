@@ -337,6 +337,13 @@ double now() {
   return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
 }
 
+int signal_number(const std::string& name) {
+  std::string n = name.rfind("SIG", 0) == 0 ? name.substr(3) : name;
+  for (int s = 1; s < NSIG; s++)
+    if (const char* abbrev = sigabbrev_np(s); abbrev && n == abbrev) return s;
+  return 0;
+}
+
 UniqueFd interval_timer(double seconds) {
   UniqueFd fd(::timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK));
   struct itimerspec its {};

@@ -68,6 +68,8 @@ uint64_t mem_available();
 std::string hostname();
 std::string kernel_release();
 std::string user_name(uid_t uid);
+// The number of a signal named "USR1" or "SIGUSR1"; 0 if there is none.
+int signal_number(const std::string& name);
 // Seconds since the epoch, as a double.
 double now();
 // A non-blocking timerfd that fires every `seconds` (> 0), first after one

@@ -219,12 +219,10 @@ int run(const Globals& g, RunOptions& o) {
   c.keep = o.keep >= 0 ? o.keep : sl ? kSlurmKeep : 0;
   if (o.checkpoint_on.empty() && sl) o.checkpoint_on = "USR1";
   if (!o.checkpoint_on.empty()) {
-    std::string n = o.checkpoint_on.rfind("SIG", 0) == 0 ? o.checkpoint_on.substr(3) : o.checkpoint_on;
-    int sig = 0;
-    for (int s = 1; s < NSIG; s++)
-      if (const char* a = sigabbrev_np(s); a && n == a && s != SIGKILL && s != SIGSTOP && s != SIGCHLD) sig = s;
+    int sig = sys::signal_number(o.checkpoint_on);
+    if (sig == SIGKILL || sig == SIGSTOP || sig == SIGCHLD) sig = 0;
     if (!sig) return fail(make_error("unknown or unusable signal '" + o.checkpoint_on + "'").with_hint("use a name such as USR1, USR2 or HUP"));
-    c.checkpoint_on = n;
+    c.checkpoint_on = sigabbrev_np(sig);
     if (sl && sl->batch)
       if (std::string hazard = slurm::shell_hazard(sig); !hazard.empty()) std::fprintf(stderr, "cryo: warning: %s\n", hazard.c_str());
   }

@@ -171,9 +171,8 @@ int Loop::run() {
   sigset_t mask;
   sigemptyset(&mask);
   for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGPIPE}) sigaddset(&mask, sig);
-  if (!s_.config.checkpoint_on.empty())
-    for (int sig = 1; sig < NSIG; sig++)
-      if (const char* a = sigabbrev_np(sig); a && s_.config.checkpoint_on == a) checkpoint_signal_ = sig;
+  checkpoint_signal_ = sys::signal_number(s_.config.checkpoint_on);
+  if (checkpoint_signal_) sigaddset(&mask, checkpoint_signal_);
   ::sigprocmask(SIG_BLOCK, &mask, nullptr);
   sigfd_.reset(::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK));
   if (auto l = job::control_listen(dir_.path())) listen_ = std::move(*l);

@@ -38,13 +38,6 @@ Result<UniqueFd> lock_job(const store::JobDir& dir) {
 
 namespace {
 
-int signal_number(const std::string& name) {
-  std::string n = name.rfind("SIG", 0) == 0 ? name.substr(3) : name;
-  for (int s = 1; s < NSIG; s++)
-    if (const char* abbrev = sigabbrev_np(s); abbrev && n == abbrev) return s;
-  return 0;
-}
-
 class Supervisor {
  public:
   explicit Supervisor(Supervised s) : s_(std::move(s)), dir_(*s_.dir) {}
@@ -106,7 +99,7 @@ int Supervisor::run() {
   for (int sig : {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGCONT}) sigaddset(&mask, sig);
   if (s_.slurm && s_.config.checkpoint_on.empty()) s_.config.checkpoint_on = "USR1";
   if (!s_.config.checkpoint_on.empty()) {
-    checkpoint_signal_ = signal_number(s_.config.checkpoint_on);
+    checkpoint_signal_ = sys::signal_number(s_.config.checkpoint_on);
     if (checkpoint_signal_) sigaddset(&mask, checkpoint_signal_);
   }
   ::sigprocmask(SIG_BLOCK, &mask, nullptr);
