@@ -87,11 +87,13 @@ int restore_coordinated(const Globals& g, store::JobDir& dir, Continue c) {
   coord::Coordinator co(dir, c.config);
   double t0 = sys::now();
   Status st = co.connect(c.config.nodes);
-  if (st) st = co.restore(c.id);
+  std::vector<std::string> warnings;
+  if (st) st = co.restore(c.id, &warnings);
   if (!st) {
     coord::stop_slurm_agents(srun);
     return fail(st.error());
   }
+  for (const auto& w : warnings) job::event(dir, "warning: " + w, c.quiet);
   std::string where;
   for (size_t k = 0; k < c.config.nodes.size(); k++)
     where += (k ? ", " : "") + fmt::format("part {} on {}", k, c.config.nodes[k]);

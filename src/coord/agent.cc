@@ -75,6 +75,11 @@ Reply Session::handle(const Request& r) {
     const auto& p = r.restore().part();
     auto rt = std::make_unique<PartRuntime>(p, o_.tier, o_.criu_path);
     if (auto st = rt->restore(r.restore()); !st) return failed(st.error());
+    if (!rt->restore_warning().empty()) {
+      reply.set_warning(rt->restore_warning());
+      say(o_, fmt::format("part {} of job '{}': its fast copy was not used: {}; restored from the store", p.index(),
+                          p.job(), rt->restore_warning()));
+    }
     say(o_, fmt::format("part {} of job '{}' restored at {} (locked until every part is back)", p.index(), p.job(),
                         p.address()));
     parts_[p.index()] = std::move(rt);

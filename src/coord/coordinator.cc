@@ -250,7 +250,7 @@ Result<std::string> Coordinator::checkpoint(bool stop, Timings* t) {
   return *id;
 }
 
-Status Coordinator::restore(const std::string& id) {
+Status Coordinator::restore(const std::string& id, std::vector<std::string>* warnings) {
   auto m = dir_.load_manifest(id);
   if (!m) return m.error();
   const auto& parts = m->job_state.value("parts", nlohmann::json::array());
@@ -264,10 +264,15 @@ Status Coordinator::restore(const std::string& id) {
     *r->mutable_part() = part(k);
     r->set_checkpoint(parts[k].at("checkpoint").get<std::string>());
   }
-  if (auto st = all("restoring", reqs, nullptr, timeout()); !st) {
+  std::vector<Reply> replies;
+  if (auto st = all("restoring", reqs, &replies, timeout()); !st) {
     stop_all();
     return st;
   }
+  for (uint32_t k = 0; k < replies.size(); k++)
+    if (!replies[k].warning().empty())
+      warnings->push_back(fmt::format("the fast copy of part {} ({}) was not used: {}; restored from the store", k,
+                                      agents_[k].node, replies[k].warning()));
   // Every part is back: now, and only now, the networks open.
   Request unlock;
   unlock.mutable_phase()->set_name("unlock");

@@ -51,8 +51,10 @@ class Coordinator {
   // Starts the job: part 0 runs the command, the others wait for Spawn.
   Status start();
   // Restores the job's checkpoint `id` onto the connected agents (part k on
-  // the k-th), and unlocks the networks once every part is back.
-  Status restore(const std::string& id);
+  // the k-th), and unlocks the networks once every part is back.  Each
+  // part whose fast copy was refused (and restored from the store) adds a
+  // warning.
+  Status restore(const std::string& id, std::vector<std::string>* warnings);
   // A coordinated checkpoint; returns its id.  On failure every agent
   // still reachable aborts, and the job runs on.
   Result<std::string> checkpoint(bool stop, Timings* t = nullptr);

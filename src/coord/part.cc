@@ -15,6 +15,7 @@
 #include "criu/client.h"
 #include "job/files.h"
 #include "job/launch.h"
+#include "job/restore.h"
 #include "store/flush.h"
 #include "store/reader.h"
 
@@ -319,61 +320,40 @@ Status PartRuntime::restore(const RestorePart& r) {
   // Locked before anything of the part is back: the networks unlock only
   // once every part is.
   CRYO_TRY(net_.lock());
-  auto files = store::materialize(dir_, tier_, id, true);
-  if (!files) return files.error();
-  struct Release {
-    store::Materialized& m;
-    ~Release() { store::release(m); }
-  } release{*files};
-
-  std::vector<std::pair<std::string, int>> inherit;
-  std::vector<UniqueFd> keep;
-  const auto& outputs = m->job_state.at("outputs");
-  outputs_.clear();
-  for (const char* name : {"stdout", "stderr"}) {
-    uint64_t size = outputs.at(name).at("size");
-    std::string log = dir_.file(std::string(name) + ".log");
-    auto fd = sys::open(log, O_WRONLY | O_CREAT, 0600);
-    if (!fd) return fd.error();
-    if (::ftruncate(fd->get(), static_cast<off_t>(size)) < 0) return sys_error("cannot truncate '" + log + "'");
-    int p[2];
-    if (::pipe2(p, O_CLOEXEC) < 0) return sys_error("cannot create a pipe");
-    UniqueFd rd(p[0]), wr(p[1]);
-    inherit.emplace_back(outputs.at(name).at("pipe").get<std::string>(), wr.get());
-    auto o = job::open_output(dir_.path(), name, std::move(rd), part_.tee() ? (std::string(name) == "stdout" ? 1 : 2) : -1);
-    if (!o) return o.error();
-    outputs_.push_back(std::move(*o));
-    keep.push_back(std::move(wr));
-  }
+  // Its outputs and command pipe, new for this run of the part.
+  auto outputs = job::restored_outputs(dir_, id, m->job_state.at("outputs"), true, part_.tee());
+  if (!outputs) return outputs.error();
   int serve[2];
   if (::pipe2(serve, O_CLOEXEC) < 0) return sys_error("cannot create the part's command pipe");
   UniqueFd serve_r(serve[0]), serve_w(serve[1]);
-  inherit.emplace_back(m->job_state.at("serve_pipe").get<std::string>(), serve_r.get());
-  CRYO_TRY(job::put_back_files(job::saved_files_from_json(m->job_state.value("files", nlohmann::json::array())),
-                               files->dir));
-  CRYO_TRY(sys::mkdir_p(dir_.file("logs"), 0700));
-  auto images = sys::open_dir(files->dir + "/images");
-  if (!images) return images.error();
-  auto work = sys::open_dir(dir_.file("logs"));
-  if (!work) return work.error();
+  criu::RestoreRequest req;
+  req.log_file = "criu-restore-" + id + "-" + std::to_string(static_cast<long>(sys::now())) + ".log";
+  req.tcp_established = m->job_state.value("tcp_established", false);
+  req.inherit = outputs->inherit;
+  req.inherit.emplace_back(m->job_state.at("serve_pipe").get<std::string>(), serve_r.get());
   // The part's network namespace, dumped as external: CRIU takes it back
   // by its key, as an inherited fd.
   auto netns = sys::open(net_.path(), O_RDONLY);
   if (!netns) return netns.error();
-  inherit.emplace_back("part-net", netns->get());
+  req.inherit.emplace_back("part-net", netns->get());
   std::vector<int> fds;
-  for (const auto& [key, fd] : inherit) fds.push_back(fd);
-  auto session = criu::Session::start(criu_path_, fds);
-  if (!session) return session.error();
-  criu::RestoreRequest req;
-  req.images_dir_fd = images->get();
-  req.work_dir_fd = work->get();
-  req.log_file = "criu-restore-" + id + "-" + std::to_string(static_cast<long>(sys::now())) + ".log";
-  req.tcp_established = m->job_state.value("tcp_established", false);
-  req.inherit = inherit;
-  fault_point("agent.restore");
-  auto pid = session->restore(req, dir_.file("logs/" + req.log_file));
-  if (!pid) return pid.error();
+  for (const auto& [key, fd] : req.inherit) fds.push_back(fd);
+  auto saved = job::saved_files_from_json(m->job_state.value("files", nlohmann::json::array()));
+  // As a single-node restore: every byte checked before the part runs, a
+  // fast copy's page images while CRIU reads them.
+  Result<pid_t> pid = make_error("the part was not restored");
+  Status st = job::with_checkpoint_files(
+      dir_, tier_, id, *m, true, saved.empty(), {},
+      [&](store::Materialized& files, bool* pages_damaged) -> Status {
+        CRYO_TRY(job::put_back_files(saved, files.dir));
+        fault_point("agent.restore");
+        pid = job::criu_restore(criu_path_, fds, req, files, dir_.file("logs"), [&] { return outputs->cut_logs(); },
+                                pages_damaged);
+        return pid ? Status{} : Status{pid.error()};
+      },
+      &restore_warning_);
+  if (!st) return st;
+  outputs_ = std::move(outputs->outputs);
   pid_ = *pid;
   serve_ = std::move(serve_w);
   last_checkpoint_.clear();

@@ -90,6 +90,8 @@ class PartRuntime {
   // Ends the part: its processes, its network namespace.
   void stop();
   Status restore(const RestorePart& r);
+  // Why the last restore did not use the part's fast copy, if it did not.
+  const std::string& restore_warning() const { return restore_warning_; }
   void unlock() { net_.unlock(); }
 
   // The part's output pipes, for the agent's poll; drain() moves what they hold.
@@ -111,6 +113,7 @@ class PartRuntime {
   std::vector<job::Output> outputs_;
   UniqueFd serve_;  // write end of cryo-init's command pipe
   std::string last_checkpoint_;
+  std::string restore_warning_;
 };
 
 }  // namespace cryo::coord

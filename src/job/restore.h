@@ -7,12 +7,18 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "base/result.h"
+#include "criu/client.h"
 #include "job/config.h"
 #include "job/output.h"
+#include "store/reader.h"
 #include "store/staging.h"
 #include "store/store.h"
 
@@ -38,5 +44,45 @@ struct Restored {
 };
 
 Result<Restored> restore_job(RestoreRun& run);
+
+// The building blocks restore_job shares with a multi-node part's restore
+// (coord/part.cc).
+
+// The job's stdout and stderr as the checkpoint recorded them
+// (job_state.outputs), made ready for a restore: with `pipes`, a new pipe
+// for each, whose write end CRIU gives the restored tree in place of the
+// old one; and each log, to be cut back to its size at the checkpoint (what
+// the job wrote after it, the restored job writes again) once nothing can
+// fail any more, so that a refused restore leaves the logs as they are.
+struct RestoredOutputs {
+  std::vector<std::pair<std::string, int>> inherit;  // CRIU's inherit-fd keys and the pipes' write ends
+  std::vector<Output> outputs;                        // the read ends, appended to the logs
+  std::vector<UniqueFd> write_ends;
+  std::vector<std::pair<UniqueFd, uint64_t>> logs;  // each log, and its size at the checkpoint
+  Status cut_logs();
+};
+Result<RestoredOutputs> restored_outputs(const store::JobDir& dir, const std::string& id, const nlohmann::json& outputs,
+                                         bool pipes, bool tee);
+
+// Has CRIU restore the checkpoint laid out in `files` (req.images_dir_fd
+// and req.work_dir_fd are set here) as a child of this process.  A fast
+// copy's deferred page check (files.check_pages) runs while CRIU reads the
+// pages; CRIU's post-restore notification, while the tree is still
+// stopped, is answered only once it has passed and then at_post_restore
+// has succeeded.  Otherwise CRIU kills what it restored; *pages_damaged
+// tells that the check failed.
+Result<pid_t> criu_restore(const std::string& criu_path, const std::vector<int>& keep_fds, criu::RestoreRequest req,
+                           const store::Materialized& files, const std::string& logs_dir,
+                           const std::function<Status()>& at_post_restore, bool* pages_damaged);
+
+// Lays out checkpoint id of a job whose manifest is m (store::materialize,
+// the fast copy's pages deferred with `defer`) and runs attempt on the
+// files.  If the attempt failed because the fast copy's pages were
+// damaged, the store's copy is laid out and attempted once more, and
+// *warning says why.
+Status with_checkpoint_files(const store::JobDir& dir, const store::FastTier& tier, const std::string& id,
+                             const store::Manifest& m, bool prefer_fast, bool defer, const store::ProgressFn& progress,
+                             const std::function<Status(store::Materialized&, bool* pages_damaged)>& attempt,
+                             std::string* warning);
 
 }  // namespace cryo::job

@@ -182,25 +182,32 @@ Status read_chunks(const JobDir& job, const std::string& id, const Manifest& m, 
 
 }  // namespace
 
+namespace {
+
+Status verify(const JobDir& job, const std::string& id, const Manifest& m, const ProgressFn& progress, int threads) {
+  std::string dir = job.checkpoint_dir(id);
+  CRYO_TRY(no_unlisted_files(job, id, m, dir, {}));
+  CRYO_TRY(verify_whole_files(job, id, m, dir, progress));
+  return read_chunks(job, id, m, nullptr, nullptr, "verifying", progress, threads);
+}
+
+}  // namespace
+
 Status verify(const JobDir& job, const std::string& id, const ProgressFn& progress, int threads) {
   auto m = job.load_manifest(id);
   if (!m) return m.error();
-  std::string dir = job.checkpoint_dir(id);
-  CRYO_TRY(no_unlisted_files(job, id, *m, dir, {}));
-  CRYO_TRY(verify_whole_files(job, id, *m, dir, progress));
-  return read_chunks(job, id, *m, nullptr, nullptr, "verifying", progress, threads);
+  return verify(job, id, *m, progress, threads);
 }
 
-Result<Materialized> materialize(const JobDir& job, const FastTier& tier, const std::string& id, bool prefer_fast,
-                                 const ProgressFn& progress, bool defer_pages) {
-  auto m = job.load_manifest(id);
-  if (!m) return m.error();
+Result<Materialized> materialize(const JobDir& job, const FastTier& tier, const std::string& id,
+                                 const Manifest& m, bool prefer_fast, const ProgressFn& progress,
+                                 bool defer_pages) {
   Materialized out;
-  bool chunked = std::any_of(m->files.begin(), m->files.end(), [](const FileSum& f) { return f.chunked; });
+  bool chunked = std::any_of(m.files.begin(), m.files.end(), [](const FileSum& f) { return f.chunked; });
   if (!chunked) {  // format 1: the files are whole in the checkpoint directory
     auto hold = hold_checkpoints(job);
     if (!hold) return hold.error();
-    CRYO_TRY(verify(job, id, progress));
+    CRYO_TRY(verify(job, id, m, progress, 0));
     out.dir = job.checkpoint_dir(id);
     out.source = "store";
     out.hold = std::move(*hold);
@@ -213,13 +220,13 @@ Result<Materialized> materialize(const JobDir& job, const FastTier& tier, const 
         if (!s.fast || s.id != id) continue;
         auto hold = hold_copy(s, true);
         if (!hold) break;
-        if (auto st = verify_copy(job, id, *m, s.dir, progress, defer_pages ? CopyPart::all_but_pages : CopyPart::all);
+        if (auto st = verify_copy(job, id, m, s.dir, progress, defer_pages ? CopyPart::all_but_pages : CopyPart::all);
             !st) {
           out.warning = st.error().message;
           break;
         }
         if (defer_pages)
-          out.check_pages = [&job, id, m = *m, dir = s.dir] { return verify_copy(job, id, m, dir, {}, CopyPart::pages); };
+          out.check_pages = [&job, id, m, dir = s.dir] { return verify_copy(job, id, m, dir, {}, CopyPart::pages); };
         out.dir = s.dir;
         out.source = "fast copy";
         out.hold = std::move(*hold);
@@ -233,7 +240,7 @@ Result<Materialized> materialize(const JobDir& job, const FastTier& tier, const 
   std::string fast = fast_dir(tier, job);
   if (!fast.empty()) {
     auto space = sys::fs_space(tier.root);
-    uint64_t need = m->total_bytes + (64 << 20);
+    uint64_t need = m.total_bytes + (64 << 20);
     bool room = space && space->available > need && sys::tree_size(tier.root) + need <= tier.limit &&
                 (!space->tmpfs || sys::mem_available() > need + std::max<uint64_t>(1ull << 30, sys::mem_total() / 20));
     if (room) parent = fast;
@@ -244,14 +251,14 @@ Result<Materialized> materialize(const JobDir& job, const FastTier& tier, const 
   out.temporary = true;
   out.hold = std::move(*hold);
   (void)sys::remove_tree(out.dir);
-  std::vector<UniqueFd> fds(m->files.size());
-  std::vector<std::string> paths(m->files.size());
+  std::vector<UniqueFd> fds(m.files.size());
+  std::vector<std::string> paths(m.files.size());
   auto fail = [&](const Error& e) {
     (void)sys::remove_tree(out.dir);
     return e;
   };
-  for (size_t i = 0; i < m->files.size(); i++) {
-    const auto& f = m->files[i];
+  for (size_t i = 0; i < m.files.size(); i++) {
+    const auto& f = m.files[i];
     if (!f.chunked) continue;
     paths[i] = out.dir + "/" + f.path;
     if (auto st = sys::mkdir_p(paths[i].substr(0, paths[i].rfind('/')), 0700); !st) return fail(st.error());
@@ -260,7 +267,7 @@ Result<Materialized> materialize(const JobDir& job, const FastTier& tier, const 
     if (::ftruncate(fd->get(), static_cast<off_t>(f.size)) < 0) return fail(sys_error("cannot size '" + paths[i] + "'"));
     fds[i] = std::move(*fd);
   }
-  if (auto st = read_chunks(job, id, *m, &fds, &paths, "reading", progress, 0); !st) return fail(st.error());
+  if (auto st = read_chunks(job, id, m, &fds, &paths, "reading", progress, 0); !st) return fail(st.error());
   return out;
 }
 

@@ -38,8 +38,9 @@ struct Materialized {
 // the store.  Fails, having changed nothing, if the checkpoint is damaged.
 // With defer_pages, a fast copy's page images (nearly all of its bytes) are
 // left for the caller to check with check_pages, while CRIU restores.
-Result<Materialized> materialize(const JobDir& job, const FastTier& tier, const std::string& id, bool prefer_fast,
-                                 const ProgressFn& progress = {}, bool defer_pages = false);
+// m is the checkpoint's manifest (JobDir::load_manifest).
+Result<Materialized> materialize(const JobDir& job, const FastTier& tier, const std::string& id, const Manifest& m,
+                                 bool prefer_fast, const ProgressFn& progress = {}, bool defer_pages = false);
 // Removes a temporary directory and drops the hold.
 void release(Materialized& m);
 

@@ -119,14 +119,6 @@ TEST_F(ErrorTest, OldCriuNamesTheFix) {
   EXPECT_TRUE(err.find("too old") != std::string::npos || err.find("does not run on this kernel") != std::string::npos) << err;
 }
 
-void flip_byte(const std::string& path, long at) {
-  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
-  f.seekg(at);
-  char c = static_cast<char>(f.get());
-  f.seekp(at);
-  f.put(static_cast<char>(c ^ 0x01));
-}
-
 // The first chunk of the checkpoint's page image, as the manifest lists it.
 std::string page_chunk(const std::string& job_dir, const std::string& id, std::string* image) {
   std::string text;

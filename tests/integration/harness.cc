@@ -27,6 +27,14 @@ bool read_text(const std::string& path, std::string* out) {
   return true;
 }
 
+void flip_byte(const std::string& path, long at) {
+  std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekg(at);
+  char c = static_cast<char>(f.get());
+  f.seekp(at);
+  f.put(static_cast<char>(c ^ 0x01));
+}
+
 std::string sh(const std::string& cmd, int* rc) {
   std::string out;
   FILE* p = ::popen(cmd.c_str(), "r");

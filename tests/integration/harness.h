@@ -54,6 +54,8 @@ class CryoTest : public ::testing::Test {
 };
 
 bool read_text(const std::string& path, std::string* out);
+// Damages a file: flips the low bit of its byte at offset `at`.
+void flip_byte(const std::string& path, long at);
 // Runs a shell command line; returns its stdout (and its exit status in *rc).
 std::string sh(const std::string& cmd, int* rc = nullptr);
 

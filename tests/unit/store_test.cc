@@ -87,7 +87,10 @@ class StoreTest : public ::testing::Test {
     return *m;
   }
   std::string restored(const std::string& id, bool prefer_fast, std::string* source = nullptr) {
-    auto m = materialize(*job_, tier_, id, prefer_fast);
+    auto manifest = job_->load_manifest(id);
+    EXPECT_TRUE(manifest.ok());
+    if (!manifest) return "";
+    auto m = materialize(*job_, tier_, id, *manifest, prefer_fast);
     EXPECT_TRUE(m.ok()) << m.error().message;
     if (!m) return "";
     if (source) *source = m->source;
@@ -152,7 +155,7 @@ TEST_F(StoreTest, ADamagedFastCopyIsNotUsed) {
     f.seekp(12345);
     f.put('x');
   }
-  auto m = materialize(*job_, tier_, "0001", true);
+  auto m = materialize(*job_, tier_, "0001", *job_->load_manifest("0001"), true);
   ASSERT_TRUE(m.ok()) << m.error().message;
   EXPECT_EQ(m->source, "store");
   EXPECT_NE(m->warning.find("damaged"), std::string::npos) << m->warning;
@@ -201,7 +204,7 @@ TEST_F(StoreTest, AFlippedByteInAnyChunkIsNamed) {
   ASSERT_FALSE(st.ok());
   EXPECT_NE(st.error().message.find("images/pages-1.img"), std::string::npos) << st.error().message;
   EXPECT_NE(st.error().message.find(victim), std::string::npos) << st.error().message;
-  EXPECT_FALSE(materialize(*job_, tier_, "0001", false).ok());
+  EXPECT_FALSE(materialize(*job_, tier_, "0001", *job_->load_manifest("0001"), false).ok());
 }
 
 TEST_F(StoreTest, VerifyRefusesAnUnlistedFile) {
