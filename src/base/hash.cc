@@ -2,6 +2,9 @@
 
 #include <fcntl.h>
 #include <unistd.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <xxhash.h>
 
 #include <memory>
@@ -12,25 +15,30 @@
 namespace cryo {
 
 namespace {
-std::string hex(XXH128_hash_t h) {
-  XXH128_canonical_t c;
-  XXH128_canonicalFromHash(&c, h);
+
+std::string hex(const unsigned char* bytes, size_t n) {
   static const char* digits = "0123456789abcdef";
   std::string s;
-  for (unsigned char b : c.digest) {
-    s += digits[b >> 4];
-    s += digits[b & 15];
+  s.reserve(2 * n);
+  for (size_t i = 0; i < n; i++) {
+    s += digits[bytes[i] >> 4];
+    s += digits[bytes[i] & 15];
   }
   return s;
 }
-}  // namespace
 
-Result<std::string> hash_file(const std::string& path, const std::function<void(uint64_t)>& progress) {
+std::string hex(XXH128_hash_t h) {
+  XXH128_canonical_t c;
+  XXH128_canonicalFromHash(&c, h);
+  return hex(c.digest, sizeof c.digest);
+}
+
+// Feeds the file at path to update() a MiB at a time.
+Status read_through(const std::string& path, const std::function<void(const char*, size_t)>& update,
+                    const std::function<void(uint64_t)>& progress) {
   auto fd = sys::open(path, O_RDONLY);
   if (!fd) return fd.error();
   ::posix_fadvise(fd->get(), 0, 0, POSIX_FADV_SEQUENTIAL);
-  std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> st(XXH3_createState(), XXH3_freeState);
-  XXH3_128bits_reset(st.get());
   std::vector<char> buf(1 << 20);
   uint64_t done = 0;
   for (;;) {
@@ -39,14 +47,45 @@ Result<std::string> hash_file(const std::string& path, const std::function<void(
       if (errno == EINTR) continue;
       return sys_error("cannot read '" + path + "'");
     }
-    if (n == 0) break;
-    XXH3_128bits_update(st.get(), buf.data(), static_cast<size_t>(n));
+    if (n == 0) return {};
+    update(buf.data(), static_cast<size_t>(n));
     done += static_cast<uint64_t>(n);
     if (progress) progress(done);
   }
-  return hex(XXH3_128bits_digest(st.get()));
 }
 
+}  // namespace
+
 std::string hash_bytes(const void* data, size_t len) { return hex(XXH3_128bits(data, len)); }
+
+std::string sha256_bytes(const void* data, size_t len) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  if (EVP_Digest(data, len, md, &n, EVP_sha256(), nullptr) != 1) std::abort();  // only fails out of memory
+  return hex(md, n);
+}
+
+Result<std::string> sha256_file(const std::string& path, const std::function<void(uint64_t)>& progress) {
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
+  if (!ctx || EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr) != 1) return make_error("cannot start SHA-256");
+  CRYO_TRY(read_through(path, [&](const char* d, size_t n) { EVP_DigestUpdate(ctx.get(), d, n); }, progress));
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  EVP_DigestFinal_ex(ctx.get(), md, &n);
+  return hex(md, n);
+}
+
+std::string hmac_sha256(std::string_view key, std::string_view text) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  if (!HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), reinterpret_cast<const unsigned char*>(text.data()),
+            text.size(), md, &n))
+    std::abort();  // only fails out of memory
+  return hex(md, n);
+}
+
+bool equal_in_constant_time(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && CRYPTO_memcmp(a.data(), b.data(), a.size()) == 0;
+}
 
 }  // namespace cryo

@@ -15,6 +15,7 @@
 #include "job/launch.h"
 #include "job/mpi.h"
 #include "slurm/slurm.h"
+#include "store/signing.h"
 
 namespace cryo::cli {
 
@@ -131,6 +132,19 @@ int check(const Globals& g, bool json) {
                      fmt::format("{} ({} free)", root_dir, format_bytes(free_b)),
                      writable ? "" : "choose a writable store with --store or CRYO_STORE"});
   }
+  // The key that signs checkpoints (store/signing.h): made at the first
+  // checkpoint when there is none.
+  std::string key = store::key_path();
+  if (!sys::exists(key)) {
+    items.push_back({"signing key", "info",
+                     key + " does not exist yet: the first checkpoint makes it; nodes that restore each other's "
+                           "checkpoints need the same one",
+                     ""});
+  } else if (auto k = store::SigningKey::load(key, false)) {
+    items.push_back({"signing key", "pass", key + " (key " + k->id() + ")", ""});
+  } else {
+    items.push_back({"signing key", "fail", k.error().message, k.error().hint});
+  }
   // The fast tier is optional: without one, dumps go straight to the store.
   if (auto tier = g.tier(); !tier) {
     items.push_back({"fast tier", "fail", tier.error().message, tier.error().hint});
@@ -168,7 +182,8 @@ void add_check_verb(CLI::App& app, Globals& g) {
   auto* cmd = app.add_subcommand("check", "Check the kernel, CRIU and store: each item a pass or a fix");
   cmd->description(
       "Check that this machine can checkpoint and restore jobs: kernel, privileges,\n"
-      "CRIU (version and 'criu check'), cryo-init, the store and the fast tier.  Each\n"
+      "CRIU (version and 'criu check'), cryo-init, the store, the key that signs\n"
+      "checkpoints ($CRYO_KEY or /etc/cryo/key) and the fast tier.  Each\n"
       "item passes or fails with its fix; exit status 0 when nothing fails.  Slurm,\n"
       "MPI and the container engines (Podman, Docker, Apptainer), which only some jobs\n"
       "need, are reported too ('info' when absent), never as failures.");

@@ -29,7 +29,7 @@ struct Options {
 int restore(const Globals& g, const Options& o) {
   auto dir = open_job(g, o.name);
   if (!dir) return fail(dir.error());
-  auto config = job::load_config(*dir);
+  auto config = job::load_config(*dir, true);
   if (!config) return fail(config.error());
   auto lock = job::lock_job(*dir);
   if (!lock) return fail(lock.error());
@@ -174,10 +174,12 @@ void add_restore_verb(CLI::App& app, Globals& g) {
       "Continue job NAME from its latest checkpoint (or --from ID), on this node or\n"
       "any other that sees the store.  A checkpoint whose flush was interrupted is\n"
       "committed first.  On the node that took it, the checkpoint's fast copy is read\n"
-      "if it is still there and sound; otherwise the store's copy.  Every byte is\n"
-      "verified before the job runs (a fast copy's memory pages while CRIU restores\n"
-      "them, the job still stopped); a damaged checkpoint is refused and nothing is\n"
-      "changed, and a damaged fast copy gives way to the store's.  The job's\n"
+      "if it is still there and sound; otherwise the store's copy.  The checkpoint's\n"
+      "signature is checked with this node's key ($CRYO_KEY or /etc/cryo/key, the\n"
+      "same on every node of the site), and every byte is verified before the job\n"
+      "runs (a fast copy's memory pages while CRIU restores them, the job still\n"
+      "stopped): a damaged or forged checkpoint is refused and nothing is changed,\n"
+      "and a damaged fast copy gives way to the store's.  The job's\n"
       "output logs and the files it had open for writing are put back as they were\n"
       "at the checkpoint, so no output line appears twice.  cryo then supervises the\n"
       "job as 'cryo run' does and exits with its exit status.  Inside a Slurm batch\n"

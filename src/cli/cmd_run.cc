@@ -153,7 +153,7 @@ int run_coordinated(const Globals& g, store::JobDir& dir, job::JobConfig c, Uniq
 // A requeued Slurm job runs its batch script again: continue the job from
 // its latest checkpoint instead of starting over.
 int continue_slurm_job(const Globals& g, store::JobDir& dir, const RunOptions& o, const slurm::Env& sl) {
-  auto config = job::load_config(dir);
+  auto config = job::load_config(dir, true);
   if (!config) return fail(config.error());
   if (config->slurm_job_id != sl.job_id)
     return fail(make_error(fmt::format("job '{}' already exists and belongs to {}", dir.name(),

@@ -60,7 +60,13 @@ void add_verify_verb(CLI::App& app, Globals& g) {
     bool all = false;
   };
   auto o = std::make_shared<O>();
-  auto* cmd = app.add_subcommand("verify", "Check a checkpoint's every byte against its manifest");
+  auto* cmd = app.add_subcommand("verify", "Check a checkpoint's signature, and its every byte against its manifest");
+  cmd->description(
+      "Check checkpoint ID of job NAME (default: the latest) as a restore would, without\n"
+      "restoring it: its manifest's signature with this node's key ($CRYO_KEY or\n"
+      "/etc/cryo/key), and every byte of its files in the store (every chunk\n"
+      "decompressed and its SHA-256 compared).  A multi-node job's parts are checked\n"
+      "too.  Exit status 0 when sound; otherwise the error names what is damaged.");
   cmd->add_option("name", o->name, "Job name")->required();
   cmd->add_option("id", o->id, "Checkpoint ID (default: the latest)");
   cmd->add_flag("--all", o->all, "Verify every checkpoint of the job");

@@ -28,7 +28,9 @@ int main(int argc, char** argv) {
       "Environment: CRYO_STORE (store), CRYO_CRIU (CRIU binary), CRYO_FAST_TIER and\n"
       "CRYO_FAST_TIER_SIZE (as the options), CRYO_ZSTD_LEVEL (compression, default -1),\n"
       "CRYO_THREADS (threads for compression and verification, default one per CPU),\n"
-      "CRYO_LOG (debug logging, e.g. criu:debug,store:info).\n"
+      "CRYO_KEY (the key that signs checkpoints, default /etc/cryo/key; the same on\n"
+      "every node that restores another's checkpoints), CRYO_LOG (debug logging, e.g.\n"
+      "criu:debug,store:info).\n"
       "Exit status: 0 success; 1 error; a job's own status for run and restore;\n"
       "75 when the job was stopped at a checkpoint and can be restored.");
   cryo::cli::Globals g;

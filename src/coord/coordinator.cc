@@ -13,6 +13,7 @@
 #include "base/sys.h"
 #include "coord/wire.h"
 #include "job/mpi.h"
+#include "store/signing.h"
 
 namespace cryo::coord {
 
@@ -232,9 +233,11 @@ Result<std::string> Coordinator::checkpoint(bool stop, Timings* t) {
   if (auto st = sys::mkdir_p(tmp, 0700); !st) return abort(st.error());
   fault_point("coord.before_commit");
   m.durable_seconds = sys::now() - t0;
-  if (auto st = sys::write_file_atomic(tmp + "/manifest.json", store::to_json(m).dump(1) + "\n", 0600); !st) {
+  auto text = store::signed_manifest_text(m);
+  Status written = text ? sys::write_file_atomic(tmp + "/manifest.json", *text, 0600) : Status{text.error()};
+  if (!written) {
     (void)sys::remove_tree(tmp);
-    return abort(st.error());
+    return abort(written.error());
   }
   if (auto st = dir_.publish(tmp, *id); !st) {
     (void)sys::remove_tree(tmp);
@@ -251,7 +254,7 @@ Result<std::string> Coordinator::checkpoint(bool stop, Timings* t) {
 }
 
 Status Coordinator::restore(const std::string& id, std::vector<std::string>* warnings) {
-  auto m = dir_.load_manifest(id);
+  auto m = store::load_signed_manifest(dir_, id);
   if (!m) return m.error();
   const auto& parts = m->job_state.value("parts", nlohmann::json::array());
   if (parts.size() != agents_.size())

@@ -18,6 +18,7 @@
 #include "job/restore.h"
 #include "store/flush.h"
 #include "store/reader.h"
+#include "store/signing.h"
 
 namespace cryo::coord {
 
@@ -308,7 +309,7 @@ void PartRuntime::stop() {
 
 Status PartRuntime::restore(const RestorePart& r) {
   std::string id = r.checkpoint();
-  auto m = dir_.load_manifest(id);
+  auto m = store::load_signed_manifest(dir_, id);
   if (!m) return m.error();
   // Open MPI restores on one host take turns (shared/docs/platform.md):
   // parts of one job on one host too.

@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/sys.h"
+#include "store/signing.h"
 
 namespace cryo::job {
 
@@ -35,12 +36,21 @@ Status save_config(const store::JobDir& dir, const JobConfig& c) {
                       {"engine", c.engine}, {"image", c.image}, {"engine_options", c.engine_options},
                       {"nodes", c.nodes}, {"nodes_from_slurm", c.nodes_from_slurm}, {"part_net", c.part_net},
                       {"bridge", c.bridge}};
+  auto key = store::SigningKey::load(store::key_path(), true);
+  if (!key) return key.error();
+  key->sign(j);
   return sys::write_file_atomic(dir.file("job.json"), j.dump(2) + "\n", 0600);
 }
 
-Result<JobConfig> load_config(const store::JobDir& dir) {
+Result<JobConfig> load_config(const store::JobDir& dir, bool signed_only) {
   auto j = load_json(dir.file("job.json"));
   if (!j) return j.error();
+  if (signed_only) {
+    auto key = store::SigningKey::load(store::key_path(), false);
+    if (!key) return key.error();
+    CRYO_TRY(key->check(*j, "the settings of job '" + dir.name() + "' (" + dir.file("job.json") + ")",
+                        "they say how the job is restored; put back the ones cryo wrote, or start the job anew"));
+  }
   try {
     JobConfig c;
     c.name = j->at("name");

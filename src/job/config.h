@@ -73,8 +73,12 @@ struct JobState {
   std::vector<Allocation> allocations;  // Slurm jobs: every allocation so far
 };
 
+// job.json, signed with the node's key as manifests are (store/signing.h):
+// it says how the job is restored (its container image and options, its
+// MPI, its owner), so a restore reads it with `signed_only`, which refuses
+// one changed without the key.
 Status save_config(const store::JobDir& dir, const JobConfig& c);
-Result<JobConfig> load_config(const store::JobDir& dir);
+Result<JobConfig> load_config(const store::JobDir& dir, bool signed_only = false);
 Status save_state(const store::JobDir& dir, const JobState& s);
 // A job that never reported a state (it is starting) reads as running.
 Result<JobState> load_state(const store::JobDir& dir);

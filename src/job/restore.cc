@@ -17,6 +17,7 @@
 #include "job/files.h"
 #include "job/mpi.h"
 #include "store/reader.h"
+#include "store/signing.h"
 
 namespace cryo::job {
 
@@ -192,7 +193,7 @@ Result<Restored> restore_from(RestoreRun& run, const store::Manifest& m, store::
 
 Result<Restored> restore_job(RestoreRun& run) {
   store::JobDir& dir = *run.dir;
-  auto m = dir.load_manifest(run.id);
+  auto m = store::load_signed_manifest(dir, run.id);
   if (!m) return m.error();
   // Is CRIU there and new enough?  Asked while the checkpoint is checked.
   auto probing = std::async(std::launch::async, [&] { return criu::probe(run.criu_path); });

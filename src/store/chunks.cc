@@ -157,7 +157,7 @@ Status ChunkStore::get(const ChunkRef& ref, char* out, const std::string& what) 
   if (ZSTD_isError(n) || n != ref.size)
     return make_error(what + " is damaged: its chunk " + p + " cannot be decompressed" +
                       (ZSTD_isError(n) ? std::string(" (") + ZSTD_getErrorName(n) + ")" : " to its recorded size"));
-  if (hash_bytes(out, n) != ref.hash)
+  if (sha256_bytes(out, n) != ref.hash)
     return make_error(what + " is damaged: the checksum of its chunk " + p + " does not match");
   return {};
 }

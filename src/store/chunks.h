@@ -7,14 +7,16 @@
 // from CRIU's page image shifts no chunk after it, and identical runs of
 // pages in two checkpoints, or in two ranks' images, become identical
 // chunks.  Each chunk is stored once per job, compressed with zstd, under
-// the XXH3-128 of its raw content:
+// the SHA-256 of its raw content:
 //
-//   <job>/chunks/ab/ab0123...      (32 hex digits; a zstd frame)
+//   <job>/chunks/ab/ab0123...      (64 hex digits; a zstd frame)
 //
 // A chunk is written to a temporary name and renamed, never synced on its
 // own: the flush syncs the whole file system once before it commits a
 // manifest that refers to the chunk.  Reading a chunk decompresses it and
-// checks its hash, so a flipped byte anywhere is caught before use.
+// checks its SHA-256, so a flipped byte anywhere is caught before use, and
+// content made to pass for it cannot be (the signed manifest fixes the
+// names; store/signing.h).
 //
 // ChunkStore is safe to use from several threads at once.
 #pragma once
@@ -28,8 +30,9 @@
 namespace cryo::store {
 
 struct ChunkRef {
-  std::string hash;   // XXH3-128 of the raw content, hex
+  std::string hash;   // SHA-256 of the raw content, hex: the chunk's name
   uint32_t size = 0;  // raw bytes
+  std::string xxh3;   // XXH3-128 of the raw content, hex: a quick check of a node-local copy
 };
 
 struct Chunking {

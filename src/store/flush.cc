@@ -15,6 +15,7 @@
 #include "base/log.h"
 #include "base/parallel.h"
 #include "base/sys.h"
+#include "store/signing.h"
 
 namespace cryo::store {
 
@@ -95,7 +96,7 @@ Result<uint64_t> Flusher::store_file(const std::string& dir, int fd, FileSum& f,
     thread_local std::vector<char> buf;
     buf.resize(len);
     CRYO_TRY(sys::pread_exact(fd, buf.data(), len, offs[i], what));
-    std::string h = hash_bytes(buf.data(), len);
+    std::string h = sha256_bytes(buf.data(), len);
     bool write;
     {
       std::lock_guard<std::mutex> g(mu_);
@@ -107,7 +108,7 @@ Result<uint64_t> Flusher::store_file(const std::string& dir, int fd, FileSum& f,
       if (!n) return n.error();
       stored += *n;
     }
-    f.chunks[i] = {h, len};
+    f.chunks[i] = {h, len, hash_bytes(buf.data(), len)};
     if (i == half) fault_point("flush.chunks");
     std::lock_guard<std::mutex> g(mu_);
     done(len);
@@ -175,7 +176,7 @@ Result<Manifest> Flusher::commit(const Staged& s) {
     auto text = sys::read_all(fds[i].get(), "'" + s.dir + "/" + sums[i].path + "'");
     if (!text) return text.error();
     sums[i].size = text->size();
-    sums[i].xxh3 = hash_bytes(text->data(), text->size());
+    sums[i].sha256 = sha256_bytes(text->data(), text->size());
     auto out = sys::open(tmp + "/" + sums[i].path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     if (!out) return out.error();
     CRYO_TRY(sys::write_all(out->get(), *text, "'" + tmp + "/" + sums[i].path + "'"));
@@ -195,7 +196,9 @@ Result<Manifest> Flusher::commit(const Staged& s) {
   m.stored_bytes = stored;
   m.durable_seconds = sys::now() - m.created;
   fault_point("store.before_manifest");
-  CRYO_TRY(sys::write_file_atomic(tmp + "/manifest.json", to_json(m).dump(1) + "\n", 0600));
+  auto text = signed_manifest_text(m);
+  if (!text) return text.error();
+  CRYO_TRY(sys::write_file_atomic(tmp + "/manifest.json", *text, 0600));
   CRYO_TRY(job_.publish(tmp, s.id));
   cleanup.armed = false;
   known_.insert(claimed_.begin(), claimed_.end());

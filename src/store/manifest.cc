@@ -2,16 +2,22 @@
 
 namespace cryo::store {
 
+namespace {
+bool is_hex(const std::string& s, size_t len) {
+  return s.size() == len && s.find_first_not_of("0123456789abcdef") == std::string::npos;
+}
+}  // namespace
+
 nlohmann::json to_json(const Manifest& m) {
   nlohmann::json files = nlohmann::json::array();
   for (const auto& f : m.files) {
     nlohmann::json e = {{"path", f.path}, {"size", f.size}};
     if (f.chunked) {
       nlohmann::json chunks = nlohmann::json::array();
-      for (const auto& c : f.chunks) chunks.push_back({c.hash, c.size});
+      for (const auto& c : f.chunks) chunks.push_back({c.hash, c.size, c.xxh3});
       e["chunks"] = chunks;
     } else {
-      e["xxh3"] = f.xxh3;
+      e["sha256"] = f.sha256;
     }
     files.push_back(e);
   }
@@ -36,7 +42,7 @@ Result<Manifest> manifest_from_json(const std::string& text, const std::string& 
   try {
     Manifest m;
     m.format = j.at("format").get<int>();
-    if (m.format != 1 && m.format != kManifestFormat)
+    if (m.format < 1 || m.format > kManifestFormat)
       return make_error("the manifest '" + where + "' has format " + std::to_string(m.format) +
                         ", which this cryo does not read (it reads 1 to " + std::to_string(kManifestFormat) + ")")
           .with_hint("use the cryo version that wrote this checkpoint");
@@ -62,15 +68,18 @@ Result<Manifest> manifest_from_json(const std::string& text, const std::string& 
       if (f.contains("chunks")) {
         s.chunked = true;
         uint64_t sum = 0;
+        // Format 2 named chunks by their XXH3-128.
+        size_t name_len = m.format >= 3 ? 64 : 32;
         for (const auto& c : f.at("chunks")) {
-          s.chunks.push_back({c.at(0).get<std::string>(), c.at(1).get<uint32_t>()});
-          sum += s.chunks.back().size;
-          if (s.chunks.back().hash.size() != 32 || s.chunks.back().hash.find_first_not_of("0123456789abcdef") != std::string::npos)
+          ChunkRef r{c.at(0).get<std::string>(), c.at(1).get<uint32_t>(), m.format >= 3 ? c.at(2).get<std::string>() : ""};
+          if (!is_hex(r.hash, name_len) || (m.format >= 3 && !is_hex(r.xxh3, 32)))
             return bad("a chunk of " + s.path + " has a malformed hash");
+          sum += r.size;
+          s.chunks.push_back(std::move(r));
         }
         if (sum != s.size) return bad("the chunks of " + s.path + " do not add up to its size");
-      } else {
-        s.xxh3 = f.at("xxh3").get<std::string>();
+      } else if (m.format >= 3) {
+        s.sha256 = f.at("sha256").get<std::string>();
       }
       if (s.path.empty() || s.path[0] == '/' || s.path.find("..") != std::string::npos)
         return bad("it names a file outside the checkpoint: " + s.path);

@@ -3,10 +3,12 @@
 // Stored as manifest.json in the checkpoint's directory, written last,
 // before the commit rename.
 //
-// Format 2 keeps large files as content-addressed chunks (store/chunks.h):
-// a file's entry lists its chunks in order.  Format 1 (cryo 0.1 before the
-// chunk store) kept every file whole in the checkpoint directory; cryo
-// still reads and restores it.
+// Large files are content-addressed chunks (store/chunks.h): a file's entry
+// lists its chunks in order, each as [SHA-256, size, XXH3-128] of its raw
+// content; small ones (CRIU's log) stay whole in the checkpoint directory
+// with their SHA-256.  Format 3 manifests are signed (store/signing.h).
+// Formats 1 (files whole, XXH3) and 2 (chunks by XXH3) were not signed: cryo
+// still lists and retires such checkpoints, but does not restore them.
 #pragma once
 
 #include <cstdint>
@@ -20,13 +22,13 @@
 
 namespace cryo::store {
 
-inline constexpr int kManifestFormat = 2;
+inline constexpr int kManifestFormat = 3;
 
 struct FileSum {
   std::string path;  // relative to the checkpoint
   uint64_t size = 0;
-  // A whole file in the checkpoint directory: its XXH3-128, hex.
-  std::string xxh3;
+  // A whole file in the checkpoint directory: its SHA-256, hex.
+  std::string sha256;
   // A chunked file: its chunks in order (their sizes add up to size).
   bool chunked = false;
   std::vector<ChunkRef> chunks;

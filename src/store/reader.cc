@@ -14,6 +14,7 @@
 #include "base/parallel.h"
 #include "base/sys.h"
 #include "store/flush.h"
+#include "store/signing.h"
 
 namespace cryo::store {
 
@@ -45,7 +46,7 @@ std::vector<ChunkUse> chunk_uses(const Manifest& m) {
   return uses;
 }
 
-// Checks the whole (format 1, or CRIU's log) files of a checkpoint dir.
+// Checks the whole files (CRIU's log) of a checkpoint dir.
 Status verify_whole_files(const JobDir& job, const std::string& id, const Manifest& m, const std::string& dir,
                           const ProgressFn& progress) {
   uint64_t before = 0;
@@ -57,11 +58,11 @@ Status verify_whole_files(const JobDir& job, const std::string& id, const Manife
     if (static_cast<uint64_t>(st->st_size) != f.size)
       return make_error(fmt::format("checkpoint {} of job '{}' is damaged: {} has {} bytes, its manifest says {}", id,
                                     job.name(), path, st->st_size, f.size)).with_hint(damaged_hint(job));
-    auto sum = hash_file(path, [&](uint64_t d) {
+    auto sum = sha256_file(path, [&](uint64_t d) {
       if (progress) progress("verifying", before + d, m.total_bytes);
     });
     if (!sum) return sum.error();
-    if (*sum != f.xxh3)
+    if (*sum != f.sha256)
       return make_error("checkpoint " + id + " of job '" + job.name() + "' is damaged: the checksum of " + path +
                         " does not match its manifest").with_hint(damaged_hint(job));
     before += f.size;
@@ -93,7 +94,9 @@ bool is_page_image(const std::string& path) {
 enum class CopyPart { all, all_but_pages, pages };
 
 // Checks a fast copy's raw files (or a part of them) against the
-// manifest's chunks.
+// manifest's chunks, by their XXH3: the copy is on this node, in a
+// directory only root may enter, so what could change it is damage, not a
+// forger; the signed manifest says what the bytes must be.
 Status verify_copy(const JobDir& job, const std::string& id, const Manifest& m, const std::string& dir,
                    const ProgressFn& progress, CopyPart part = CopyPart::all) {
   if (part != CopyPart::pages) CRYO_TRY(no_unlisted_files(job, id, m, dir, {"dump.json", ".lock", "criu-dump.log"}));
@@ -129,7 +132,7 @@ Status verify_copy(const JobDir& job, const std::string& id, const Manifest& m, 
     buf.resize(t.ref->size);
     std::string path = dir + "/" + m.files[t.file].path;
     CRYO_TRY(sys::pread_exact(fds[t.file].get(), buf.data(), t.ref->size, t.off, "'" + path + "'"));
-    if (hash_bytes(buf.data(), t.ref->size) != t.ref->hash)
+    if (hash_bytes(buf.data(), t.ref->size) != t.ref->xxh3)
       return make_error(fmt::format("the fast copy's {} is damaged at bytes {}..{}", path, t.off, t.off + t.ref->size));
     uint64_t d = done += t.ref->size;
     if (progress) {
@@ -182,37 +185,19 @@ Status read_chunks(const JobDir& job, const std::string& id, const Manifest& m, 
 
 }  // namespace
 
-namespace {
-
-Status verify(const JobDir& job, const std::string& id, const Manifest& m, const ProgressFn& progress, int threads) {
-  std::string dir = job.checkpoint_dir(id);
-  CRYO_TRY(no_unlisted_files(job, id, m, dir, {}));
-  CRYO_TRY(verify_whole_files(job, id, m, dir, progress));
-  return read_chunks(job, id, m, nullptr, nullptr, "verifying", progress, threads);
-}
-
-}  // namespace
-
 Status verify(const JobDir& job, const std::string& id, const ProgressFn& progress, int threads) {
-  auto m = job.load_manifest(id);
+  auto m = load_signed_manifest(job, id);
   if (!m) return m.error();
-  return verify(job, id, *m, progress, threads);
+  std::string dir = job.checkpoint_dir(id);
+  CRYO_TRY(no_unlisted_files(job, id, *m, dir, {}));
+  CRYO_TRY(verify_whole_files(job, id, *m, dir, progress));
+  return read_chunks(job, id, *m, nullptr, nullptr, "verifying", progress, threads);
 }
 
 Result<Materialized> materialize(const JobDir& job, const FastTier& tier, const std::string& id,
                                  const Manifest& m, bool prefer_fast, const ProgressFn& progress,
                                  bool defer_pages) {
   Materialized out;
-  bool chunked = std::any_of(m.files.begin(), m.files.end(), [](const FileSum& f) { return f.chunked; });
-  if (!chunked) {  // format 1: the files are whole in the checkpoint directory
-    auto hold = hold_checkpoints(job);
-    if (!hold) return hold.error();
-    CRYO_TRY(verify(job, id, m, progress, 0));
-    out.dir = job.checkpoint_dir(id);
-    out.source = "store";
-    out.hold = std::move(*hold);
-    return out;
-  }
   if (prefer_fast) {
     auto staged = list_staged(job, tier);
     if (staged)

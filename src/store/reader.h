@@ -12,8 +12,9 @@
 
 namespace cryo::store {
 
-// Checks every byte of checkpoint id against its manifest: every chunk is
-// decompressed and hashed.  The error names the damaged file (and chunk).
+// Checks checkpoint id's signature (store/signing.h) and every byte against
+// its manifest: every chunk is decompressed and hashed.  The error names
+// the damaged file (and chunk).
 Status verify(const JobDir& job, const std::string& id, const ProgressFn& progress = {}, int threads = 0);
 
 // A checkpoint's files (images/, files/) in one directory, every byte
@@ -38,7 +39,8 @@ struct Materialized {
 // the store.  Fails, having changed nothing, if the checkpoint is damaged.
 // With defer_pages, a fast copy's page images (nearly all of its bytes) are
 // left for the caller to check with check_pages, while CRIU restores.
-// m is the checkpoint's manifest (JobDir::load_manifest).
+// m is the checkpoint's manifest, its signature checked
+// (load_signed_manifest).
 Result<Materialized> materialize(const JobDir& job, const FastTier& tier, const std::string& id, const Manifest& m,
                                  bool prefer_fast, const ProgressFn& progress = {}, bool defer_pages = false);
 // Removes a temporary directory and drops the hold.

@@ -107,14 +107,19 @@ Result<std::string> JobDir::latest_id() const {
   return id;
 }
 
-Result<Manifest> JobDir::load_manifest(const std::string& id) const {
+Result<std::string> JobDir::manifest_text(const std::string& id) const {
   if (!is_checkpoint_id(id) || !sys::exists(checkpoint_dir(id)))
     return make_error("job '" + name_ + "' has no checkpoint '" + id + "'")
         .with_hint("'cryo status " + name_ + "' lists its checkpoints");
-  std::string path = checkpoint_dir(id) + "/manifest.json";
-  auto text = sys::read_file(path);
+  auto text = sys::read_file(checkpoint_dir(id) + "/manifest.json");
   if (!text) return text.error().with_hint("this checkpoint is incomplete or damaged; restore an older one with --from");
-  return manifest_from_json(*text, path);
+  return text;
+}
+
+Result<Manifest> JobDir::load_manifest(const std::string& id) const {
+  auto text = manifest_text(id);
+  if (!text) return text.error();
+  return manifest_from_json(*text, checkpoint_dir(id) + "/manifest.json");
 }
 
 Result<std::string> JobDir::next_id() const {

@@ -61,7 +61,10 @@ class JobDir {
   Result<std::vector<std::string>> checkpoint_ids() const;
   // The id "latest" points to, or "" if there is none.
   Result<std::string> latest_id() const;
+  // The manifest of checkpoint id, unchecked: enough to list or retire it.
+  // A restore or verify reads it with load_signed_manifest (store/signing.h).
   Result<Manifest> load_manifest(const std::string& id) const;
+  Result<std::string> manifest_text(const std::string& id) const;
 
   ChunkStore chunks() const { return ChunkStore(path_ + "/chunks"); }
 

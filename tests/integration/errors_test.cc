@@ -158,6 +158,47 @@ TEST_F(ErrorTest, CorruptImageIsRefusedBeforeRestore) {
   EXPECT_NE(err.find(image), std::string::npos) << err;
 }
 
+// Someone without the site's key changes a stopped job's store (`change`
+// edits the JSON file at `rel`): the restore is refused, with `expect` in
+// its error, before anything is restored.
+void expect_forgery_refused(CryoTest& t, const std::string& name, const std::string& rel,
+                            const std::function<void(nlohmann::json&)>& change, const std::string& expect) {
+  pid_t run = t.spawn({"run", "--name", name, "--", t.prog("counter"), t.go_file(name)});
+  ASSERT_TRUE(t.wait_for(name, "tick 5"));
+  ASSERT_EQ(t.checkpoint(name, {"--stop"}), "0001");
+  EXPECT_EQ(t.wait_exit(run), 75);
+  std::string log_before = t.log(name);
+  std::string path = t.store_ + "/" + name + "/" + rel, text;
+  ASSERT_TRUE(read_text(path, &text));
+  auto j = nlohmann::json::parse(text);
+  change(j);
+  std::ofstream(path) << j.dump(1);
+  std::string err;
+  EXPECT_EQ(t.cryo({"restore", name}, nullptr, &err), 1);
+  EXPECT_NE(err.find(expect), std::string::npos) << err;
+  EXPECT_NE(err.find("has been changed since cryo wrote it"), std::string::npos) << err;
+  EXPECT_EQ(t.log(name), log_before) << "a refused restore must change nothing";
+  EXPECT_EQ(t.status(name)["state"], "stopped");
+}
+
+// The manifest says the job had written nothing, so a restore would empty
+// its log.
+TEST_F(ErrorTest, ForgedCheckpointIsRefused) {
+  expect_forgery_refused(*this, "fo", "checkpoints/0001/manifest.json",
+                         [](nlohmann::json& m) { m["job_state"]["outputs"]["stdout"]["size"] = 0; },
+                         "checkpoint 0001 of job 'fo'");
+  std::string err;
+  EXPECT_EQ(cryo({"verify", "fo"}, nullptr, &err), 1);
+  EXPECT_NE(err.find("signature does not match"), std::string::npos) << err;
+}
+
+// The job's settings say how it is restored (here: the options given to a
+// container engine).
+TEST_F(ErrorTest, ForgedSettingsAreRefused) {
+  expect_forgery_refused(*this, "fs", "job.json", [](nlohmann::json& c) { c["engine_options"] = {"--privileged"}; },
+                         "the settings of job 'fs'");
+}
+
 // A damaged fast copy is not used: the restore reads the store instead.
 TEST_F(ErrorTest, DamagedFastCopyFallsBackToTheStore) {
   pid_t run = spawn({"run", "--name", "fc", "--", prog("counter"), go_file("fc")});

@@ -28,4 +28,14 @@ TEST(Hash, DiffersOnOneBit) {
   EXPECT_NE(hash_bytes(a.data(), a.size()), hash_bytes(b.data(), b.size()));
 }
 
+TEST(Hash, Sha256AndHmacMatchTheirStandards) {
+  // FIPS 180-2's "abc", and RFC 4231's test case 2.
+  EXPECT_EQ(sha256_bytes("abc", 3), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+  EXPECT_EQ(hmac_sha256("Jefe", "what do ya want for nothing?"),
+            "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843");
+  EXPECT_TRUE(equal_in_constant_time("abc", "abc"));
+  EXPECT_FALSE(equal_in_constant_time("abc", "abd"));
+  EXPECT_FALSE(equal_in_constant_time("abc", "ab"));
+}
+
 }  // namespace cryo

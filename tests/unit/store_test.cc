@@ -22,6 +22,7 @@
 #include "store/chunks.h"
 #include "store/flush.h"
 #include "store/reader.h"
+#include "store/signing.h"
 #include "store/staging.h"
 #include "store/store.h"
 
@@ -56,8 +57,13 @@ class StoreTest : public ::testing::Test {
     fs::create_directories(tier_.root);
     job_ = std::make_unique<JobDir>(root_ + "/store", "j");
     ASSERT_TRUE(job_->create().ok());
+    // This test's own signing key, made at the first flush.
+    ::setenv("CRYO_KEY", (root_ + "/key").c_str(), 1);
   }
-  void TearDown() override { fs::remove_all(root_); }
+  void TearDown() override {
+    ::unsetenv("CRYO_KEY");
+    fs::remove_all(root_);
+  }
 
   // Dumps `files` into a tier, as CRIU and the checkpoint worker would.
   Staged stage(const Files& files, const FastTier& tier) {
@@ -205,6 +211,65 @@ TEST_F(StoreTest, AFlippedByteInAnyChunkIsNamed) {
   EXPECT_NE(st.error().message.find("images/pages-1.img"), std::string::npos) << st.error().message;
   EXPECT_NE(st.error().message.find(victim), std::string::npos) << st.error().message;
   EXPECT_FALSE(materialize(*job_, tier_, "0001", *job_->load_manifest("0001"), false).ok());
+}
+
+// Someone who can write the store, but not read the key, changes what a
+// restore would do: the manifest no longer matches its signature.
+TEST_F(StoreTest, AChangedManifestIsRefused) {
+  add({{"images/pages-1.img", random_bytes(1 << 20, 3)}});
+  ASSERT_TRUE(verify(*job_, "0001").ok());
+  std::string path = job_->checkpoint_dir("0001") + "/manifest.json";
+  auto j = nlohmann::json::parse(read_all(path));
+  j["job_state"]["files"] = nlohmann::json::array({{{"path", "/etc/passwd"}}});
+  std::ofstream(path) << j.dump(1);
+  auto st = verify(*job_, "0001");
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.error().message.find("has been changed since cryo wrote it"), std::string::npos) << st.error().message;
+  EXPECT_FALSE(load_signed_manifest(*job_, "0001").ok());
+  EXPECT_TRUE(job_->load_manifest("0001").ok()) << "it can still be listed and removed";
+
+  j.erase("signature");
+  std::ofstream(path) << j.dump(1);
+  st = verify(*job_, "0001");
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.error().message.find("is not signed"), std::string::npos) << st.error().message;
+}
+
+// Each chunk is named by the SHA-256 of its content, and the signed
+// manifest fixes the names: a chunk swapped for another one of the job's
+// (a valid zstd frame, but other content) is refused.
+TEST_F(StoreTest, AChunkSwappedForAnotherIsRefused) {
+  add({{"images/pages-1.img", random_bytes(6 << 20, 2)}});
+  auto m = job_->load_manifest("0001");
+  ASSERT_TRUE(m.ok());
+  const auto& chunks = m->files[0].path == "images/pages-1.img" ? m->files[0].chunks : m->files[1].chunks;
+  ASSERT_GE(chunks.size(), 2u);
+  EXPECT_EQ(chunks[0].hash.size(), 64u);
+  fs::copy_file(job_->chunks().path(chunks[1].hash), job_->chunks().path(chunks[0].hash),
+                fs::copy_options::overwrite_existing);
+  auto st = verify(*job_, "0001");
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.error().message.find(chunks[0].hash), std::string::npos) << st.error().message;
+}
+
+TEST_F(StoreTest, AnotherNodesKeyOrNoneIsNamed) {
+  add({{"images/pages-1.img", "x"}});
+  std::string mine = root_ + "/key";
+  ::setenv("CRYO_KEY", (root_ + "/other-key").c_str(), 1);
+  auto st = verify(*job_, "0001");
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.error().message.find("has no key"), std::string::npos) << st.error().message;
+  EXPECT_NE(st.error().hint.find("copy"), std::string::npos) << st.error().hint;
+  ASSERT_TRUE(SigningKey::load(root_ + "/other-key", true).ok());
+  st = verify(*job_, "0001");
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.error().message.find("was signed with key"), std::string::npos) << st.error().message;
+  ::setenv("CRYO_KEY", mine.c_str(), 1);
+  EXPECT_TRUE(verify(*job_, "0001").ok());
+  fs::permissions(mine, fs::perms::group_read | fs::perms::others_read, fs::perm_options::add);
+  st = verify(*job_, "0001");
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.error().message.find("can be read by other users"), std::string::npos) << st.error().message;
 }
 
 TEST_F(StoreTest, VerifyRefusesAnUnlistedFile) {
