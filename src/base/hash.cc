@@ -56,7 +56,7 @@ Status read_through(const std::string& path, const std::function<void(const char
 
 }  // namespace
 
-std::string hash_bytes(const void* data, size_t len) { return hex(XXH3_128bits(data, len)); }
+std::string xxh3_bytes(const void* data, size_t len) { return hex(XXH3_128bits(data, len)); }
 
 std::string sha256_bytes(const void* data, size_t len) {
   unsigned char md[EVP_MAX_MD_SIZE];

@@ -17,7 +17,7 @@
 namespace cryo {
 
 // XXH3-128.
-std::string hash_bytes(const void* data, size_t len);
+std::string xxh3_bytes(const void* data, size_t len);
 
 // SHA-256.
 std::string sha256_bytes(const void* data, size_t len);

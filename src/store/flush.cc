@@ -108,7 +108,7 @@ Result<uint64_t> Flusher::store_file(const std::string& dir, int fd, FileSum& f,
       if (!n) return n.error();
       stored += *n;
     }
-    f.chunks[i] = {h, len, hash_bytes(buf.data(), len)};
+    f.chunks[i] = {h, len, xxh3_bytes(buf.data(), len)};
     if (i == half) fault_point("flush.chunks");
     std::lock_guard<std::mutex> g(mu_);
     done(len);

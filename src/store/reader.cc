@@ -132,7 +132,7 @@ Status verify_copy(const JobDir& job, const std::string& id, const Manifest& m, 
     buf.resize(t.ref->size);
     std::string path = dir + "/" + m.files[t.file].path;
     CRYO_TRY(sys::pread_exact(fds[t.file].get(), buf.data(), t.ref->size, t.off, "'" + path + "'"));
-    if (hash_bytes(buf.data(), t.ref->size) != t.ref->xxh3)
+    if (xxh3_bytes(buf.data(), t.ref->size) != t.ref->xxh3)
       return make_error(fmt::format("the fast copy's {} is damaged at bytes {}..{}", path, t.off, t.off + t.ref->size));
     uint64_t d = done += t.ref->size;
     if (progress) {

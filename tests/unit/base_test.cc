@@ -24,8 +24,8 @@ TEST(Duration, RejectsNonsenseWithAHint) {
 TEST(Hash, DiffersOnOneBit) {
   std::string a(4096, 'x'), b = a;
   b[100] ^= 1;
-  EXPECT_EQ(hash_bytes(a.data(), a.size()).size(), 32u);
-  EXPECT_NE(hash_bytes(a.data(), a.size()), hash_bytes(b.data(), b.size()));
+  EXPECT_EQ(xxh3_bytes(a.data(), a.size()).size(), 32u);
+  EXPECT_NE(xxh3_bytes(a.data(), a.size()), xxh3_bytes(b.data(), b.size()));
 }
 
 TEST(Hash, Sha256AndHmacMatchTheirStandards) {
