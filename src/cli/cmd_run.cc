@@ -22,6 +22,7 @@
 #include "job/launch.h"
 #include "job/mpi.h"
 #include "job/supervisor.h"
+#include "store/signing.h"
 
 namespace cryo::cli {
 
@@ -303,10 +304,15 @@ int run(const Globals& g, RunOptions& o) {
   c.uid = ::getuid();
   c.host = sys::hostname();
   if (sl) c.slurm_job_id = sl->job_id;
+  bool had_key = sys::exists(store::key_path());
   if (auto st = job::save_config(dir, c); !st) {
     (void)dir.remove();
     return fail(st.error());
   }
+  if (!had_key)
+    job::event(dir, "made the key that signs this node's checkpoints, " + store::key_path() +
+                        ": nodes that restore each other's checkpoints need the same one (copy it, mode 0600)",
+               o.quiet);
   if (c.engine == "apptainer")
     if (auto st = job::prepare_apptainer_image(c, dir); !st) {
       (void)dir.remove();
