@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <map>
+#include <set>
 #include <thread>
 
 #include <fmt/format.h>
@@ -13,6 +15,7 @@
 #include "base/sys.h"
 #include "coord/wire.h"
 #include "job/mpi.h"
+#include "store/flush.h"
 #include "store/signing.h"
 
 namespace cryo::coord {
@@ -251,6 +254,44 @@ Result<std::string> Coordinator::checkpoint(bool stop, Timings* t) {
   tm.frozen = m.frozen_seconds;
   tm.bytes = m.total_bytes;
   return *id;
+}
+
+Result<std::vector<std::string>> retain_parts(const store::JobDir& dir, int keep) {
+  std::vector<std::string> removed;
+  if (keep <= 0) return removed;
+  {
+    auto lock = sys::lock_file(dir.file("flush.lock"), true, false);
+    if (!lock) return removed;  // a restore holds them
+    auto r = dir.apply_retention(keep);
+    if (!r) return r.error();
+    removed = *r;
+  }
+  // Part by part, the checkpoints the job's remaining ones name.
+  std::map<uint32_t, std::set<std::string>> named;
+  auto ids = dir.checkpoint_ids();
+  if (!ids) return ids.error();
+  for (const auto& id : *ids) {
+    auto m = dir.load_manifest(id);
+    if (!m) return removed;  // cannot tell what it names: every part checkpoint stays
+    for (const auto& p : m->job_state.value("parts", nlohmann::json::array()))
+      named[p.at("index").get<uint32_t>()].insert(p.at("checkpoint").get<std::string>());
+  }
+  for (const auto& [k, keep_ids] : named) {
+    store::JobDir part(dir.path() + "/parts", fmt::format("p{}", k));
+    auto lock = sys::lock_file(part.file("flush.lock"), true, false);
+    if (!lock) continue;
+    auto part_ids = part.checkpoint_ids();
+    if (!part_ids) return part_ids.error();
+    bool any = false;
+    for (const auto& id : *part_ids)
+      if (!keep_ids.count(id) && id < *keep_ids.rbegin()) {
+        CRYO_TRY(part.remove_checkpoint(id));
+        any = true;
+      }
+    auto r = store::retain(part, 0, any);  // the chunks no checkpoint of the part names
+    if (!r) return r.error();
+  }
+  return removed;
 }
 
 Status Coordinator::restore(const std::string& id, std::vector<std::string>* warnings) {

@@ -36,6 +36,15 @@ Result<std::string> part_address(const std::string& net, uint32_t k);
 // The environment an Open MPI launcher in part 0 needs to reach the parts.
 std::vector<std::string> mpi_environment(const job::JobConfig& c, const std::string& hostfile);
 
+// Retention for a multi-node job (--keep): its checkpoints beyond the
+// newest `keep` go (never the latest); then, in each part's directory, the
+// part checkpoints that no remaining checkpoint of the job names and that
+// are older than the newest it names (one a failed checkpoint left), and
+// the chunks nothing names any more.  Whatever is busy (a restore reading
+// it) or cannot be read is left for the next time.  Returns the job's
+// checkpoints removed.
+Result<std::vector<std::string>> retain_parts(const store::JobDir& dir, int keep);
+
 struct Timings {
   double prepare = 0, dump = 0, commit = 0, total = 0, frozen = 0;
   uint64_t bytes = 0;

@@ -1,13 +1,14 @@
 // Multi-node jobs (src/coord/): an Open MPI job across two parts, each on
 // its own agent, in network namespaces on a bridge with addresses from
-// 192.0.2.0/24 (the "nodes" of these tests), checkpointed as one cut and
-// restored onto the agents in the other order, one part from its fast
+// 192.0.2.0/24 (the "nodes" of these tests), checkpointed as one cut (twice,
+// keeping one) and restored onto the agents in the other order, one part from its fast
 // copy and one, whose fast copy is damaged, from the store; and agents
 // killed in every phase of a checkpoint.
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -69,9 +70,18 @@ class MultiNodeTest : public CryoTest {
     return "";
   }
 
-  pid_t run(const std::string& job, const std::string& nodes) {
-    return spawn({"run", "--name", job, "--agents", nodes, "--bridge", bridge_, "--", "mpirun", "-np", "2", "--map-by",
-                  "node", prog("ring_openmpi"), "80", "100"});
+  pid_t run(const std::string& job, const std::string& nodes, const std::string& keep = "0") {
+    return spawn({"run", "--name", job, "--agents", nodes, "--bridge", bridge_, "--keep", keep, "--", "mpirun", "-np",
+                  "2", "--map-by", "node", prog("ring_openmpi"), "80", "100"});
+  }
+
+  // The checkpoint ids in a job's or a part's directory.
+  std::vector<std::string> checkpoints(const std::string& dir) {
+    std::vector<std::string> ids;
+    for (const auto& e : fs::directory_iterator(dir + "/checkpoints"))
+      if (e.path().filename().string()[0] != '.') ids.push_back(e.path().filename());
+    std::sort(ids.begin(), ids.end());
+    return ids;
   }
 
   std::string bridge_, ref_;
@@ -80,9 +90,14 @@ class MultiNodeTest : public CryoTest {
 
 TEST_F(MultiNodeTest, OpenMpiAcrossTwoNodesRestoredInTheOtherOrder) {
   std::string a = agent("a"), b = agent("b");
-  pid_t sup = run("ring", a + "," + b);
+  pid_t sup = run("ring", a + "," + b, "1");
   ASSERT_TRUE(wait_for("ring", "round 15", 60)) << log("ring");
   ASSERT_EQ(checkpoint("ring"), "0001");
+  ASSERT_EQ(checkpoint("ring"), "0002");
+  // --keep 1: the job's first checkpoint is gone, and with it each part's.
+  EXPECT_EQ(checkpoints(store_ + "/ring"), std::vector<std::string>{"0002"});
+  for (const char* p : {"p0", "p1"})
+    EXPECT_EQ(checkpoints(store_ + "/ring/parts/" + p), std::vector<std::string>{"0002"}) << p;
   long at = last("ring", "round");
   ASSERT_TRUE(wait_for("ring", "round " + std::to_string(at + 10), 60));
   // The coordinator dies: its agents end the parts, as a failure would.
@@ -106,7 +121,8 @@ TEST_F(MultiNodeTest, OpenMpiAcrossTwoNodesRestoredInTheOtherOrder) {
   EXPECT_EQ(log("ring"), ref_);
   std::string events;
   read_text(store_ + "/ring/cryo.log", &events);
-  EXPECT_NE(events.find("restored from checkpoint 0001"), std::string::npos) << events;
+  EXPECT_NE(events.find("retention (--keep 1) removed 0001"), std::string::npos) << events;
+  EXPECT_NE(events.find("restored from checkpoint 0002"), std::string::npos) << events;
   EXPECT_NE(events.find("part 0 on " + b + ", part 1 on " + a), std::string::npos) << events;
   EXPECT_NE(events.find("warning: the fast copy of part 1"), std::string::npos) << events;
   EXPECT_EQ(events.find("warning: the fast copy of part 0"), std::string::npos) << events;
