@@ -39,11 +39,9 @@ class Loop {
   Coordinated s_;
   store::JobDir& dir_;
   Coordinator& c_;
-  UniqueFd sigfd_, listen_, timer_;
-  int checkpoint_signal_ = 0;
+  job::Watched w_;
   bool done_ = false, stopped_ = false, requeue_ = false;
   int status_ = 0;
-  double next_checkpoint_ = 0;
   // Under Slurm, part 0's output goes on to ours (the Slurm output file) as
   // it grows: from where the logs stand when this supervisor starts.
   uint64_t teed_[2] = {0, 0};
@@ -97,7 +95,7 @@ Result<std::string> Loop::checkpoint(bool stop) {
 }
 
 void Loop::on_control() {
-  UniqueFd conn(::accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  UniqueFd conn(::accept4(w_.control.get(), nullptr, nullptr, SOCK_CLOEXEC));
   if (!conn.valid()) return;
   struct timeval tv {2, 0};
   ::setsockopt(conn.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
@@ -119,7 +117,7 @@ void Loop::on_control() {
     st->set_supervisor_pid(::getpid());
     st->set_job_pid(0);
     st->set_started(s_.state.since);
-    if (next_checkpoint_ > 0) st->set_next_checkpoint(next_checkpoint_);
+    if (w_.next_checkpoint > 0) st->set_next_checkpoint(w_.next_checkpoint);
     (void)job::send_message(conn.get(), r);
     return;
   }
@@ -175,21 +173,8 @@ void Loop::ended(int wait_status) {
 }
 
 int Loop::run() {
-  sigset_t mask;
-  sigemptyset(&mask);
-  for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGPIPE}) sigaddset(&mask, sig);
-  checkpoint_signal_ = sys::signal_number(s_.config.checkpoint_on);
-  if (checkpoint_signal_) sigaddset(&mask, checkpoint_signal_);
-  ::sigprocmask(SIG_BLOCK, &mask, nullptr);
-  sigfd_.reset(::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK));
-  if (auto l = job::control_listen(dir_.path())) listen_ = std::move(*l);
-  if (s_.config.every > 0) {
-    timer_ = sys::interval_timer(s_.config.every);
-    next_checkpoint_ = sys::now() + s_.config.every;
-  }
-  s_.state.supervisor_pid = ::getpid();
-  s_.state.host = sys::hostname();
-  s_.state.since = sys::now();
+  w_ = job::start_watching(dir_, s_.config, {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGPIPE}, s_.state,
+                           s_.quiet);
   s_.state.state = job::State::running;
   (void)job::save_state(dir_, s_.state);
   // A restored job's output goes on from where part 0's checkpoint cut it.
@@ -203,18 +188,18 @@ int Loop::run() {
       }
     }
   while (!done_) {
-    std::vector<pollfd> fds{{sigfd_.get(), POLLIN, 0}, {listen_.valid() ? listen_.get() : -1, POLLIN, 0},
-                            {timer_.valid() ? timer_.get() : -1, POLLIN, 0}};
+    std::vector<pollfd> fds{{w_.signals.get(), POLLIN, 0}, {w_.control.valid() ? w_.control.get() : -1, POLLIN, 0},
+                            {w_.timer.valid() ? w_.timer.get() : -1, POLLIN, 0}};
     for (int fd : c_.fds()) fds.push_back({fd, POLLIN, 0});
     if (::poll(fds.data(), fds.size(), s_.slurm ? 200 : -1) < 0 && errno != EINTR) break;
     tee();
     if (fds[0].revents) {
       signalfd_siginfo si;
-      while (::read(sigfd_.get(), &si, sizeof si) == sizeof si) {
+      while (::read(w_.signals.get(), &si, sizeof si) == sizeof si) {
         int sig = static_cast<int>(si.ssi_signo);
-        if (s_.slurm && (sig == checkpoint_signal_ || sig == SIGTERM)) {
+        if (s_.slurm && (sig == w_.checkpoint_signal || sig == SIGTERM)) {
           on_slurm_end(sig);
-        } else if (sig == checkpoint_signal_) {
+        } else if (sig == w_.checkpoint_signal) {
           job::event(dir_, fmt::format("received {}: checkpointing", s_.config.checkpoint_on), s_.quiet);
           (void)checkpoint(false);
         } else if (sig == SIGTERM || sig == SIGINT || sig == SIGHUP) {
@@ -227,8 +212,8 @@ int Loop::run() {
     if (fds[1].revents) on_control();
     if (fds[2].revents) {
       uint64_t ticks;
-      (void)!::read(timer_.get(), &ticks, sizeof ticks);
-      next_checkpoint_ = sys::now() + s_.config.every;
+      (void)!::read(w_.timer.get(), &ticks, sizeof ticks);
+      w_.next_checkpoint = sys::now() + s_.config.every;
       if (!done_) (void)checkpoint(false);
     }
     for (size_t i = 3; i < fds.size() && !done_; i++) {
@@ -273,7 +258,7 @@ int Loop::finish() {
                                    "checkpoint", dir_.name(), sig, dir_.name()), s_.quiet);
     }
   }
-  if (listen_.valid()) ::unlink(dir_.file("control.sock").c_str());
+  if (w_.control.valid()) ::unlink(dir_.file("control.sock").c_str());
   coord::stop_slurm_agents(s_.srun);
   (void)job::save_state(dir_, st);
   if (s_.slurm && requeue_) {

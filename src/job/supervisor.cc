@@ -61,8 +61,7 @@ class Supervisor {
 
   Supervised s_;
   store::JobDir& dir_;
-  UniqueFd sigfd_, listen_, timer_;
-  int checkpoint_signal_ = 0;
+  Watched w_;
 
   // Checkpoint workers: at most one dumps at a time; those that have
   // dumped go on flushing (one after the other, under the flush lock).
@@ -82,7 +81,6 @@ class Supervisor {
   bool job_done_ = false;
   int job_status_ = 0;
   bool stopped_ = false;
-  double next_checkpoint_ = 0;
 
   // Slurm: the allocation is ending.
   bool ending_ = false;
@@ -94,30 +92,9 @@ class Supervisor {
 };
 
 int Supervisor::run() {
-  sigset_t mask;
-  sigemptyset(&mask);
-  for (int sig : {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGCONT}) sigaddset(&mask, sig);
   if (s_.slurm && s_.config.checkpoint_on.empty()) s_.config.checkpoint_on = "USR1";
-  if (!s_.config.checkpoint_on.empty()) {
-    checkpoint_signal_ = sys::signal_number(s_.config.checkpoint_on);
-    if (checkpoint_signal_) sigaddset(&mask, checkpoint_signal_);
-  }
-  ::sigprocmask(SIG_BLOCK, &mask, nullptr);
-  sigfd_.reset(::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK));
-
-  auto l = control_listen(dir_.path());
-  if (!l) {
-    event(dir_, "warning: " + l.error().message + "; 'cryo checkpoint' and 'cryo status' will not reach this job, ignoring", s_.quiet);
-  } else {
-    listen_ = std::move(*l);
-  }
-  if (s_.config.every > 0) {
-    timer_ = sys::interval_timer(s_.config.every);
-    next_checkpoint_ = sys::now() + s_.config.every;
-  }
-  s_.state.supervisor_pid = ::getpid();
-  s_.state.host = sys::hostname();
-  s_.state.since = sys::now();
+  w_ = start_watching(dir_, s_.config, {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGCONT}, s_.state,
+                      s_.quiet);
   if (s_.slurm) {
     Allocation a;
     a.job_id = s_.slurm->job_id;
@@ -137,9 +114,9 @@ int Supervisor::run() {
   if (::waitpid(s_.state.job_pid, &early, WNOHANG) == s_.state.job_pid) job_ended(early);
   for (;;) {
     std::vector<pollfd> pfds;
-    pfds.push_back({sigfd_.get(), POLLIN, 0});
-    pfds.push_back({listen_.valid() ? listen_.get() : -1, POLLIN, 0});
-    pfds.push_back({timer_.valid() ? timer_.get() : -1, POLLIN, 0});
+    pfds.push_back({w_.signals.get(), POLLIN, 0});
+    pfds.push_back({w_.control.valid() ? w_.control.get() : -1, POLLIN, 0});
+    pfds.push_back({w_.timer.valid() ? w_.timer.get() : -1, POLLIN, 0});
     pfds.push_back({dump_notes_.valid() ? dump_notes_.get() : -1, POLLIN, 0});
     size_t first_output = pfds.size();
     for (auto& o : s_.outputs) {
@@ -163,8 +140,8 @@ int Supervisor::run() {
     if (pfds[1].revents) on_control();
     if (pfds[2].revents) {
       uint64_t ticks;
-      (void)!::read(timer_.get(), &ticks, sizeof ticks);
-      next_checkpoint_ = sys::now() + s_.config.every;
+      (void)!::read(w_.timer.get(), &ticks, sizeof ticks);
+      w_.next_checkpoint = sys::now() + s_.config.every;
       // A periodic checkpoint waits for the previous one to be durable.
       if (workers_.empty() && !job_done_) start_checkpoint(-1, false, s_.config.tcp_established, false);
     }
@@ -180,7 +157,7 @@ int Supervisor::run() {
 
 void Supervisor::on_signal() {
   signalfd_siginfo si;
-  while (::read(sigfd_.get(), &si, sizeof si) == sizeof si) {
+  while (::read(w_.signals.get(), &si, sizeof si) == sizeof si) {
     int sig = static_cast<int>(si.ssi_signo);
     if (sig == SIGCHLD) {
       int status;
@@ -191,9 +168,9 @@ void Supervisor::on_signal() {
       }
     } else if (s_.slurm && sig == SIGTERM && cancelled()) {
       if (!job_done_) ::kill(s_.state.job_pid, sig);
-    } else if (s_.slurm && (sig == checkpoint_signal_ || sig == SIGTERM)) {
+    } else if (s_.slurm && (sig == w_.checkpoint_signal || sig == SIGTERM)) {
       on_slurm_end(sig);
-    } else if (sig == checkpoint_signal_) {
+    } else if (sig == w_.checkpoint_signal) {
       event(dir_, fmt::format("received {}: checkpointing", s_.config.checkpoint_on), s_.quiet);
       if (dumping_ < 0 && !stopping() && !job_done_) start_checkpoint(-1, false, s_.config.tcp_established, false);
     } else if (!job_done_) {
@@ -252,7 +229,7 @@ void Supervisor::warn_if_margin_short() {
 }
 
 void Supervisor::on_control() {
-  UniqueFd c(::accept4(listen_.get(), nullptr, nullptr, SOCK_CLOEXEC));
+  UniqueFd c(::accept4(w_.control.get(), nullptr, nullptr, SOCK_CLOEXEC));
   if (!c.valid()) return;
   struct timeval tv {2, 0};
   ::setsockopt(c.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
@@ -296,7 +273,7 @@ void Supervisor::reply_status(int fd) {
   st->set_supervisor_pid(::getpid());
   st->set_job_pid(s_.state.job_pid);
   st->set_started(s_.state.since);
-  if (next_checkpoint_ > 0) st->set_next_checkpoint(next_checkpoint_);
+  if (w_.next_checkpoint > 0) st->set_next_checkpoint(w_.next_checkpoint);
   st->set_rss_bytes(tree_rss(s_.config.in_engine() ? container_pid(dir_) : s_.state.job_pid));
   (void)send_message(fd, r);
 }
@@ -459,7 +436,7 @@ int Supervisor::finish() {
     event(dir_, fmt::format("job '{}' was killed by signal {}; 'cryo restore {}' continues it from its latest checkpoint",
                             dir_.name(), sig, dir_.name()), s_.quiet);
   }
-  if (listen_.valid()) ::unlink(dir_.file("control.sock").c_str());
+  if (w_.control.valid()) ::unlink(dir_.file("control.sock").c_str());
   // A finished job's fast copies only hold memory the node needs.
   if (st.state == State::finished && s_.tier.enabled()) (void)sys::remove_tree(store::fast_dir(s_.tier, dir_));
   // An MPI job's live files: the checkpoints hold their contents, and a
@@ -524,5 +501,31 @@ int Supervisor::finish_slurm(int code) {
 }  // namespace
 
 int supervise(Supervised s) { return Supervisor(std::move(s)).run(); }
+
+Watched start_watching(const store::JobDir& dir, const JobConfig& c, std::initializer_list<int> signals,
+                       JobState& state, bool quiet) {
+  Watched w;
+  sigset_t mask;
+  sigemptyset(&mask);
+  for (int sig : signals) sigaddset(&mask, sig);
+  w.checkpoint_signal = sys::signal_number(c.checkpoint_on);
+  if (w.checkpoint_signal) sigaddset(&mask, w.checkpoint_signal);
+  ::sigprocmask(SIG_BLOCK, &mask, nullptr);
+  w.signals.reset(::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK));
+  if (auto l = control_listen(dir.path()); !l) {
+    event(dir, "warning: " + l.error().message + "; 'cryo checkpoint' and 'cryo status' will not reach this job, ignoring",
+          quiet);
+  } else {
+    w.control = std::move(*l);
+  }
+  if (c.every > 0) {
+    w.timer = sys::interval_timer(c.every);
+    w.next_checkpoint = sys::now() + c.every;
+  }
+  state.supervisor_pid = ::getpid();
+  state.host = sys::hostname();
+  state.since = sys::now();
+  return w;
+}
 
 }  // namespace cryo::job

@@ -12,6 +12,7 @@
 
 #include <sys/types.h>
 
+#include <initializer_list>
 #include <optional>
 #include <string>
 #include <vector>
@@ -54,6 +55,22 @@ struct Supervised {
 // Runs until the job ends (or is stopped at a checkpoint); returns cryo's
 // exit status.
 int supervise(Supervised s);
+
+// What every supervisor, this one and a multi-node job's
+// (coord/supervise.cc), watches in its loop.
+struct Watched {
+  UniqueFd signals;            // signalfd
+  UniqueFd control;            // the control socket, if it could be made
+  UniqueFd timer;              // --every, if set
+  int checkpoint_signal = 0;   // --checkpoint-on, 0 if none
+  double next_checkpoint = 0;  // when the timer fires next, 0 if never
+};
+// Blocks `signals` and the job's --checkpoint-on signal and takes them
+// through a signalfd, listens on the control socket (a warning in the
+// event log if it cannot), starts the --every timer, and records this
+// process as the job's supervisor in `state` (not saved).
+Watched start_watching(const store::JobDir& dir, const JobConfig& c, std::initializer_list<int> signals,
+                       JobState& state, bool quiet);
 
 
 }  // namespace cryo::job
