@@ -328,7 +328,6 @@ Status PartRuntime::restore(const RestorePart& r) {
   if (::pipe2(serve, O_CLOEXEC) < 0) return sys_error("cannot create the part's command pipe");
   UniqueFd serve_r(serve[0]), serve_w(serve[1]);
   criu::RestoreRequest req;
-  req.log_file = "criu-restore-" + id + "-" + std::to_string(static_cast<long>(sys::now())) + ".log";
   req.tcp_established = m->job_state.value("tcp_established", false);
   req.inherit = outputs->inherit;
   req.inherit.emplace_back(m->job_state.at("serve_pipe").get<std::string>(), serve_r.get());
@@ -337,18 +336,16 @@ Status PartRuntime::restore(const RestorePart& r) {
   auto netns = sys::open(net_.path(), O_RDONLY);
   if (!netns) return netns.error();
   req.inherit.emplace_back("part-net", netns->get());
-  std::vector<int> fds;
-  for (const auto& [key, fd] : req.inherit) fds.push_back(fd);
   auto saved = job::saved_files_from_json(m->job_state.value("files", nlohmann::json::array()));
   // As a single-node restore: every byte checked before the part runs, a
   // fast copy's page images while CRIU reads them.
   Result<pid_t> pid = make_error("the part was not restored");
   Status st = job::with_checkpoint_files(
-      dir_, tier_, id, *m, true, saved.empty(), {},
+      dir_, tier_, id, *m, true, true, {},
       [&](store::Materialized& files, bool* pages_damaged) -> Status {
         CRYO_TRY(job::put_back_files(saved, files.dir));
         fault_point("agent.restore");
-        pid = job::criu_restore(criu_path_, fds, req, files, dir_.file("logs"), [&] { return outputs->cut_logs(); },
+        pid = job::criu_restore(criu_path_, id, req, files, dir_.file("logs"), [&] { return outputs->cut_logs(); },
                                 pages_damaged);
         return pid ? Status{} : Status{pid.error()};
       },

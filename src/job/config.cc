@@ -45,12 +45,9 @@ Status save_config(const store::JobDir& dir, const JobConfig& c) {
 Result<JobConfig> load_config(const store::JobDir& dir, bool signed_only) {
   auto j = load_json(dir.file("job.json"));
   if (!j) return j.error();
-  if (signed_only) {
-    auto key = store::SigningKey::load(store::key_path(), false);
-    if (!key) return key.error();
-    CRYO_TRY(key->check(*j, "the settings of job '" + dir.name() + "' (" + dir.file("job.json") + ")",
-                        "they say how the job is restored; put back the ones cryo wrote, or start the job anew"));
-  }
+  if (signed_only)
+    CRYO_TRY(store::check_signed(*j, "the settings of job '" + dir.name() + "' (" + dir.file("job.json") + ")",
+                                 "they say how the job is restored; put back the ones cryo wrote, or start the job anew"));
   try {
     JobConfig c;
     c.name = j->at("name");

@@ -56,7 +56,7 @@ Result<RestoredOutputs> restored_outputs(const store::JobDir& dir, const std::st
   return r;
 }
 
-Result<pid_t> criu_restore(const std::string& criu_path, const std::vector<int>& keep_fds, criu::RestoreRequest req,
+Result<pid_t> criu_restore(const std::string& criu_path, const std::string& id, criu::RestoreRequest req,
                            const store::Materialized& files, const std::string& logs_dir,
                            const std::function<Status()>& at_post_restore, bool* pages_damaged) {
   CRYO_TRY(sys::mkdir_p(logs_dir, 0700));
@@ -64,10 +64,13 @@ Result<pid_t> criu_restore(const std::string& criu_path, const std::vector<int>&
   if (!images) return images.error();
   auto work = sys::open_dir(logs_dir);
   if (!work) return work.error();
+  std::vector<int> keep_fds;
+  for (const auto& [key, fd] : req.inherit) keep_fds.push_back(fd);
   auto session = criu::Session::start(criu_path, keep_fds);
   if (!session) return session.error();
   req.images_dir_fd = images->get();
   req.work_dir_fd = work->get();
+  req.log_file = "criu-restore-" + id + "-" + std::to_string(static_cast<long>(sys::now())) + ".log";
   // The page images are checked while CRIU reads them; the restored tree
   // resumes only after CRIU's post-restore notification is answered.
   std::future<Status> pages;
@@ -96,9 +99,11 @@ Result<pid_t> criu_restore(const std::string& criu_path, const std::vector<int>&
 }
 
 Status with_checkpoint_files(const store::JobDir& dir, const store::FastTier& tier, const std::string& id,
-                             const store::Manifest& m, bool prefer_fast, bool defer, const store::ProgressFn& progress,
+                             const store::Manifest& m, bool prefer_fast, bool may_defer,
+                             const store::ProgressFn& progress,
                              const std::function<Status(store::Materialized&, bool* pages_damaged)>& attempt,
                              std::string* warning) {
+  bool defer = may_defer && m.job_state.value("files", nlohmann::json::array()).empty();
   double t0 = sys::now();
   auto files = store::materialize(dir, tier, id, m, prefer_fast, progress, defer);
   if (!files) return files.error();
@@ -167,7 +172,6 @@ Result<Restored> restore_from(RestoreRun& run, const store::Manifest& m, store::
   CRYO_TRY(put_back_files(saved_files_from_json(m.job_state.value("files", nlohmann::json::array())), files.dir));
 
   criu::RestoreRequest req;
-  req.log_file = "criu-restore-" + run.id + "-" + std::to_string(static_cast<long>(sys::now())) + ".log";
   req.tcp_established = m.job_state.value("tcp_established", false);
   req.inherit = outputs->inherit;
   if (run.config->engine == "apptainer") {
@@ -176,11 +180,9 @@ Result<Restored> restore_from(RestoreRun& run, const store::Manifest& m, store::
     req.external = restore_externals(*root);
     req.root = root->rootfs;
   }
-  std::vector<int> keep;
-  for (const auto& [key, fd] : req.inherit) keep.push_back(fd);
   if (run.progress) run.progress("restoring", 0, m.total_bytes);
   double t1 = sys::now();
-  auto pid = criu_restore(run.criu_path, keep, req, files, dir.file("logs"), [&] { return outputs->cut_logs(); },
+  auto pid = criu_restore(run.criu_path, run.id, req, files, dir.file("logs"), [&] { return outputs->cut_logs(); },
                           pages_damaged);
   if (!pid) return pid.error();
   CRYO_LOG("job", info) << "CRIU restored the job in " << sys::now() - t1 << " s";
@@ -199,13 +201,12 @@ Result<Restored> restore_job(RestoreRun& run) {
   auto probing = std::async(std::launch::async, [&] { return criu::probe(run.criu_path); });
   std::optional<Result<criu::Version>> version;
   // Every byte is checked before the job runs.  The page images of a fast
-  // copy are checked while CRIU restores, unless files are to be put back
-  // first or a container engine restores (it gives no such notification).
-  bool defer = !run.config->in_engine() && m->job_state.value("files", nlohmann::json::array()).empty();
+  // copy may be checked while CRIU restores, unless a container engine
+  // restores (it gives no such notification).
   std::optional<Restored> out;
   std::string warning;
   Status st = with_checkpoint_files(
-      dir, run.tier, run.id, *m, run.prefer_fast, defer, run.progress,
+      dir, run.tier, run.id, *m, run.prefer_fast, !run.config->in_engine(), run.progress,
       [&](store::Materialized& files, bool* pages_damaged) -> Status {
         if (!version) version = probing.get();
         if (!*version) return version->error();

@@ -64,24 +64,27 @@ struct RestoredOutputs {
 Result<RestoredOutputs> restored_outputs(const store::JobDir& dir, const std::string& id, const nlohmann::json& outputs,
                                          bool pipes, bool tee);
 
-// Has CRIU restore the checkpoint laid out in `files` (req.images_dir_fd
-// and req.work_dir_fd are set here) as a child of this process.  A fast
+// Has CRIU restore checkpoint id, laid out in `files`, as a child of this
+// process (req's directories, log file and the fds CRIU keeps for
+// req.inherit are set here; its log goes to logs_dir).  A fast
 // copy's deferred page check (files.check_pages) runs while CRIU reads the
 // pages; CRIU's post-restore notification, while the tree is still
 // stopped, is answered only once it has passed and then at_post_restore
 // has succeeded.  Otherwise CRIU kills what it restored; *pages_damaged
 // tells that the check failed.
-Result<pid_t> criu_restore(const std::string& criu_path, const std::vector<int>& keep_fds, criu::RestoreRequest req,
+Result<pid_t> criu_restore(const std::string& criu_path, const std::string& id, criu::RestoreRequest req,
                            const store::Materialized& files, const std::string& logs_dir,
                            const std::function<Status()>& at_post_restore, bool* pages_damaged);
 
-// Lays out checkpoint id of a job whose manifest is m (store::materialize,
-// the fast copy's pages deferred with `defer`) and runs attempt on the
-// files.  If the attempt failed because the fast copy's pages were
+// Lays out checkpoint id of a job whose manifest is m (store::materialize)
+// and runs attempt on the files.  With may_defer, and no saved files to
+// put back first (they would be put back from unchecked bytes), a fast
+// copy's page images are left to be checked while CRIU reads them.  If the attempt failed because the fast copy's pages were
 // damaged, the store's copy is laid out and attempted once more, and
 // *warning says why.
 Status with_checkpoint_files(const store::JobDir& dir, const store::FastTier& tier, const std::string& id,
-                             const store::Manifest& m, bool prefer_fast, bool defer, const store::ProgressFn& progress,
+                             const store::Manifest& m, bool prefer_fast, bool may_defer,
+                             const store::ProgressFn& progress,
                              const std::function<Status(store::Materialized&, bool* pages_damaged)>& attempt,
                              std::string* warning);
 

@@ -99,6 +99,12 @@ Status SigningKey::check(const nlohmann::json& manifest, const std::string& what
   return {};
 }
 
+Status check_signed(const nlohmann::json& doc, const std::string& what, const std::string& hint) {
+  auto key = SigningKey::load(key_path(), false);
+  if (!key) return key.error();
+  return key->check(doc, what, hint);
+}
+
 Result<std::string> signed_manifest_text(const Manifest& m) {
   auto key = SigningKey::load(key_path(), true);
   if (!key) return key.error();
@@ -113,10 +119,8 @@ Result<Manifest> load_signed_manifest(const JobDir& job, const std::string& id) 
   std::string path = job.checkpoint_dir(id) + "/manifest.json";
   auto m = manifest_from_json(*text, path);
   if (!m) return m.error();
-  auto key = SigningKey::load(key_path(), false);
-  if (!key) return key.error();
-  CRYO_TRY(key->check(nlohmann::json::parse(*text), "checkpoint " + id + " of job '" + job.name() + "' (" + path + ")",
-                      "restore an older checkpoint with --from, or take a new one"));
+  CRYO_TRY(check_signed(nlohmann::json::parse(*text), "checkpoint " + id + " of job '" + job.name() + "' (" + path + ")",
+                        "restore an older checkpoint with --from, or take a new one"));
   return m;
 }
 

@@ -50,6 +50,10 @@ class SigningKey {
   std::string key_, id_, path_;
 };
 
+// Checks the signature of a JSON document (a manifest, job.json) with this
+// node's key, as SigningKey::check does.
+Status check_signed(const nlohmann::json& doc, const std::string& what, const std::string& hint);
+
 // The manifest's JSON, signed with this node's key (made if need be).
 Result<std::string> signed_manifest_text(const Manifest& m);
 
