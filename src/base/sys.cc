@@ -260,18 +260,27 @@ Status symlink_atomic(const std::string& target, const std::string& linkpath) {
   return fsync_path(dirname_of(linkpath));
 }
 
-uint64_t tree_size(const std::string& path) {
+namespace {
+// The sizes, or the allocated bytes, of the files below path.
+uint64_t tree_sum(const std::string& path, bool allocated) {
   static thread_local uint64_t total;
+  static thread_local bool blocks;
   total = 0;
+  blocks = allocated;
   ::nftw(
       path.c_str(),
       [](const char*, const struct stat* st, int type, struct FTW*) {
-        if (type == FTW_F) total += static_cast<uint64_t>(st->st_size);
+        if (type == FTW_F) total += blocks ? static_cast<uint64_t>(st->st_blocks) * 512 : static_cast<uint64_t>(st->st_size);
         return 0;
       },
       64, FTW_PHYS);
   return total;
 }
+}  // namespace
+
+uint64_t tree_size(const std::string& path) { return tree_sum(path, false); }
+
+uint64_t disk_usage(const std::string& path) { return tree_sum(path, true); }
 
 Result<std::string> realpath(const std::string& path) {
   char* r = ::realpath(path.c_str(), nullptr);

@@ -49,6 +49,8 @@ Result<std::string> readlink(const std::string& path);
 Status symlink_atomic(const std::string& target, const std::string& linkpath);
 // Total size in bytes of the regular files below path.
 uint64_t tree_size(const std::string& path);
+// The bytes the files below path take on disk (holes take none), as du.
+uint64_t disk_usage(const std::string& path);
 Result<std::string> realpath(const std::string& path);
 bool pid_alive(pid_t pid);
 

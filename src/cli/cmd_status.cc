@@ -111,7 +111,7 @@ nlohmann::json describe_job(const store::JobDir& dir, const store::FastTier& tie
   j["checkpoints"] = cks;
   j["pending"] = pending;
   j["bytes"] = bytes;
-  j["store_bytes"] = sys::tree_size(dir.path() + "/chunks") + sys::tree_size(dir.path() + "/checkpoints");
+  j["store_bytes"] = sys::disk_usage(dir.path() + "/chunks") + sys::disk_usage(dir.path() + "/checkpoints");
   j["stdout"] = dir.file("stdout.log");
   j["stderr"] = dir.file("stderr.log");
   return j;

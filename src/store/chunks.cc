@@ -8,8 +8,12 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 #include <memory>
+#include <set>
+#include <fmt/format.h>
 
+#include "base/fault.h"
 #include "base/hash.h"
 #include "base/parallel.h"
 #include "base/sys.h"
@@ -17,8 +21,6 @@
 namespace cryo::store {
 
 namespace {
-
-constexpr size_t kBlock = 4096;  // O_DIRECT alignment
 
 bool ends_chunk(const char* page, const Chunking& c) { return (XXH3_64bits(page, Chunking::kPage) & c.mask) == c.mask; }
 
@@ -80,114 +82,167 @@ Result<std::vector<uint32_t>> cut_file(int fd, uint64_t size, const std::string&
   return lengths(marks, size, c);
 }
 
-std::string ChunkStore::path(const std::string& hash) const { return dir_ + "/" + hash.substr(0, 2) + "/" + hash; }
+namespace {
 
-bool ChunkStore::exists(const std::string& hash) const { return sys::exists(path(hash)); }
+uint64_t whole_blocks(uint64_t n) { return (n + kBlock - 1) / kBlock * kBlock; }
 
-uint64_t ChunkStore::stored_size(const std::string& hash) const {
-  auto st = sys::stat(path(hash));
-  return st ? static_cast<uint64_t>(st->st_size) : 0;
+// A buffer aligned for O_DIRECT, one per thread and use.
+struct AlignedBuffer {
+  std::unique_ptr<char, decltype(&std::free)> data{nullptr, &std::free};
+  size_t capacity = 0;
+  char* get(size_t n) {
+    n = std::max<size_t>(whole_blocks(n), kBlock);
+    if (capacity < n) {
+      data.reset(static_cast<char*>(std::aligned_alloc(kBlock, n)));
+      capacity = data ? n : 0;
+    }
+    return data.get();
+  }
+};
+
+bool is_temporary(const std::string& name) { return name.rfind(".tmp-", 0) == 0; }
+
+}  // namespace
+
+std::string ChunkStore::legacy_path(const std::string& hash) const {
+  return dir_ + "/" + hash.substr(0, 2) + "/" + hash;
 }
 
-Result<uint64_t> ChunkStore::put(const std::string& hash, const char* data, size_t n, int level) const {
+bool ChunkStore::exists(const ChunkRef& ref) const {
+  return sys::exists(ref.pack.empty() ? legacy_path(ref.hash) : pack_path(ref.pack));
+}
+
+Result<ChunkRef> PackWriter::put(const char* data, size_t n, int level) {
   thread_local ZstdC z;
-  // Aligned for O_DIRECT, with room to pad the frame to whole blocks.
-  thread_local std::unique_ptr<char, decltype(&std::free)> out(nullptr, &std::free);
-  thread_local size_t capacity = 0;
-  size_t bound = (ZSTD_compressBound(n) + kBlock - 1) / kBlock * kBlock;
-  if (capacity < bound) {
-    out.reset(static_cast<char*>(std::aligned_alloc(kBlock, bound)));
-    if (!out) return make_error("cannot allocate a compression buffer");
-    capacity = bound;
-  }
-  size_t len = ZSTD_compressCCtx(z.ctx, out.get(), capacity, data, n, level);
+  thread_local AlignedBuffer out;
+  size_t bound = ZSTD_compressBound(n);
+  char* buf = out.get(bound);
+  if (!buf) return make_error("cannot allocate a compression buffer");
+  size_t len = ZSTD_compressCCtx(z.ctx, buf, out.capacity, data, n, level);
   if (ZSTD_isError(len)) return make_error(std::string("cannot compress a chunk: ") + ZSTD_getErrorName(len));
-  std::string final_path = path(hash);
-  std::string sub = final_path.substr(0, final_path.rfind('/'));
-  if (!sys::exists(sub)) CRYO_TRY(sys::mkdir_p(sub, 0700));
-  std::string tmp = sub + "/.tmp-" + hash + "-" + std::to_string(::getpid());
-  // O_DIRECT: the chunk goes to the disk without taking fresh page-cache
-  // pages (which are slow to come by, and would all be written back by
-  // the flush's syncfs anyway).  File systems without it get a buffered write.
-  auto fd = sys::open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_DIRECT, 0600);
-  bool direct = fd.ok();
-  if (!direct) fd = sys::open(tmp, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-  if (!fd) return fd.error();
-  auto fail = [&](const Error& e) {
-    ::unlink(tmp.c_str());
-    return e;
-  };
-  size_t padded = direct ? (len + kBlock - 1) / kBlock * kBlock : len;
-  if (padded > len) std::memset(out.get() + len, 0, padded - len);
-  if (auto w = sys::pwrite_all(fd->get(), out.get(), padded, 0, "'" + tmp + "'"); !w) return fail(w.error());
-  if (padded > len && ::ftruncate(fd->get(), static_cast<off_t>(len)) < 0) return fail(sys_error("cannot size '" + tmp + "'"));
-  fd->reset();
-  if (auto r = sys::rename(tmp, final_path); !r) return fail(r.error());
-  return static_cast<uint64_t>(len);
+  if (!fd_.valid() || end_ >= ChunkStore::kPackLimit) {
+    fd_.reset();
+    pack_ = prefix_ + "-" + std::to_string(++next_) + ".pack";
+    std::string path = store_.pack_path(pack_);
+    std::string dir = path.substr(0, path.rfind('/'));
+    if (!sys::exists(dir)) CRYO_TRY(sys::mkdir_p(dir, 0700));
+    // O_DIRECT: chunks go to the disk without taking fresh page-cache
+    // pages (slow to come by, and all written back by the flush's syncfs
+    // anyway).  File systems without it get buffered writes.  A pack of
+    // this name can only be what a flush of the same checkpoint left when
+    // it died: nothing refers to it.
+    auto fd = sys::open(path, O_WRONLY | O_CREAT | O_TRUNC | O_DIRECT, 0600);
+    direct_ = fd.ok();
+    if (!direct_) fd = sys::open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (!fd) return fd.error();
+    fd_ = std::move(*fd);
+    end_ = 0;
+  }
+  // Every frame starts on a block, so it can be read with O_DIRECT.
+  size_t padded = whole_blocks(len);
+  std::memset(buf + len, 0, padded - len);
+  CRYO_TRY(sys::pwrite_all(fd_.get(), buf, padded, end_, "'" + store_.pack_path(pack_) + "'"));
+  ChunkRef r;
+  r.pack = pack_;
+  r.offset = end_;
+  r.stored = static_cast<uint32_t>(len);
+  end_ += padded;
+  return r;
 }
 
 Status ChunkStore::get(const ChunkRef& ref, char* out, const std::string& what) const {
   thread_local ZstdD z;
-  thread_local std::unique_ptr<char, decltype(&std::free)> in(nullptr, &std::free);
-  thread_local size_t capacity = 0;
-  std::string p = path(ref.hash);
+  thread_local AlignedBuffer in;
+  bool packed = !ref.pack.empty();
+  std::string p = packed ? pack_path(ref.pack) : legacy_path(ref.hash);
+  std::string where = packed ? fmt::format("{} in {} (bytes {}..{})", ref.hash, p, ref.offset, ref.offset + ref.stored) : p;
   // O_DIRECT, as chunks are written: each is read once, and fresh
   // page-cache pages are slow to come by.  Else (or if the file system
   // reads it short) a buffered read.
   auto fd = sys::open(p, O_RDONLY | O_DIRECT);
   bool direct = fd.ok();
   if (!direct) fd = sys::open(p, O_RDONLY);
-  if (!fd) return fd.error().context(what + " is missing its chunk " + p);
-  auto st = sys::fstat(fd->get(), "'" + p + "'");
-  if (!st) return st.error();
-  size_t len = static_cast<size_t>(st->st_size);
-  size_t padded = (len + kBlock - 1) / kBlock * kBlock;
-  if (capacity < padded || !in) {
-    in.reset(static_cast<char*>(std::aligned_alloc(kBlock, std::max(padded, kBlock))));
-    if (!in) return make_error("cannot allocate a buffer to read chunks");
-    capacity = std::max(padded, kBlock);
+  if (!fd) return fd.error().context(what + " is missing its chunk " + where);
+  size_t len = ref.stored;
+  if (!packed) {
+    auto st = sys::fstat(fd->get(), "'" + p + "'");
+    if (!st) return st.error();
+    len = static_cast<size_t>(st->st_size);
   }
-  ssize_t got = direct ? ::pread(fd->get(), in.get(), padded, 0) : -1;
-  if (got < 0 || static_cast<size_t>(got) != len) {
+  char* buf = in.get(len);
+  if (!buf) return make_error("cannot allocate a buffer to read chunks");
+  ssize_t got = direct ? ::pread(fd->get(), buf, whole_blocks(len), static_cast<off_t>(ref.offset)) : -1;
+  if (got < 0 || static_cast<size_t>(got) < len) {
     if (direct) fd = sys::open(p, O_RDONLY);
-    if (!fd) return fd.error().context(what + " is missing its chunk " + p);
-    CRYO_TRY(sys::pread_exact(fd->get(), in.get(), len, 0, "'" + p + "'"));
+    if (!fd) return fd.error().context(what + " is missing its chunk " + where);
+    if (auto r = sys::pread_exact(fd->get(), buf, len, ref.offset, "'" + p + "'"); !r)
+      return r.error().context(what + " is damaged: its chunk " + where + " is cut short");
   }
-  size_t n = ZSTD_decompressDCtx(z.ctx, out, ref.size, in.get(), len);
+  size_t n = ZSTD_decompressDCtx(z.ctx, out, ref.size, buf, len);
   if (ZSTD_isError(n) || n != ref.size)
-    return make_error(what + " is damaged: its chunk " + p + " cannot be decompressed" +
+    return make_error(what + " is damaged: its chunk " + where + " cannot be decompressed" +
                       (ZSTD_isError(n) ? std::string(" (") + ZSTD_getErrorName(n) + ")" : " to its recorded size"));
   if (sha256_bytes(out, n) != ref.hash)
-    return make_error(what + " is damaged: the checksum of its chunk " + p + " does not match");
+    return make_error(what + " is damaged: the checksum of its chunk " + where + " does not match");
   return {};
 }
 
-Result<std::vector<std::string>> ChunkStore::list() const {
-  std::vector<std::string> out;
-  if (!sys::exists(dir_)) return out;
+Result<size_t> ChunkStore::collect(const std::vector<ChunkRef>& live) const {
+  std::set<std::string> files;                                         // format 3 chunks
+  std::map<std::string, std::vector<std::pair<uint64_t, uint64_t>>> used;  // pack -> [begin, end)
+  for (const auto& r : live) {
+    if (r.pack.empty())
+      files.insert(r.hash);
+    else
+      used[r.pack].emplace_back(r.offset, r.offset + frame_bytes(r));
+  }
+  size_t removed = 0;
+  auto remove = [&](const std::string& path) -> Status {
+    if (::unlink(path.c_str()) < 0 && errno != ENOENT) return sys_error("cannot remove '" + path + "'");
+    if (++removed == 2) fault_point("flush.gc");
+    return {};
+  };
+  if (!sys::exists(dir_)) return removed;
   auto subs = sys::list_dir(dir_);
   if (!subs) return subs.error();
-  for (const auto& s : *subs) {
-    auto names = sys::list_dir(dir_ + "/" + s);
+  for (const auto& sub : *subs) {
+    if (sub == "packs") continue;
+    auto names = sys::list_dir(dir_ + "/" + sub);
     if (!names) continue;
     for (const auto& n : *names)
-      if (n[0] != '.') out.push_back(n);
+      if (is_temporary(n) || !files.count(n)) CRYO_TRY(remove(dir_ + "/" + sub + "/" + n));
   }
-  return out;
-}
-
-Status ChunkStore::remove(const std::string& hash) const {
-  if (::unlink(path(hash).c_str()) < 0 && errno != ENOENT) return sys_error("cannot remove chunk " + path(hash));
-  return {};
-}
-
-void ChunkStore::remove_temporaries() const {
-  auto subs = sys::list_dir(dir_);
-  if (!subs) return;
-  for (const auto& s : *subs)
-    if (auto names = sys::list_dir(dir_ + "/" + s))
-      for (const auto& n : *names)
-        if (n.rfind(".tmp-", 0) == 0) ::unlink((dir_ + "/" + s + "/" + n).c_str());
+  if (!sys::exists(dir_ + "/packs")) return removed;
+  auto packs = sys::list_dir(dir_ + "/packs");
+  if (!packs) return packs.error();
+  for (const auto& name : *packs) {
+    std::string path = pack_path(name);
+    auto it = used.find(name);
+    if (it == used.end()) {
+      CRYO_TRY(remove(path));
+      continue;
+    }
+    // The gaps between the frames still in use, and after the last.
+    auto fd = sys::open(path, O_WRONLY);
+    if (!fd) return fd.error();
+    auto st = sys::fstat(fd->get(), "'" + path + "'");
+    if (!st) return st.error();
+    auto& ranges = it->second;
+    std::sort(ranges.begin(), ranges.end());
+    ranges.emplace_back(static_cast<uint64_t>(st->st_size), static_cast<uint64_t>(st->st_size));
+    uint64_t at = 0;
+    for (const auto& [begin, end] : ranges) {
+      if (begin > at &&
+          ::fallocate(fd->get(), FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(at),
+                      static_cast<off_t>(begin - at)) < 0) {
+        // Without holes the space comes back when the whole pack goes.
+        if (errno == EOPNOTSUPP || errno == ENOSYS) break;
+        return sys_error("cannot free the unused parts of '" + path + "'");
+      }
+      at = std::max(at, end);
+    }
+  }
+  return removed;
 }
 
 }  // namespace cryo::store

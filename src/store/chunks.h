@@ -6,25 +6,42 @@
 // a minimum and maximum size), so that a page inserted into or removed
 // from CRIU's page image shifts no chunk after it, and identical runs of
 // pages in two checkpoints, or in two ranks' images, become identical
-// chunks.  Each chunk is stored once per job, compressed with zstd, under
-// the SHA-256 of its raw content:
+// chunks.  Each chunk is stored once per job, compressed with zstd, and
+// known by the SHA-256 of its raw content.
 //
-//   <job>/chunks/ab/ab0123...      (64 hex digits; a zstd frame)
+// Chunks are appended to pack files, a few per flush (one per writer
+// thread, a new one every kPackLimit bytes), each zstd frame padded to a
+// 4 KiB block so that it is written and read with O_DIRECT:
 //
-// A chunk is written to a temporary name and renamed, never synced on its
-// own: the flush syncs the whole file system once before it commits a
-// manifest that refers to the chunk.  Reading a chunk decompresses it and
-// checks its SHA-256, so a flipped byte anywhere is caught before use, and
-// content made to pass for it cannot be (the signed manifest fixes the
-// names; store/signing.h).
+//   <job>/chunks/packs/0003-4711-1.pack
 //
-// ChunkStore is safe to use from several threads at once.
+// A file per chunk would cost a file creation per 640 KiB: an inode for
+// each, thousands per GiB, which a parallel file system's metadata server
+// and its inode quotas feel, and which ext4 without a journal makes slow
+// after many deletions (docs/performance.md).  The signed manifest says
+// where each chunk is (pack, offset, length), so no index is kept beside
+// the packs.  A pack is never synced on its own: the flush syncs the whole
+// file system once before it commits a manifest that refers to it.
+// Reading a chunk decompresses it and checks its SHA-256, so a flipped byte
+// anywhere is caught before use, and content made to pass for it cannot be
+// (the signed manifest fixes the names; store/signing.h).
+//
+// Retention removes a pack once no checkpoint refers to anything in it,
+// and punches the unreferenced ranges out of the packs still in use, so
+// their space comes back without copying.
+//
+// Format 3 manifests named chunks stored as files of their own,
+// <job>/chunks/ab/ab0123...; they are still read and collected.
+//
+// ChunkStore is safe to use from several threads at once; a PackWriter is
+// used by one thread at a time.
 #pragma once
 
 #include <cstdint>
 #include <string>
 #include <vector>
 
+#include "base/fd.h"
 #include "base/result.h"
 
 namespace cryo::store {
@@ -33,7 +50,17 @@ struct ChunkRef {
   std::string hash;   // SHA-256 of the raw content, hex: the chunk's name
   uint32_t size = 0;  // raw bytes
   std::string xxh3;   // XXH3-128 of the raw content, hex: a quick check of a node-local copy
+  // Where its zstd frame is: a pack, the frame's offset there (a multiple
+  // of 4 KiB) and its length.  No pack: a format 3 chunk, a file of its own.
+  std::string pack;
+  uint64_t offset = 0;
+  uint32_t stored = 0;
 };
+
+// Frames start on blocks of this size in their packs: O_DIRECT's alignment.
+inline constexpr uint64_t kBlock = 4096;
+// The bytes a chunk's frame takes in its pack: its length, padded to a block.
+inline uint64_t frame_bytes(const ChunkRef& r) { return (r.stored + kBlock - 1) / kBlock * kBlock; }
 
 struct Chunking {
   static constexpr size_t kPage = 4096;
@@ -50,28 +77,46 @@ Result<std::vector<uint32_t>> cut_file(int fd, uint64_t size, const std::string&
 
 class ChunkStore {
  public:
+  static constexpr uint64_t kPackLimit = 256 << 20;  // a writer starts a new pack past this
+
   explicit ChunkStore(std::string dir) : dir_(std::move(dir)) {}
 
   const std::string& dir() const { return dir_; }
-  std::string path(const std::string& hash) const;
-  bool exists(const std::string& hash) const;
-  // Compresses data with zstd at `level` and stores it under hash (atomic,
-  // not synced).  Returns the bytes stored.
-  Result<uint64_t> put(const std::string& hash, const char* data, size_t n, int level) const;
+  std::string pack_path(const std::string& pack) const { return dir_ + "/packs/" + pack; }
+  // A format 3 chunk's file.
+  std::string legacy_path(const std::string& hash) const;
+  // Whether what ref points at is present (its pack, or its file).
+  bool exists(const ChunkRef& ref) const;
   // Reads the chunk into out (ref.size bytes) and checks its content
   // against its hash.  `what` names the data it belongs to, for errors.
   Status get(const ChunkRef& ref, char* out, const std::string& what) const;
-  // The stored (compressed) size of a chunk, 0 if absent.
-  uint64_t stored_size(const std::string& hash) const;
-  // Hashes of every chunk present.
-  Result<std::vector<std::string>> list() const;
-  Status remove(const std::string& hash) const;
-  // Removes temporary files of writers that died.  Call only while no
-  // writer runs (under the job's flush lock).
-  void remove_temporaries() const;
+  // Removes the packs and format 3 chunk files that nothing in `live`
+  // points at, and punches the ranges that nothing points at out of the
+  // packs that stay.  Call only under the job's flush lock, as it removes
+  // packs a flush is writing.  Returns how many files it removed.
+  Result<size_t> collect(const std::vector<ChunkRef>& live) const;
 
  private:
   std::string dir_;
+};
+
+// Appends chunks to packs named <prefix>-N.pack.  Not thread-safe: a flush
+// keeps one per thread.
+class PackWriter {
+ public:
+  PackWriter(ChunkStore store, std::string prefix) : store_(std::move(store)), prefix_(std::move(prefix)) {}
+  // Compresses data with zstd at `level` and appends it (not synced).
+  // Returns where it went; the chunk's hash and xxh3 are the caller's.
+  Result<ChunkRef> put(const char* data, size_t n, int level);
+
+ private:
+  ChunkStore store_;
+  std::string prefix_;
+  int next_ = 0;
+  std::string pack_;
+  UniqueFd fd_;
+  bool direct_ = false;
+  uint64_t end_ = 0;
 };
 
 }  // namespace cryo::store

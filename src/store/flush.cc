@@ -7,7 +7,8 @@
 #include <atomic>
 #include <cstdlib>
 #include <mutex>
-#include <set>
+#include <map>
+#include <memory>
 #include <fmt/format.h>
 
 #include "base/fault.h"
@@ -21,9 +22,9 @@ namespace cryo::store {
 
 namespace {
 
-// Chunks that the job's committed checkpoints refer to.
-Result<std::set<std::string>> referenced_chunks(const JobDir& job) {
-  std::set<std::string> refs;
+// Every chunk reference of the job's committed checkpoints.
+Result<std::vector<ChunkRef>> referenced_chunks(const JobDir& job) {
+  std::vector<ChunkRef> refs;
   auto ids = job.checkpoint_ids();
   if (!ids) return ids.error();
   for (const auto& id : *ids) {
@@ -31,8 +32,7 @@ Result<std::set<std::string>> referenced_chunks(const JobDir& job) {
     // A damaged manifest may still name chunks; keep everything until it is
     // removed by hand, rather than guess.
     if (!m) return m.error().context("cannot tell which chunks are in use");
-    for (const auto& f : m->files)
-      for (const auto& c : f.chunks) refs.insert(c.hash);
+    for (const auto& f : m->files) refs.insert(refs.end(), f.chunks.begin(), f.chunks.end());
   }
   return refs;
 }
@@ -45,24 +45,57 @@ Error store_error(const Error& e) {
   return out;
 }
 
+// The pack writers of one commit: a thread takes one for each chunk it
+// writes, so a flush makes about as many packs as it has threads.
+class Writers {
+ public:
+  Writers(const ChunkStore& store, std::string prefix) : store_(store), prefix_(std::move(prefix)) {}
+  Result<ChunkRef> put(const char* data, size_t n, int level) {
+    PackWriter* w;
+    {
+      std::lock_guard<std::mutex> g(mu_);
+      if (idle_.empty()) {
+        all_.push_back(std::make_unique<PackWriter>(store_, fmt::format("{}-{}", prefix_, all_.size() + 1)));
+        idle_.push_back(all_.back().get());
+      }
+      w = idle_.back();
+      idle_.pop_back();
+    }
+    auto r = w->put(data, n, level);
+    std::lock_guard<std::mutex> g(mu_);
+    idle_.push_back(w);
+    return r;
+  }
+
+ private:
+  const ChunkStore& store_;
+  std::string prefix_;
+  std::mutex mu_;
+  std::vector<std::unique_ptr<PackWriter>> all_;
+  std::vector<PackWriter*> idle_;
+};
+
 class Flusher {
  public:
-  Flusher(const JobDir& job, const FlushOptions& o, std::set<std::string>& known)
+  Flusher(const JobDir& job, const FlushOptions& o, std::map<std::string, ChunkRef>& known)
       : job_(job), o_(o), chunks_(job.chunks()), known_(known) {}
   // Cuts dir/rel into chunks and stores those the store lacks, in
-  // parallel; fills f.chunks.  Returns the bytes it stored.
-  Result<uint64_t> store_file(const std::string& dir, int fd, FileSum& f, int threads,
+  // parallel; fills f.chunks but for where the chunks this flush claimed
+  // are (locate() does that once all are written).  Returns the bytes it
+  // stored.
+  Result<uint64_t> store_file(const std::string& dir, int fd, FileSum& f, Writers& writers, int threads,
                               const std::function<void(uint64_t)>& done);
   Result<Manifest> commit(const Staged& s);
 
  private:
   void report(const std::string& id, uint64_t done, uint64_t total, double since, bool force);
+  void locate(std::vector<FileSum>& files) const;
 
   const JobDir& job_;
   const FlushOptions& o_;
   ChunkStore chunks_;
-  std::set<std::string>& known_;  // chunks committed checkpoints hold
-  std::set<std::string> claimed_;  // chunks written by this flush, not yet committed
+  std::map<std::string, ChunkRef>& known_;  // chunks committed checkpoints hold, and where
+  std::map<std::string, ChunkRef> claimed_;  // chunks written by this flush, not yet committed
   std::mutex mu_;
   double last_report_ = 0;
 };
@@ -76,7 +109,7 @@ void Flusher::report(const std::string& id, uint64_t done, uint64_t total, doubl
   (void)sys::write_file_atomic(job_.file("flushing.json"), j.dump() + "\n", 0600, false);
 }
 
-Result<uint64_t> Flusher::store_file(const std::string& dir, int fd, FileSum& f, int threads,
+Result<uint64_t> Flusher::store_file(const std::string& dir, int fd, FileSum& f, Writers& writers, int threads,
                                      const std::function<void(uint64_t)>& done) {
   std::string what = "'" + dir + "/" + f.path + "'";
   auto lens = cut_file(fd, f.size, what, threads);
@@ -100,15 +133,20 @@ Result<uint64_t> Flusher::store_file(const std::string& dir, int fd, FileSum& f,
     bool write;
     {
       std::lock_guard<std::mutex> g(mu_);
-      write = !claimed_.count(h) && !(known_.count(h) && chunks_.exists(h));
-      if (write) claimed_.insert(h);
+      auto k = known_.find(h);
+      write = !claimed_.count(h) && !(k != known_.end() && chunks_.exists(k->second));
+      if (write) claimed_[h] = {};
     }
     if (write) {
-      auto n = chunks_.put(h, buf.data(), len, level);
-      if (!n) return n.error();
-      stored += *n;
+      auto r = writers.put(buf.data(), len, level);
+      if (!r) return r.error();
+      stored += frame_bytes(*r);
+      std::lock_guard<std::mutex> g(mu_);
+      claimed_[h] = *r;
     }
-    f.chunks[i] = {h, len, xxh3_bytes(buf.data(), len)};
+    f.chunks[i].hash = h;
+    f.chunks[i].size = len;
+    f.chunks[i].xxh3 = xxh3_bytes(buf.data(), len);
     if (i == half) fault_point("flush.chunks");
     std::lock_guard<std::mutex> g(mu_);
     done(len);
@@ -116,6 +154,17 @@ Result<uint64_t> Flusher::store_file(const std::string& dir, int fd, FileSum& f,
   });
   if (!st) return st.error();
   return stored.load();
+}
+
+void Flusher::locate(std::vector<FileSum>& files) const {
+  for (auto& f : files)
+    for (auto& c : f.chunks) {
+      auto it = claimed_.find(c.hash);
+      const ChunkRef& at = it != claimed_.end() ? it->second : known_.at(c.hash);
+      c.pack = at.pack;
+      c.offset = at.offset;
+      c.stored = at.stored;
+    }
 }
 
 Result<Manifest> Flusher::commit(const Staged& s) {
@@ -150,15 +199,19 @@ Result<Manifest> Flusher::commit(const Staged& s) {
     fds.push_back(std::move(*fd));
   }
   report(s.id, done, total, t0, true);
-  for (size_t i = 0; i < sums.size(); i++) {
-    if (!sums[i].chunked) continue;
-    auto n = store_file(s.dir, fds[i].get(), sums[i], threads, [&](uint64_t n) {
-      done += n;
-      report(s.id, done, total, t0, false);
-    });
-    if (!n) return n.error();
-    stored += *n;
+  {
+    Writers writers(chunks_, fmt::format("{}-{}", s.id, ::getpid()));
+    for (size_t i = 0; i < sums.size(); i++) {
+      if (!sums[i].chunked) continue;
+      auto n = store_file(s.dir, fds[i].get(), sums[i], writers, threads, [&](uint64_t n) {
+        done += n;
+        report(s.id, done, total, t0, false);
+      });
+      if (!n) return n.error();
+      stored += *n;
+    }
   }
+  locate(sums);
 
   // The manifest's directory, with CRIU's log kept whole and readable.
   std::string tmp = fmt::format("{}/.tmp-{}-{}", job_.file("checkpoints"), s.id, ::getpid());
@@ -201,7 +254,7 @@ Result<Manifest> Flusher::commit(const Staged& s) {
   CRYO_TRY(sys::write_file_atomic(tmp + "/manifest.json", *text, 0600));
   CRYO_TRY(job_.publish(tmp, s.id));
   cleanup.armed = false;
-  known_.insert(claimed_.begin(), claimed_.end());
+  for (auto& [h, r] : claimed_) known_[h] = std::move(r);
   claimed_.clear();
   report(s.id, total, total, t0, true);
   return m;
@@ -212,7 +265,7 @@ Result<Manifest> Flusher::commit(const Staged& s) {
 struct Pass {
   UniqueFd lock;
   std::string latest;
-  std::set<std::string> known;
+  std::map<std::string, ChunkRef> known;  // by hash
   bool leftovers = false;  // a flush died here: chunks nothing refers to may be left
 };
 
@@ -236,7 +289,7 @@ Result<Pass> begin_pass(const JobDir& job, bool wait, bool* busy) {
   }
   auto known = referenced_chunks(job);
   if (!known) return known.error();
-  pass.known = std::move(*known);
+  for (auto& r : *known) pass.known.emplace(r.hash, std::move(r));
   return pass;
 }
 
@@ -320,21 +373,13 @@ Result<std::vector<std::string>> retain(const JobDir& job, int keep, bool collec
   if (removed->empty() && !collect && !sys::exists(marker)) return removed;
   CRYO_TRY(sys::write_file_atomic(marker, "", 0600, false));
   // Chunks go only after the manifests that named them: a crash in between
-  // leaves chunks nothing refers to, which the next pass removes.
+  // leaves chunks nothing refers to, which the next pass frees.
   auto refs = referenced_chunks(job);
   if (!refs) return refs.error();
-  ChunkStore chunks = job.chunks();
-  chunks.remove_temporaries();
-  auto present = chunks.list();
-  if (!present) return present.error();
-  size_t n = 0;
-  for (const auto& h : *present) {
-    if (refs->count(h)) continue;
-    CRYO_TRY(chunks.remove(h));
-    if (++n == 2) fault_point("flush.gc");
-  }
-  if (n) {
-    CRYO_LOG("store", info) << "removed " << n << " chunks no checkpoint refers to";
+  auto n = job.chunks().collect(*refs);
+  if (!n) return n.error();
+  if (*n) {
+    CRYO_LOG("store", info) << "removed " << *n << " packs or chunk files no checkpoint refers to";
   }
   ::unlink(marker.c_str());
   return *removed;

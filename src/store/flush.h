@@ -3,19 +3,19 @@
 // For each complete dump newer than the job's latest checkpoint, oldest
 // first (store/staging.h):
 //   1. cut every file except CRIU's log into chunks (store/chunks.h); in
-//      parallel, hash each chunk, and compress and write the ones the job's
-//      committed checkpoints do not hold yet
+//      parallel, hash each chunk, and compress and append the ones the
+//      job's committed checkpoints do not hold yet to this flush's packs
 //   2. copy criu-dump.log whole into checkpoints/.tmp-ID-PID/
 //   3. syncfs the store: every chunk is on disk
 //   4. write manifest.json (fsync), rename to checkpoints/ID (fsync the
 //      parent), then point "latest" at it
-// then apply retention (remove old manifests first) and delete the chunks
-// that no remaining checkpoint refers to.
+// then apply retention (remove old manifests first) and free the chunks
+// that no remaining checkpoint refers to (ChunkStore::collect).
 //
 // One flush runs at a time per job: each holds <job>/flush.lock.  A flush
 // killed at any point leaves the previous checkpoint and "latest" intact;
 // the next flush removes its leftovers (a partial manifest directory,
-// chunks nothing refers to) and commits the dump it was working on again,
+// packs nothing refers to) and commits the dump it was working on again,
 // since that dump is still complete in its tier.  A flush that fails for
 // any other reason (a full or read-only store) discards the dump: a newer
 // checkpoint will be taken instead.

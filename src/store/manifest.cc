@@ -6,6 +6,11 @@ namespace {
 bool is_hex(const std::string& s, size_t len) {
   return s.size() == len && s.find_first_not_of("0123456789abcdef") == std::string::npos;
 }
+// "0003-4711-1-2.pack": a plain name in chunks/packs/.
+bool is_pack_name(const std::string& s) {
+  return s.size() > 5 && s.size() < 200 && s.ends_with(".pack") && s[0] != '.' &&
+         s.find_first_not_of("0123456789abcdefghijklmnopqrstuvwxyz-.") == std::string::npos;
+}
 }  // namespace
 
 nlohmann::json to_json(const Manifest& m) {
@@ -14,7 +19,12 @@ nlohmann::json to_json(const Manifest& m) {
     nlohmann::json e = {{"path", f.path}, {"size", f.size}};
     if (f.chunked) {
       nlohmann::json chunks = nlohmann::json::array();
-      for (const auto& c : f.chunks) chunks.push_back({c.hash, c.size, c.xxh3});
+      for (const auto& c : f.chunks) {
+        if (c.pack.empty())
+          chunks.push_back({c.hash, c.size, c.xxh3});
+        else
+          chunks.push_back({c.hash, c.size, c.xxh3, c.pack, c.offset, c.stored});
+      }
       e["chunks"] = chunks;
     } else {
       e["sha256"] = f.sha256;
@@ -71,9 +81,20 @@ Result<Manifest> manifest_from_json(const std::string& text, const std::string& 
         // Format 2 named chunks by their XXH3-128.
         size_t name_len = m.format >= 3 ? 64 : 32;
         for (const auto& c : f.at("chunks")) {
-          ChunkRef r{c.at(0).get<std::string>(), c.at(1).get<uint32_t>(), m.format >= 3 ? c.at(2).get<std::string>() : ""};
+          ChunkRef r;
+          r.hash = c.at(0).get<std::string>();
+          r.size = c.at(1).get<uint32_t>();
+          if (m.format >= 3) r.xxh3 = c.at(2).get<std::string>();
           if (!is_hex(r.hash, name_len) || (m.format >= 3 && !is_hex(r.xxh3, 32)))
             return bad("a chunk of " + s.path + " has a malformed hash");
+          // Format 4: where in which pack (else a chunk stored by format 3).
+          if (m.format >= 4 && c.size() > 3) {
+            r.pack = c.at(3).get<std::string>();
+            r.offset = c.at(4).get<uint64_t>();
+            r.stored = c.at(5).get<uint32_t>();
+            if (!is_pack_name(r.pack) || r.offset % 4096 != 0 || r.stored == 0)
+              return bad("a chunk of " + s.path + " has a malformed place: " + c.dump());
+          }
           sum += r.size;
           s.chunks.push_back(std::move(r));
         }

@@ -5,10 +5,12 @@
 //
 // Large files are content-addressed chunks (store/chunks.h): a file's entry
 // lists its chunks in order, each as [SHA-256, size, XXH3-128] of its raw
-// content; small ones (CRIU's log) stay whole in the checkpoint directory
-// with their SHA-256.  Format 3 manifests are signed (store/signing.h).
-// Formats 1 (files whole, XXH3) and 2 (chunks by XXH3) were not signed: cryo
-// still lists and retires such checkpoints, but does not restore them.
+// content followed by where its zstd frame is: [pack, offset, length];
+// small ones (CRIU's log) stay whole in the checkpoint directory with their
+// SHA-256.  Formats 3 and 4 are signed (store/signing.h); format 3 stored
+// each chunk as a file of its own, and is still restored.  Formats 1 (files
+// whole, XXH3) and 2 (chunks by XXH3) were not signed: cryo still lists and
+// retires such checkpoints, but does not restore them.
 #pragma once
 
 #include <cstdint>
@@ -22,7 +24,7 @@
 
 namespace cryo::store {
 
-inline constexpr int kManifestFormat = 3;
+inline constexpr int kManifestFormat = 4;
 
 struct FileSum {
   std::string path;  // relative to the checkpoint

@@ -119,8 +119,9 @@ TEST_F(ErrorTest, OldCriuNamesTheFix) {
   EXPECT_TRUE(err.find("too old") != std::string::npos || err.find("does not run on this kernel") != std::string::npos) << err;
 }
 
-// The first chunk of the checkpoint's page image, as the manifest lists it.
-std::string page_chunk(const std::string& job_dir, const std::string& id, std::string* image) {
+// The pack that holds the first chunk of the checkpoint's page image, and
+// where that chunk's frame starts there, as the manifest lists them.
+std::string page_chunk(const std::string& job_dir, const std::string& id, std::string* image, long* at) {
   std::string text;
   read_text(job_dir + "/checkpoints/" + id + "/manifest.json", &text);
   auto m = nlohmann::json::parse(text, nullptr, false);
@@ -128,8 +129,9 @@ std::string page_chunk(const std::string& job_dir, const std::string& id, std::s
     std::string p = f["path"];
     if (p.rfind("images/pages-", 0) == 0 && !f["chunks"].empty()) {
       *image = p;
-      std::string h = f["chunks"][0][0];
-      return job_dir + "/chunks/" + h.substr(0, 2) + "/" + h;
+      const auto& c = f["chunks"][0];  // [sha256, size, xxh3, pack, offset, length]
+      *at = c[4].get<long>();
+      return job_dir + "/chunks/packs/" + c[3].get<std::string>();
     }
   }
   return "";
@@ -144,9 +146,10 @@ TEST_F(ErrorTest, CorruptImageIsRefusedBeforeRestore) {
   EXPECT_EQ(wait_exit(run), 75);
   std::string log_before = log("cor");
   std::string image;
-  std::string victim = page_chunk(store_ + "/cor", "0001", &image);
+  long at = 0;
+  std::string victim = page_chunk(store_ + "/cor", "0001", &image, &at);
   ASSERT_FALSE(victim.empty());
-  flip_byte(victim, 20);
+  flip_byte(victim, at + 20);
   std::string err;
   EXPECT_EQ(cryo({"restore", "cor", "--durable"}, nullptr, &err), 1);
   EXPECT_NE(err.find(image), std::string::npos) << err;

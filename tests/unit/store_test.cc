@@ -105,6 +105,35 @@ class StoreTest : public ::testing::Test {
     return s;
   }
 
+  // The packs in the store, and those the checkpoints `ids` refer to.
+  std::set<std::string> packs_present() {
+    std::set<std::string> out;
+    if (fs::exists(job_->chunks().dir() + "/packs"))
+      for (const auto& e : fs::directory_iterator(job_->chunks().dir() + "/packs")) out.insert(e.path().filename());
+    return out;
+  }
+  std::set<std::string> packs_used(const std::vector<std::string>& ids, uint64_t* live_bytes = nullptr) {
+    std::set<std::string> out;
+    std::set<std::pair<std::string, uint64_t>> frames;
+    for (const auto& id : ids) {
+      auto m = job_->load_manifest(id);
+      EXPECT_TRUE(m.ok());
+      if (!m) continue;
+      for (const auto& f : m->files)
+        for (const auto& c : f.chunks) {
+          out.insert(c.pack);
+          if (live_bytes && frames.emplace(c.pack, c.offset).second) *live_bytes += frame_bytes(c);
+        }
+    }
+    return out;
+  }
+  // Overwrites part of a file in place.
+  static void patch(const std::string& path, uint64_t off, const std::string& bytes) {
+    std::fstream f(path, std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(static_cast<std::streamoff>(off));
+    f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+  }
+
   std::string root_;
   FastTier tier_;
   std::unique_ptr<JobDir> job_;
@@ -196,14 +225,18 @@ TEST_F(StoreTest, AFlippedByteInAnyChunkIsNamed) {
   auto m = job_->load_manifest("0001");
   ASSERT_TRUE(m.ok());
   std::string victim;
+  uint64_t at = 0;
   for (const auto& f : m->files)
-    if (f.path == "images/pages-1.img") victim = job_->chunks().path(f.chunks.back().hash);
+    if (f.path == "images/pages-1.img") {
+      victim = job_->chunks().pack_path(f.chunks.back().pack);
+      at = f.chunks.back().offset + 100;
+    }
   ASSERT_FALSE(victim.empty());
   {
     std::fstream f(victim, std::ios::in | std::ios::out | std::ios::binary);
-    f.seekg(100);
+    f.seekg(static_cast<std::streamoff>(at));
     char c = static_cast<char>(f.get());
-    f.seekp(100);
+    f.seekp(static_cast<std::streamoff>(at));
     f.put(static_cast<char>(c ^ 1));
   }
   auto st = verify(*job_, "0001");
@@ -235,21 +268,65 @@ TEST_F(StoreTest, AChangedManifestIsRefused) {
   EXPECT_NE(st.error().message.find("is not signed"), std::string::npos) << st.error().message;
 }
 
-// Each chunk is named by the SHA-256 of its content, and the signed
-// manifest fixes the names: a chunk swapped for another one of the job's
-// (a valid zstd frame, but other content) is refused.
-TEST_F(StoreTest, AChunkSwappedForAnotherIsRefused) {
+// Each chunk is known by the SHA-256 of its content, and the signed
+// manifest fixes the hashes: a chunk replaced by a valid zstd frame of the
+// same length but other content is refused.
+TEST_F(StoreTest, AChunkReplacedByOtherContentIsRefused) {
   add({{"images/pages-1.img", random_bytes(6 << 20, 2)}});
   auto m = job_->load_manifest("0001");
   ASSERT_TRUE(m.ok());
   const auto& chunks = m->files[0].path == "images/pages-1.img" ? m->files[0].chunks : m->files[1].chunks;
   ASSERT_GE(chunks.size(), 2u);
   EXPECT_EQ(chunks[0].hash.size(), 64u);
-  fs::copy_file(job_->chunks().path(chunks[1].hash), job_->chunks().path(chunks[0].hash),
-                fs::copy_options::overwrite_existing);
+  // Random data does not compress: a frame of other random data of the same
+  // size has the same length.
+  PackWriter forger(job_->chunks(), "forger");
+  std::string other = random_bytes(chunks[0].size, 99);
+  auto frame = forger.put(other.data(), other.size(), -1);
+  ASSERT_TRUE(frame.ok());
+  ASSERT_EQ(frame->stored, chunks[0].stored);
+  std::string bytes = read_all(job_->chunks().pack_path(frame->pack)).substr(frame->offset, frame->stored);
+  patch(job_->chunks().pack_path(chunks[0].pack), chunks[0].offset, bytes);
   auto st = verify(*job_, "0001");
   ASSERT_FALSE(st.ok());
-  EXPECT_NE(st.error().message.find(chunks[0].hash), std::string::npos) << st.error().message;
+  EXPECT_NE(st.error().message.find("the checksum of its chunk " + chunks[0].hash), std::string::npos)
+      << st.error().message;
+}
+
+// Checkpoints of format 3, with each chunk a file of its own, are still
+// restored, their chunks shared with new checkpoints, and collected.
+TEST_F(StoreTest, FormatThreeChunkFilesAreStillReadAndCollected) {
+  std::string data = random_bytes(3 << 20, 21);
+  add({{"images/pages-1.img", data}});
+  // Rewrite 0001 as the previous cryo wrote it.
+  auto m = job_->load_manifest("0001");
+  ASSERT_TRUE(m.ok());
+  ChunkStore chunks = job_->chunks();
+  for (auto& f : m->files)
+    for (auto& c : f.chunks) {
+      std::string frame = read_all(chunks.pack_path(c.pack)).substr(c.offset, c.stored);
+      fs::create_directories(fs::path(chunks.legacy_path(c.hash)).parent_path());
+      std::ofstream(chunks.legacy_path(c.hash), std::ios::binary) << frame;
+      c.pack.clear();
+      c.offset = c.stored = 0;
+    }
+  m->format = 3;
+  auto text = signed_manifest_text(*m);
+  ASSERT_TRUE(text.ok());
+  std::ofstream(job_->checkpoint_dir("0001") + "/manifest.json") << *text;
+  fs::remove_all(chunks.dir() + "/packs");
+  EXPECT_TRUE(verify(*job_, "0001").ok());
+  EXPECT_TRUE(restored("0001", false) == data);
+
+  // A new checkpoint of the same data refers to the old chunk files.
+  auto two = add({{"images/pages-1.img", data}});
+  EXPECT_EQ(two.format, 4);
+  EXPECT_EQ(packs_used({"0002"}), std::set<std::string>{""});
+  EXPECT_TRUE(restored("0002", false) == data);
+  // Once no checkpoint names them, they go.
+  add({{"images/pages-1.img", random_bytes(1 << 20, 22)}}, 1);
+  EXPECT_TRUE(sys::files_below(chunks.dir())->size() == packs_present().size());
+  EXPECT_TRUE(verify(*job_, "0003").ok());
 }
 
 TEST_F(StoreTest, AnotherNodesKeyOrNoneIsNamed) {
@@ -293,17 +370,11 @@ TEST_F(StoreTest, RetentionKeepsNewestAndDropsUnusedChunks) {
   for (int i = 0; i < 5; i++) add({{"images/pages-1.img", shared + random_bytes(2 << 20, 100 + i)}}, 2);
   EXPECT_EQ(*job_->checkpoint_ids(), (std::vector<std::string>{"0004", "0005"}));
   EXPECT_EQ(*job_->latest_id(), "0005");
-  // Only the chunks of 0004 and 0005 are left, and they still verify.
-  std::set<std::string> used;
-  for (auto id : {"0004", "0005"}) {
-    auto m = job_->load_manifest(id);
-    ASSERT_TRUE(m.ok());
-    for (const auto& f : m->files)
-      for (const auto& c : f.chunks) used.insert(c.hash);
-  }
-  auto present = job_->chunks().list();
-  ASSERT_TRUE(present.ok());
-  EXPECT_EQ(std::set<std::string>(present->begin(), present->end()), used);
+  // Only the packs 0004 and 0005 refer to are left, and of them only what
+  // they refer to takes space: the rest is punched out.  They still verify.
+  uint64_t live = 0;
+  EXPECT_EQ(packs_present(), packs_used({"0004", "0005"}, &live));
+  EXPECT_LE(sys::disk_usage(job_->chunks().dir() + "/packs"), live);
   EXPECT_TRUE(verify(*job_, "0004").ok());
   EXPECT_TRUE(verify(*job_, "0005").ok());
 }
@@ -372,13 +443,7 @@ TEST_P(FlushCrashTest, PreviousCheckpointSurvivesAndTheNextFlushCarriesOn) {
   EXPECT_TRUE(restored(s.id, false) == second);
   for (const auto& e : fs::directory_iterator(job_->file("checkpoints")))
     EXPECT_NE(e.path().filename().string()[0], '.') << e.path();
-  std::set<std::string> used;
-  auto m = job_->load_manifest(s.id);
-  ASSERT_TRUE(m.ok());
-  for (const auto& f : m->files)
-    for (const auto& c : f.chunks) used.insert(c.hash);
-  auto present = job_->chunks().list();
-  EXPECT_EQ(std::set<std::string>(present->begin(), present->end()), used);
+  EXPECT_EQ(packs_present(), packs_used({s.id}));
 }
 
 INSTANTIATE_TEST_SUITE_P(AtEachStep, FlushCrashTest,
