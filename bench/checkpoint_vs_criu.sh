@@ -18,17 +18,20 @@
 #         --leave-running' into tmpfs; 'criu dump' into the store's file system,
 #         then 'sync'; drop the page cache; 'criu restore' from there; 'criu
 #         restore' from tmpfs
-# Every restored job must find its memory intact (PASS), so a failed
-# restore cannot pass for a fast one.  Prints a table of medians and ratios
-# and writes them, with every sample, as JSON (-o, default
-# bench/results-HOST-DATE.json).  Needs root and scripts/setup.sh done.
+# Each round's store is kept, and removed only at the end (deleting a
+# round's thousands of chunks right before the next round would slow its
+# creates; docs/performance.md).  Every restored job must find its memory
+# intact (PASS), so a failed restore cannot pass for a fast one.  Prints a
+# table of medians and ratios and writes them, with every sample, as JSON
+# (-o, default bench/results-HOST-DATE.json).  Needs root and
+# scripts/setup.sh done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sizes="256 1024 4096" kinds="random halfzero matrix" reps=3 idle=5 out=""
 while getopts "s:k:r:i:o:" o; do
   case $o in
     s) sizes=$OPTARG ;; k) kinds=$OPTARG ;; r) reps=$OPTARG ;; i) idle=$OPTARG ;; o) out=$OPTARG ;;
-    *) sed -n '2,25p' "$0"; exit 2 ;;
+    *) sed -n '2,27p' "$0"; exit 2 ;;
   esac
 done
 [ "$(id -u)" = 0 ] || { echo "bench: run as root" >&2; exit 1; }
@@ -39,6 +42,7 @@ memhog=$PWD/build/tests/progs/memhog
 work=$(mktemp -d /var/tmp/cryo-bench-XXXXXX)   # on the store's (disk) file system
 shm=$(mktemp -d /dev/shm/cryo-bench-XXXXXX)     # tmpfs: the fast tier and raw CRIU's tmpfs dumps
 export CRYO_STORE=$work/store CRYO_FAST_TIER=$shm/fast
+mkdir -p "$work/kept"
 cleanup() {
   pkill -9 -f "^$memhog $work" 2>/dev/null || true
   for p in $(cat "$work"/*.sup 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done
@@ -110,7 +114,11 @@ cryo_round() {  # MIB KIND REP
   add "$mib" "$kind" cryo_restore_durable "$(calc "$(written "$events") - $s")"
   touch "$work/go-$name"; wait "$(cat "$work/$name.sup")" || true
   grep -q PASS "$log" || { echo "bench: cryo's restored job came back wrong" >&2; tail -3 "$log" >&2; exit 1; }
-  cryo rm "$name" > /dev/null
+  # The fast copies go (memory); the job's store stays until the end, as
+  # deleting its thousands of chunks would slow the next round's creates
+  # (docs/performance.md, "Deletions slow file creation").
+  rm -rf "$CRYO_FAST_TIER/$name"-*
+  mv "$CRYO_STORE/$name" "$work/kept/"
 }
 
 raw_round() {  # MIB KIND REP
@@ -135,6 +143,13 @@ raw_round() {  # MIB KIND REP
   grep -q PASS "$log" || { echo "bench: the raw restore came back wrong" >&2; exit 1; }
   rm -rf "$tmpimg" "$disk"
 }
+
+# Every round's store is kept until the end: about 1.2 times its size.
+nkinds=$(wc -w <<<"$kinds")
+need=0; for mib in $sizes; do need=$(( need + mib * 12 / 10 * nkinds * reps )); done
+avail=$(( $(df --output=avail -k "$work" | tail -1) / 1024 ))
+[ "$avail" -gt $(( need + 2048 )) ] || {
+  echo "bench: needs about $(( need + 2048 )) MiB free under /var/tmp, has $avail: give fewer sizes (-s) or rounds (-r)" >&2; exit 1; }
 
 printf '%-6s %-9s %-22s %10s %10s %7s  %s\n' size kind row cryo raw ratio target
 json_rows=()
