@@ -141,11 +141,6 @@ Status pwrite_all(int fd, const void* buf, size_t n, uint64_t off, const std::st
   return {};
 }
 
-Status syncfs(int fd, const std::string& what) {
-  if (retry([&] { return ::syncfs(fd); }) < 0) return sys_error("cannot sync " + what);
-  return {};
-}
-
 Status mkdir_p(const std::string& path, mode_t mode) {
   if (path.empty()) return {};
   std::string cur;

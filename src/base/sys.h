@@ -30,8 +30,6 @@ Status write_file_atomic(const std::string& path, std::string_view data, mode_t 
 // Reads exactly n bytes at off; a short file is an error.
 Status pread_exact(int fd, void* buf, size_t n, uint64_t off, const std::string& what);
 Status pwrite_all(int fd, const void* buf, size_t n, uint64_t off, const std::string& what);
-// Flushes every dirty page and inode of the file system holding fd.
-Status syncfs(int fd, const std::string& what);
 Status fsync_fd(int fd, const std::string& what);
 Status fsync_path(const std::string& path);
 Status mkdir_p(const std::string& path, mode_t mode = 0755);

@@ -121,19 +121,18 @@ Result<ChunkRef> PackWriter::put(const char* data, size_t n, int level) {
   size_t len = ZSTD_compressCCtx(z.ctx, buf, out.capacity, data, n, level);
   if (ZSTD_isError(len)) return make_error(std::string("cannot compress a chunk: ") + ZSTD_getErrorName(len));
   if (!fd_.valid() || end_ >= ChunkStore::kPackLimit) {
-    fd_.reset();
+    if (fd_.valid()) full_.emplace_back(std::move(fd_), pack_);
     pack_ = prefix_ + "-" + std::to_string(++next_) + ".pack";
     std::string path = store_.pack_path(pack_);
     std::string dir = path.substr(0, path.rfind('/'));
     if (!sys::exists(dir)) CRYO_TRY(sys::mkdir_p(dir, 0700));
     // O_DIRECT: chunks go to the disk without taking fresh page-cache
-    // pages (slow to come by, and all written back by the flush's syncfs
-    // anyway).  File systems without it get buffered writes.  A pack of
+    // pages (slow to come by, and all to be written back before the
+    // commit anyway).  File systems without it get buffered writes.  A pack of
     // this name can only be what a flush of the same checkpoint left when
     // it died: nothing refers to it.
     auto fd = sys::open(path, O_WRONLY | O_CREAT | O_TRUNC | O_DIRECT, 0600);
-    direct_ = fd.ok();
-    if (!direct_) fd = sys::open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    if (!fd) fd = sys::open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     if (!fd) return fd.error();
     fd_ = std::move(*fd);
     end_ = 0;
@@ -148,6 +147,13 @@ Result<ChunkRef> PackWriter::put(const char* data, size_t n, int level) {
   r.stored = static_cast<uint32_t>(len);
   end_ += padded;
   return r;
+}
+
+Status PackWriter::sync() {
+  if (fd_.valid()) full_.emplace_back(std::move(fd_), pack_);
+  for (auto& [fd, pack] : full_) CRYO_TRY(sys::fsync_fd(fd.get(), "'" + store_.pack_path(pack) + "'"));
+  full_.clear();
+  return {};
 }
 
 Status ChunkStore::get(const ChunkRef& ref, char* out, const std::string& what) const {

@@ -20,9 +20,8 @@
 // and its inode quotas feel, and which ext4 without a journal makes slow
 // after many deletions (docs/performance.md).  The signed manifest says
 // where each chunk is (pack, offset, length), so no index is kept beside
-// the packs.  A pack is never synced on its own: the flush syncs the whole
-// file system once before it commits a manifest that refers to it.
-// Reading a chunk decompresses it and checks its SHA-256, so a flipped byte
+// the packs.  The flush syncs the packs it wrote (and their directory)
+// before it commits a manifest that refers to them.  Reading a chunk decompresses it and checks its SHA-256, so a flipped byte
 // anywhere is caught before use, and content made to pass for it cannot be
 // (the signed manifest fixes the names; store/signing.h).
 //
@@ -39,6 +38,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "base/fd.h"
@@ -108,6 +108,8 @@ class PackWriter {
   // Compresses data with zstd at `level` and appends it (not synced).
   // Returns where it went; the chunk's hash and xxh3 are the caller's.
   Result<ChunkRef> put(const char* data, size_t n, int level);
+  // Makes what it wrote durable (fsync of every pack it wrote).
+  Status sync();
 
  private:
   ChunkStore store_;
@@ -115,7 +117,7 @@ class PackWriter {
   int next_ = 0;
   std::string pack_;
   UniqueFd fd_;
-  bool direct_ = false;
+  std::vector<std::pair<UniqueFd, std::string>> full_;  // packs it went past, still to be synced
   uint64_t end_ = 0;
 };
 

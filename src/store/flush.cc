@@ -66,6 +66,16 @@ class Writers {
     idle_.push_back(w);
     return r;
   }
+  // Once every chunk is written: the packs, and their names, are on disk.
+  // Only this flush's own files are synced, not the whole file system,
+  // which may hold gigabytes of the job's (or anyone's) unwritten output.
+  Status sync() {
+    for (auto& w : all_) CRYO_TRY(w->sync());
+    if (all_.empty()) return {};
+    for (const auto& d : {store_.dir() + "/packs", store_.dir(), store_.dir().substr(0, store_.dir().rfind('/'))})
+      CRYO_TRY(sys::fsync_path(d));
+    return {};
+  }
 
  private:
   const ChunkStore& store_;
@@ -199,17 +209,15 @@ Result<Manifest> Flusher::commit(const Staged& s) {
     fds.push_back(std::move(*fd));
   }
   report(s.id, done, total, t0, true);
-  {
-    Writers writers(chunks_, fmt::format("{}-{}", s.id, ::getpid()));
-    for (size_t i = 0; i < sums.size(); i++) {
-      if (!sums[i].chunked) continue;
-      auto n = store_file(s.dir, fds[i].get(), sums[i], writers, threads, [&](uint64_t n) {
-        done += n;
-        report(s.id, done, total, t0, false);
-      });
-      if (!n) return n.error();
-      stored += *n;
-    }
+  Writers writers(chunks_, fmt::format("{}-{}", s.id, ::getpid()));
+  for (size_t i = 0; i < sums.size(); i++) {
+    if (!sums[i].chunked) continue;
+    auto n = store_file(s.dir, fds[i].get(), sums[i], writers, threads, [&](uint64_t n) {
+      done += n;
+      report(s.id, done, total, t0, false);
+    });
+    if (!n) return n.error();
+    stored += *n;
   }
   locate(sums);
 
@@ -233,14 +241,13 @@ Result<Manifest> Flusher::commit(const Staged& s) {
     auto out = sys::open(tmp + "/" + sums[i].path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     if (!out) return out.error();
     CRYO_TRY(sys::write_all(out->get(), *text, "'" + tmp + "/" + sums[i].path + "'"));
+    CRYO_TRY(sys::fsync_fd(out->get(), "'" + tmp + "/" + sums[i].path + "'"));
     stored += text->size();
   }
   fault_point("flush.before_sync");
   {
-    auto d = sys::open_dir(job_.path());
-    if (!d) return d.error();
     double ts = sys::now();
-    CRYO_TRY(sys::syncfs(d->get(), "the store"));
+    CRYO_TRY(writers.sync());
     CRYO_LOG("store", info) << "checkpoint " << s.id << ": " << total << " bytes, " << stored << " stored, chunked in "
                             << ts - t0 << " s, synced in " << sys::now() - ts << " s";
   }

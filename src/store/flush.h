@@ -6,7 +6,8 @@
 //      parallel, hash each chunk, and compress and append the ones the
 //      job's committed checkpoints do not hold yet to this flush's packs
 //   2. copy criu-dump.log whole into checkpoints/.tmp-ID-PID/
-//   3. syncfs the store: every chunk is on disk
+//   3. fsync the packs this flush wrote, and their directories: every
+//      chunk is on disk
 //   4. write manifest.json (fsync), rename to checkpoints/ID (fsync the
 //      parent), then point "latest" at it
 // then apply retention (remove old manifests first) and free the chunks
