@@ -5,7 +5,8 @@
 #   bench/checkpoint_vs_criu.sh [-s "256 1024 4096"] [-k "random halfzero matrix"] [-r 3] [-i 5] [-o FILE.json]
 #
 # For each size (MiB) and kind of memory (tests/progs/memhog.c), repeated
-# -r times, cryo and raw CRIU interleaved, with -i seconds of idle before
+# -r times, cryo and raw CRIU interleaved (who goes first alternates
+# between repetitions), with -i seconds of idle before
 # every step (the VM's memory supply makes lone absolute times noisy; see
 # the platform notes):
 #   cryo: run memhog; 'cryo checkpoint' (returns once dumped into the fast
@@ -31,7 +32,7 @@ sizes="256 1024 4096" kinds="random halfzero matrix" reps=3 idle=5 out=""
 while getopts "s:k:r:i:o:" o; do
   case $o in
     s) sizes=$OPTARG ;; k) kinds=$OPTARG ;; r) reps=$OPTARG ;; i) idle=$OPTARG ;; o) out=$OPTARG ;;
-    *) sed -n '2,27p' "$0"; exit 2 ;;
+    *) sed -n '2,28p' "$0"; exit 2 ;;
   esac
 done
 [ "$(id -u)" = 0 ] || { echo "bench: run as root" >&2; exit 1; }
@@ -155,7 +156,12 @@ printf '%-6s %-9s %-22s %10s %10s %7s  %s\n' size kind row cryo raw ratio target
 json_rows=()
 for mib in $sizes; do
   for kind in $kinds; do
-    for r in $(seq "$reps"); do cryo_round "$mib" "$kind" "$r"; raw_round "$mib" "$kind" "$r"; done
+    # Who goes first alternates: the second one of a pair gets the memory
+    # the first just freed, which this VM hands out faster than fresh.
+    for r in $(seq "$reps"); do
+      if (( r % 2 )); then cryo_round "$mib" "$kind" "$r"; raw_round "$mib" "$kind" "$r"
+      else raw_round "$mib" "$kind" "$r"; cryo_round "$mib" "$kind" "$r"; fi
+    done
     m() { median ${S[$mib,$kind,$1]}; }
     row() {  # NAME CRYO RAW TARGET
       local ratio; ratio=$(calc "$2 / $3")

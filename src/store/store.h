@@ -5,8 +5,8 @@
 //   <root>/<job>/stdout.log ...    the job's output (the job layer's)
 //   <root>/<job>/checkpoints/0003/ a committed checkpoint: manifest.json and
 //                                  CRIU's criu-dump.log
-//   <root>/<job>/chunks/ab/ab...   the checkpoints' files, as content-
-//                                  addressed chunks (store/chunks.h)
+//   <root>/<job>/chunks/packs/     the checkpoints' files, as content-
+//                                  addressed chunks in packs (store/chunks.h)
 //   <root>/<job>/latest -> checkpoints/0003      the newest committed one
 //   <root>/<job>/staging/          dumps waiting for their flush (store/staging.h)
 //   <root>/<job>/flush.lock        held by the flush (store/flush.h)
