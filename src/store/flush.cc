@@ -188,7 +188,9 @@ Result<Manifest> Flusher::commit(const Staged& s) {
   if (!rels) return rels.error();
   // dump.json and the copy's lock are not part of the checkpoint.
   std::erase_if(*rels, [](const std::string& r) { return r == "dump.json" || r == ".lock"; });
-  int threads = o_.threads > 0 ? o_.threads : default_threads();
+  // A writer waits for its O_DIRECT write about as long as it hashes and
+  // compresses: two per core keep the cores busy (docs/performance.md).
+  int threads = o_.threads > 0 ? o_.threads : 2 * default_threads();
 
   std::vector<UniqueFd> fds;
   std::vector<FileSum> sums;

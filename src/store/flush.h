@@ -42,7 +42,7 @@ int default_level();
 struct FlushOptions {
   int keep = 0;     // retention after the commits, 0 = keep all
   int level = 0;    // zstd level, 0 = default_level()
-  int threads = 0;  // 0 = default_threads()
+  int threads = 0;  // 0 = two per core (2 * default_threads())
   ProgressFn progress;
   // After each commit, with "latest" already pointing at it.
   std::function<void(const Manifest&)> committed;
