@@ -3,6 +3,8 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
+
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
@@ -11,6 +13,34 @@
 namespace cryo::container {
 
 namespace {
+
+// containerd unpacks the images of a container restored from a checkpoint
+// into a temporary /tmp/ctrd-checkpoint* directory and leaves it there,
+// the job's whole memory each time (containerd issue #10166).
+constexpr const char* kContainerdTmp = "/tmp";
+
+std::vector<std::string> containerd_leftovers() {
+  std::vector<std::string> out;
+  if (auto names = sys::list_dir(kContainerdTmp))
+    for (const auto& n : *names)
+      if (n.rfind("ctrd-checkpoint", 0) == 0) out.push_back(std::string(kContainerdTmp) + "/" + n);
+  return out;
+}
+
+// Removes the directories containerd left since `before` that hold these
+// very images (the same process tree and descriptors): never another
+// restore's.
+void remove_containerd_leftovers(const std::vector<std::string>& before, const std::string& images) {
+  for (const auto& d : containerd_leftovers()) {
+    if (std::find(before.begin(), before.end(), d) != before.end()) continue;
+    bool ours = true;
+    for (const char* f : {"pstree.img", "descriptors.json", "inventory.img"}) {
+      auto a = sys::read_file(d + "/" + f), b = sys::read_file(images + "/" + f);
+      ours = ours && a && b && *a == *b;
+    }
+    if (ours) (void)sys::remove_tree(d);
+  }
+}
 
 std::string trim(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
@@ -225,7 +255,9 @@ Status Engine::restore(const RunSpec& spec, const std::string& dir, bool tcp, ui
   CRYO_TRY(sys::mkdir_p(to, 0700));
   auto cp = sys::run_command({"cp", "-a", dir + "/container/checkpoint", to + "/cryo"});
   if (!cp) return cp.error();
+  auto before = containerd_leftovers();
   auto r = call({"start", "--checkpoint", "cryo", spec.name});
+  remove_containerd_leftovers(before, dir + "/container/checkpoint");
   if (!r) return r.error().context("docker could not restore the container");
   return {};
 }

@@ -15,6 +15,7 @@
 #include <fstream>
 #include <functional>
 #include <memory>
+#include <set>
 #include <thread>
 
 #include "containers.h"
@@ -104,9 +105,19 @@ TEST_F(ContainerTest, DockerJobContinuesInANewContainer) {
   ASSERT_TRUE(docker_->up()) << "dockerd did not start: " << dlog;
   ::setenv("DOCKER_HOST", docker_->host().c_str(), 1);
   std::string image = docker_->image(rootfs_, "ticker");
+  // containerd leaves the restored images in /tmp/ctrd-checkpoint*; cryo
+  // removes the copy its restore left.
+  auto leftovers = [] {
+    std::set<std::string> out;
+    for (const auto& e : fs::directory_iterator("/tmp"))
+      if (e.path().filename().string().rfind("ctrd-checkpoint", 0) == 0) out.insert(e.path());
+    return out;
+  };
+  auto before = leftovers();
   continues_after_kill({"--docker", image, "--engine-opt=--network=none", "--engine-opt=-v",
                         "--engine-opt=" + gohost_ + ":/go"},
                        [&] { sh("docker kill cryo-c >/dev/null 2>&1"); });
+  EXPECT_EQ(leftovers(), before) << "a copy of the checkpoint's images is left in /tmp";
 }
 
 TEST_F(ContainerTest, ApptainerImageContinuesAfterKill) {
