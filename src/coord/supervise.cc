@@ -80,13 +80,10 @@ Result<std::string> Loop::checkpoint(bool stop) {
                                format_duration(t.commit), format_duration(t.frozen),
                                stop ? "; job stopped, continue it with 'cryo restore " + dir_.name() + "'" : ""),
              s_.quiet);
-  if (auto removed = retain_parts(dir_, s_.config.keep); !removed) {
+  if (auto removed = retain_parts(dir_, s_.config.keep); !removed)
     job::event(dir_, "warning: retention failed: " + removed.error().message + "; every checkpoint is kept", s_.quiet);
-  } else if (!removed->empty()) {
-    std::string ids;
-    for (const auto& r : *removed) ids += " " + r;
-    job::event(dir_, fmt::format("retention (--keep {}) removed{}", s_.config.keep, ids), s_.quiet);
-  }
+  else
+    job::retention_event(dir_, s_.config.keep, *removed, s_.quiet);
   if (stop) {
     stopped_ = true;
     done_ = true;

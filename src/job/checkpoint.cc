@@ -176,11 +176,7 @@ Status flush_pending(const store::JobDir& dir, const store::FastTier& tier, int 
   };
   auto r = store::flush(dir, tier, opts, true);
   if (!r) return r.error();
-  if (!r->removed.empty()) {
-    std::string ids;
-    for (const auto& id : r->removed) ids += " " + id;
-    event(dir, fmt::format("retention (--keep {}) removed{}", keep, ids), quiet);
-  }
+  retention_event(dir, keep, r->removed, quiet);
   return {};
 }
 
@@ -311,11 +307,7 @@ int take_checkpoint(CheckpointRun& run) {
     answer(r);
     return kWorkerFlushFailed;
   }
-  if (!done.removed().empty()) {
-    std::string ids;
-    for (const auto& id : done.removed()) ids += " " + id;
-    event(dir, fmt::format("retention (--keep {}) removed{}", run.config->keep, ids), run.quiet);
-  }
+  retention_event(dir, run.config->keep, {done.removed().begin(), done.removed().end()}, run.quiet);
   if (run.stop) {
     end_job(run);
     done.set_stopped(true);

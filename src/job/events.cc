@@ -16,4 +16,11 @@ void event(const store::JobDir& dir, const std::string& line, bool quiet) {
   }
 }
 
+void retention_event(const store::JobDir& dir, int keep, const std::vector<std::string>& removed, bool quiet) {
+  if (removed.empty()) return;
+  std::string ids;
+  for (const auto& id : removed) ids += " " + id;
+  event(dir, "retention (--keep " + std::to_string(keep) + ") removed" + ids, quiet);
+}
+
 }  // namespace cryo::job

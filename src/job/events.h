@@ -4,11 +4,14 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "store/store.h"
 
 namespace cryo::job {
 
 void event(const store::JobDir& dir, const std::string& line, bool quiet);
+// "retention (--keep N) removed 0001 0002", if anything was removed.
+void retention_event(const store::JobDir& dir, int keep, const std::vector<std::string>& removed, bool quiet);
 
 }  // namespace cryo::job

@@ -79,9 +79,9 @@ Result<pid_t> criu_restore(const std::string& criu_path, const std::string& id, 
 // Lays out checkpoint id of a job whose manifest is m (store::materialize)
 // and runs attempt on the files.  With may_defer, and no saved files to
 // put back first (they would be put back from unchecked bytes), a fast
-// copy's page images are left to be checked while CRIU reads them.  If the attempt failed because the fast copy's pages were
-// damaged, the store's copy is laid out and attempted once more, and
-// *warning says why.
+// copy's page images are left to be checked while CRIU reads them.  If
+// the attempt failed because the fast copy's pages were damaged, the
+// store's copy is laid out and attempted once more, and *warning says why.
 Status with_checkpoint_files(const store::JobDir& dir, const store::FastTier& tier, const std::string& id,
                              const store::Manifest& m, bool prefer_fast, bool may_defer,
                              const store::ProgressFn& progress,

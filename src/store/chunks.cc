@@ -128,9 +128,9 @@ Result<ChunkRef> PackWriter::put(const char* data, size_t n, int level) {
     if (!sys::exists(dir)) CRYO_TRY(sys::mkdir_p(dir, 0700));
     // O_DIRECT: chunks go to the disk without taking fresh page-cache
     // pages (slow to come by, and all to be written back before the
-    // commit anyway).  File systems without it get buffered writes.  A pack of
-    // this name can only be what a flush of the same checkpoint left when
-    // it died: nothing refers to it.
+    // commit anyway).  File systems without it get buffered writes.  A
+    // pack of this name can only be what a flush of the same checkpoint
+    // left when it died: nothing refers to it.
     auto fd = sys::open(path, O_WRONLY | O_CREAT | O_TRUNC | O_DIRECT, 0600);
     if (!fd) fd = sys::open(path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
     if (!fd) return fd.error();

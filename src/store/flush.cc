@@ -104,7 +104,7 @@ class Flusher {
   const JobDir& job_;
   const FlushOptions& o_;
   ChunkStore chunks_;
-  std::map<std::string, ChunkRef>& known_;  // chunks committed checkpoints hold, and where
+  std::map<std::string, ChunkRef>& known_;  // chunks committed checkpoints hold and the store has, and where
   std::map<std::string, ChunkRef> claimed_;  // chunks written by this flush, not yet committed
   std::mutex mu_;
   double last_report_ = 0;
@@ -143,8 +143,7 @@ Result<uint64_t> Flusher::store_file(const std::string& dir, int fd, FileSum& f,
     bool write;
     {
       std::lock_guard<std::mutex> g(mu_);
-      auto k = known_.find(h);
-      write = !claimed_.count(h) && !(k != known_.end() && chunks_.exists(k->second));
+      write = !claimed_.count(h) && !known_.count(h);
       if (write) claimed_[h] = {};
     }
     if (write) {
@@ -274,7 +273,7 @@ Result<Manifest> Flusher::commit(const Staged& s) {
 struct Pass {
   UniqueFd lock;
   std::string latest;
-  std::map<std::string, ChunkRef> known;  // by hash
+  std::map<std::string, ChunkRef> known;  // by hash: the committed chunks still present
   bool leftovers = false;  // a flush died here: chunks nothing refers to may be left
 };
 
@@ -298,7 +297,15 @@ Result<Pass> begin_pass(const JobDir& job, bool wait, bool* busy) {
   }
   auto known = referenced_chunks(job);
   if (!known) return known.error();
-  for (auto& r : *known) pass.known.emplace(r.hash, std::move(r));
+  // Only chunks still present can be shared: one look per pack (or format
+  // 3 chunk file), not one per chunk while the flush runs.
+  ChunkStore chunks = job.chunks();
+  std::map<std::string, bool> present;  // pack, or a format 3 chunk's hash
+  for (auto& r : *known) {
+    auto [at, fresh] = present.emplace(r.pack.empty() ? r.hash : r.pack, false);
+    if (fresh) at->second = chunks.exists(r);
+    if (at->second) pass.known.emplace(r.hash, std::move(r));
+  }
   return pass;
 }
 
