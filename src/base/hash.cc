@@ -7,6 +7,7 @@
 #include <openssl/hmac.h>
 #include <xxhash.h>
 
+#include <cstdlib>
 #include <memory>
 #include <vector>
 
@@ -63,6 +64,35 @@ std::string sha256_bytes(const void* data, size_t len) {
   unsigned int n = 0;
   if (EVP_Digest(data, len, md, &n, EVP_sha256(), nullptr) != 1) std::abort();  // only fails out of memory
   return hex(md, n);
+}
+
+struct PieceHasher::State {
+  std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> sha{EVP_MD_CTX_new(), EVP_MD_CTX_free};
+  std::unique_ptr<XXH3_state_t, decltype(&XXH3_freeState)> xxh{XXH3_createState(), XXH3_freeState};
+  void reset() {
+    // Both only fail out of memory.
+    if (!sha || !xxh || EVP_DigestInit_ex(sha.get(), EVP_sha256(), nullptr) != 1 || XXH3_128bits_reset(xxh.get()) != XXH_OK)
+      std::abort();
+  }
+};
+
+PieceHasher::PieceHasher() : s_(std::make_unique<State>()) { s_->reset(); }
+PieceHasher::~PieceHasher() = default;
+PieceHasher::PieceHasher(PieceHasher&&) noexcept = default;
+PieceHasher& PieceHasher::operator=(PieceHasher&&) noexcept = default;
+
+void PieceHasher::update(const void* data, size_t len) {
+  EVP_DigestUpdate(s_->sha.get(), data, len);
+  XXH3_128bits_update(s_->xxh.get(), data, len);
+}
+
+PieceHasher::Digest PieceHasher::digest() {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int n = 0;
+  EVP_DigestFinal_ex(s_->sha.get(), md, &n);
+  Digest d{hex(md, n), hex(XXH3_128bits_digest(s_->xxh.get()))};
+  s_->reset();
+  return d;
 }
 
 Result<std::string> sha256_file(const std::string& path, const std::function<void(uint64_t)>& progress) {

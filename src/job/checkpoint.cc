@@ -7,6 +7,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 #include <thread>
 
 #include <fmt/format.h>
@@ -70,6 +71,7 @@ bool out_of_room(const Error& e) {
 struct Dumped {
   double frozen = 0, resumed = 0;
   nlohmann::json job_state = nlohmann::json::object();
+  store::Digests digests;  // of the page images, hashed while CRIU wrote them
 };
 
 // A container engine's checkpoint of the job into p.dir.
@@ -101,6 +103,8 @@ Result<Dumped> dump_into(CheckpointRun& run, const store::Pending& p, uint64_t e
     while (!cv.wait_for(lock, std::chrono::milliseconds(250), [&] { return !dumping; }))
       send_progress(run.client_fd, "dumping", sys::tree_size(p.dir + "/images"), expected);
   });
+  std::optional<store::DumpFollower> follower;
+  if (store::hash_during_dump()) follower.emplace(p.dir + "/images");
   criu::DumpRequest req;
   req.pid = run.job_pid;
   req.images_dir_fd = images->get();
@@ -142,6 +146,7 @@ Result<Dumped> dump_into(CheckpointRun& run, const store::Pending& p, uint64_t e
     dumped = session ? session->dump(req, p.dir + "/criu-dump.log") : Status(session.error());
   }
   d.resumed = sys::now();
+  if (follower) d.digests = follower->finish();
   {
     std::lock_guard<std::mutex> lock(mu);
     dumping = false;
@@ -278,6 +283,7 @@ int take_checkpoint(CheckpointRun& run) {
   store::FlushOptions opts;
   opts.keep = run.config->keep;
   opts.progress = [&](const std::string& phase, uint64_t d, uint64_t t) { send_progress(run.client_fd, phase, d, t); };
+  opts.digests = &d->digests;
   opts.committed = [&](const store::Manifest& c) {
     if (c.id == m.id) {
       ours = true;

@@ -22,8 +22,6 @@ namespace cryo::store {
 
 namespace {
 
-bool ends_chunk(const char* page, const Chunking& c) { return (XXH3_64bits(page, Chunking::kPage) & c.mask) == c.mask; }
-
 // Turns "page p may end a chunk" marks into the lengths of the chunks that
 // cover `size` bytes.
 std::vector<uint32_t> lengths(const std::vector<bool>& candidate, uint64_t size, const Chunking& c) {
@@ -53,33 +51,36 @@ struct ZstdD {
 
 }  // namespace
 
+bool ends_chunk(const char* page, const Chunking& c) { return (XXH3_64bits(page, Chunking::kPage) & c.mask) == c.mask; }
+
 std::vector<uint32_t> cut(const char* data, size_t n, const Chunking& c) {
   std::vector<bool> candidate(n / Chunking::kPage);
   for (size_t p = 0; p < candidate.size(); p++) candidate[p] = ends_chunk(data + p * Chunking::kPage, c);
   return lengths(candidate, n, c);
 }
 
-Result<std::vector<uint32_t>> cut_file(int fd, uint64_t size, const std::string& what, int threads,
+Result<std::vector<uint32_t>> cut_file(int fd, uint64_t from, uint64_t size, const std::string& what, int threads,
                                        const Chunking& c) {
   constexpr uint64_t kWindow = 16 << 20;
-  uint64_t pages = size / Chunking::kPage;
+  uint64_t rest = size > from ? size - from : 0;
+  uint64_t pages = rest / Chunking::kPage;
   // One byte per page rather than vector<bool>: windows are marked concurrently.
   std::vector<char> candidate(pages);
-  uint64_t windows = (size + kWindow - 1) / kWindow;
+  uint64_t windows = (rest + kWindow - 1) / kWindow;
   Status st = parallel_for(windows, threads, [&](size_t w) -> Status {
     thread_local std::vector<char> buf;
     buf.resize(kWindow);
     uint64_t off = w * kWindow;
-    uint64_t n = std::min(kWindow, size - off) / Chunking::kPage * Chunking::kPage;
+    uint64_t n = std::min(kWindow, rest - off) / Chunking::kPage * Chunking::kPage;
     if (n == 0) return {};
-    CRYO_TRY(sys::pread_exact(fd, buf.data(), n, off, what));
+    CRYO_TRY(sys::pread_exact(fd, buf.data(), n, from + off, what));
     for (uint64_t p = 0; p < n / Chunking::kPage; p++)
       candidate[off / Chunking::kPage + p] = ends_chunk(buf.data() + p * Chunking::kPage, c);
     return {};
   });
   if (!st) return st.error();
   std::vector<bool> marks(candidate.begin(), candidate.end());
-  return lengths(marks, size, c);
+  return lengths(marks, rest, c);
 }
 
 namespace {

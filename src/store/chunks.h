@@ -69,10 +69,15 @@ struct Chunking {
   uint64_t mask = 127;  // a page ends a chunk when (hash & mask) == mask: 640 KiB apart on average
 };
 
+// Whether this page may end a chunk.  Where chunks end follows from this
+// alone: the first page at or past c.min bytes from the chunk's start that
+// may end it, else the page that reaches c.max.
+bool ends_chunk(const char* page, const Chunking& c);
 // The lengths of the chunks that cover data[0, n), in order.
 std::vector<uint32_t> cut(const char* data, size_t n, const Chunking& c = {});
-// The same for a file of `size` bytes read through fd, in parallel windows.
-Result<std::vector<uint32_t>> cut_file(int fd, uint64_t size, const std::string& what, int threads,
+// The same for the bytes [from, size) of a file read through fd, in
+// parallel windows; a chunk starts at `from`, a multiple of the page size.
+Result<std::vector<uint32_t>> cut_file(int fd, uint64_t from, uint64_t size, const std::string& what, int threads,
                                        const Chunking& c = {});
 
 class ChunkStore {

@@ -90,11 +90,12 @@ class Flusher {
   Flusher(const JobDir& job, const FlushOptions& o, std::map<std::string, ChunkRef>& known)
       : job_(job), o_(o), chunks_(job.chunks()), known_(known) {}
   // Cuts dir/rel into chunks and stores those the store lacks, in
-  // parallel; fills f.chunks but for where the chunks this flush claimed
+  // parallel, taking the hashes of the chunks in `pre` (the follower's) that
+  // still match what the file holds; fills f.chunks but for where the chunks this flush claimed
   // are (locate() does that once all are written).  Returns the bytes it
   // stored.
-  Result<uint64_t> store_file(const std::string& dir, int fd, FileSum& f, Writers& writers, int threads,
-                              const std::function<void(uint64_t)>& done);
+  Result<uint64_t> store_file(const std::string& dir, int fd, FileSum& f, const FileDigests* pre, Writers& writers,
+                              int threads, const std::function<void(uint64_t)>& done);
   Result<Manifest> commit(const Staged& s);
 
  private:
@@ -119,27 +120,45 @@ void Flusher::report(const std::string& id, uint64_t done, uint64_t total, doubl
   (void)sys::write_file_atomic(job_.file("flushing.json"), j.dump() + "\n", 0600, false);
 }
 
-Result<uint64_t> Flusher::store_file(const std::string& dir, int fd, FileSum& f, Writers& writers, int threads,
-                                     const std::function<void(uint64_t)>& done) {
+Result<uint64_t> Flusher::store_file(const std::string& dir, int fd, FileSum& f, const FileDigests* pre,
+                                     Writers& writers, int threads, const std::function<void(uint64_t)>& done) {
   std::string what = "'" + dir + "/" + f.path + "'";
-  auto lens = cut_file(fd, f.size, what, threads);
-  if (!lens) return lens.error();
+  if (pre && pre->end > f.size) pre = nullptr;  // not this file as it is now
+  std::vector<uint32_t> lens;
   std::vector<uint64_t> offs;
   uint64_t off = 0;
-  for (auto len : *lens) {
+  if (pre)
+    for (const auto& c : pre->chunks) {
+      lens.push_back(c.size);
+      offs.push_back(off);
+      off += c.size;
+    }
+  auto rest = cut_file(fd, off, f.size, what, threads);
+  if (!rest) return rest.error();
+  for (auto len : *rest) {
+    lens.push_back(len);
     offs.push_back(off);
     off += len;
   }
-  f.chunks.resize(lens->size());
+  size_t followed = pre ? pre->chunks.size() : 0;
+  std::atomic<size_t> rehashed{0};
+  f.chunks.resize(lens.size());
   int level = o_.level != 0 ? o_.level : default_level();
   std::atomic<uint64_t> stored{0};
-  size_t half = lens->size() / 2;
-  Status st = parallel_for(lens->size(), threads, [&](size_t i) -> Status {
-    uint32_t len = (*lens)[i];
+  size_t half = lens.size() / 2;
+  Status st = parallel_for(lens.size(), threads, [&](size_t i) -> Status {
+    uint32_t len = lens[i];
     thread_local std::vector<char> buf;
     buf.resize(len);
     CRYO_TRY(sys::pread_exact(fd, buf.data(), len, offs[i], what));
-    std::string h = sha256_bytes(buf.data(), len);
+    std::string x = xxh3_bytes(buf.data(), len);
+    std::string h;
+    if (i < followed && pre->chunks[i].xxh3 == x) {
+      h = pre->chunks[i].sha256;
+    } else {
+      if (i < followed) rehashed++;
+      h = sha256_bytes(buf.data(), len);
+    }
     bool write;
     {
       std::lock_guard<std::mutex> g(mu_);
@@ -155,13 +174,20 @@ Result<uint64_t> Flusher::store_file(const std::string& dir, int fd, FileSum& f,
     }
     f.chunks[i].hash = h;
     f.chunks[i].size = len;
-    f.chunks[i].xxh3 = xxh3_bytes(buf.data(), len);
+    f.chunks[i].xxh3 = std::move(x);
     if (i == half) fault_point("flush.chunks");
     std::lock_guard<std::mutex> g(mu_);
     done(len);
     return {};
   });
   if (!st) return st.error();
+  if (rehashed) {
+    CRYO_LOG("store", warn) << rehashed.load() << " of the chunks hashed during the dump of " << what
+                            << " changed since; hashed them again";
+  }
+  if (followed) {
+    CRYO_LOG("store", info) << what << ": " << followed << " of " << lens.size() << " chunks hashed during the dump";
+  }
   return stored.load();
 }
 
@@ -193,6 +219,7 @@ Result<Manifest> Flusher::commit(const Staged& s) {
 
   std::vector<UniqueFd> fds;
   std::vector<FileSum> sums;
+  std::vector<const FileDigests*> pres;
   uint64_t total = 0, done = 0, stored = 0;
   for (const auto& r : *rels) {
     std::string path = s.dir + "/" + r;
@@ -206,14 +233,20 @@ Result<Manifest> Flusher::commit(const Staged& s) {
     f.size = static_cast<uint64_t>(st->st_size);
     f.chunked = r != "criu-dump.log";
     total += f.size;
+    const FileDigests* pre = nullptr;
+    if (o_.digests) {
+      auto it = o_.digests->find({st->st_dev, st->st_ino});
+      if (it != o_.digests->end()) pre = &it->second;
+    }
     sums.push_back(f);
     fds.push_back(std::move(*fd));
+    pres.push_back(pre);
   }
   report(s.id, done, total, t0, true);
   Writers writers(chunks_, fmt::format("{}-{}", s.id, ::getpid()));
   for (size_t i = 0; i < sums.size(); i++) {
     if (!sums[i].chunked) continue;
-    auto n = store_file(s.dir, fds[i].get(), sums[i], writers, threads, [&](uint64_t n) {
+    auto n = store_file(s.dir, fds[i].get(), sums[i], pres[i], writers, threads, [&](uint64_t n) {
       done += n;
       report(s.id, done, total, t0, false);
     });

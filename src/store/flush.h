@@ -3,7 +3,8 @@
 // For each complete dump newer than the job's latest checkpoint, oldest
 // first (store/staging.h):
 //   1. cut every file except CRIU's log into chunks (store/chunks.h); in
-//      parallel, hash each chunk, and compress and append the ones the
+//      parallel, hash each chunk (but those a DumpFollower hashed during
+//      the dump, store/follow.h), and compress and append the ones the
 //      job's committed checkpoints do not hold yet to this flush's packs
 //   2. copy criu-dump.log whole into checkpoints/.tmp-ID-PID/
 //   3. fsync the packs this flush wrote, and their directories: every
@@ -27,6 +28,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "store/follow.h"
 #include "store/manifest.h"
 #include "store/staging.h"
 #include "store/store.h"
@@ -44,6 +46,9 @@ struct FlushOptions {
   int level = 0;    // zstd level, 0 = default_level()
   int threads = 0;  // 0 = two per core (2 * default_threads())
   ProgressFn progress;
+  // Chunks a DumpFollower hashed while CRIU wrote them: the flush hashes
+  // only the rest (and any whose content no longer matches).
+  const Digests* digests = nullptr;
   // After each commit, with "latest" already pointing at it.
   std::function<void(const Manifest&)> committed;
   // When a dump cannot be committed (it is then discarded).

@@ -73,6 +73,30 @@ TEST_F(JobTest, OneGiBKeepsItsChecksum) {
   EXPECT_NE(l.find("PASS checksum=" + before), std::string::npos) << l;
 }
 
+// With CRYO_HASH_DURING_DUMP=1 the page images are hashed while CRIU
+// writes them; the store's copy, read back with every chunk checked
+// against its name, brings back the same memory.
+TEST_F(JobTest, MemoryHashedDuringTheDumpComesBackFromTheStore) {
+  pid_t run = spawn({"run", "--name", "hd", "--", prog("memhog"), go_file("hd"), "256"},
+                    {{"CRYO_HASH_DURING_DUMP", "1"}, {"CRYO_LOG", "store:info"}});
+  ASSERT_TRUE(wait_for("hd", "READY", 120));
+  ASSERT_EQ(checkpoint("hd", {"--stop"}), "0001");
+  EXPECT_EQ(wait_exit(run), 75);
+  // The flush logs, for each file, how many chunks it took from the
+  // follower, when there were any.
+  std::string err;
+  ASSERT_TRUE(read_text(work_ + "/spawn-0.err", &err));
+  EXPECT_NE(err.find("pages-"), std::string::npos) << err;
+  EXPECT_NE(err.find(" chunks hashed during the dump"), std::string::npos) << err;
+
+  pid_t restore = spawn({"restore", "--durable", "hd"});
+  go("hd");
+  EXPECT_EQ(wait_exit(restore, 120), 0);
+  std::string l = log("hd");
+  auto before = l.substr(l.find("READY checksum=") + 15, 16);
+  EXPECT_NE(l.find("PASS checksum=" + before), std::string::npos) << l;
+}
+
 TEST_F(JobTest, PthreadsContinue) { stop_and_restore(*this, "thr", {prog("threads"), go_file("thr")}, ""); }
 
 TEST_F(JobTest, OpenMPContinues) { stop_and_restore(*this, "omp", {prog("openmp"), go_file("omp")}, "iter"); }

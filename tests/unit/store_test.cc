@@ -3,6 +3,7 @@
 // The seam for crashes is the process: a forked child flushes with
 // CRYO_FAULT set and is killed at the named point; the parent checks what
 // is left and that the next flush carries on.
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -18,9 +19,11 @@
 
 #include "param_name.h"
 
+#include "base/hash.h"
 #include "base/sys.h"
 #include "store/chunks.h"
 #include "store/flush.h"
+#include "store/follow.h"
 #include "store/reader.h"
 #include "store/signing.h"
 #include "store/staging.h"
@@ -152,6 +155,48 @@ TEST(Chunking, CutsResyncAfterAnInsertedPage) {
   for (auto len : ca) EXPECT_LE(len, Chunking{}.max);
 }
 
+// A page image written a piece at a time, as CRIU writes it: the follower
+// hashes every chunk completed, exactly as the flush would cut and hash it.
+TEST(DumpFollower, HashesTheChunksOfAGrowingPageImageAsTheFlushWould) {
+  char tmpl[] = "/tmp/cryo-follow-test-XXXXXX";
+  std::string dir = ::mkdtemp(tmpl);
+  std::string data = random_bytes(12 << 20, 11);
+  auto lens = cut(data.data(), data.size());
+  ASSERT_GE(lens.size(), 3u);
+  uint64_t before_last = data.size() - lens.back();
+  Digests d;
+  {
+    DumpFollower follower(dir);
+    std::ofstream(dir + "/core-1.img") << "not a page image";
+    std::ofstream out(dir + "/pages-1.img", std::ios::binary);
+    // Pieces that end inside pages: only whole pages may be read.
+    for (size_t off = 0; off < data.size(); off += 100000) {
+      out.write(data.data() + off, static_cast<std::streamsize>(std::min<size_t>(100000, data.size() - off)));
+      out.flush();
+      ::usleep(500);
+    }
+    // It runs at idle priority: give it time on a busy machine.
+    for (int i = 0; i < 3000 && follower.hashed() < before_last; i++) ::usleep(10000);
+    d = follower.finish();
+  }
+  struct stat st;
+  ASSERT_EQ(::stat((dir + "/pages-1.img").c_str(), &st), 0);
+  ASSERT_EQ(d.size(), 1u);  // core-1.img is not followed
+  const FileDigests& f = d.begin()->second;
+  EXPECT_EQ(d.begin()->first, std::make_pair(st.st_dev, st.st_ino));
+  ASSERT_GE(f.chunks.size(), lens.size() - 1);
+  uint64_t off = 0;
+  for (size_t i = 0; i < f.chunks.size(); i++) {
+    EXPECT_EQ(f.chunks[i].offset, off);
+    EXPECT_EQ(f.chunks[i].size, lens[i]);
+    EXPECT_EQ(f.chunks[i].sha256, sha256_bytes(data.data() + off, lens[i])) << "chunk " << i;
+    EXPECT_EQ(f.chunks[i].xxh3, xxh3_bytes(data.data() + off, lens[i])) << "chunk " << i;
+    off += lens[i];
+  }
+  EXPECT_EQ(f.end, off);
+  fs::remove_all(dir);
+}
+
 TEST_F(StoreTest, FlushCommitsLatestAndVerifies) {
   EXPECT_EQ(*job_->latest_id(), "");
   auto one = add({{"images/pages-1.img", random_bytes(3 << 20, 1)}, {"images/core-1.img", "core"}});
@@ -248,6 +293,42 @@ TEST_F(StoreTest, AFlippedByteInAnyChunkIsNamed) {
 
 // Someone who can write the store, but not read the key, changes what a
 // restore would do: the manifest no longer matches its signature.
+// The flush takes a follower's SHA-256 only for a chunk whose content
+// still has the XXH3-128 the follower saw; any other it hashes itself.
+TEST_F(StoreTest, AFollowersHashIsTakenOnlyWhereTheContentStillMatches) {
+  std::string data = random_bytes(6 << 20, 12);
+  auto lens = cut(data.data(), data.size());
+  ASSERT_GE(lens.size(), 2u);
+  Staged s = stage({{"images/pages-1.img", data}}, tier_);
+  struct stat st;
+  ASSERT_EQ(::stat((s.dir + "/images/pages-1.img").c_str(), &st), 0);
+  // Chunk 0 as the follower saw it, but with a name that is not its hash,
+  // so that taking it shows; chunk 1 as it was before it changed.
+  std::string bogus(64, 'f');
+  std::string stale = random_bytes(lens[1], 13);
+  FileDigests f;
+  f.chunks.push_back({0, lens[0], bogus, xxh3_bytes(data.data(), lens[0])});
+  f.chunks.push_back({lens[0], lens[1], sha256_bytes(stale.data(), stale.size()), xxh3_bytes(stale.data(), stale.size())});
+  f.end = lens[0] + lens[1];
+  Digests digests{{{st.st_dev, st.st_ino}, f}};
+  FlushOptions o;
+  o.digests = &digests;
+  ASSERT_TRUE(flush(*job_, tier_, o).ok());
+  auto m = job_->load_manifest(s.id);
+  ASSERT_TRUE(m.ok());
+  const FileSum* pages = nullptr;
+  for (const auto& file : m->files)
+    if (file.path == "images/pages-1.img") pages = &file;
+  ASSERT_NE(pages, nullptr);
+  ASSERT_EQ(pages->chunks.size(), lens.size());
+  EXPECT_EQ(pages->chunks[0].hash, bogus);
+  EXPECT_EQ(pages->chunks[1].hash, sha256_bytes(data.data() + lens[0], lens[1]));
+  // Had the follower been wrong, the store would still refuse the chunk.
+  auto v = verify(*job_, s.id);
+  ASSERT_FALSE(v.ok());
+  EXPECT_NE(v.error().message.find(bogus.substr(0, 12)), std::string::npos) << v.error().message;
+}
+
 TEST_F(StoreTest, AChangedManifestIsRefused) {
   add({{"images/pages-1.img", random_bytes(1 << 20, 3)}});
   ASSERT_TRUE(verify(*job_, "0001").ok());

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# cryo against itself with one environment setting changed: how the
+# choices in docs/performance.md are measured.
+#
+#   bench/ab.sh -e VAR=VALUE [-s "256 1024"] [-k "random halfzero matrix"] [-r 6] [-i 3] [-o FILE.json]
+#
+# For each size (MiB) and kind of memory (tests/progs/memhog.c), -r times:
+# start two memhog jobs, "a" with VAR=VALUE in its environment (its
+# supervisor, and so its checkpoint workers, see it) and "b" without, idle
+# -i seconds, take each one's first checkpoint with 'cryo checkpoint
+# --wait' (who goes first alternates: the second of a pair gets the memory
+# the first just freed, which these VMs hand out faster than fresh), then
+# stop and remove both.  Prints medians of the frozen time and the time
+# until durable, with a/b ratios, and
+# writes every sample as JSON (-o, default bench/ab-HOST-DATE.json).  Needs
+# root and scripts/setup.sh done.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+setting="" sizes="256 1024" kinds="random halfzero matrix" reps=6 idle=3 out=""
+while getopts "e:s:k:r:i:o:" o; do
+  case $o in
+    e) setting=$OPTARG ;; s) sizes=$OPTARG ;; k) kinds=$OPTARG ;; r) reps=$OPTARG ;; i) idle=$OPTARG ;;
+    o) out=$OPTARG ;;
+    *) sed -n '2,17p' "$0"; exit 2 ;;
+  esac
+done
+[[ $setting == *=* ]] || { echo "bench: give the setting to compare, e.g. -e CRYO_FOLLOW=0" >&2; exit 2; }
+[ "$(id -u)" = 0 ] || { echo "bench: run as root" >&2; exit 1; }
+out=${out:-bench/ab-$(hostname)-$(date +%Y%m%d-%H%M).json}
+memhog=$PWD/build/tests/progs/memhog
+[ -x "$memhog" ] || { echo "bench: build cryo first (scripts/setup.sh)" >&2; exit 1; }
+work=$(mktemp -d /var/tmp/cryo-ab-XXXXXX)
+shm=$(mktemp -d /dev/shm/cryo-ab-XXXXXX)
+export CRYO_STORE=$work/store CRYO_FAST_TIER=$shm/fast
+cleanup() {
+  for p in $(cat "$work"/*.sup 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done
+  pkill -9 -f "^$memhog $work" 2>/dev/null || true
+  rm -rf "$work" "$shm"
+}
+trap cleanup EXIT
+
+wait_line() {  # FILE TEXT
+  local t=0
+  until grep -q "$2" "$1" 2>/dev/null; do
+    sleep 0.01; t=$((t + 1))
+    [ $t -lt 60000 ] || { echo "bench: no '$2' in $1" >&2; exit 1; }
+  done
+}
+json_num() { sed -n "s/.*\"$2\": *\([0-9.e+-]*\).*/\1/p" <<<"$1" | head -1; }
+median() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
+declare -A S   # S[size,kind,side,metric] = "v1 v2 ..."
+add() { S[$1,$2,$3,$4]="${S[$1,$2,$3,$4]:-} $5"; }
+
+checkpoint() {  # MIB KIND SIDE NAME
+  local j; j=$(cryo checkpoint "$4" --wait --json)
+  add "$1" "$2" "$3" frozen "$(json_num "$j" frozen_seconds)"
+  add "$1" "$2" "$3" durable "$(json_num "$j" durable_seconds)"
+}
+
+printf '%-6s %-9s %-10s %10s %10s %7s\n' size kind row a b a/b
+json_rows=()
+for mib in $sizes; do
+  for kind in $kinds; do
+    for r in $(seq "$reps"); do
+      for side in a b; do
+        name=$side$mib-$kind-$r
+        if [ $side = a ]; then env "$setting" cryo run --quiet --name "$name" -- "$memhog" "$work/go-$name" "$mib" "$kind" &
+        else cryo run --quiet --name "$name" -- "$memhog" "$work/go-$name" "$mib" "$kind" & fi
+        echo $! > "$work/$side.sup"
+        wait_line "$CRYO_STORE/$name/stdout.log" READY
+      done
+      sleep "$idle"
+      order="a b"; (( r % 2 )) || order="b a"
+      for side in $order; do checkpoint "$mib" "$kind" "$side" "$side$mib-$kind-$r"; sleep "$idle"; done
+      for side in a b; do
+        name=$side$mib-$kind-$r
+        cryo checkpoint "$name" --stop --json > /dev/null
+        wait "$(cat "$work/$side.sup")" || true
+        cryo rm "$name" > /dev/null
+      done
+    done
+    for metric in frozen durable; do
+      a=$(median ${S[$mib,$kind,a,$metric]}) b=$(median ${S[$mib,$kind,b,$metric]})
+      ratio=$(printf '%.3f' "$(echo "$a / $b" | bc -l)")
+      printf '%-6s %-9s %-10s %10.3f %10.3f %7.2f\n' "${mib}M" "$kind" "$metric" "$a" "$b" "$ratio"
+      json_rows+=("{\"size_mib\": $mib, \"kind\": \"$kind\", \"row\": \"$metric (s)\", \"a\": $a, \"b\": $b, \"ratio\": $ratio}")
+    done
+  done
+done
+
+{
+  echo "{\"host\": \"$(hostname)\", \"date\": \"$(date -Is)\", \"kernel\": \"$(uname -r)\", \"a\": \"$setting\", \"reps\": $reps, \"idle_s\": $idle,"
+  echo " \"rows\": ["
+  (IFS=,; echo "  ${json_rows[*]}")
+  echo " ], \"samples\": {"
+  first=1
+  for k in "${!S[@]}"; do
+    [ $first = 1 ] || echo ","
+    first=0
+    printf '  "%s": [%s]' "$k" "$(echo ${S[$k]} | tr ' ' ',')"
+  done
+  echo; echo " }}"
+} > "$out"
+echo "bench: results in $out"
