@@ -2,7 +2,7 @@
 # cryo against itself with one environment setting changed: how the
 # choices in docs/performance.md are measured.
 #
-#   bench/ab.sh -e VAR=VALUE [-s "256 1024"] [-k "random halfzero matrix"] [-r 6] [-i 3] [-o FILE.json]
+#   bench/ab.sh -e VAR=VALUE [-s "256 1024"] [-k "random halfzero matrix"] [-r 6] [-i 3] [-t DIR] [-o FILE.json]
 #
 # For each size (MiB) and kind of memory (tests/progs/memhog.c), -r times:
 # start two memhog jobs, "a" with VAR=VALUE in its environment (its
@@ -11,16 +11,17 @@
 # --wait' (who goes first alternates: the second of a pair gets the memory
 # the first just freed, which these VMs hand out faster than fresh), then
 # stop and remove both.  Prints medians of the frozen time and the time
-# until durable, with a/b ratios, and
-# writes every sample as JSON (-o, default bench/ab-HOST-DATE.json).  Needs
-# root and scripts/setup.sh done.
+# until durable, with a/b ratios, and writes every sample as JSON (-o,
+# default bench/ab-HOST-DATE.json).  The fast tier is a directory made
+# under -t (default /dev/shm/cryo, cryo's default fast tier).  Needs root
+# and scripts/setup.sh done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-setting="" sizes="256 1024" kinds="random halfzero matrix" reps=6 idle=3 out=""
-while getopts "e:s:k:r:i:o:" o; do
+setting="" sizes="256 1024" kinds="random halfzero matrix" reps=6 idle=3 out="" tdir=/dev/shm/cryo
+while getopts "e:s:k:r:i:t:o:" o; do
   case $o in
     e) setting=$OPTARG ;; s) sizes=$OPTARG ;; k) kinds=$OPTARG ;; r) reps=$OPTARG ;; i) idle=$OPTARG ;;
-    o) out=$OPTARG ;;
+    t) tdir=$OPTARG ;; o) out=$OPTARG ;;
     *) sed -n '2,17p' "$0"; exit 2 ;;
   esac
 done
@@ -30,7 +31,8 @@ out=${out:-bench/ab-$(hostname)-$(date +%Y%m%d-%H%M).json}
 memhog=$PWD/build/tests/progs/memhog
 [ -x "$memhog" ] || { echo "bench: build cryo first (scripts/setup.sh)" >&2; exit 1; }
 work=$(mktemp -d /var/tmp/cryo-ab-XXXXXX)
-shm=$(mktemp -d /dev/shm/cryo-ab-XXXXXX)
+mkdir -p "$tdir"
+shm=$(mktemp -d "$tdir/ab-XXXXXX")
 export CRYO_STORE=$work/store CRYO_FAST_TIER=$shm/fast
 cleanup() {
   for p in $(cat "$work"/*.sup 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done
@@ -51,8 +53,15 @@ median() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
 declare -A S   # S[size,kind,side,metric] = "v1 v2 ..."
 add() { S[$1,$2,$3,$4]="${S[$1,$2,$3,$4]:-} $5"; }
 
+# cryo as side a or b: every command of side a sees the setting (a fast
+# tier of its own, say, must be known to its 'cryo rm' too).
+side() {  # SIDE CRYO-ARGS...
+  local s=$1; shift
+  if [ "$s" = a ]; then env "$setting" cryo "$@"; else cryo "$@"; fi
+}
+
 checkpoint() {  # MIB KIND SIDE NAME
-  local j; j=$(cryo checkpoint "$4" --wait --json)
+  local j; j=$(side "$3" checkpoint "$4" --wait --json)
   add "$1" "$2" "$3" frozen "$(json_num "$j" frozen_seconds)"
   add "$1" "$2" "$3" durable "$(json_num "$j" durable_seconds)"
 }
@@ -64,8 +73,7 @@ for mib in $sizes; do
     for r in $(seq "$reps"); do
       for side in a b; do
         name=$side$mib-$kind-$r
-        if [ $side = a ]; then env "$setting" cryo run --quiet --name "$name" -- "$memhog" "$work/go-$name" "$mib" "$kind" &
-        else cryo run --quiet --name "$name" -- "$memhog" "$work/go-$name" "$mib" "$kind" & fi
+        side $side run --quiet --name "$name" -- "$memhog" "$work/go-$name" "$mib" "$kind" &
         echo $! > "$work/$side.sup"
         wait_line "$CRYO_STORE/$name/stdout.log" READY
       done
@@ -74,9 +82,9 @@ for mib in $sizes; do
       for side in $order; do checkpoint "$mib" "$kind" "$side" "$side$mib-$kind-$r"; sleep "$idle"; done
       for side in a b; do
         name=$side$mib-$kind-$r
-        cryo checkpoint "$name" --stop --json > /dev/null
+        side $side checkpoint "$name" --stop --json > /dev/null
         wait "$(cat "$work/$side.sup")" || true
-        cryo rm "$name" > /dev/null
+        side $side rm "$name" > /dev/null
       done
     done
     for metric in frozen durable; do

@@ -2,7 +2,12 @@
 # cryo's checkpoint and restore against raw CRIU on the same job, in the
 # same run: the numbers behind docs/performance.md.
 #
-#   bench/checkpoint_vs_criu.sh [-s "256 1024 4096"] [-k "random halfzero matrix"] [-r 3] [-i 5] [-o FILE.json]
+#   bench/checkpoint_vs_criu.sh [-s "256 1024 4096"] [-k "random halfzero matrix"] [-r 3] [-i 5] [-t DIR] [-o FILE.json]
+#
+# -t: the tmpfs that holds both cryo's fast tier and raw CRIU's tmpfs dumps
+# (default /dev/shm/cryo, cryo's default fast tier, which
+# scripts/mount-fast-tier.sh mounts with huge pages); the JSON records its
+# mount options.
 #
 # For each size (MiB) and kind of memory (tests/progs/memhog.c), repeated
 # -r times, cryo and raw CRIU interleaved (who goes first alternates
@@ -28,11 +33,11 @@
 # scripts/setup.sh done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-sizes="256 1024 4096" kinds="random halfzero matrix" reps=3 idle=5 out=""
-while getopts "s:k:r:i:o:" o; do
+sizes="256 1024 4096" kinds="random halfzero matrix" reps=3 idle=5 out="" tdir=/dev/shm/cryo
+while getopts "s:k:r:i:t:o:" o; do
   case $o in
-    s) sizes=$OPTARG ;; k) kinds=$OPTARG ;; r) reps=$OPTARG ;; i) idle=$OPTARG ;; o) out=$OPTARG ;;
-    *) sed -n '2,28p' "$0"; exit 2 ;;
+    s) sizes=$OPTARG ;; k) kinds=$OPTARG ;; r) reps=$OPTARG ;; i) idle=$OPTARG ;; t) tdir=$OPTARG ;; o) out=$OPTARG ;;
+    *) sed -n '2,33p' "$0"; exit 2 ;;
   esac
 done
 [ "$(id -u)" = 0 ] || { echo "bench: run as root" >&2; exit 1; }
@@ -41,7 +46,10 @@ criu=${CRYO_CRIU:-/opt/cryo/criu/bin/criu}
 memhog=$PWD/build/tests/progs/memhog
 [ -x "$memhog" ] || { echo "bench: build cryo first (scripts/setup.sh)" >&2; exit 1; }
 work=$(mktemp -d /var/tmp/cryo-bench-XXXXXX)   # on the store's (disk) file system
-shm=$(mktemp -d /dev/shm/cryo-bench-XXXXXX)     # tmpfs: the fast tier and raw CRIU's tmpfs dumps
+mkdir -p "$tdir"
+shm=$(mktemp -d "$tdir/bench-XXXXXX")           # tmpfs: the fast tier and raw CRIU's tmpfs dumps
+tmpfs_opts=$(findmnt -n -o FS-OPTIONS --target "$shm")
+echo "bench: tmpfs $shm ($tmpfs_opts)" >&2
 export CRYO_STORE=$work/store CRYO_FAST_TIER=$shm/fast
 mkdir -p "$work/kept"
 cleanup() {
@@ -181,7 +189,7 @@ for mib in $sizes; do
 done
 
 {
-  echo "{\"host\": \"$(hostname)\", \"date\": \"$(date -Is)\", \"kernel\": \"$(uname -r)\", \"reps\": $reps, \"idle_s\": $idle,"
+  echo "{\"host\": \"$(hostname)\", \"date\": \"$(date -Is)\", \"kernel\": \"$(uname -r)\", \"reps\": $reps, \"idle_s\": $idle, \"tmpfs\": \"$tmpfs_opts\","
   echo " \"rows\": ["
   (IFS=,; echo "  ${json_rows[*]}")
   echo " ], \"samples\": {"

@@ -2,6 +2,7 @@
 # Set up cryo on a fresh Debian 12 machine, as root: build dependencies,
 # Slurm, MPI and the container engines the tests use, a working CRIU >= 4.2
 # (scripts/install-criu.sh) and Apptainer (scripts/install-apptainer.sh),
+# a tmpfs with huge pages as the fast tier (scripts/mount-fast-tier.sh),
 # then build cryo and install it into /usr/local/bin.  Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -23,6 +24,7 @@ fi
 
 scripts/install-criu.sh
 scripts/install-apptainer.sh
+scripts/mount-fast-tier.sh || echo "setup: the fast tier keeps small pages for now" >&2
 
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 cmake --build build

@@ -16,10 +16,13 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <climits>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
+#include <sstream>
 
 #include <fmt/format.h>
 
@@ -303,6 +306,56 @@ Result<FsSpace> fs_space(const std::string& path) {
   s.available = static_cast<uint64_t>(sf.f_bavail) * static_cast<uint64_t>(sf.f_bsize);
   s.tmpfs = sf.f_type == TMPFS_MAGIC;
   return s;
+}
+
+namespace {
+// Mount points escape space, tab, newline and backslash as \ooo.
+std::string unescape_octal(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); i++) {
+    if (s[i] == '\\' && i + 3 < s.size() && std::isdigit(static_cast<unsigned char>(s[i + 1]))) {
+      out += static_cast<char>(std::strtol(s.substr(i + 1, 3).c_str(), nullptr, 8));
+      i += 3;
+    } else {
+      out += s[i];
+    }
+  }
+  return out;
+}
+bool at_or_below(const std::string& path, const std::string& point) {
+  if (point == "/") return true;
+  return path.compare(0, point.size(), point) == 0 && (path.size() == point.size() || path[point.size()] == '/');
+}
+}  // namespace
+
+Result<Mount> mount_from_mountinfo(const std::string& mountinfo, const std::string& real_path) {
+  // "36 35 98:0 /root /point opts [optional fields...] - fstype source superopts"
+  std::optional<Mount> found;
+  size_t start = 0;
+  while (start < mountinfo.size()) {
+    size_t end = mountinfo.find('\n', start);
+    if (end == std::string::npos) end = mountinfo.size();
+    std::istringstream line(mountinfo.substr(start, end - start));
+    start = end + 1;
+    std::vector<std::string> f;
+    for (std::string w; line >> w;) f.push_back(w);
+    auto dash = std::find(f.begin(), f.end(), "-");
+    if (f.size() < 6 || dash == f.end() || f.end() - dash < 4) continue;
+    std::string point = unescape_octal(f[4]);
+    // Later lines are mounted on top of earlier ones.
+    if (at_or_below(real_path, point) && (!found || point.size() >= found->point.size()))
+      found = Mount{point, dash[1], dash[3]};
+  }
+  if (!found) return make_error("no mount holds '" + real_path + "'");
+  return *found;
+}
+
+Result<Mount> mount_of(const std::string& path) {
+  auto real = realpath(path);
+  if (!real) return real.error();
+  auto text = read_file("/proc/self/mountinfo");
+  if (!text) return text.error();
+  return mount_from_mountinfo(*text, *real);
 }
 
 namespace {

@@ -62,6 +62,15 @@ struct FsSpace {
   bool tmpfs = false;      // memory-backed: its pages come out of RAM
 };
 Result<FsSpace> fs_space(const std::string& path);
+// The mount that holds a path: where it is mounted, its file system type,
+// and the file system's own options (tmpfs: "rw,size=...,huge=within_size").
+struct Mount {
+  std::string point, fstype, options;
+};
+// From the text of /proc/self/mountinfo, for an absolute path without
+// symbolic links: the last mount at or above it.
+Result<Mount> mount_from_mountinfo(const std::string& mountinfo, const std::string& real_path);
+Result<Mount> mount_of(const std::string& path);
 // From /proc/meminfo, in bytes; 0 if unknown.
 uint64_t mem_total();
 uint64_t mem_available();

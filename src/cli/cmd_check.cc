@@ -151,11 +151,21 @@ int check(const Globals& g, bool json) {
   } else if (!tier->enabled()) {
     items.push_back({"fast tier", "info", "none: checkpoints are dumped straight into the store", ""});
   } else if (auto space = sys::fs_space(tier->root)) {
-    items.push_back({"fast tier", "pass",
-                     fmt::format("{} ({}, up to {}; {} free)", tier->root, space->tmpfs ? "memory" : "disk",
-                                 format_bytes(static_cast<double>(tier->limit)),
-                                 format_bytes(static_cast<double>(space->available))),
-                     ""});
+    std::string what = fmt::format("{} ({}, up to {}; {} free)", tier->root, space->tmpfs ? "memory" : "disk",
+                                   format_bytes(static_cast<double>(tier->limit)),
+                                   format_bytes(static_cast<double>(space->available)));
+    // A tmpfs with small pages takes CRIU twice as long to dump into, and
+    // cryo three times as long to read back and free (docs/performance.md).
+    auto m = sys::mount_of(tier->root);
+    bool huge = m && (m->options.find("huge=within_size") != std::string::npos ||
+                      m->options.find("huge=always") != std::string::npos);
+    if (!space->tmpfs || huge)
+      items.push_back({"fast tier", "pass", what + (huge ? ", huge pages" : ""), ""});
+    else
+      items.push_back({"fast tier", "warn", what + ": small pages, so dumps into it take up to twice as long",
+                       "as root, while no job keeps a fast copy there: mount -t tmpfs -o "
+                       "huge=within_size,size=50%,mode=1777 cryo-fast " + tier->root +
+                           " (scripts/mount-fast-tier.sh in cryo's sources does this)"});
   }
   add_optional(items);
   bool ok = true;

@@ -119,6 +119,25 @@ TEST_F(ErrorTest, OldCriuNamesTheFix) {
   EXPECT_TRUE(err.find("too old") != std::string::npos || err.find("does not run on this kernel") != std::string::npos) << err;
 }
 
+// 'cryo check' tells a fast tier with huge pages from one without, and
+// says how to mount one.
+TEST_F(ErrorTest, CheckNamesAFastTierWithoutHugePagesAndTheFix) {
+  std::string huge = mount_tmpfs("size=64m,huge=within_size"), small = mount_tmpfs("size=64m");
+  auto item = [&](const std::string& dir) {
+    std::string out;
+    cryo({"--fast-tier", dir, "check", "--json"}, &out);
+    auto j = nlohmann::json::parse(out, nullptr, false);
+    for (const auto& i : j["checks"])
+      if (i["name"] == "fast tier") return i;
+    return nlohmann::json{{"missing", out}};
+  };
+  auto h = item(huge), s = item(small);
+  EXPECT_EQ(h["status"], "pass") << h;
+  EXPECT_NE(h["detail"].get<std::string>().find("huge pages"), std::string::npos) << h;
+  EXPECT_EQ(s["status"], "warn") << s;
+  EXPECT_NE(s["fix"].get<std::string>().find("huge=within_size"), std::string::npos) << s;
+}
+
 // The pack that holds the first chunk of the checkpoint's page image, and
 // where that chunk's frame starts there, as the manifest lists them.
 std::string page_chunk(const std::string& job_dir, const std::string& id, std::string* image, long* at) {

@@ -1,7 +1,10 @@
+#include <algorithm>
+
 #include <gtest/gtest.h>
 
 #include "base/duration.h"
 #include "base/hash.h"
+#include "base/sys.h"
 
 namespace cryo {
 
@@ -36,6 +39,41 @@ TEST(Hash, Sha256AndHmacMatchTheirStandards) {
   EXPECT_TRUE(equal_in_constant_time("abc", "abc"));
   EXPECT_FALSE(equal_in_constant_time("abc", "abd"));
   EXPECT_FALSE(equal_in_constant_time("abc", "ab"));
+}
+
+TEST(Hash, PieceHasherMatchesTheWholeData) {
+  std::string data(3 * 4096 + 17, '\0');
+  for (size_t i = 0; i < data.size(); i++) data[i] = static_cast<char>(i * 7919 % 251);
+  PieceHasher h;
+  for (size_t off = 0; off < data.size(); off += 1000) h.update(data.data() + off, std::min<size_t>(1000, data.size() - off));
+  auto d = h.digest();
+  EXPECT_EQ(d.sha256, sha256_bytes(data.data(), data.size()));
+  EXPECT_EQ(d.xxh3, xxh3_bytes(data.data(), data.size()));
+  // It starts over after a digest.
+  h.update("abc", 3);
+  EXPECT_EQ(h.digest().sha256, sha256_bytes("abc", 3));
+}
+
+// The mount that holds a path: the deepest mount point at or above it,
+// the last one mounted where two share a point.
+TEST(Mounts, FindsTheMountThatHoldsAPath) {
+  std::string info =
+      "22 1 259:1 / / rw,relatime shared:1 - ext4 /dev/vda rw\n"
+      "25 22 0:21 / /dev rw,nosuid shared:2 - devtmpfs devtmpfs rw,size=100k\n"
+      "26 25 0:22 / /dev/shm rw,nosuid,nodev shared:3 - tmpfs tmpfs rw,size=24684100k\n"
+      "90 26 0:40 / /dev/shm/cryo rw,relatime - tmpfs cryo-fast rw,size=12342052k,huge=within_size\n"
+      "91 22 0:41 / /mnt/with\\040space rw - tmpfs a rw\n"
+      "92 22 0:42 / /mnt/with\\040space rw - tmpfs b rw,huge=always\n";
+  auto m = sys::mount_from_mountinfo(info, "/dev/shm/cryo/job-1/0001");
+  ASSERT_TRUE(m.ok());
+  EXPECT_EQ(m->point, "/dev/shm/cryo");
+  EXPECT_EQ(m->fstype, "tmpfs");
+  EXPECT_EQ(m->options, "rw,size=12342052k,huge=within_size");
+  // /dev/shm/cryo2 is not below /dev/shm/cryo.
+  EXPECT_EQ(sys::mount_from_mountinfo(info, "/dev/shm/cryo2")->point, "/dev/shm");
+  EXPECT_EQ(sys::mount_from_mountinfo(info, "/var/tmp")->fstype, "ext4");
+  EXPECT_EQ(sys::mount_from_mountinfo(info, "/mnt/with space/x")->options, "rw,huge=always");
+  EXPECT_FALSE(sys::mount_from_mountinfo("", "/x").ok());
 }
 
 }  // namespace cryo
