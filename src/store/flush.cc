@@ -90,10 +90,10 @@ class Flusher {
   Flusher(const JobDir& job, const FlushOptions& o, std::map<std::string, ChunkRef>& known)
       : job_(job), o_(o), chunks_(job.chunks()), known_(known) {}
   // Cuts dir/rel into chunks and stores those the store lacks, in
-  // parallel, taking the hashes of the chunks in `pre` (the follower's) that
-  // still match what the file holds; fills f.chunks but for where the chunks this flush claimed
-  // are (locate() does that once all are written).  Returns the bytes it
-  // stored.
+  // parallel, taking the hashes of the chunks in `pre` (a DumpFollower's)
+  // whose content still matches; fills f.chunks but for where the chunks
+  // this flush claimed are (locate() does that once all are written).
+  // Returns the bytes it stored.
   Result<uint64_t> store_file(const std::string& dir, int fd, FileSum& f, const FileDigests* pre, Writers& writers,
                               int threads, const std::function<void(uint64_t)>& done);
   Result<Manifest> commit(const Staged& s);

@@ -249,10 +249,15 @@ Result<Materialized> materialize(const JobDir& job, const FastTier& tier, const 
     if (auto st = sys::mkdir_p(paths[i].substr(0, paths[i].rfind('/')), 0700); !st) return fail(st.error());
     auto fd = sys::open(paths[i], O_WRONLY | O_CREAT | O_TRUNC, 0600);
     if (!fd) return fail(fd.error());
-    if (::ftruncate(fd->get(), static_cast<off_t>(f.size)) < 0) return fail(sys_error("cannot size '" + paths[i] + "'"));
     fds[i] = std::move(*fd);
   }
   if (auto st = read_chunks(job, id, m, &fds, &paths, "reading", progress, 0); !st) return fail(st.error());
+  // The files grow as the chunks are written, about in order, and are
+  // sized only now: sized first, laying out 1 GiB into a tmpfs with huge
+  // pages took 2.1-3.0 s instead of 0.7-1.0 s (docs/performance.md).
+  for (size_t i = 0; i < m.files.size(); i++)
+    if (fds[i].valid() && ::ftruncate(fds[i].get(), static_cast<off_t>(m.files[i].size)) < 0)
+      return fail(sys_error("cannot size '" + paths[i] + "'"));
   return out;
 }
 
