@@ -25,8 +25,12 @@ int rm(const Globals& g, const std::string& name, const std::string& id) {
       prepare_engine_environment(g);
       job::forget_container(*c, *dir);
     }
+    // Fast copies in this command's fast tier, and in any other the job used.
+    std::vector<std::string> fast = store::fast_dirs_used(*dir);
+    fast.push_back(store::fast_dir(*tier, *dir));
     if (auto st = dir->remove(); !st) return fail(st.error());
-    if (std::string fast = store::fast_dir(*tier, *dir); !fast.empty()) (void)sys::remove_tree(fast);
+    for (const auto& f : fast)
+      if (!f.empty()) (void)sys::remove_tree(f);
     (void)sys::remove_tree(job::mpi_shm_dir(name));  // left by an MPI job whose supervisor was killed
     std::printf("removed job '%s'\n", name.c_str());
     return 0;

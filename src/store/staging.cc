@@ -1,6 +1,7 @@
 #include "store/staging.h"
 
 #include <fcntl.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <xxhash.h>
 
@@ -191,6 +192,37 @@ std::string fast_dir(const FastTier& tier, const JobDir& job) {
   return fmt::format("{}/{}-{:08x}", tier.root, job.name(), static_cast<uint32_t>(XXH3_64bits(key.data(), key.size())));
 }
 
+namespace {
+void note_fast_dir(const JobDir& job, const std::string& dir) {
+  auto text = sys::read_file(job.file("fast-dirs"));
+  std::string list = text ? *text : "";
+  if (("\n" + list).find("\n" + dir + "\n") != std::string::npos) return;
+  (void)sys::write_file_atomic(job.file("fast-dirs"), list + dir + "\n", 0600, false);
+}
+}  // namespace
+
+std::vector<std::string> fast_dirs_used(const JobDir& job) {
+  FastTier any;
+  any.root = "/";
+  std::string own = fast_dir(any, job);
+  own = own.substr(own.rfind('/'));  // "/NAME-HASH"
+  std::vector<std::string> out;
+  auto text = sys::read_file(job.file("fast-dirs"));
+  std::string list = text ? *text : "";
+  size_t at = 0;
+  while (at < list.size()) {
+    size_t end = list.find('\n', at);
+    if (end == std::string::npos) end = list.size();
+    std::string d = list.substr(at, end - at);
+    at = end + 1;
+    struct stat st;
+    bool named = d.size() > own.size() && d[0] == '/' && d.compare(d.size() - own.size(), own.size(), own) == 0 &&
+                 d.find("/../") == std::string::npos && d.find("/./") == std::string::npos;
+    if (named && ::lstat(d.c_str(), &st) == 0 && S_ISDIR(st.st_mode) && st.st_uid == ::geteuid()) out.push_back(d);
+  }
+  return out;
+}
+
 Result<Pending> begin_dump(const JobDir& job, const FastTier& tier, uint64_t estimate) {
   std::string fast = fast_dir(tier, job);
   std::string staging = staging_dir(job);
@@ -209,7 +241,10 @@ Result<Pending> begin_dump(const JobDir& job, const FastTier& tier, uint64_t est
       if (s.fast && sys::exists(job.checkpoint_dir(s.id) + "/manifest.json")) discard_staged(s);
   if (tier.enabled() && fits_fast(tier, estimate)) {
     auto p = make_pending(job, fast, id, true);
-    if (p) return p;
+    if (p) {
+      note_fast_dir(job, fast);
+      return p;
+    }
     CRYO_LOG("store", info) << "fast tier: " << p.error().message << "; dumping to the store";
   }
   return make_pending(job, staging, id, false);

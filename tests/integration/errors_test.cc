@@ -119,6 +119,24 @@ TEST_F(ErrorTest, OldCriuNamesTheFix) {
   EXPECT_TRUE(err.find("too old") != std::string::npos || err.find("does not run on this kernel") != std::string::npos) << err;
 }
 
+// A job checkpointed under one fast tier and removed with another in
+// effect: its fast copy, memory in a tmpfs, goes too.
+TEST_F(ErrorTest, RmFreesAFastCopyMadeUnderAnotherFastTier) {
+  std::string other = mount_tmpfs("size=64m");
+  pid_t run = spawn({"run", "--name", "ft", "--", prog("counter"), go_file("ft")}, {{"CRYO_FAST_TIER", other}});
+  ASSERT_TRUE(wait_for("ft", "tick 3"));
+  ASSERT_EQ(checkpoint("ft", {"--stop"}), "0001");
+  EXPECT_EQ(wait_exit(run), 75);
+  auto copies = [&] {
+    int n = 0;
+    for (const auto& e : fs::directory_iterator(other)) n += e.path().filename().string().rfind("ft-", 0) == 0;
+    return n;
+  };
+  ASSERT_EQ(copies(), 1) << "the checkpoint's fast copy is in " << other;
+  EXPECT_EQ(cryo({"rm", "ft"}), 0);  // with this test's own fast tier
+  EXPECT_EQ(copies(), 0);
+}
+
 // 'cryo check' tells a fast tier with huge pages from one without, and
 // says how to mount one.
 TEST_F(ErrorTest, CheckNamesAFastTierWithoutHugePagesAndTheFix) {

@@ -329,6 +329,29 @@ TEST_F(StoreTest, AFollowersHashIsTakenOnlyWhereTheContentStillMatches) {
   EXPECT_NE(v.error().message.find(bogus.substr(0, 12)), std::string::npos) << v.error().message;
 }
 
+// 'cryo rm' frees the fast copies the job made in any fast tier, from the
+// list in the job's directory; an entry someone else wrote there names
+// nothing else to remove.
+TEST_F(StoreTest, FastDirsUsedAreOnlyTheJobsOwn) {
+  Staged s = stage({{"images/pages-1.img", "x"}}, tier_);
+  ASSERT_TRUE(s.fast);
+  std::string own = fast_dir(tier_, *job_);
+  EXPECT_EQ(fast_dirs_used(*job_), std::vector<std::string>{own});
+  stage({{"images/pages-1.img", "y"}}, tier_);
+  EXPECT_EQ(fast_dirs_used(*job_), std::vector<std::string>{own});  // listed once
+  std::string name = own.substr(own.rfind('/'));
+  fs::create_directories(root_ + "/elsewhere" + name + "-not");
+  fs::create_directories(root_ + "/target");
+  fs::create_directories(root_ + "/links");
+  fs::create_directory_symlink(root_ + "/target", root_ + "/links" + name);
+  {
+    std::ofstream f(job_->file("fast-dirs"), std::ios::app);
+    f << "/etc\n" << root_ << "/elsewhere/../target\n" << root_ << "/elsewhere" << name << "-not\n"
+      << root_ << "/missing" << name << "\n" << root_ << "/links" << name << "\n" << "relative" << name << "\n";
+  }
+  EXPECT_EQ(fast_dirs_used(*job_), std::vector<std::string>{own});
+}
+
 TEST_F(StoreTest, AChangedManifestIsRefused) {
   add({{"images/pages-1.img", random_bytes(1 << 20, 3)}});
   ASSERT_TRUE(verify(*job_, "0001").ok());
