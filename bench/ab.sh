@@ -17,6 +17,7 @@
 # and scripts/setup.sh done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 setting="" sizes="256 1024" kinds="random halfzero matrix" reps=6 idle=3 out="" tdir=/dev/shm/cryo
 while getopts "e:s:k:r:i:t:o:" o; do
   case $o in
@@ -41,15 +42,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-wait_line() {  # FILE TEXT
-  local t=0
-  until grep -q "$2" "$1" 2>/dev/null; do
-    sleep 0.01; t=$((t + 1))
-    [ $t -lt 60000 ] || { echo "bench: no '$2' in $1" >&2; exit 1; }
-  done
-}
-json_num() { sed -n "s/.*\"$2\": *\([0-9.e+-]*\).*/\1/p" <<<"$1" | head -1; }
-median() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
 declare -A S   # S[size,kind,side,metric] = "v1 v2 ..."
 add() { S[$1,$2,$3,$4]="${S[$1,$2,$3,$4]:-} $5"; }
 
@@ -96,17 +88,4 @@ for mib in $sizes; do
   done
 done
 
-{
-  echo "{\"host\": \"$(hostname)\", \"date\": \"$(date -Is)\", \"kernel\": \"$(uname -r)\", \"a\": \"$setting\", \"reps\": $reps, \"idle_s\": $idle,"
-  echo " \"rows\": ["
-  (IFS=,; echo "  ${json_rows[*]}")
-  echo " ], \"samples\": {"
-  first=1
-  for k in "${!S[@]}"; do
-    [ $first = 1 ] || echo ","
-    first=0
-    printf '  "%s": [%s]' "$k" "$(echo ${S[$k]} | tr ' ' ',')"
-  done
-  echo; echo " }}"
-} > "$out"
-echo "bench: results in $out"
+write_results "$out" "\"a\": \"$setting\", \"reps\": $reps, \"idle_s\": $idle,"

@@ -33,6 +33,7 @@
 # scripts/setup.sh done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source bench/lib.sh
 sizes="256 1024 4096" kinds="random halfzero matrix" reps=3 idle=5 out="" tdir=/dev/shm/cryo
 while getopts "s:k:r:i:t:o:" o; do
   case $o in
@@ -69,18 +70,9 @@ timed() {
   "$@" >"$work/last.out" 2>&1 || { echo "bench: '$*' failed:" >&2; tail -n 5 "$work/last.out" >&2; exit 1; }
   since "$s"
 }
-median() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
-wait_line() {  # FILE TEXT [TIMEOUT]
-  local t=0
-  until grep -q "$2" "$1" 2>/dev/null; do
-    sleep 0.01; t=$((t + 1))
-    [ $t -lt $(( ${3:-600} * 100 )) ] || { echo "bench: no '$2' in $1" >&2; exit 1; }
-  done
-}
 # When FILE was last written: the end of a step that cryo reports by an
 # event line, without the polling interval of wait_line.
 written() { stat -c %.9Y "$1"; }
-json_num() { sed -n "s/.*\"$2\": *\([0-9.e+-]*\).*/\1/p" <<<"$1" | head -1; }
 drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 pause() { sleep "$idle"; }
 
@@ -188,17 +180,4 @@ for mib in $sizes; do
   done
 done
 
-{
-  echo "{\"host\": \"$(hostname)\", \"date\": \"$(date -Is)\", \"kernel\": \"$(uname -r)\", \"reps\": $reps, \"idle_s\": $idle, \"tmpfs\": \"$tmpfs_opts\","
-  echo " \"rows\": ["
-  (IFS=,; echo "  ${json_rows[*]}")
-  echo " ], \"samples\": {"
-  first=1
-  for k in "${!S[@]}"; do
-    [ $first = 1 ] || echo ","
-    first=0
-    printf '  "%s": [%s]' "$k" "$(echo ${S[$k]} | tr ' ' ',')"
-  done
-  echo; echo " }}"
-} > "$out"
-echo "bench: results in $out"
+write_results "$out" "\"reps\": $reps, \"idle_s\": $idle, \"tmpfs\": \"$tmpfs_opts\","

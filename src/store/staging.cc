@@ -185,11 +185,18 @@ Result<FastTier> FastTier::configure(const std::string& root_opt, const std::str
   return t;
 }
 
-std::string fast_dir(const FastTier& tier, const JobDir& job) {
-  if (!tier.enabled()) return "";
+namespace {
+// "NAME-KEY": the job's directory in any fast tier.
+std::string fast_dir_name(const JobDir& job) {
   auto real = sys::realpath(job.path());
   std::string key = real ? *real : job.path();
-  return fmt::format("{}/{}-{:08x}", tier.root, job.name(), static_cast<uint32_t>(XXH3_64bits(key.data(), key.size())));
+  return fmt::format("{}-{:08x}", job.name(), static_cast<uint32_t>(XXH3_64bits(key.data(), key.size())));
+}
+}  // namespace
+
+std::string fast_dir(const FastTier& tier, const JobDir& job) {
+  if (!tier.enabled()) return "";
+  return tier.root + "/" + fast_dir_name(job);
 }
 
 namespace {
@@ -202,10 +209,7 @@ void note_fast_dir(const JobDir& job, const std::string& dir) {
 }  // namespace
 
 std::vector<std::string> fast_dirs_used(const JobDir& job) {
-  FastTier any;
-  any.root = "/";
-  std::string own = fast_dir(any, job);
-  own = own.substr(own.rfind('/'));  // "/NAME-HASH"
+  std::string own = "/" + fast_dir_name(job);
   std::vector<std::string> out;
   auto text = sys::read_file(job.file("fast-dirs"));
   std::string list = text ? *text : "";
