@@ -26,11 +26,9 @@ int rm(const Globals& g, const std::string& name, const std::string& id) {
       job::forget_container(*c, *dir);
     }
     // Fast copies in this command's fast tier, and in any other the job used.
-    std::vector<std::string> fast = store::fast_dirs_used(*dir);
-    fast.push_back(store::fast_dir(*tier, *dir));
+    std::vector<std::string> fast = store::fast_dirs(*tier, *dir);
     if (auto st = dir->remove(); !st) return fail(st.error());
-    for (const auto& f : fast)
-      if (!f.empty()) (void)sys::remove_tree(f);
+    for (const auto& f : fast) (void)sys::remove_tree(f);
     (void)sys::remove_tree(job::mpi_shm_dir(name));  // left by an MPI job whose supervisor was killed
     std::printf("removed job '%s'\n", name.c_str());
     return 0;

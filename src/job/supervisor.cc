@@ -438,7 +438,8 @@ int Supervisor::finish() {
   }
   if (w_.control.valid()) ::unlink(dir_.file("control.sock").c_str());
   // A finished job's fast copies only hold memory the node needs.
-  if (st.state == State::finished && s_.tier.enabled()) (void)sys::remove_tree(store::fast_dir(s_.tier, dir_));
+  if (st.state == State::finished)
+    for (const auto& d : store::fast_dirs(s_.tier, dir_)) (void)sys::remove_tree(d);
   // An MPI job's live files: the checkpoints hold their contents, and a
   // restore puts them back.
   if (!s_.config.mpi.empty()) {

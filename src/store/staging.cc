@@ -227,15 +227,23 @@ std::vector<std::string> fast_dirs_used(const JobDir& job) {
   return out;
 }
 
+std::vector<std::string> fast_dirs(const FastTier& tier, const JobDir& job) {
+  std::vector<std::string> out;
+  if (tier.enabled()) out.push_back(fast_dir(tier, job));
+  for (auto& d : fast_dirs_used(job))
+    if (std::find(out.begin(), out.end(), d) == out.end()) out.push_back(std::move(d));
+  return out;
+}
+
 Result<Pending> begin_dump(const JobDir& job, const FastTier& tier, uint64_t estimate) {
   std::string fast = fast_dir(tier, job);
-  std::string staging = staging_dir(job);
-  for (const auto& d : {fast, staging, job.file("checkpoints")})
-    if (!d.empty()) remove_leftovers(d);
+  std::vector<std::string> dirs = fast_dirs(tier, job);
+  dirs.push_back(staging_dir(job));
+  dirs.push_back(job.file("checkpoints"));
+  for (const auto& d : dirs) remove_leftovers(d);
   int next = 0;
   if (auto ids = job.checkpoint_ids(); ids && !ids->empty()) next = std::atoi(ids->back().c_str());
-  for (const auto& d : {fast, staging, job.file("checkpoints")})
-    if (!d.empty()) next = std::max(next, max_id_in(d));
+  for (const auto& d : dirs) next = std::max(next, max_id_in(d));
   std::string id = fmt::format("{:04d}", next + 1);
   // The job's fast copies of durable checkpoints go first: the new dump
   // replaces them, and reuses their memory (freshly freed pages come much
@@ -251,7 +259,7 @@ Result<Pending> begin_dump(const JobDir& job, const FastTier& tier, uint64_t est
     }
     CRYO_LOG("store", info) << "fast tier: " << p.error().message << "; dumping to the store";
   }
-  return make_pending(job, staging, id, false);
+  return make_pending(job, staging_dir(job), id, false);
 }
 
 Result<Pending> begin_dump_in_store(const JobDir& job, const std::string& id) {
@@ -277,8 +285,11 @@ void abort_dump(const Pending& p) { (void)sys::remove_tree(p.dir); }
 Result<std::vector<Staged>> list_staged(const JobDir& job, const FastTier& tier) {
   std::vector<Staged> out;
   std::string boot = boot_id();
-  for (auto [dir, fast] : {std::pair{fast_dir(tier, job), true}, std::pair{staging_dir(job), false}}) {
-    if (dir.empty() || !sys::exists(dir)) continue;
+  std::vector<std::pair<std::string, bool>> dirs;
+  for (auto& d : fast_dirs(tier, job)) dirs.emplace_back(std::move(d), true);
+  dirs.emplace_back(staging_dir(job), false);
+  for (const auto& [dir, fast] : dirs) {
+    if (!sys::exists(dir)) continue;
     auto names = sys::list_dir(dir);
     if (!names) return names.error();
     for (const auto& n : *names) {

@@ -64,6 +64,10 @@ std::string fast_dir(const FastTier& tier, const JobDir& job);
 // named as this job's fast directory, that are directories of ours, count:
 // the list is in the store, which its user may write.
 std::vector<std::string> fast_dirs_used(const JobDir& job);
+// Where the job's fast copies may be: its directory in this tier first,
+// then every other one it used.  A dump made under another --fast-tier is
+// still flushed after a crash, restored from, and freed.
+std::vector<std::string> fast_dirs(const FastTier& tier, const JobDir& job);
 
 // Starts a dump of about `estimate` bytes: in the fast tier if it fits
 // there (after dropping fast copies of other checkpoints that are durable),

@@ -137,6 +137,28 @@ TEST_F(ErrorTest, RmFreesAFastCopyMadeUnderAnotherFastTier) {
   EXPECT_EQ(copies(), 0);
 }
 
+// A job checkpointed under another fast tier than its restore's: the
+// restore still finds the fast copy there, and the job goes on from it.
+TEST_F(ErrorTest, RestoreFindsAFastCopyMadeUnderAnotherFastTier) {
+  std::string other = mount_tmpfs("size=64m");
+  pid_t run = spawn({"run", "--name", "ot", "--", prog("counter"), go_file("ot")}, {{"CRYO_FAST_TIER", other}});
+  ASSERT_TRUE(wait_for("ot", "tick 3"));
+  ASSERT_EQ(checkpoint("ot", {"--stop"}), "0001");
+  EXPECT_EQ(wait_exit(run), 75);
+  long at = last("ot", "tick");
+  pid_t restore = spawn({"restore", "ot"});  // with this test's own fast tier
+  ASSERT_TRUE(wait_for("ot", "tick " + std::to_string(at + 3)));
+  go("ot");
+  EXPECT_EQ(wait_exit(restore), 0);
+  EXPECT_EQ(count("ot", "PASS"), 1);
+  expect_sequence("ot", "tick");
+  std::string events;
+  read_text(store_ + "/ot/cryo.log", &events);
+  EXPECT_NE(events.find("restored from checkpoint 0001 (fast copy)"), std::string::npos) << events;
+  // The job ended: its fast copies, wherever they are, go.
+  for (const auto& e : fs::directory_iterator(other)) ADD_FAILURE() << "left in the other fast tier: " << e.path();
+}
+
 // 'cryo check' tells a fast tier with huge pages from one without, and
 // says how to mount one.
 TEST_F(ErrorTest, CheckNamesAFastTierWithoutHugePagesAndTheFix) {

@@ -352,6 +352,25 @@ TEST_F(StoreTest, FastDirsUsedAreOnlyTheJobsOwn) {
   EXPECT_EQ(fast_dirs_used(*job_), std::vector<std::string>{own});
 }
 
+// A dump left unflushed in another fast tier (cryo was killed, and the
+// next command runs with another --fast-tier): a new dump does not take
+// its id, and the next flush commits both, in order.
+TEST_F(StoreTest, ADumpLeftInAnotherFastTierIsFlushedAndItsIdKept) {
+  FastTier other = tier_;
+  other.root = root_ + "/other";
+  fs::create_directories(other.root);
+  Staged left = stage({{"images/pages-1.img", random_bytes(1 << 20, 1)}}, other);
+  ASSERT_TRUE(left.fast);
+  Staged next = stage({{"images/pages-1.img", random_bytes(1 << 20, 2)}}, tier_);
+  EXPECT_EQ(left.id, "0001");
+  EXPECT_EQ(next.id, "0002");
+  auto r = flush(*job_, tier_, FlushOptions{});
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_EQ(r->committed, (std::vector<std::string>{"0001", "0002"}));
+  EXPECT_TRUE(verify(*job_, "0001").ok());
+  EXPECT_FALSE(fs::exists(left.dir)) << "the older fast copy is no use once 0002 is committed";
+}
+
 TEST_F(StoreTest, AChangedManifestIsRefused) {
   add({{"images/pages-1.img", random_bytes(1 << 20, 3)}});
   ASSERT_TRUE(verify(*job_, "0001").ok());
