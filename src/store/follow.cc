@@ -12,14 +12,11 @@
 
 #include "base/log.h"
 #include "base/sys.h"
+#include "store/manifest.h"
 
 namespace cryo::store {
 
 namespace {
-
-bool is_page_image(const std::string& name) {
-  return name.rfind("pages-", 0) == 0 && name.size() > 10 && name.compare(name.size() - 4, 4, ".img") == 0;
-}
 
 // A read of at most this much at a time, so that finish() waits for no
 // more than hashing it.

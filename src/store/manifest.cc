@@ -42,6 +42,11 @@ nlohmann::json to_json(const Manifest& m) {
           {"job_state", m.job_state}};
 }
 
+bool is_page_image(const std::string& path) {
+  size_t at = path.rfind('/') + 1;  // 0 for a bare name
+  return path.size() > at + 10 && path.compare(at, 6, "pages-") == 0 && path.compare(path.size() - 4, 4, ".img") == 0;
+}
+
 Result<Manifest> manifest_from_json(const std::string& text, const std::string& where) {
   auto bad = [&](const std::string& why) {
     return make_error("the manifest '" + where + "' is damaged: " + why)

@@ -62,4 +62,8 @@ struct Manifest {
 nlohmann::json to_json(const Manifest& m);
 Result<Manifest> manifest_from_json(const std::string& text, const std::string& where);
 
+// Whether a file (a name, or a path by its last component) is one of
+// CRIU's page images, pages-N.img: nearly all of a checkpoint's bytes.
+bool is_page_image(const std::string& path);
+
 }  // namespace cryo::store

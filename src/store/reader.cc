@@ -86,11 +86,6 @@ Status no_unlisted_files(const JobDir& job, const std::string& id, const Manifes
   return {};
 }
 
-// CRIU's page images: "pages-N.img".
-bool is_page_image(const std::string& path) {
-  return path.compare(path.rfind('/') + 1, 6, "pages-") == 0;
-}
-
 enum class CopyPart { all, all_but_pages, pages };
 
 // Checks a fast copy's raw files (or a part of them) against the

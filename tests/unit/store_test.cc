@@ -371,6 +371,16 @@ TEST_F(StoreTest, ADumpLeftInAnotherFastTierIsFlushedAndItsIdKept) {
   EXPECT_FALSE(fs::exists(left.dir)) << "the older fast copy is no use once 0002 is committed";
 }
 
+TEST(PageImages, AreKnownByTheirFileName) {
+  EXPECT_TRUE(is_page_image("pages-1.img"));
+  EXPECT_TRUE(is_page_image("images/pages-12.img"));
+  EXPECT_TRUE(is_page_image("/dev/shm/cryo/job-0a/0001/images/pages-3.img"));
+  EXPECT_FALSE(is_page_image("pagemap-1.img"));
+  EXPECT_FALSE(is_page_image("images/pages-1.img.tmp"));
+  EXPECT_FALSE(is_page_image("pages-/x.img"));
+  EXPECT_FALSE(is_page_image("pages-.img"));
+}
+
 TEST_F(StoreTest, AChangedManifestIsRefused) {
   add({{"images/pages-1.img", random_bytes(1 << 20, 3)}});
   ASSERT_TRUE(verify(*job_, "0001").ok());
