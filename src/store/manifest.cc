@@ -48,11 +48,14 @@ bool is_page_image(const std::string& path) {
 }
 
 Result<Manifest> manifest_from_json(const std::string& text, const std::string& where) {
+  return manifest_from_json(nlohmann::json::parse(text, nullptr, false), where);
+}
+
+Result<Manifest> manifest_from_json(const nlohmann::json& j, const std::string& where) {
   auto bad = [&](const std::string& why) {
     return make_error("the manifest '" + where + "' is damaged: " + why)
         .with_hint("this checkpoint cannot be trusted; restore an older one with --from, or take a new one");
   };
-  nlohmann::json j = nlohmann::json::parse(text, nullptr, false);
   if (j.is_discarded() || !j.is_object()) return bad("it is not valid JSON");
   try {
     Manifest m;

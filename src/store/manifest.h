@@ -61,6 +61,9 @@ struct Manifest {
 
 nlohmann::json to_json(const Manifest& m);
 Result<Manifest> manifest_from_json(const std::string& text, const std::string& where);
+// The same from parsed JSON (parsed without exceptions: a discarded
+// value is reported as damage).
+Result<Manifest> manifest_from_json(const nlohmann::json& j, const std::string& where);
 
 // Whether a file (a name, or a path by its last component) is one of
 // CRIU's page images, pages-N.img: nearly all of a checkpoint's bytes.

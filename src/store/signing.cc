@@ -117,9 +117,11 @@ Result<Manifest> load_signed_manifest(const JobDir& job, const std::string& id) 
   auto text = job.manifest_text(id);
   if (!text) return text.error();
   std::string path = job.checkpoint_dir(id) + "/manifest.json";
-  auto m = manifest_from_json(*text, path);
+  // Parsed once, for its contents and its signature.
+  nlohmann::json j = nlohmann::json::parse(*text, nullptr, false);
+  auto m = manifest_from_json(j, path);
   if (!m) return m.error();
-  CRYO_TRY(check_signed(nlohmann::json::parse(*text), "checkpoint " + id + " of job '" + job.name() + "' (" + path + ")",
+  CRYO_TRY(check_signed(j, "checkpoint " + id + " of job '" + job.name() + "' (" + path + ")",
                         "restore an older checkpoint with --from, or take a new one"));
   return m;
 }

@@ -381,6 +381,18 @@ TEST(PageImages, AreKnownByTheirFileName) {
   EXPECT_FALSE(is_page_image("pages-.img"));
 }
 
+TEST_F(StoreTest, AManifestThatIsNotJsonIsCalledDamaged) {
+  add({{"images/pages-1.img", random_bytes(1 << 16, 4)}});
+  std::string path = job_->checkpoint_dir("0001") + "/manifest.json";
+  std::string text = read_all(path);
+  std::ofstream(path) << text.substr(0, text.size() / 2);
+  auto m = load_signed_manifest(*job_, "0001");
+  ASSERT_FALSE(m.ok());
+  EXPECT_NE(m.error().message.find("the manifest '" + path + "' is damaged: it is not valid JSON"), std::string::npos)
+      << m.error().message;
+  EXPECT_FALSE(verify(*job_, "0001").ok());
+}
+
 TEST_F(StoreTest, AChangedManifestIsRefused) {
   add({{"images/pages-1.img", random_bytes(1 << 20, 3)}});
   ASSERT_TRUE(verify(*job_, "0001").ok());
