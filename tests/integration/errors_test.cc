@@ -145,15 +145,7 @@ TEST_F(ErrorTest, RestoreFindsAFastCopyMadeUnderAnotherFastTier) {
   ASSERT_TRUE(wait_for("ot", "tick 3"));
   ASSERT_EQ(checkpoint("ot", {"--stop"}), "0001");
   EXPECT_EQ(wait_exit(run), 75);
-  long at = last("ot", "tick");
-  pid_t restore = spawn({"restore", "ot"});  // with this test's own fast tier
-  ASSERT_TRUE(wait_for("ot", "tick " + std::to_string(at + 3)));
-  go("ot");
-  EXPECT_EQ(wait_exit(restore), 0);
-  EXPECT_EQ(count("ot", "PASS"), 1);
-  expect_sequence("ot", "tick");
-  std::string events;
-  read_text(store_ + "/ot/cryo.log", &events);
+  std::string events = restore_ticking("ot", 3);  // with this test's own fast tier
   EXPECT_NE(events.find("restored from checkpoint 0001 (fast copy)"), std::string::npos) << events;
   // The job ended: its fast copies, wherever they are, go.
   for (const auto& e : fs::directory_iterator(other)) ADD_FAILURE() << "left in the other fast tier: " << e.path();
@@ -273,15 +265,7 @@ TEST_F(ErrorTest, DamagedFastCopyFallsBackToTheStore) {
   ASSERT_FALSE(copy.empty());
   for (const auto& e : fs::directory_iterator(copy))
     if (e.path().filename().string().rfind("pages-", 0) == 0) flip_byte(e.path(), 100);
-  pid_t restore = spawn({"restore", "fc"});
-  long at = last("fc", "tick");
-  ASSERT_TRUE(wait_for("fc", "tick " + std::to_string(at + 5)));
-  go("fc");
-  EXPECT_EQ(wait_exit(restore), 0);
-  EXPECT_EQ(count("fc", "PASS"), 1);
-  expect_sequence("fc", "tick");
-  std::string events;
-  read_text(store_ + "/fc/cryo.log", &events);
+  std::string events = restore_ticking("fc", 5);
   EXPECT_NE(events.find("fast copy of checkpoint 0001 was not used"), std::string::npos) << events;
   EXPECT_NE(events.find("restored from checkpoint 0001 (store)"), std::string::npos) << events;
 }

@@ -55,15 +55,7 @@ TEST_P(FaultTest, KilledCheckpointLosesNothing) {
   // And it can still be restored; a dump left complete is committed first.
   ::kill(job, SIGKILL);
   wait_exit(run);
-  pid_t restore = spawn({"restore", "f"});
-  long at = last("f", "tick");
-  ASSERT_TRUE(wait_for("f", "tick " + std::to_string(at + 5)));
-  go("f");
-  EXPECT_EQ(wait_exit(restore), 0);
-  EXPECT_EQ(count("f", "PASS"), 1);
-  expect_sequence("f", "tick");
-  std::string events;
-  read_text(store_ + "/f/cryo.log", &events);
+  std::string events = restore_ticking("f", 5);
   EXPECT_NE(events.find(std::string("restored from checkpoint ") + (dumped ? "0002" : "0001")), std::string::npos)
       << events;
 }

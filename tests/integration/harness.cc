@@ -178,6 +178,21 @@ bool CryoTest::wait_for(const std::string& job, const std::string& text, double 
   return false;
 }
 
+std::string CryoTest::restore_ticking(const std::string& job, long more, const std::vector<std::string>& extra) {
+  long at = last(job, "tick");
+  std::vector<std::string> args{"restore", job};
+  args.insert(args.end(), extra.begin(), extra.end());
+  pid_t restore = spawn(args);
+  EXPECT_TRUE(wait_for(job, "tick " + std::to_string(at + more))) << "job " << job << " did not go on after its restore";
+  go(job);
+  EXPECT_EQ(wait_exit(restore), 0);
+  EXPECT_EQ(count(job, "PASS"), 1) << log(job);
+  expect_sequence(job, "tick");
+  std::string events;
+  read_text(store_ + "/" + job + "/cryo.log", &events);
+  return events;
+}
+
 long CryoTest::last(const std::string& job, const std::string& word) const {
   std::istringstream ss(log(job));
   std::string line;

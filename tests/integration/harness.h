@@ -37,6 +37,11 @@ class CryoTest : public ::testing::Test {
   long last(const std::string& job, const std::string& word) const;
   // Checks "<word> 1" .. "<word> N" appear each exactly once, in order.
   void expect_sequence(const std::string& job, const std::string& word) const;
+  // Restores a job that prints "tick N" (with extra arguments), waits until
+  // it has ticked `more` times past its log's last tick, lets it end, and
+  // checks that it went on: exit status 0, PASS once, every tick once and
+  // in order.  Returns the job's event log.
+  std::string restore_ticking(const std::string& job, long more, const std::vector<std::string>& extra = {});
   nlohmann::json status(const std::string& job);
   pid_t job_pid(const std::string& job);
   // Takes a checkpoint (with --wait: it is durable on return) and expects

@@ -171,12 +171,7 @@ TEST_F(JobTest, PeriodicCheckpointsWithRetention) {
   EXPECT_EQ(cryo({"verify", "per", "--all"}), 0);
   ::kill(job_pid("per"), SIGKILL);
   wait_exit(run);
-  pid_t restore = spawn({"restore", "per"});
-  long at = last("per", "tick");
-  ASSERT_TRUE(wait_for("per", "tick " + std::to_string(at + 10)));
-  go("per");
-  EXPECT_EQ(wait_exit(restore), 0);
-  expect_sequence("per", "tick");
+  restore_ticking("per", 10);
 }
 
 }  // namespace
