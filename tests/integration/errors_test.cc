@@ -119,14 +119,20 @@ TEST_F(ErrorTest, OldCriuNamesTheFix) {
   EXPECT_TRUE(err.find("too old") != std::string::npos || err.find("does not run on this kernel") != std::string::npos) << err;
 }
 
+// Runs a counter job with its fast tier on a new tmpfs (not this test's
+// own) and stops it at checkpoint 0001; returns that tmpfs, or "".
+std::string stopped_under_another_fast_tier(CryoTest& t, const std::string& job) {
+  std::string other = t.mount_tmpfs("size=64m");
+  pid_t run = t.spawn({"run", "--name", job, "--", t.prog("counter"), t.go_file(job)}, {{"CRYO_FAST_TIER", other}});
+  if (!t.wait_for(job, "tick 3") || t.checkpoint(job, {"--stop"}) != "0001" || t.wait_exit(run) != 75) return "";
+  return other;
+}
+
 // A job checkpointed under one fast tier and removed with another in
 // effect: its fast copy, memory in a tmpfs, goes too.
 TEST_F(ErrorTest, RmFreesAFastCopyMadeUnderAnotherFastTier) {
-  std::string other = mount_tmpfs("size=64m");
-  pid_t run = spawn({"run", "--name", "ft", "--", prog("counter"), go_file("ft")}, {{"CRYO_FAST_TIER", other}});
-  ASSERT_TRUE(wait_for("ft", "tick 3"));
-  ASSERT_EQ(checkpoint("ft", {"--stop"}), "0001");
-  EXPECT_EQ(wait_exit(run), 75);
+  std::string other = stopped_under_another_fast_tier(*this, "ft");
+  ASSERT_FALSE(other.empty());
   auto copies = [&] {
     int n = 0;
     for (const auto& e : fs::directory_iterator(other)) n += e.path().filename().string().rfind("ft-", 0) == 0;
@@ -140,11 +146,8 @@ TEST_F(ErrorTest, RmFreesAFastCopyMadeUnderAnotherFastTier) {
 // A job checkpointed under another fast tier than its restore's: the
 // restore still finds the fast copy there, and the job goes on from it.
 TEST_F(ErrorTest, RestoreFindsAFastCopyMadeUnderAnotherFastTier) {
-  std::string other = mount_tmpfs("size=64m");
-  pid_t run = spawn({"run", "--name", "ot", "--", prog("counter"), go_file("ot")}, {{"CRYO_FAST_TIER", other}});
-  ASSERT_TRUE(wait_for("ot", "tick 3"));
-  ASSERT_EQ(checkpoint("ot", {"--stop"}), "0001");
-  EXPECT_EQ(wait_exit(run), 75);
+  std::string other = stopped_under_another_fast_tier(*this, "ot");
+  ASSERT_FALSE(other.empty());
   std::string events = restore_ticking("ot", 3);  // with this test's own fast tier
   EXPECT_NE(events.find("restored from checkpoint 0001 (fast copy)"), std::string::npos) << events;
   // The job ended: its fast copies, wherever they are, go.
