@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <sstream>
 #include <fmt/format.h>
 
 #include "base/log.h"
@@ -212,13 +213,8 @@ std::vector<std::string> fast_dirs_used(const JobDir& job) {
   std::string own = "/" + fast_dir_name(job);
   std::vector<std::string> out;
   auto text = sys::read_file(job.file("fast-dirs"));
-  std::string list = text ? *text : "";
-  size_t at = 0;
-  while (at < list.size()) {
-    size_t end = list.find('\n', at);
-    if (end == std::string::npos) end = list.size();
-    std::string d = list.substr(at, end - at);
-    at = end + 1;
+  std::istringstream lines(text ? *text : "");
+  for (std::string d; std::getline(lines, d);) {
     struct stat st;
     bool named = d.size() > own.size() && d[0] == '/' && d.compare(d.size() - own.size(), own.size(), own) == 0 &&
                  d.find("/../") == std::string::npos && d.find("/./") == std::string::npos;

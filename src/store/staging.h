@@ -58,11 +58,10 @@ struct Staged {
 
 // The job's directory in the fast tier ("" without one).
 std::string fast_dir(const FastTier& tier, const JobDir& job);
-// Every directory the job has dumped into in any fast tier (begin_dump
-// notes them in <job>/fast-dirs), so that 'cryo rm' frees the memory of
-// fast copies made under another --fast-tier than its own.  Only entries
-// named as this job's fast directory, that are directories of ours, count:
-// the list is in the store, which its user may write.
+// Every directory the job has dumped into in any fast tier, as begin_dump
+// notes them in <job>/fast-dirs (fast_dirs below is what callers want).
+// Only entries named as this job's fast directory, that are directories of
+// ours, count: the list is in the store, which its user may write.
 std::vector<std::string> fast_dirs_used(const JobDir& job);
 // Where the job's fast copies may be: its directory in this tier first,
 // then every other one it used.  A dump made under another --fast-tier is
