@@ -129,7 +129,7 @@ int CryoTest::cryo(const std::vector<std::string>& args, std::string* out, std::
 }
 
 pid_t CryoTest::spawn(const std::vector<std::string>& args, const std::map<std::string, std::string>& env) {
-  std::string e = work_ + "/spawn-" + std::to_string(spawned_.size()) + ".err";
+  std::string e = work_ + "/spawn-" + std::to_string(spawns_++) + ".err";
   int efd = ::open(e.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   pid_t pid = start(args, store_, fast_, env, efd, efd);
   ::close(efd);

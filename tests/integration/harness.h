@@ -21,7 +21,8 @@ class CryoTest : public ::testing::Test {
   // Runs cryo to completion; returns its exit status.  out gets stdout, err stderr.
   int cryo(const std::vector<std::string>& args, std::string* out = nullptr, std::string* err = nullptr,
            const std::map<std::string, std::string>& env = {});
-  // Starts cryo in the background (run or restore); its stderr goes to a file.
+  // Starts cryo in the background (run or restore); its stderr goes to
+  // work_/spawn-N.err, N counting the spawns from 0.
   pid_t spawn(const std::vector<std::string>& args, const std::map<std::string, std::string>& env = {});
   // Waits for a spawned cryo; returns its exit status, or -1 on timeout.
   int wait_exit(pid_t pid, double timeout = 60);
@@ -54,7 +55,8 @@ class CryoTest : public ::testing::Test {
   std::string store_, work_;
   std::string fast_;  // the fast tier (CRYO_FAST_TIER) of this test's commands
   std::vector<std::string> mounts_;
-  std::vector<pid_t> spawned_;
+  std::vector<pid_t> spawned_;  // not yet waited for
+  int spawns_ = 0;              // names each spawn's stderr file: spawn-N.err
   std::vector<std::string> jobs_;
 };
 
