@@ -60,19 +60,24 @@ Result<pid_t> criu_restore(const std::string& criu_path, const std::string& id, 
                            const store::Materialized& files, const std::string& logs_dir,
                            const std::function<Status()>& at_post_restore, bool* pages_damaged) {
   CRYO_TRY(sys::mkdir_p(logs_dir, 0700));
-  auto images = sys::open_dir(files.dir + "/images");
-  if (!images) return images.error();
+  UniqueFd images;
+  if (!files.stream) {
+    auto d = sys::open_dir(files.dir + "/images");
+    if (!d) return d.error();
+    images = std::move(*d);
+  }
   auto work = sys::open_dir(logs_dir);
   if (!work) return work.error();
   std::vector<int> keep_fds;
   for (const auto& [key, fd] : req.inherit) keep_fds.push_back(fd);
   auto session = criu::Session::start(criu_path, keep_fds);
   if (!session) return session.error();
-  req.images_dir_fd = images->get();
+  req.images_dir_fd = files.stream ? files.stream->images_dir() : images.get();
   req.work_dir_fd = work->get();
   req.log_file = "criu-restore-" + id + "-" + std::to_string(static_cast<long>(sys::now())) + ".log";
-  // The page images are checked while CRIU reads them; the restored tree
-  // resumes only after CRIU's post-restore notification is answered.
+  // The page images are checked while CRIU reads them (a fast copy's by
+  // check_pages, a stream's as it serves them); the restored tree resumes
+  // only after CRIU's post-restore notification is answered.
   std::future<Status> pages;
   if (files.check_pages) pages = std::async(std::launch::async, files.check_pages);
   bool restored = false;
@@ -83,13 +88,19 @@ Result<pid_t> criu_restore(const std::string& criu_path, const std::string& id, 
         *pages_damaged = true;
         return st;
       }
+    if (files.stream) CRYO_TRY(files.stream->finish());
     CRYO_TRY(at_post_restore());
     restored = true;
     return {};
   };
   auto pid = session->restore(req, logs_dir + "/" + req.log_file);
   if (pages.valid()) pages.wait();  // never leave the check reading files about to be released
-  if (!pid) return pid.error();
+  if (!pid) {
+    // A damaged chunk failed CRIU's read of it: name the chunk.
+    if (files.stream)
+      if (auto e = files.stream->failure()) return *e;
+    return pid.error();
+  }
   if (!restored) {
     ::kill(*pid, SIGKILL);
     return make_error("CRIU restored the job without its post-restore notification; it was killed")
@@ -107,8 +118,11 @@ Status with_checkpoint_files(const store::JobDir& dir, const store::FastTier& ti
   double t0 = sys::now();
   auto files = store::materialize(dir, tier, id, m, prefer_fast, progress, defer);
   if (!files) return files.error();
-  CRYO_LOG("job", info) << "checkpoint " << id << " laid out from the " << files->source << " in " << sys::now() - t0
-                        << " s";
+  if (files->stream)
+    CRYO_LOG("job", info) << "checkpoint " << id << " streams from the store";
+  else
+    CRYO_LOG("job", info) << "checkpoint " << id << " laid out from the " << files->source << " in " << sys::now() - t0
+                          << " s";
   *warning = files->warning;
   bool pages_damaged = false;
   Status st = attempt(*files, &pages_damaged);
@@ -118,7 +132,7 @@ Status with_checkpoint_files(const store::JobDir& dir, const store::FastTier& ti
   // restored.  The store's copy is independent of it.
   *warning = st.error().message;
   CRYO_LOG("job", info) << "the fast copy of checkpoint " << id << " is damaged; restoring from the store";
-  auto again = store::materialize(dir, tier, id, m, false, progress);
+  auto again = store::materialize(dir, tier, id, m, false, progress, defer);
   if (!again) return again.error();
   st = attempt(*again, &pages_damaged);
   store::release(*again);

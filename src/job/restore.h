@@ -68,9 +68,10 @@ Result<RestoredOutputs> restored_outputs(const store::JobDir& dir, const std::st
 // process (req's directories, log file and the fds CRIU keeps for
 // req.inherit are set here; its log goes to logs_dir).  A fast
 // copy's deferred page check (files.check_pages) runs while CRIU reads the
-// pages; CRIU's post-restore notification, while the tree is still
-// stopped, is answered only once it has passed and then at_post_restore
-// has succeeded.  Otherwise CRIU kills what it restored; *pages_damaged
+// pages, and a stream (files.stream) checks chunks as it serves them;
+// CRIU's post-restore notification, while the tree is still stopped, is
+// answered only once every byte has passed and then at_post_restore has
+// succeeded.  Otherwise CRIU kills what it restored; *pages_damaged
 // tells that the check failed.
 Result<pid_t> criu_restore(const std::string& criu_path, const std::string& id, criu::RestoreRequest req,
                            const store::Materialized& files, const std::string& logs_dir,
@@ -79,7 +80,8 @@ Result<pid_t> criu_restore(const std::string& criu_path, const std::string& id, 
 // Lays out checkpoint id of a job whose manifest is m (store::materialize)
 // and runs attempt on the files.  With may_defer, and no saved files to
 // put back first (they would be put back from unchecked bytes), a fast
-// copy's page images are left to be checked while CRIU reads them.  If
+// copy's page images are left to be checked while CRIU reads them, and
+// the store's copy is streamed to CRIU (store/stream.h).  If
 // the attempt failed because the fast copy's pages were damaged, the
 // store's copy is laid out and attempted once more, and *warning says why.
 Status with_checkpoint_files(const store::JobDir& dir, const store::FastTier& tier, const std::string& id,

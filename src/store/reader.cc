@@ -18,12 +18,12 @@
 
 namespace cryo::store {
 
-namespace {
-
 std::string damaged_hint(const JobDir& job) {
   return "this checkpoint is damaged and will not be restored; restore an older one with 'cryo restore " +
          job.name() + " --from ID' or take a new checkpoint";
 }
+
+namespace {
 
 // Where each distinct chunk of the manifest goes: (file index, offset).
 struct ChunkUse {
@@ -216,6 +216,17 @@ Result<Materialized> materialize(const JobDir& job, const FastTier& tier, const 
   // Reassemble from the store.
   auto hold = hold_checkpoints(job);
   if (!hold) return hold.error();
+  out.source = "store";
+  if (defer_pages && ImageStream::can_stream(m)) {
+    auto stream = ImageStream::start(job, id, m, progress);
+    if (stream) {
+      out.stream = std::move(*stream);
+      out.hold = std::move(*hold);
+      return out;
+    }
+    CRYO_LOG("store", info) << "cannot stream checkpoint " << id << " (" << stream.error().message
+                            << "); laying out its files first";
+  }
   std::string parent = job.file("staging");
   std::string fast = fast_dir(tier, job);
   if (!fast.empty()) {
@@ -227,7 +238,6 @@ Result<Materialized> materialize(const JobDir& job, const FastTier& tier, const 
   }
   CRYO_TRY(sys::mkdir_p(parent, 0700));
   out.dir = fmt::format("{}/.tmp-restore-{}-{}", parent, id, ::getpid());
-  out.source = "store";
   out.temporary = true;
   out.hold = std::move(*hold);
   (void)sys::remove_tree(out.dir);
@@ -257,6 +267,7 @@ Result<Materialized> materialize(const JobDir& job, const FastTier& tier, const 
 }
 
 void release(Materialized& m) {
+  m.stream.reset();
   if (m.temporary && !m.dir.empty()) (void)sys::remove_tree(m.dir);
   m.hold.reset();
 }

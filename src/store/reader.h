@@ -3,12 +3,14 @@
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "base/fd.h"
 #include "base/result.h"
 #include "store/staging.h"
 #include "store/store.h"
+#include "store/stream.h"
 
 namespace cryo::store {
 
@@ -16,6 +18,9 @@ namespace cryo::store {
 // its manifest: every chunk is decompressed and hashed.  The error names
 // the damaged file (and chunk).
 Status verify(const JobDir& job, const std::string& id, const ProgressFn& progress = {}, int threads = 0);
+
+// The hint of every error that calls a checkpoint damaged.
+std::string damaged_hint(const JobDir& job);
 
 // A checkpoint's files (images/, files/) in one directory, every byte
 // checked against the manifest.
@@ -30,6 +35,11 @@ struct Materialized {
   // read them meanwhile, but the restored job must not run before this
   // has passed.
   std::function<Status()> check_pages;
+  // Set when materialize was asked to defer_pages and reads the store:
+  // the images are streamed to CRIU from the chunks (store/stream.h), and
+  // the restored job must not run before stream->finish() has passed.
+  // dir then holds none of them.
+  std::unique_ptr<ImageStream> stream;
 };
 
 // Uses a complete fast copy of the checkpoint when there is one (unless
@@ -38,7 +48,8 @@ struct Materialized {
 // it is read, into a new directory in the fast tier if they fit, else in
 // the store.  Fails, having changed nothing, if the checkpoint is damaged.
 // With defer_pages, a fast copy's page images (nearly all of its bytes) are
-// left for the caller to check with check_pages, while CRIU restores.
+// left for the caller to check with check_pages, while CRIU restores, and
+// the store's copy is streamed rather than laid out, where FUSE allows.
 // m is the checkpoint's manifest, its signature checked
 // (load_signed_manifest).
 Result<Materialized> materialize(const JobDir& job, const FastTier& tier, const std::string& id, const Manifest& m,

@@ -191,8 +191,9 @@ std::string page_chunk(const std::string& job_dir, const std::string& id, std::s
   return "";
 }
 
-// A flipped byte in a chunk of the store is refused before anything is
-// restored, and the error names the image file and the chunk.
+// A flipped byte in a chunk of the store is refused before the job runs
+// (CRIU never gets the chunk), and the error names the image file and the
+// chunk.
 TEST_F(ErrorTest, CorruptImageIsRefusedBeforeRestore) {
   pid_t run = spawn({"run", "--name", "cor", "--", prog("counter"), go_file("cor")});
   ASSERT_TRUE(wait_for("cor", "tick 5"));

@@ -125,6 +125,29 @@ TEST_F(CryoTest, CriuKilledMidDumpLosesNothing) {
   EXPECT_EQ(count("m", "FAIL"), 0) << log("m");
 }
 
+// cryo killed while it streams the store's copy to CRIU (store/stream.h):
+// CRIU's reads fail, it kills what it restored, nothing of the job runs,
+// and the checkpoint restores afterwards, the counter going on from it.
+TEST_F(CryoTest, KilledStreamingRestoreLosesNothing) {
+  pid_t run = spawn({"run", "--name", "s", "--", prog("counter"), go_file("s")});
+  ASSERT_TRUE(wait_for("s", "tick 5"));
+  ASSERT_EQ(checkpoint("s", {"--stop"}), "0001");
+  EXPECT_EQ(wait_exit(run), 75);
+  std::string before = log("s");
+  std::string err;
+  EXPECT_EQ(cryo({"restore", "s", "--durable"}, nullptr, &err, {{"CRYO_FAULT", "stream.read"}}), 128 + SIGKILL) << err;
+  std::this_thread::sleep_for(std::chrono::seconds(1));
+  EXPECT_EQ(log("s"), before) << "the job ran";
+  for (const auto& p : fs::directory_iterator("/proc")) {
+    std::string cmd;
+    if (read_text(p.path().string() + "/cmdline", &cmd)) {
+      EXPECT_EQ(cmd.find(go_file("s")), std::string::npos) << "left running: " << p.path();
+    }
+  }
+  EXPECT_EQ(status("s")["state"], "stopped");
+  restore_ticking("s", 5, {"--durable"});
+}
+
 INSTANTIATE_TEST_SUITE_P(AtEachPhase, FaultTest,
                          ::testing::Values("checkpoint.before_dump", "checkpoint.post_dump", "checkpoint.after_dump",
                                            "flush.chunks", "flush.before_sync", "store.before_manifest",

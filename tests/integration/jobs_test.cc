@@ -74,8 +74,8 @@ TEST_F(JobTest, OneGiBKeepsItsChecksum) {
 }
 
 // With CRYO_HASH_DURING_DUMP=1 the page images are hashed while CRIU
-// writes them; the store's copy, read back with every chunk checked
-// against its name, brings back the same memory.
+// writes them; the store's copy, streamed to CRIU with every chunk checked
+// against its name (store/stream.h), brings back the same memory.
 TEST_F(JobTest, MemoryHashedDuringTheDumpComesBackFromTheStore) {
   pid_t run = spawn({"run", "--name", "hd", "--", prog("memhog"), go_file("hd"), "256"},
                     {{"CRYO_HASH_DURING_DUMP", "1"}, {"CRYO_LOG", "store:info"}});
@@ -89,9 +89,11 @@ TEST_F(JobTest, MemoryHashedDuringTheDumpComesBackFromTheStore) {
   EXPECT_NE(err.find("pages-"), std::string::npos) << err;
   EXPECT_NE(err.find(" chunks hashed during the dump"), std::string::npos) << err;
 
-  pid_t restore = spawn({"restore", "--durable", "hd"});
+  pid_t restore = spawn({"restore", "--durable", "hd"}, {{"CRYO_LOG", "job:info"}});
   go("hd");
   EXPECT_EQ(wait_exit(restore, 120), 0);
+  ASSERT_TRUE(read_text(work_ + "/spawn-1.err", &err));
+  EXPECT_NE(err.find("checkpoint 0001 streams from the store"), std::string::npos) << err;
   std::string l = log("hd");
   auto before = l.substr(l.find("READY checksum=") + 15, 16);
   EXPECT_NE(l.find("PASS checksum=" + before), std::string::npos) << l;

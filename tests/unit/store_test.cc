@@ -3,22 +3,27 @@
 // The seam for crashes is the process: a forked child flushes with
 // CRYO_FAULT set and is killed at the named point; the parent checks what
 // is left and that the next flush carries on.
+#include <dirent.h>
+#include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
 #include <random>
 #include <set>
+#include <thread>
 #include <cstring>
 
 #include <gtest/gtest.h>
 
 #include "param_name.h"
 
+#include "base/fd.h"
 #include "base/hash.h"
 #include "base/sys.h"
 #include "store/chunks.h"
@@ -289,6 +294,113 @@ TEST_F(StoreTest, AFlippedByteInAnyChunkIsNamed) {
   EXPECT_NE(st.error().message.find("images/pages-1.img"), std::string::npos) << st.error().message;
   EXPECT_NE(st.error().message.find(victim), std::string::npos) << st.error().message;
   EXPECT_FALSE(materialize(*job_, tier_, "0001", *job_->load_manifest("0001"), false).ok());
+}
+
+// A restore from the store streams the images to CRIU (store/stream.h):
+// each file reads back byte for byte, in any order and any size of read,
+// from several readers at once; the directory lists them and takes no
+// writes.
+TEST_F(StoreTest, AStoreCopyStreamsByteForByte) {
+  std::string one = random_bytes(20 << 20, 21);
+  std::string two = random_bytes(8 << 20, 22);
+  for (size_t p = 0; p < two.size(); p += 8192) std::memset(&two[p], 0, 4096);
+  std::string zeros(16 << 20, '\0');  // the same chunk over and over
+  add({{"images/pages-1.img", one}, {"images/pages-2.img", two}, {"images/pages-3.img", zeros},
+       {"images/core-1.img", "core"}});
+  auto m = materialize(*job_, tier_, "0001", *job_->load_manifest("0001"), false, {}, true);
+  ASSERT_TRUE(m.ok()) << m.error().message;
+  ASSERT_TRUE(m->stream) << "no stream: is /dev/fuse there?";
+  EXPECT_EQ(m->source, "store");
+  int dir = m->stream->images_dir();
+  auto read_file = [&](const std::string& name, size_t step, bool backwards) {
+    UniqueFd fd(::openat(dir, name.c_str(), O_RDONLY | O_CLOEXEC));
+    EXPECT_TRUE(fd.valid()) << name << ": " << std::strerror(errno);
+    struct stat st {};
+    ::fstat(fd.get(), &st);
+    std::string out(static_cast<size_t>(st.st_size), '\0');
+    std::vector<size_t> offsets;
+    for (size_t off = 0; off < out.size(); off += step) offsets.push_back(off);
+    if (backwards) std::reverse(offsets.begin(), offsets.end());
+    for (size_t off : offsets) {
+      size_t n = std::min(step, out.size() - off);
+      EXPECT_EQ(::pread(fd.get(), &out[off], n, static_cast<off_t>(off)), static_cast<ssize_t>(n)) << name << " at " << off;
+    }
+    return out;
+  };
+  std::string got_one, got_two;
+  std::thread other([&] { got_two = read_file("pages-2.img", 1 << 20, false); });
+  got_one = read_file("pages-1.img", 300 << 10, false);
+  other.join();
+  EXPECT_TRUE(got_one == one);
+  EXPECT_TRUE(got_two == two);
+  // Read again, backwards: what was dropped once read is fetched again.
+  EXPECT_TRUE(read_file("pages-1.img", 1 << 20, true) == one);
+  EXPECT_TRUE(read_file("pages-3.img", 1 << 20, false) == zeros);
+  EXPECT_EQ(read_file("core-1.img", 4096, false), "core");
+  EXPECT_FALSE(UniqueFd(::openat(dir, "pstree.img", O_RDONLY | O_CLOEXEC)).valid());
+  EXPECT_EQ(errno, ENOENT);
+  EXPECT_FALSE(UniqueFd(::openat(dir, "stats-restore", O_WRONLY | O_CREAT | O_CLOEXEC, 0600)).valid());
+  std::set<std::string> names;
+  DIR* d = ::fdopendir(::dup(dir));
+  ASSERT_NE(d, nullptr);
+  while (auto* e = ::readdir(d))
+    if (e->d_name[0] != '.') names.insert(e->d_name);
+  ::closedir(d);
+  EXPECT_EQ(names, (std::set<std::string>{"core-1.img", "pages-1.img", "pages-2.img", "pages-3.img"}));
+  EXPECT_TRUE(m->stream->finish().ok());
+  release(*m);
+}
+
+// A damaged chunk is never handed over: the read fails, and the error
+// names the file and the chunk.  finish() checks what no one read.
+TEST_F(StoreTest, AStreamServesNoDamagedChunkAndNamesIt) {
+  add({{"images/pages-1.img", random_bytes(6 << 20, 23)}, {"images/pages-2.img", random_bytes(3 << 20, 24)}});
+  auto manifest = job_->load_manifest("0001");
+  ASSERT_TRUE(manifest.ok());
+  auto flip = [&](const std::string& image) {
+    for (const auto& f : manifest->files)
+      if (f.path == image) {
+        std::string pack = job_->chunks().pack_path(f.chunks.back().pack);
+        std::fstream io(pack, std::ios::in | std::ios::out | std::ios::binary);
+        auto at = static_cast<std::streamoff>(f.chunks.back().offset + 100);
+        io.seekg(at);
+        char c = static_cast<char>(io.get());
+        io.seekp(at);
+        io.put(static_cast<char>(c ^ 1));
+        return pack;
+      }
+    return std::string();
+  };
+  std::string victim = flip("images/pages-1.img");
+  ASSERT_FALSE(victim.empty());
+  {
+    auto m = materialize(*job_, tier_, "0001", *manifest, false, {}, true);
+    ASSERT_TRUE(m.ok() && m->stream);
+    UniqueFd fd(::openat(m->stream->images_dir(), "pages-1.img", O_RDONLY | O_CLOEXEC));
+    ASSERT_TRUE(fd.valid());
+    std::string buf(6 << 20, '\0');
+    ssize_t got = 0, n;
+    while ((n = ::pread(fd.get(), &buf[got], buf.size() - got, got)) > 0) got += n;
+    EXPECT_EQ(n, -1);
+    EXPECT_EQ(errno, EIO);
+    EXPECT_LT(got, 6 << 20);
+    auto e = m->stream->failure();
+    ASSERT_TRUE(e.has_value());
+    EXPECT_NE(e->message.find("images/pages-1.img"), std::string::npos) << e->message;
+    EXPECT_NE(e->message.find(victim), std::string::npos) << e->message;
+    EXPECT_NE(e->hint.find("damaged"), std::string::npos) << e->hint;
+    EXPECT_FALSE(m->stream->finish().ok());
+    release(*m);
+  }
+  flip("images/pages-1.img");  // mended
+  victim = flip("images/pages-2.img");
+  auto m = materialize(*job_, tier_, "0001", *manifest, false, {}, true);
+  ASSERT_TRUE(m.ok() && m->stream);
+  Status st = m->stream->finish();  // nothing was read
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.error().message.find("images/pages-2.img"), std::string::npos) << st.error().message;
+  EXPECT_NE(st.error().message.find(victim), std::string::npos) << st.error().message;
+  release(*m);
 }
 
 // Someone who can write the store, but not read the key, changes what a
