@@ -16,6 +16,7 @@
 #include "job/mpi.h"
 #include "slurm/slurm.h"
 #include "store/signing.h"
+#include "store/stream.h"
 
 namespace cryo::cli {
 
@@ -167,6 +168,14 @@ int check(const Globals& g, bool json) {
                        "huge=within_size,size=50%,mode=1777 cryo-fast " + tier->root +
                            " (scripts/mount-fast-tier.sh in cryo's sources does this)"});
   }
+  // A restore from the store streams its images to CRIU (store/stream.h).
+  if (Status st = store::ImageStream::available())
+    items.push_back({"streamed restores", "pass", "FUSE: a restore from the store streams the images to CRIU", ""});
+  else
+    items.push_back({"streamed restores", "warn",
+                     "no FUSE (" + st.error().message +
+                         "): a restore from the store lays its files out first and reads them twice",
+                     "load the fuse module (modprobe fuse), and run cryo as root"});
   add_optional(items);
   bool ok = true;
   for (const auto& i : items) ok &= i.status != "fail";

@@ -443,17 +443,35 @@ void ImageStream::Impl::serve() {
   std::free(buf.mem);
 }
 
-Status ImageStream::Impl::start() {
+namespace {
+
+// The FUSE device, and a FUSE file system context to mount with it.
+struct FuseFds {
+  UniqueFd dev, fs;
+};
+Result<FuseFds> open_fuse() {
+  FuseFds f;
   auto dev = sys::open("/dev/fuse", O_RDWR | O_CLOEXEC | O_NONBLOCK);
   if (!dev) return dev.error();
-  UniqueFd fs(static_cast<int>(::syscall(SYS_fsopen, "fuse", FSOPEN_CLOEXEC)));
-  if (!fs.valid()) return sys_error("cannot create a FUSE file system");
+  f.dev = std::move(*dev);
+  f.fs.reset(static_cast<int>(::syscall(SYS_fsopen, "fuse", FSOPEN_CLOEXEC)));
+  if (!f.fs.valid()) return sys_error("cannot create a FUSE file system");
+  return f;
+}
+
+}  // namespace
+
+Status ImageStream::Impl::start() {
+  auto fds = open_fuse();
+  if (!fds) return fds.error();
+  UniqueFd& dev = fds->dev;
+  UniqueFd& fs = fds->fs;
   auto set = [&](const char* key, const std::string& value) -> Status {
     if (::syscall(SYS_fsconfig, fs.get(), FSCONFIG_SET_STRING, key, value.c_str(), 0) < 0)
       return sys_error(std::string("cannot set the FUSE file system's ") + key);
     return {};
   };
-  CRYO_TRY(set("fd", std::to_string(dev->get())));
+  CRYO_TRY(set("fd", std::to_string(dev.get())));
   CRYO_TRY(set("rootmode", "40000"));
   CRYO_TRY(set("user_id", std::to_string(::getuid())));
   CRYO_TRY(set("group_id", std::to_string(::getgid())));
@@ -472,9 +490,9 @@ Status ImageStream::Impl::start() {
   se_ = fuse_session_new(&args, &kOps, sizeof kOps, this);
   if (!se_) return make_error("cannot start a FUSE session");
   // "/dev/fd/N": the session serves the device already mounted, and owns it.
-  if (fuse_session_mount(se_, fmt::format("/dev/fd/{}", dev->get()).c_str()) != 0)
+  if (fuse_session_mount(se_, fmt::format("/dev/fd/{}", dev.get()).c_str()) != 0)
     return make_error("cannot start a FUSE session on /dev/fuse");
-  dev->release();
+  dev.release();
   stop_.reset(::eventfd(0, EFD_CLOEXEC));
   if (!stop_.valid()) return sys_error("cannot create an eventfd");
   for (int i = 0; i < kServers; i++) servers_.emplace_back([this] { serve(); });
@@ -517,6 +535,12 @@ Status ImageStream::Impl::finish() {
   if (unchecked_ != 0) return make_error("the image stream stopped before every chunk was checked");
   CRYO_LOG("store", info) << "checkpoint " << id_ << " streamed: " << reads_ << " chunks read from the store, "
                           << shared_ << " more found in memory";
+  return {};
+}
+
+Status ImageStream::available() {
+  auto fds = open_fuse();
+  if (!fds) return fds.error();
   return {};
 }
 

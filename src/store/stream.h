@@ -34,6 +34,9 @@ namespace cryo::store {
 
 class ImageStream {
  public:
+  // Whether this process can serve a stream: /dev/fuse opens and a FUSE
+  // file system can be created (root, and the fuse module loaded).
+  static Status available();
   // Whether m's images can be streamed: every file under images/ is
   // chunked and directly in it.
   static bool can_stream(const Manifest& m);

@@ -173,6 +173,35 @@ TEST_F(ErrorTest, CheckNamesAFastTierWithoutHugePagesAndTheFix) {
   EXPECT_NE(s["fix"].get<std::string>().find("huge=within_size"), std::string::npos) << s;
 }
 
+// 'cryo check' says whether a restore from the store can stream (FUSE):
+// yes as root; not for a user who cannot open /dev/fuse, with the fix.
+TEST_F(ErrorTest, CheckSaysWhetherRestoresStream) {
+  auto item = [](const std::string& out) {
+    auto j = nlohmann::json::parse(out, nullptr, false);
+    if (j.is_object())
+      for (const auto& i : j["checks"])
+        if (i["name"] == "streamed restores") return i;
+    return nlohmann::json{{"missing", out}};
+  };
+  std::string out;
+  cryo({"check", "--json"}, &out);
+  EXPECT_EQ(item(out)["status"], "pass") << out;
+  std::string as_nobody = work_ + "/check-nobody.json";
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    int fd = ::open(as_nobody.c_str(), O_WRONLY | O_CREAT, 0666);
+    ::dup2(fd, 1);
+    if (::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(99);
+    ::execl(CRYO_BIN, CRYO_BIN, "--store", "/tmp", "check", "--json", nullptr);
+    ::_exit(127);
+  }
+  ::waitpid(pid, nullptr, 0);
+  read_text(as_nobody, &out);
+  auto n = item(out);
+  EXPECT_EQ(n["status"], "warn") << out;
+  EXPECT_NE(n.value("fix", "").find("modprobe fuse"), std::string::npos) << n;
+}
+
 // The pack that holds the first chunk of the checkpoint's page image, and
 // where that chunk's frame starts there, as the manifest lists them.
 std::string page_chunk(const std::string& job_dir, const std::string& id, std::string* image, long* at) {
