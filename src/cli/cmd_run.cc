@@ -61,7 +61,7 @@ int launch_and_supervise(const Globals& g, store::JobDir& dir, const job::JobCon
   spec.private_net = c.private_net;
   spec.private_ipc = c.private_ipc;
   spec.init_dir = dir.path();
-  spec.init_path = job::default_init_path();
+  if (!c.in_engine()) spec.init_path = job::make_job_init(dir);
   if (c.engine == "apptainer") {
     auto root = job::apptainer_root(c, dir, spec.init_path);
     if (!root) return fail(root.error());

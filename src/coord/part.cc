@@ -150,7 +150,7 @@ Status PartRuntime::start(const StartPart& s) {
   spec.hostname = fmt::format("{}-p{}", part_.job(), part_.index());
   spec.serve_fd = serve_r.get();
   spec.init_dir = dir_.path();
-  spec.init_path = job::default_init_path();
+  spec.init_path = job::make_job_init(dir_);
   spec.env.assign(s.env().begin(), s.env().end());
   if (s.has_cwd() && ::chdir(s.cwd().c_str()) < 0) return sys_error("cannot change to " + s.cwd());
   auto launched = job::launch(spec);
@@ -344,6 +344,7 @@ Status PartRuntime::restore(const RestorePart& r) {
       dir_, tier_, id, *m, true, true, {},
       [&](store::Materialized& files, bool* pages_damaged) -> Status {
         CRYO_TRY(job::put_back_files(saved, files.dir));
+        if (auto init = job::job_init(dir_); !init) return init.error();  // CRIU reopens it
         fault_point("agent.restore");
         pid = job::criu_restore(criu_path_, id, req, files, dir_.file("logs"), [&] { return outputs->cut_logs(); },
                                 pages_damaged);

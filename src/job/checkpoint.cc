@@ -114,7 +114,9 @@ Result<Dumped> dump_into(CheckpointRun& run, const store::Pending& p, uint64_t e
   // while its network is still locked, so no peer sees it move on.
   req.leave_running = !(run.stop && run.tcp_established);
   if (run.config->engine == "apptainer") {
-    auto root = apptainer_root(*run.config, *run.dir, default_init_path());
+    auto init = job_init(*run.dir);
+    if (!init) return init.error();
+    auto root = apptainer_root(*run.config, *run.dir, *init);
     if (!root) return root.error();
     req.external = dump_externals(*root);
   }

@@ -10,6 +10,8 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "base/hash.h"
+#include "base/log.h"
 #include "base/sys.h"
 
 namespace cryo::job {
@@ -17,6 +19,45 @@ namespace cryo::job {
 std::string default_init_path() {
   if (const char* e = std::getenv("CRYO_INIT"); e && *e) return e;
   return sys::self_dir() + "/cryo-init";
+}
+
+namespace {
+
+constexpr const char* kInitDir = "/var/lib/cryo/init";
+
+// Installs the cryo-init `bytes` at its content's path, unless there.
+Result<std::string> install_init(const std::string& bytes) {
+  std::string path = std::string(kInitDir) + "/cryo-init-" + sha256_bytes(bytes.data(), bytes.size()).substr(0, 16);
+  if (auto st = sys::stat(path); st && static_cast<size_t>(st->st_size) == bytes.size()) return path;
+  CRYO_TRY(sys::mkdir_p(kInitDir, 0755));
+  CRYO_TRY(sys::write_file_atomic(path, bytes, 0755));
+  return path;
+}
+
+}  // namespace
+
+std::string make_job_init(const store::JobDir& dir) {
+  std::string installed = default_init_path();
+  auto bytes = sys::read_file(installed);
+  auto path = bytes ? install_init(*bytes) : Result<std::string>(bytes.error());
+  Status kept = path ? sys::write_file_atomic(dir.file("cryo-init"), *bytes, 0600) : Status{path.error()};
+  if (!kept) {
+    CRYO_LOG("job", warn) << "cannot keep a copy of cryo-init for job '" << dir.name() << "' ("
+                          << kept.error().message << "); it runs " << installed
+                          << ", which must stay as it is for its checkpoints to restore";
+    return installed;
+  }
+  return *path;
+}
+
+Result<std::string> job_init(const store::JobDir& dir) {
+  std::string kept = dir.file("cryo-init");
+  if (!sys::exists(kept)) return default_init_path();
+  auto bytes = sys::read_file(kept);
+  if (!bytes) return bytes.error();
+  auto path = install_init(*bytes);
+  if (!path) return path.error().context("cannot put back the job's cryo-init");
+  return path;
 }
 
 Result<Launched> launch(const LaunchSpec& spec) {

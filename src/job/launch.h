@@ -10,6 +10,7 @@
 
 #include "base/fd.h"
 #include "base/result.h"
+#include "store/store.h"
 
 namespace cryo::job {
 
@@ -45,5 +46,20 @@ Result<Launched> launch(const LaunchSpec& spec);
 
 // Where cryo-init is: $CRYO_INIT, else next to the running cryo.
 std::string default_init_path();
+
+// CRIU restores a mapped file only if it is the very binary that was
+// dumped, at the same path (it checks the build-ID), so a job does not run
+// the installed cryo-init, which an upgrade replaces and another node may
+// have built differently, but a copy named by its content:
+// /var/lib/cryo/init/cryo-init-<SHA-256 prefix>, kept beside the job in
+// the store too (<job>/cryo-init), so that any node can put it back.
+// Makes both copies for a job about to run and returns the path it runs;
+// where they cannot be made (not root, a full disk), logs why and returns
+// default_init_path().
+std::string make_job_init(const store::JobDir& dir);
+// Before a restore: puts the job's cryo-init back at its path from the
+// store's copy if it is not there, and returns that path (a job from
+// before these copies: default_init_path()).
+Result<std::string> job_init(const store::JobDir& dir);
 
 }  // namespace cryo::job

@@ -184,12 +184,15 @@ Result<Restored> restore_from(RestoreRun& run, const store::Manifest& m, store::
   }
 
   CRYO_TRY(put_back_files(saved_files_from_json(m.job_state.value("files", nlohmann::json::array())), files.dir));
+  // CRIU reopens the job's cryo-init at the path it ran from.
+  auto init = job_init(dir);
+  if (!init) return init.error();
 
   criu::RestoreRequest req;
   req.tcp_established = m.job_state.value("tcp_established", false);
   req.inherit = outputs->inherit;
   if (run.config->engine == "apptainer") {
-    auto root = apptainer_root(*run.config, dir, default_init_path());
+    auto root = apptainer_root(*run.config, dir, *init);
     if (!root) return root.error();
     req.external = restore_externals(*root);
     req.root = root->rootfs;

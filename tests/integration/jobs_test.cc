@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <filesystem>
 #include <thread>
 
 #include "harness.h"
@@ -97,6 +98,26 @@ TEST_F(JobTest, MemoryHashedDuringTheDumpComesBackFromTheStore) {
   std::string l = log("hd");
   auto before = l.substr(l.find("READY checksum=") + 15, 16);
   EXPECT_NE(l.find("PASS checksum=" + before), std::string::npos) << l;
+}
+
+// cryo is upgraded between a checkpoint and its restore: the installed
+// cryo-init becomes another binary, which CRIU would refuse (bad
+// build-ID).  The job runs a copy named by its content, which the restore
+// puts back from the store when this node lacks it (as another node
+// would), so it restores.
+TEST_F(JobTest, ACheckpointRestoresAfterCryoInitChanges) {
+  std::string installed = work_ + "/cryo-init";
+  std::filesystem::copy_file(std::string(CRYO_BIN).substr(0, std::string(CRYO_BIN).rfind('/')) + "/cryo-init", installed);
+  pid_t run = spawn({"run", "--name", "up", "--", prog("counter"), go_file("up")}, {{"CRYO_INIT", installed}});
+  ASSERT_TRUE(wait_for("up", "tick 3"));
+  auto runs = std::filesystem::read_symlink("/proc/" + std::to_string(job_pid("up")) + "/exe").string();
+  EXPECT_EQ(runs.rfind("/var/lib/cryo/init/cryo-init-", 0), 0u) << runs;
+  ASSERT_EQ(checkpoint("up", {"--stop"}), "0001");
+  EXPECT_EQ(wait_exit(run), 75);
+  std::filesystem::copy_file("/bin/true", installed, std::filesystem::copy_options::overwrite_existing);
+  std::filesystem::remove(runs);
+  restore_ticking("up", 5);
+  EXPECT_TRUE(std::filesystem::exists(runs));
 }
 
 TEST_F(JobTest, PthreadsContinue) { stop_and_restore(*this, "thr", {prog("threads"), go_file("thr")}, ""); }
