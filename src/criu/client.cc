@@ -122,12 +122,16 @@ Result<Session> Session::start(const std::string& criu_path, const std::vector<i
     std::string fdarg = std::to_string(theirs.get());
     // CRIU must not take our terminal signals (^C goes to cryo, which
     // decides), must not inherit the supervisor's blocked signals, and must
-    // not write into our stdout (it may carry --json output).
+    // not write into our stdout (it may carry --json output).  What CRIU
+    // prints on its stdout is meant for its own terminal ("Looks good.");
+    // its errors go to its log, or to stderr before the log is open.
     ::setpgid(0, 0);
     sigset_t none;
     sigemptyset(&none);
     ::sigprocmask(SIG_SETMASK, &none, nullptr);
-    ::dup2(2, 1);
+    int null = ::open("/dev/null", O_WRONLY);
+    ::dup2(null >= 0 ? null : 2, 1);
+    if (null > 2) ::close(null);
     if (criu_path.find('/') != std::string::npos)
       ::execl(criu_path.c_str(), criu_path.c_str(), "swrk", fdarg.c_str(), nullptr);
     else
@@ -162,12 +166,28 @@ Result<Version> Session::version() {
 }
 
 Status Session::check() {
-  ::criu_req req;
-  req.set_type(::CHECK);
-  auto resp = call(sk_.get(), req, {});
-  if (!resp) return resp.error();
-  if (!resp->success()) return failure("criu check", *resp, "");
-  return {};
+  // CRIU writes what it finds into a log in a directory of its own, not
+  // onto cryo's stderr ("Looks good."); a failure quotes the log.
+  char tmpl[] = "/tmp/cryo-criu-check-XXXXXX";
+  if (!::mkdtemp(tmpl)) return sys_error("cannot create a directory for CRIU's check");
+  std::string dir = tmpl;
+  Status st = [&]() -> Status {
+    auto fd = sys::open_dir(dir);
+    if (!fd) return fd.error();
+    ::criu_req req;
+    req.set_type(::CHECK);
+    auto* o = req.mutable_opts();
+    o->set_images_dir_fd(fd->get());
+    o->set_work_dir_fd(fd->get());
+    o->set_log_file("criu-check.log");
+    auto resp = call(sk_.get(), req, {});
+    if (!resp) return resp.error();
+    if (!resp->success()) return failure("criu check", *resp, dir + "/criu-check.log");
+    return {};
+  }();
+  if (!st) st = Error{st.error().message, st.error().code, {}};  // the log goes with the directory
+  (void)sys::remove_tree(dir);
+  return st;
 }
 
 Status Session::dump(const DumpRequest& r, const std::string& log_path) {

@@ -173,6 +173,16 @@ TEST_F(ErrorTest, CheckNamesAFastTierWithoutHugePagesAndTheFix) {
   EXPECT_NE(s["fix"].get<std::string>().find("huge=within_size"), std::string::npos) << s;
 }
 
+// 'cryo check' prints its own report, not CRIU's "Looks good.", which
+// CRIU writes on its stdout.
+TEST_F(ErrorTest, CheckPrintsOnlyItsOwnReport) {
+  std::string out, err;
+  cryo({"check"}, &out, &err);
+  EXPECT_NE(out.find("criu check: looks good"), std::string::npos) << out;
+  EXPECT_EQ(err.find("Looks good"), std::string::npos) << err;
+  EXPECT_EQ(out.find("Looks good"), std::string::npos) << out;
+}
+
 // 'cryo check' says whether a restore from the store can stream (FUSE):
 // yes as root; not for a user who cannot open /dev/fuse, with the fix.
 TEST_F(ErrorTest, CheckSaysWhetherRestoresStream) {
