@@ -166,28 +166,24 @@ Result<Version> Session::version() {
 }
 
 Status Session::check() {
-  // CRIU writes what it finds into a log in a directory of its own, not
-  // onto cryo's stderr ("Looks good."); a failure quotes the log.
+  // CRIU logs what it finds in a directory of its own, which is kept only
+  // if the check fails: the error quotes the log and names it.
   char tmpl[] = "/tmp/cryo-criu-check-XXXXXX";
   if (!::mkdtemp(tmpl)) return sys_error("cannot create a directory for CRIU's check");
   std::string dir = tmpl;
-  Status st = [&]() -> Status {
-    auto fd = sys::open_dir(dir);
-    if (!fd) return fd.error();
-    ::criu_req req;
-    req.set_type(::CHECK);
-    auto* o = req.mutable_opts();
-    o->set_images_dir_fd(fd->get());
-    o->set_work_dir_fd(fd->get());
-    o->set_log_file("criu-check.log");
-    auto resp = call(sk_.get(), req, {});
-    if (!resp) return resp.error();
-    if (!resp->success()) return failure("criu check", *resp, dir + "/criu-check.log");
-    return {};
-  }();
-  if (!st) st = Error{st.error().message, st.error().code, {}};  // the log goes with the directory
+  auto fd = sys::open_dir(dir);
+  if (!fd) return fd.error();
+  ::criu_req req;
+  req.set_type(::CHECK);
+  auto* o = req.mutable_opts();
+  o->set_images_dir_fd(fd->get());
+  o->set_work_dir_fd(fd->get());
+  o->set_log_file("criu-check.log");
+  auto resp = call(sk_.get(), req, {});
+  if (!resp) return resp.error();
+  if (!resp->success()) return failure("criu check", *resp, dir + "/criu-check.log");
   (void)sys::remove_tree(dir);
-  return st;
+  return {};
 }
 
 Status Session::dump(const DumpRequest& r, const std::string& log_path) {

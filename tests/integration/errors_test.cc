@@ -234,10 +234,7 @@ std::string page_chunk(const std::string& job_dir, const std::string& id, std::s
 // (CRIU never gets the chunk), and the error names the image file and the
 // chunk.
 TEST_F(ErrorTest, CorruptImageIsRefusedBeforeRestore) {
-  pid_t run = spawn({"run", "--name", "cor", "--", prog("counter"), go_file("cor")});
-  ASSERT_TRUE(wait_for("cor", "tick 5"));
-  ASSERT_EQ(checkpoint("cor", {"--stop"}), "0001");
-  EXPECT_EQ(wait_exit(run), 75);
+  ASSERT_TRUE(stopped_counter("cor"));
   std::string log_before = log("cor");
   std::string image;
   long at = 0;
@@ -298,10 +295,7 @@ TEST_F(ErrorTest, ForgedSettingsAreRefused) {
 
 // A damaged fast copy is not used: the restore reads the store instead.
 TEST_F(ErrorTest, DamagedFastCopyFallsBackToTheStore) {
-  pid_t run = spawn({"run", "--name", "fc", "--", prog("counter"), go_file("fc")});
-  ASSERT_TRUE(wait_for("fc", "tick 5"));
-  ASSERT_EQ(checkpoint("fc", {"--stop"}), "0001");
-  EXPECT_EQ(wait_exit(run), 75);
+  ASSERT_TRUE(stopped_counter("fc"));
   std::string copy;
   for (const auto& e : fs::directory_iterator(fast_))
     if (e.path().filename().string().rfind("fc-", 0) == 0) copy = e.path().string() + "/0001/images";

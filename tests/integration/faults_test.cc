@@ -129,10 +129,7 @@ TEST_F(CryoTest, CriuKilledMidDumpLosesNothing) {
 // CRIU's reads fail, it kills what it restored, nothing of the job runs,
 // and the checkpoint restores afterwards, the counter going on from it.
 TEST_F(CryoTest, KilledStreamingRestoreLosesNothing) {
-  pid_t run = spawn({"run", "--name", "s", "--", prog("counter"), go_file("s")});
-  ASSERT_TRUE(wait_for("s", "tick 5"));
-  ASSERT_EQ(checkpoint("s", {"--stop"}), "0001");
-  EXPECT_EQ(wait_exit(run), 75);
+  ASSERT_TRUE(stopped_counter("s"));
   std::string before = log("s");
   std::string err;
   EXPECT_EQ(cryo({"restore", "s", "--durable"}, nullptr, &err, {{"CRYO_FAULT", "stream.read"}}), 128 + SIGKILL) << err;

@@ -178,6 +178,19 @@ bool CryoTest::wait_for(const std::string& job, const std::string& text, double 
   return false;
 }
 
+bool CryoTest::stopped_counter(const std::string& job) {
+  pid_t run = spawn({"run", "--name", job, "--", prog("counter"), go_file(job)});
+  if (!wait_for(job, "tick 5")) {
+    ADD_FAILURE() << "job " << job << " never reached tick 5";
+    return false;
+  }
+  std::string id = checkpoint(job, {"--stop"});
+  EXPECT_EQ(id, "0001");
+  int rc = wait_exit(run);
+  EXPECT_EQ(rc, 75);
+  return id == "0001" && rc == 75;
+}
+
 std::string CryoTest::restore_ticking(const std::string& job, long more, const std::vector<std::string>& extra) {
   long at = last(job, "tick");
   std::vector<std::string> args{"restore", job};

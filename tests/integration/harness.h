@@ -38,6 +38,9 @@ class CryoTest : public ::testing::Test {
   long last(const std::string& job, const std::string& word) const;
   // Checks "<word> 1" .. "<word> N" appear each exactly once, in order.
   void expect_sequence(const std::string& job, const std::string& word) const;
+  // Runs tests/progs/counter as job until "tick 5", then takes checkpoint
+  // 0001 with --stop; true once its supervisor has exited with 75.
+  bool stopped_counter(const std::string& job);
   // Restores a job that prints "tick N" (with extra arguments), waits until
   // it has ticked `more` times past its log's last tick, lets it end, and
   // checks that it went on: exit status 0, PASS once, every tick once and
