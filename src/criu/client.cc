@@ -85,7 +85,8 @@ Result<::criu_resp> call(int sk, const ::criu_req& req, const NotifyFn& notify) 
   }
 }
 
-Error failure(const std::string& what, const ::criu_resp& resp, const std::string& log_path) {
+// name_log: whether the hint names log_path (not if it is to be removed).
+Error failure(const std::string& what, const ::criu_resp& resp, const std::string& log_path, bool name_log = true) {
   std::string log;
   if (!log_path.empty()) {
     auto r = sys::read_file(log_path);
@@ -102,7 +103,7 @@ Error failure(const std::string& what, const ::criu_resp& resp, const std::strin
     msg += std::string(": ") + std::strerror(resp.cr_errno());
   Error e{msg, resp.has_cr_errno() ? resp.cr_errno() : 0, {}};
   std::string hint = hint_for_log(log + "\n" + msg);
-  if (!log_path.empty()) hint += (hint.empty() ? "" : "; ") + std::string("CRIU's log: ") + log_path;
+  if (!log_path.empty() && name_log) hint += (hint.empty() ? "" : "; ") + std::string("CRIU's log: ") + log_path;
   e.hint = hint;
   return e;
 }
@@ -166,24 +167,27 @@ Result<Version> Session::version() {
 }
 
 Status Session::check() {
-  // CRIU logs what it finds in a directory of its own, which is kept only
-  // if the check fails: the error quotes the log and names it.
+  // CRIU logs what it finds in a directory of its own; a failure quotes
+  // the log's last errors before the directory goes.
   char tmpl[] = "/tmp/cryo-criu-check-XXXXXX";
   if (!::mkdtemp(tmpl)) return sys_error("cannot create a directory for CRIU's check");
   std::string dir = tmpl;
-  auto fd = sys::open_dir(dir);
-  if (!fd) return fd.error();
-  ::criu_req req;
-  req.set_type(::CHECK);
-  auto* o = req.mutable_opts();
-  o->set_images_dir_fd(fd->get());
-  o->set_work_dir_fd(fd->get());
-  o->set_log_file("criu-check.log");
-  auto resp = call(sk_.get(), req, {});
-  if (!resp) return resp.error();
-  if (!resp->success()) return failure("criu check", *resp, dir + "/criu-check.log");
+  Status st = [&]() -> Status {
+    auto fd = sys::open_dir(dir);
+    if (!fd) return fd.error();
+    ::criu_req req;
+    req.set_type(::CHECK);
+    auto* o = req.mutable_opts();
+    o->set_images_dir_fd(fd->get());
+    o->set_work_dir_fd(fd->get());
+    o->set_log_file("criu-check.log");
+    auto resp = call(sk_.get(), req, {});
+    if (!resp) return resp.error();
+    if (!resp->success()) return failure("criu check", *resp, dir + "/criu-check.log", false);
+    return {};
+  }();
   (void)sys::remove_tree(dir);
-  return {};
+  return st;
 }
 
 Status Session::dump(const DumpRequest& r, const std::string& log_path) {
