@@ -301,11 +301,15 @@ Result<Manifest> Flusher::commit(const Staged& s) {
   return m;
 }
 
-// Takes the flush lock, repairs "latest" and loads what the committed
-// checkpoints hold: what every flush pass starts with.
+// Takes the flush lock and repairs "latest": what every flush pass starts
+// with.  What the committed checkpoints hold is read only once there is a
+// checkpoint to commit (load_known): reading every manifest is the
+// costliest part of a pass that has nothing to do, such as the one before
+// each restore.
 struct Pass {
   UniqueFd lock;
   std::string latest;
+  bool loaded = false;
   std::map<std::string, ChunkRef> known;  // by hash: the committed chunks still present
   bool leftovers = false;  // a flush died here: chunks nothing refers to may be left
 };
@@ -328,6 +332,11 @@ Result<Pass> begin_pass(const JobDir& job, bool wait, bool* busy) {
     CRYO_TRY(sys::symlink_atomic("checkpoints/" + ids->back(), job.file("latest")));
     pass.latest = ids->back();
   }
+  return pass;
+}
+
+Status load_known(const JobDir& job, Pass& pass) {
+  if (pass.loaded) return {};
   auto known = referenced_chunks(job);
   if (!known) return known.error();
   // Only chunks still present can be shared: one look per pack (or format
@@ -339,7 +348,8 @@ Result<Pass> begin_pass(const JobDir& job, bool wait, bool* busy) {
     if (fresh) at->second = chunks.exists(r);
     if (at->second) pass.known.emplace(r.hash, std::move(r));
   }
-  return pass;
+  pass.loaded = true;
+  return {};
 }
 
 Result<FlushResult> run_pass(const JobDir& job, const FastTier& tier, const FlushOptions& opts, Pass& pass,
@@ -361,7 +371,10 @@ Result<FlushResult> run_pass(const JobDir& job, const FastTier& tier, const Flus
       continue;
     }
     stored = true;
-    auto m = flusher.commit(s);
+    auto m = [&]() -> Result<Manifest> {
+      CRYO_TRY(load_known(job, pass));
+      return flusher.commit(s);
+    }();
     if (!m) {
       Error e = store_error(m.error()).context(fmt::format("checkpoint {} could not be written to the store", s.id));
       if (opts.failed) opts.failed(s.id, e);

@@ -505,6 +505,27 @@ TEST_F(StoreTest, AManifestThatIsNotJsonIsCalledDamaged) {
   EXPECT_FALSE(verify(*job_, "0001").ok());
 }
 
+// A flush pass reads the committed manifests (all the chunks they name)
+// only when it has a checkpoint to commit: the pass before every restore
+// usually has none, and a job's manifests grow with its memory.  A damaged
+// manifest shows whether they were read.
+TEST_F(StoreTest, AFlushWithNothingToCommitReadsNoManifest) {
+  add({{"images/pages-1.img", random_bytes(1 << 16, 4)}});
+  add({{"images/pages-1.img", random_bytes(1 << 16, 5)}});
+  std::string path = job_->checkpoint_dir("0001") + "/manifest.json";
+  std::string text = read_all(path);
+  std::ofstream(path) << text.substr(0, text.size() / 2);
+  auto r = flush(*job_, tier_, FlushOptions{});
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_TRUE(r->committed.empty());
+
+  // With one to commit, it still will not guess which chunks are in use.
+  stage({{"images/pages-1.img", random_bytes(1 << 16, 6)}}, tier_);
+  r = flush(*job_, tier_, FlushOptions{});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.error().message.find("cannot tell which chunks are in use"), std::string::npos) << r.error().message;
+}
+
 TEST_F(StoreTest, AChangedManifestIsRefused) {
   add({{"images/pages-1.img", random_bytes(1 << 20, 3)}});
   ASSERT_TRUE(verify(*job_, "0001").ok());
