@@ -58,7 +58,8 @@ Result<RestoredOutputs> restored_outputs(const store::JobDir& dir, const std::st
 
 Result<pid_t> criu_restore(const std::string& criu_path, const std::string& id, criu::RestoreRequest req,
                            const store::Materialized& files, const std::string& logs_dir,
-                           const std::function<Status()>& at_post_restore, bool* pages_damaged) {
+                           const std::function<Status()>& at_post_restore, bool* pages_damaged,
+                           const std::function<Status()>& before_request) {
   CRYO_TRY(sys::mkdir_p(logs_dir, 0700));
   UniqueFd images;
   if (!files.stream) {
@@ -72,6 +73,7 @@ Result<pid_t> criu_restore(const std::string& criu_path, const std::string& id, 
   for (const auto& [key, fd] : req.inherit) keep_fds.push_back(fd);
   auto session = criu::Session::start(criu_path, keep_fds);
   if (!session) return session.error();
+  if (before_request) CRYO_TRY(before_request());
   req.images_dir_fd = files.stream ? files.stream->images_dir() : images.get();
   req.work_dir_fd = work->get();
   req.log_file = "criu-restore-" + id + "-" + std::to_string(static_cast<long>(sys::now())) + ".log";
@@ -143,7 +145,7 @@ namespace {
 
 // One attempt at restoring checkpoint run.id from the laid-out files.
 Result<Restored> restore_from(RestoreRun& run, const store::Manifest& m, store::Materialized& files,
-                              bool* pages_damaged) {
+                              bool* pages_damaged, const std::function<Status()>& criu_ready) {
   store::JobDir& dir = *run.dir;
   bool in_engine = run.config->in_engine();
   Restored r;
@@ -152,6 +154,7 @@ Result<Restored> restore_from(RestoreRun& run, const store::Manifest& m, store::
   auto outputs = restored_outputs(dir, run.id, m.job_state.at("outputs"), !in_engine, run.tee);
   if (!outputs) return outputs.error();
   if (in_engine) {
+    CRYO_TRY(criu_ready());
     CRYO_TRY(outputs->cut_logs());
     const auto& c = m.job_state.at("container");
     auto launched = restore_container(*run.config, dir, files.dir, m.job_state.value("tcp_established", false),
@@ -165,6 +168,10 @@ Result<Restored> restore_from(RestoreRun& run, const store::Manifest& m, store::
     }
     return r;
   }
+  // Whether CRIU is fit to restore is known before anything on the node
+  // changes: before the MPI or Apptainer set-up, else before the job's
+  // files go back (while CRIU starts).
+  if (!run.config->mpi.empty() || run.config->engine == "apptainer") CRYO_TRY(criu_ready());
   // MPI jobs: their shared-memory files go back into these.
   // Open MPI jobs restore one at a time: concurrent restores collide on
   // those files (shared/docs/platform.md).
@@ -183,7 +190,6 @@ Result<Restored> restore_from(RestoreRun& run, const store::Manifest& m, store::
     }
   }
 
-  CRYO_TRY(put_back_files(saved_files_from_json(m.job_state.value("files", nlohmann::json::array())), files.dir));
   // CRIU reopens the job's cryo-init at the path it ran from.
   auto init = job_init(dir);
   if (!init) return init.error();
@@ -199,8 +205,12 @@ Result<Restored> restore_from(RestoreRun& run, const store::Manifest& m, store::
   }
   if (run.progress) run.progress("restoring", 0, m.total_bytes);
   double t1 = sys::now();
+  auto saved = saved_files_from_json(m.job_state.value("files", nlohmann::json::array()));
   auto pid = criu_restore(run.criu_path, run.id, req, files, dir.file("logs"), [&] { return outputs->cut_logs(); },
-                          pages_damaged);
+                          pages_damaged, [&]() -> Status {
+                            CRYO_TRY(criu_ready());
+                            return put_back_files(saved, files.dir);
+                          });
   if (!pid) return pid.error();
   CRYO_LOG("job", info) << "CRIU restored the job in " << sys::now() - t1 << " s";
   r.pid = *pid;
@@ -214,9 +224,16 @@ Result<Restored> restore_job(RestoreRun& run) {
   store::JobDir& dir = *run.dir;
   auto m = store::load_signed_manifest(dir, run.id);
   if (!m) return m.error();
-  // Is CRIU there and new enough?  Asked while the checkpoint is checked.
+  // Is CRIU there and new enough?  Asked while the checkpoint is checked
+  // and the restore is prepared; the answer is awaited only once CRIU has
+  // started for the restore, before it is asked to restore.
   auto probing = std::async(std::launch::async, [&] { return criu::probe(run.criu_path); });
   std::optional<Result<criu::Version>> version;
+  auto criu_ready = [&]() -> Status {
+    if (!version) version = probing.get();
+    if (!*version) return version->error();
+    return {};
+  };
   // Every byte is checked before the job runs.  The page images of a fast
   // copy may be checked while CRIU restores, unless a container engine
   // restores (it gives no such notification).
@@ -225,10 +242,9 @@ Result<Restored> restore_job(RestoreRun& run) {
   Status st = with_checkpoint_files(
       dir, run.tier, run.id, *m, run.prefer_fast, !run.config->in_engine(), run.progress,
       [&](store::Materialized& files, bool* pages_damaged) -> Status {
-        if (!version) version = probing.get();
-        if (!*version) return version->error();
-        auto r = restore_from(run, *m, files, pages_damaged);
+        auto r = restore_from(run, *m, files, pages_damaged, criu_ready);
         if (!r) return r.error();
+        CRYO_TRY(criu_ready());
         r->criu_version = (*version)->text();
         out = std::move(*r);
         return {};
