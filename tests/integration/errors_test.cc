@@ -116,28 +116,14 @@ TEST_F(ErrorTest, MissingCriuNamesTheFix) {
 // puts the checkpoint's version back), and a restore with CRIU still works.
 TEST_F(ErrorTest, RestoreWithoutCriuLeavesTheJobsFilesAlone) {
   std::string result = work_ + "/result.txt";
-  pid_t run = spawn({"run", "--name", "rf", "--", prog("resultfile"), go_file("rf"), result});
-  ASSERT_TRUE(wait_for("rf", "wrote 10"));
-  ASSERT_EQ(checkpoint("rf"), "0001");
-  long at = last("rf", "wrote");
-  ASSERT_TRUE(wait_for("rf", "wrote " + std::to_string(at + 20)));
-  ::kill(job_pid("rf"), SIGKILL);
-  wait_exit(run);
-  auto text = [&] {
-    std::ifstream f(result);
-    return std::string(std::istreambuf_iterator<char>(f), {});
-  };
-  std::string before = text();
-  std::string err;
+  ASSERT_GE(wrote_past_checkpoint("rf", result), 10);
+  std::string before, after, err;
+  ASSERT_TRUE(read_text(result, &before));
   EXPECT_EQ(cryo({"restore", "rf"}, nullptr, &err, {{"CRYO_CRIU", "/nonexistent/criu"}}), 1);
   EXPECT_NE(err.find("cannot run CRIU at '/nonexistent/criu'"), std::string::npos) << err;
-  EXPECT_EQ(text(), before) << "the result file was put back, and the job not restored";
-  pid_t restore = spawn({"restore", "rf"});
-  ASSERT_TRUE(wait_for("rf", "wrote " + std::to_string(at + 30)));
-  go("rf");
-  EXPECT_EQ(wait_exit(restore), 0);
-  EXPECT_EQ(count("rf", "PASS"), 1) << log("rf");
-  expect_sequence("rf", "wrote");
+  ASSERT_TRUE(read_text(result, &after));
+  EXPECT_EQ(after, before) << "the result file was put back, and the job not restored";
+  restore_ticking("rf", 10, {}, "wrote");
 }
 
 TEST_F(ErrorTest, OldCriuNamesTheFix) {

@@ -178,6 +178,22 @@ bool CryoTest::wait_for(const std::string& job, const std::string& text, double 
   return false;
 }
 
+long CryoTest::wrote_past_checkpoint(const std::string& job, const std::string& result) {
+  pid_t run = spawn({"run", "--name", job, "--", prog("resultfile"), go_file(job), result});
+  if (!wait_for(job, "wrote 10")) {
+    ADD_FAILURE() << "job " << job << " never wrote line 10";
+    return -1;
+  }
+  std::string id = checkpoint(job);
+  EXPECT_EQ(id, "0001");
+  long at = last(job, "wrote");
+  bool more = wait_for(job, "wrote " + std::to_string(at + 20));
+  EXPECT_TRUE(more) << "job " << job << " stopped writing after the checkpoint";
+  ::kill(job_pid(job), SIGKILL);
+  wait_exit(run);
+  return id == "0001" && more ? at : -1;
+}
+
 bool CryoTest::stopped_counter(const std::string& job) {
   pid_t run = spawn({"run", "--name", job, "--", prog("counter"), go_file(job)});
   if (!wait_for(job, "tick 5")) {
@@ -191,16 +207,17 @@ bool CryoTest::stopped_counter(const std::string& job) {
   return id == "0001" && rc == 75;
 }
 
-std::string CryoTest::restore_ticking(const std::string& job, long more, const std::vector<std::string>& extra) {
-  long at = last(job, "tick");
+std::string CryoTest::restore_ticking(const std::string& job, long more, const std::vector<std::string>& extra,
+                                      const std::string& word) {
+  long at = last(job, word);
   std::vector<std::string> args{"restore", job};
   args.insert(args.end(), extra.begin(), extra.end());
   pid_t restore = spawn(args);
-  EXPECT_TRUE(wait_for(job, "tick " + std::to_string(at + more))) << "job " << job << " did not go on after its restore";
+  EXPECT_TRUE(wait_for(job, word + " " + std::to_string(at + more))) << "job " << job << " did not go on after its restore";
   go(job);
   EXPECT_EQ(wait_exit(restore), 0);
   EXPECT_EQ(count(job, "PASS"), 1) << log(job);
-  expect_sequence(job, "tick");
+  expect_sequence(job, word);
   std::string events;
   read_text(store_ + "/" + job + "/cryo.log", &events);
   return events;

@@ -41,11 +41,16 @@ class CryoTest : public ::testing::Test {
   // Runs tests/progs/counter as job until "tick 5", then takes checkpoint
   // 0001 with --stop; true once its supervisor has exited with 75.
   bool stopped_counter(const std::string& job);
-  // Restores a job that prints "tick N" (with extra arguments), waits until
-  // it has ticked `more` times past its log's last tick, lets it end, and
-  // checks that it went on: exit status 0, PASS once, every tick once and
-  // in order.  Returns the job's event log.
-  std::string restore_ticking(const std::string& job, long more, const std::vector<std::string>& extra = {});
+  // Runs tests/progs/resultfile as job, writing `result`, takes checkpoint
+  // 0001 while it runs, lets it write 20 more lines and kills it (SIGKILL).
+  // Returns the last line it had written at the checkpoint, or -1.
+  long wrote_past_checkpoint(const std::string& job, const std::string& result);
+  // Restores a job that prints "tick N" (or `word` N; with extra
+  // arguments), waits until it has ticked `more` times past its log's last
+  // tick, lets it end, and checks that it went on: exit status 0, PASS
+  // once, every tick once and in order.  Returns the job's event log.
+  std::string restore_ticking(const std::string& job, long more, const std::vector<std::string>& extra = {},
+                              const std::string& word = "tick");
   nlohmann::json status(const std::string& job);
   pid_t job_pid(const std::string& job);
   // Takes a checkpoint (with --wait: it is durable on return) and expects
