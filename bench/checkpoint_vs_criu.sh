@@ -2,7 +2,13 @@
 # cryo's checkpoint and restore against raw CRIU on the same job, in the
 # same run: the numbers behind docs/performance.md.
 #
-#   bench/checkpoint_vs_criu.sh [-s "256 1024 4096"] [-k "random halfzero matrix"] [-r 3] [-i 5] [-t DIR] [-o FILE.json]
+#   bench/checkpoint_vs_criu.sh [-s "256 1024 4096"] [-k "random halfzero matrix"] [-r 3] [-i 5] [-w] [-t DIR] [-o FILE.json]
+#
+# -w: before each timed step, on both sides alike, write and remove a file
+# of 1.25 times the job's size in the tmpfs, so that the step does not land
+# on memory this VM has not used lately (its first use is slow, and which
+# side gets it is a lottery; docs/performance.md, "Touching the memory
+# first").  Without -w the steps take memory as it comes.
 #
 # -t: the tmpfs that holds both cryo's fast tier and raw CRIU's tmpfs dumps
 # (default /dev/shm/cryo, cryo's default fast tier, which
@@ -34,11 +40,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
-sizes="256 1024 4096" kinds="random halfzero matrix" reps=3 idle=5 out="" tdir=/dev/shm/cryo
-while getopts "s:k:r:i:t:o:" o; do
+sizes="256 1024 4096" kinds="random halfzero matrix" reps=3 idle=5 out="" tdir=/dev/shm/cryo warm=0
+while getopts "s:k:r:i:wt:o:" o; do
   case $o in
-    s) sizes=$OPTARG ;; k) kinds=$OPTARG ;; r) reps=$OPTARG ;; i) idle=$OPTARG ;; t) tdir=$OPTARG ;; o) out=$OPTARG ;;
-    *) sed -n '2,33p' "$0"; exit 2 ;;
+    s) sizes=$OPTARG ;; k) kinds=$OPTARG ;; r) reps=$OPTARG ;; i) idle=$OPTARG ;; w) warm=1 ;; t) tdir=$OPTARG ;; o) out=$OPTARG ;;
+    *) sed -n '2,39p' "$0"; exit 2 ;;
   esac
 done
 [ "$(id -u)" = 0 ] || { echo "bench: run as root" >&2; exit 1; }
@@ -75,6 +81,13 @@ timed() {
 written() { stat -c %.9Y "$1"; }
 drop_caches() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 pause() { sleep "$idle"; }
+# The idle pause, then with -w memory made recently used (above).
+settle() {  # MIB
+  pause
+  (( warm )) || return 0
+  dd if=/dev/zero of="$shm/warm" bs=1M count=$(( $1 * 5 / 4 )) status=none
+  rm -f "$shm/warm"
+}
 
 declare -A S   # samples: S[size,kind,metric] = "v1 v2 ..."
 add() { S[$1,$2,$3]="${S[$1,$2,$3]:-} $4"; }
@@ -83,7 +96,7 @@ cryo_round() {  # MIB KIND REP
   local mib=$1 kind=$2 name=b$1-$2-$3
   local log=$CRYO_STORE/$name/stdout.log events=$CRYO_STORE/$name/cryo.log
   cryo run --quiet --name "$name" -- "$memhog" "$work/go-$name" "$mib" "$kind" & echo $! > "$work/$name.sup"
-  wait_line "$log" READY; pause
+  wait_line "$log" READY; settle "$mib"
   local s; s=$(now)
   local j; j=$(cryo checkpoint "$name" --json)
   add "$mib" "$kind" cryo_return "$(since "$s")"
@@ -102,14 +115,14 @@ cryo_round() {  # MIB KIND REP
   pause
   cryo checkpoint "$name" --stop --json > /dev/null
   wait "$(cat "$work/$name.sup")" || true
-  pause
+  settle "$mib"
   s=$(now); cryo restore --quiet "$name" & echo $! > "$work/$name.sup"
   wait_line "$events" "restored from checkpoint 0003 (fast copy)"
   add "$mib" "$kind" cryo_restore_fast "$(calc "$(written "$events") - $s")"
   pause
   cryo checkpoint "$name" --stop --json > /dev/null
   wait "$(cat "$work/$name.sup")" || true
-  drop_caches; pause
+  drop_caches; settle "$mib"
   s=$(now); cryo restore --quiet --durable "$name" & echo $! > "$work/$name.sup"
   wait_line "$events" "restored from checkpoint 0004 (store)"
   add "$mib" "$kind" cryo_restore_durable "$(calc "$(written "$events") - $s")"
@@ -129,15 +142,15 @@ raw_round() {  # MIB KIND REP
   # unshare's own stderr must not be the job's log (CRIU checks its size).
   LOG=$log unshare --pid --fork setsid sh -c 'exec "$0" "$@" > "$LOG" 2>&1' "$memhog" "$work/go-$name" "$mib" "$kind" \
     2>/dev/null < /dev/null &
-  wait_line "$log" READY; pause
+  wait_line "$log" READY; settle "$mib"
   local pid; pid=$(pgrep -f "^$memhog $work/go-$name" | head -1)
   add "$mib" "$kind" raw_dump_tmpfs "$(timed "$criu" dump -t "$pid" -D "$tmpimg" --shell-job --leave-running)"
-  pause
+  settle "$mib"
   local d; d=$(timed "$criu" dump -t "$pid" -D "$disk" --shell-job)
   add "$mib" "$kind" raw_dump_disk_sync "$(calc "$d + $(timed sync)")"
-  drop_caches; pause
+  drop_caches; settle "$mib"
   add "$mib" "$kind" raw_restore_disk "$(timed "$criu" restore -D "$disk" --shell-job -d --pidfile "$work/$name.pid")"
-  kill -9 "$(cat "$work/$name.pid")"; sleep 0.5; pause
+  kill -9 "$(cat "$work/$name.pid")"; sleep 0.5; settle "$mib"
   add "$mib" "$kind" raw_restore_tmpfs "$(timed "$criu" restore -D "$tmpimg" --shell-job -d)"
   touch "$work/go-$name"
   wait_line "$log" 'PASS\|FAIL'
@@ -180,4 +193,4 @@ for mib in $sizes; do
   done
 done
 
-write_results "$out" "\"reps\": $reps, \"idle_s\": $idle, \"tmpfs\": \"$tmpfs_opts\","
+write_results "$out" "\"reps\": $reps, \"warm\": $warm, \"idle_s\": $idle, \"tmpfs\": \"$tmpfs_opts\","
