@@ -157,6 +157,7 @@ int restore_and_supervise(const Globals& g, store::JobDir& dir, Continue c) {
   s.outputs = std::move(restored->outputs);
   s.criu_path = run.criu_path;
   s.criu_version = restored->criu_version;
+  s.init_path = restored->init_path;
   s.tier = run.tier;
   s.lock = std::move(c.lock);
   s.quiet = c.quiet;

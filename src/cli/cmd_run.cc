@@ -89,6 +89,7 @@ int launch_and_supervise(const Globals& g, store::JobDir& dir, const job::JobCon
   s.state.job_pid = launched->pid;
   s.criu_path = g.criu_path();
   s.criu_version = o.criu_version;
+  s.init_path = spec.init_path;
   auto tier = g.tier();
   if (!tier) {
     ::kill(launched->pid, SIGKILL);

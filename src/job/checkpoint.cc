@@ -114,9 +114,7 @@ Result<Dumped> dump_into(CheckpointRun& run, const store::Pending& p, uint64_t e
   // while its network is still locked, so no peer sees it move on.
   req.leave_running = !(run.stop && run.tcp_established);
   if (run.config->engine == "apptainer") {
-    auto init = job_init(*run.dir);
-    if (!init) return init.error();
-    auto root = apptainer_root(*run.config, *run.dir, *init);
+    auto root = apptainer_root(*run.config, *run.dir, run.init_path);
     if (!root) return root.error();
     req.external = dump_externals(*root);
   }

@@ -44,6 +44,7 @@ struct CheckpointRun {
   std::vector<Output*> outputs;
   std::string criu_path;
   std::string criu_version;
+  std::string init_path;  // the cryo-init the job runs
   bool stop = false;
   bool tcp_established = false;
   bool wait = false;   // answer the client once durable, not once dumped

@@ -214,6 +214,7 @@ Result<Restored> restore_from(RestoreRun& run, const store::Manifest& m, store::
   if (!pid) return pid.error();
   CRYO_LOG("job", info) << "CRIU restored the job in " << sys::now() - t1 << " s";
   r.pid = *pid;
+  r.init_path = *init;
   r.outputs = std::move(outputs->outputs);
   return r;
 }

@@ -41,6 +41,7 @@ struct Restored {
   std::string source;   // "fast copy" or "store"
   std::string warning;  // a fast copy refused, and why
   std::string criu_version;
+  std::string init_path;  // the cryo-init it runs
 };
 
 Result<Restored> restore_job(RestoreRun& run);

@@ -300,6 +300,7 @@ void Supervisor::start_checkpoint(int client_fd, bool stop, bool tcp, bool wait)
     for (auto& o : s_.outputs) run.outputs.push_back(&o);
     run.criu_path = s_.criu_path;
     run.criu_version = s_.criu_version;
+    run.init_path = s_.init_path;
     run.stop = stop;
     run.tcp_established = tcp;
     run.wait = wait;

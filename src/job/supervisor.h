@@ -43,6 +43,7 @@ struct Supervised {
   std::vector<Output> outputs;
   std::string criu_path;
   std::string criu_version;  // as probed when the supervisor started
+  std::string init_path;     // the cryo-init the job runs (job/launch.h)
   store::FastTier tier;
   UniqueFd lock;
   bool quiet = false;  // no event lines on stderr
