@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <sstream>
+#include <thread>
 #include <fmt/format.h>
 
 #include "base/log.h"
@@ -82,6 +83,20 @@ namespace {
 
 std::string staging_dir(const JobDir& job) { return job.file("staging"); }
 
+// Moves a staged dump out of the way as .trash-ID-PID, which nothing reads
+// and remove_leftovers removes once this process is gone; returns its path,
+// or "" if it stays (a restore is reading the fast copy: it holds the
+// copy's lock shared).
+std::string set_aside(const Staged& s) {
+  if (s.fast) {
+    auto lock = sys::lock_file(s.dir + "/.lock", true, false);
+    if (!lock) return "";
+  }
+  std::string parent = s.dir.substr(0, s.dir.rfind('/'));
+  std::string trash = fmt::format("{}/.trash-{}-{}", parent, s.id, ::getpid());
+  return sys::rename(s.dir, trash) ? trash : "";
+}
+
 // The fast copy at dir is a committed checkpoint (its store holds it), so
 // dropping the copy loses nothing.
 bool durable_elsewhere(const std::string& dir) {
@@ -94,8 +109,9 @@ bool durable_elsewhere(const std::string& dir) {
 }
 
 // Drops durable fast copies, oldest first, until `need` more bytes fit
-// under the limit.  A copy a restore is reading is skipped.
-void evict_for(const FastTier& tier, uint64_t need) {
+// under the limit, `freeing` bytes of the tier being on their way out.  A
+// copy a restore is reading is skipped.
+void evict_for(const FastTier& tier, uint64_t need, uint64_t freeing) {
   struct Copy {
     double mtime;
     std::string dir;
@@ -112,28 +128,33 @@ void evict_for(const FastTier& tier, uint64_t need) {
         }
   std::sort(copies.begin(), copies.end(), [](const Copy& a, const Copy& b) { return a.mtime < b.mtime; });
   for (const auto& c : copies) {
-    if (sys::tree_size(tier.root) + need <= tier.limit) return;
+    if (sys::tree_size(tier.root) + need <= tier.limit + freeing) return;
     if (!durable_elsewhere(c.dir)) continue;
     std::string id = c.dir.substr(c.dir.rfind('/') + 1);
     discard_staged({id, c.dir, true});
   }
 }
 
-bool fits_fast(const FastTier& tier, uint64_t estimate) {
+// `freeing`: bytes of the tier set aside for removal, which still count in
+// its size, its file system and the node's memory until they are removed.
+bool fits_fast(const FastTier& tier, uint64_t estimate, uint64_t freeing) {
   uint64_t need = estimate + estimate / 16 + (16 << 20);
-  if (sys::tree_size(tier.root) + need > tier.limit) evict_for(tier, need);
-  uint64_t used = sys::tree_size(tier.root);
-  if (used + need > tier.limit) {
-    CRYO_LOG("store", info) << "fast tier: " << used << " + " << need << " bytes exceed its limit " << tier.limit;
+  auto used = [&] {
+    uint64_t n = sys::tree_size(tier.root);
+    return n > freeing ? n - freeing : 0;
+  };
+  if (used() + need > tier.limit) evict_for(tier, need, freeing);
+  if (uint64_t u = used(); u + need > tier.limit) {
+    CRYO_LOG("store", info) << "fast tier: " << u << " + " << need << " bytes exceed its limit " << tier.limit;
     return false;
   }
   auto space = sys::fs_space(tier.root);
-  if (!space || space->available < need) return false;
+  if (!space || space->available + freeing < need) return false;
   if (space->tmpfs) {
     // tmpfs pages come out of the same memory the job (and its restore) needs.
     uint64_t total = sys::mem_total();
     uint64_t reserve = std::max<uint64_t>(1ull << 30, total / 20);
-    if (sys::mem_available() < need + reserve) {
+    if (sys::mem_available() + freeing < need + reserve) {
       CRYO_LOG("store", info) << "fast tier: not enough free memory for " << need << " bytes";
       return false;
     }
@@ -231,6 +252,20 @@ std::vector<std::string> fast_dirs(const FastTier& tier, const JobDir& job) {
   return out;
 }
 
+class Removal {
+ public:
+  explicit Removal(std::vector<std::string> dirs)
+      : thread_([dirs = std::move(dirs)] {
+          for (const auto& d : dirs) (void)sys::remove_tree(d);
+        }) {}
+  ~Removal() { thread_.join(); }
+  Removal(const Removal&) = delete;
+  Removal& operator=(const Removal&) = delete;
+
+ private:
+  std::thread thread_;
+};
+
 Result<Pending> begin_dump(const JobDir& job, const FastTier& tier, uint64_t estimate) {
   std::string fast = fast_dir(tier, job);
   std::vector<std::string> dirs = fast_dirs(tier, job);
@@ -241,21 +276,33 @@ Result<Pending> begin_dump(const JobDir& job, const FastTier& tier, uint64_t est
   if (auto ids = job.checkpoint_ids(); ids && !ids->empty()) next = std::atoi(ids->back().c_str());
   for (const auto& d : dirs) next = std::max(next, max_id_in(d));
   std::string id = fmt::format("{:04d}", next + 1);
-  // The job's fast copies of durable checkpoints go first: the new dump
-  // replaces them, and reuses their memory (freshly freed pages come much
-  // faster than untouched ones on these VMs).
+  // The job's fast copies of durable checkpoints go: the new dump replaces
+  // them, and reuses their memory (freshly freed pages come much faster
+  // than untouched ones on these VMs).  They are freed while CRIU starts,
+  // which takes far longer than that before it writes a page.
+  std::vector<std::string> replaced;
+  uint64_t freeing = 0;
   if (auto staged = list_staged(job, tier))
     for (const auto& s : *staged)
-      if (s.fast && sys::exists(job.checkpoint_dir(s.id) + "/manifest.json")) discard_staged(s);
-  if (tier.enabled() && fits_fast(tier, estimate)) {
+      if (s.fast && sys::exists(job.checkpoint_dir(s.id) + "/manifest.json"))
+        if (auto trash = set_aside(s); !trash.empty()) {
+          if (trash.rfind(tier.root + "/", 0) == 0) freeing += sys::tree_size(trash);
+          replaced.push_back(std::move(trash));
+        }
+  bool fits = tier.enabled() && fits_fast(tier, estimate, freeing);
+  auto removal = replaced.empty() ? nullptr : std::make_shared<Removal>(std::move(replaced));
+  if (fits) {
     auto p = make_pending(job, fast, id, true);
     if (p) {
       note_fast_dir(job, fast);
+      p->freeing = removal;
       return p;
     }
     CRYO_LOG("store", info) << "fast tier: " << p.error().message << "; dumping to the store";
   }
-  return make_pending(job, staging_dir(job), id, false);
+  auto p = make_pending(job, staging_dir(job), id, false);
+  if (p) p->freeing = removal;
+  return p;
 }
 
 Result<Pending> begin_dump_in_store(const JobDir& job, const std::string& id) {
@@ -314,14 +361,7 @@ Result<Manifest> load_dump_manifest(const Staged& s) {
 }
 
 void discard_staged(const Staged& s) {
-  if (s.fast) {
-    // A restore reading the copy holds its lock shared.
-    auto lock = sys::lock_file(s.dir + "/.lock", true, false);
-    if (!lock) return;
-  }
-  std::string parent = s.dir.substr(0, s.dir.rfind('/'));
-  std::string trash = fmt::format("{}/.trash-{}-{}", parent, s.id, ::getpid());
-  if (sys::rename(s.dir, trash)) (void)sys::remove_tree(trash);
+  if (auto trash = set_aside(s); !trash.empty()) (void)sys::remove_tree(trash);
 }
 
 Result<UniqueFd> hold_copy(const Staged& s, bool wait) {

@@ -19,6 +19,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -41,12 +42,19 @@ struct FastTier {
   static Result<FastTier> configure(const std::string& root_opt, const std::string& size_opt);
 };
 
+// Directories being removed on a thread of their own; the destructor
+// waits for it.
+class Removal;
+
 // A dump being written.
 struct Pending {
   std::string id;
   std::string dir;   // images/ is inside
   bool fast = false;
   std::string job_dir;  // the job's directory in the store
+  // The job's fast copies that this dump replaces, being freed while CRIU
+  // starts; done when the last copy of this Pending goes.
+  std::shared_ptr<Removal> freeing;
 };
 
 // A complete dump.
@@ -69,7 +77,8 @@ std::vector<std::string> fast_dirs_used(const JobDir& job);
 std::vector<std::string> fast_dirs(const FastTier& tier, const JobDir& job);
 
 // Starts a dump of about `estimate` bytes: in the fast tier if it fits
-// there (after dropping fast copies of other checkpoints that are durable),
+// there (counting the job's fast copies of durable checkpoints as free: they
+// are moved aside and removed in the background, see Pending::freeing),
 // else in the store's staging directory.  Leftovers of dead writers are
 // removed first.  The id is one past every id the job has used.
 Result<Pending> begin_dump(const JobDir& job, const FastTier& tier, uint64_t estimate);

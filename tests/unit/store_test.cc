@@ -684,6 +684,33 @@ TEST_F(StoreTest, AFullFastTierSendsTheDumpToTheStore) {
   EXPECT_TRUE(restored(s.id, true) == data);
 }
 
+TEST_F(StoreTest, ANewDumpTakesTheRoomOfTheFastCopyItReplaces) {
+  std::string data = random_bytes(20 << 20, 31);
+  add({{"images/pages-1.img", data}});
+  auto staged = list_staged(*job_, tier_);
+  ASSERT_TRUE(staged.ok());
+  ASSERT_EQ(staged->size(), 1u);
+  std::string copy = staged->at(0).dir;
+  // Room for the next dump of 20 MiB with its margin (37.25 MiB), but not
+  // beside the copy: the copy, set aside for removal, counts as free.
+  FastTier small = tier_;
+  small.limit = 42 << 20;
+  {
+    auto p = begin_dump(*job_, small, 20 << 20);
+    ASSERT_TRUE(p.ok()) << p.error().message;
+    EXPECT_TRUE(p->fast) << "the copy being replaced was counted as taken";
+    EXPECT_FALSE(fs::exists(copy));
+    abort_dump(*p);
+  }
+  // With the dump done with, the copy's removal is over: nothing of it is
+  // left in the tier, and the checkpoint reads back from the store.
+  for (const auto& e : fs::recursive_directory_iterator(tier_.root))
+    EXPECT_TRUE(e.is_directory()) << "left in the fast tier: " << e.path();
+  std::string source;
+  EXPECT_TRUE(restored("0001", true, &source) == data);
+  EXPECT_EQ(source, "store");
+}
+
 class FlushCrashTest : public StoreTest, public ::testing::WithParamInterface<const char*> {};
 
 TEST_P(FlushCrashTest, PreviousCheckpointSurvivesAndTheNextFlushCarriesOn) {
