@@ -3,10 +3,12 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cctype>
 #include <cstdlib>
 #include <cstring>
 
@@ -24,17 +26,54 @@ std::string default_init_path() {
 namespace {
 
 constexpr const char* kInitDir = "/var/lib/cryo/init";
+constexpr double kInitIdleSeconds = 24 * 3600;
 
-// Installs the cryo-init `bytes` at its content's path, unless there.
+// Installs the cryo-init `bytes` at its content's path, unless there, and
+// marks the copy as just handed out (its mtime) for remove_unused_inits.
 Result<std::string> install_init(const std::string& bytes) {
   std::string path = std::string(kInitDir) + "/cryo-init-" + sha256_bytes(bytes.data(), bytes.size()).substr(0, 16);
-  if (auto st = sys::stat(path); st && static_cast<size_t>(st->st_size) == bytes.size()) return path;
+  if (auto st = sys::stat(path); st && static_cast<size_t>(st->st_size) == bytes.size()) {
+    (void)::utimensat(AT_FDCWD, path.c_str(), nullptr, 0);
+    return path;
+  }
   CRYO_TRY(sys::mkdir_p(kInitDir, 0755));
   CRYO_TRY(sys::write_file_atomic(path, bytes, 0755));
   return path;
 }
 
+// Whether any process on the node (in any namespace) runs `file`.
+bool executed(const struct stat& file) {
+  auto pids = sys::list_dir("/proc");
+  if (!pids) return true;  // cannot tell: keep it
+  for (const auto& p : *pids) {
+    if (!std::isdigit(static_cast<unsigned char>(p[0]))) continue;
+    struct stat st;
+    if (::stat(("/proc/" + p + "/exe").c_str(), &st) == 0 && st.st_dev == file.st_dev && st.st_ino == file.st_ino)
+      return true;
+  }
+  return false;
+}
+
 }  // namespace
+
+size_t remove_unused_inits(const std::string& dir, double idle_seconds) {
+  auto names = sys::list_dir(dir);
+  if (!names) return 0;
+  size_t removed = 0;
+  double now = sys::now();
+  for (const auto& name : *names) {
+    if (name.rfind("cryo-init-", 0) != 0) continue;
+    std::string path = dir + "/" + name;
+    struct stat st;
+    if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
+    if (now - static_cast<double>(st.st_mtime) < idle_seconds || executed(st)) continue;
+    if (::unlink(path.c_str()) == 0) {
+      CRYO_LOG("job", info) << "removed " << path << ": no job has used it for a day";
+      removed++;
+    }
+  }
+  return removed;
+}
 
 std::string make_job_init(const store::JobDir& dir) {
   std::string installed = default_init_path();
@@ -47,6 +86,7 @@ std::string make_job_init(const store::JobDir& dir) {
                           << ", which must stay as it is for its checkpoints to restore";
     return installed;
   }
+  remove_unused_inits(kInitDir, kInitIdleSeconds);
   return *path;
 }
 

@@ -61,5 +61,12 @@ std::string make_job_init(const store::JobDir& dir);
 // store's copy if it is not there, and returns that path (a job from
 // before these copies: default_init_path()).
 Result<std::string> job_init(const store::JobDir& dir);
+// The copies pile up, one per cryo build that ran a job on the node.
+// make_job_init removes, from `dir`, each copy that no process runs and
+// that was not handed out (made, or asked for by job_init) for
+// `idle_seconds` (there: a day, longer than any restore takes between
+// job_init and CRIU opening the file).  A removed copy comes back from the
+// store when its job is restored.  Returns how many went.
+size_t remove_unused_inits(const std::string& dir, double idle_seconds);
 
 }  // namespace cryo::job
