@@ -61,7 +61,10 @@ std::vector<uint32_t> cut(const char* data, size_t n, const Chunking& c) {
 
 Result<std::vector<uint32_t>> cut_file(int fd, uint64_t from, uint64_t size, const std::string& what, int threads,
                                        const Chunking& c) {
-  constexpr uint64_t kWindow = 16 << 20;
+  // Small windows: a thread's buffer stays in its cache, and a new worker's
+  // threads do not first fault in and zero 16 MiB of memory each (cutting
+  // 256 MiB from a tmpfs took 32 ms with 16 MiB windows, 14 ms with 1 MiB).
+  constexpr uint64_t kWindow = 1 << 20;
   uint64_t rest = size > from ? size - from : 0;
   uint64_t pages = rest / Chunking::kPage;
   // One byte per page rather than vector<bool>: windows are marked concurrently.

@@ -147,6 +147,21 @@ class StoreTest : public ::testing::Test {
   std::unique_ptr<JobDir> job_;
 };
 
+TEST(Chunking, CuttingAFileInWindowsCutsAsInOnePiece) {
+  std::string data = random_bytes((5 << 20) + 1234, 41);
+  char tmpl[] = "/tmp/cryo-cut-test-XXXXXX";
+  int fd = ::mkstemp(tmpl);
+  ASSERT_GE(fd, 0);
+  ::unlink(tmpl);
+  ASSERT_EQ(::write(fd, data.data(), data.size()), static_cast<ssize_t>(data.size()));
+  for (uint64_t from : {uint64_t{0}, uint64_t{8192}}) {
+    auto lens = cut_file(fd, from, data.size(), "test", 3);
+    ASSERT_TRUE(lens.ok()) << lens.error().message;
+    EXPECT_EQ(*lens, cut(data.data() + from, data.size() - from)) << "from " << from;
+  }
+  ::close(fd);
+}
+
 TEST(Chunking, CutsResyncAfterAnInsertedPage) {
   std::string a = random_bytes(16 << 20, 1);
   std::string b = a.substr(0, 3 << 20) + random_bytes(4096, 2) + a.substr(3 << 20);
