@@ -89,6 +89,14 @@ class StoreTest : public ::testing::Test {
     EXPECT_TRUE(s.ok()) << s.error().message;
     return *s;
   }
+  // The job's one staged dump (after add: its fast copy), or an empty one.
+  Staged only_staged() {
+    auto staged = list_staged(*job_, tier_);
+    EXPECT_TRUE(staged.ok());
+    if (!staged) return {};
+    EXPECT_EQ(staged->size(), 1u);
+    return staged->size() == 1 ? staged->at(0) : Staged{};
+  }
   // Stages and flushes; returns the committed manifest.
   Manifest add(const Files& files, int keep = 0) {
     Staged s = stage(files, tier_);
@@ -247,11 +255,10 @@ TEST_F(StoreTest, ReadsBackFromTheFastCopyOrTheStore) {
 TEST_F(StoreTest, ADamagedFastCopyIsNotUsed) {
   std::string data = random_bytes(2 << 20, 3);
   add({{"images/pages-1.img", data}});
-  auto staged = list_staged(*job_, tier_);
-  ASSERT_TRUE(staged.ok());
-  ASSERT_EQ(staged->size(), 1u);
+  std::string copy = only_staged().dir;
+  ASSERT_FALSE(copy.empty());
   {
-    std::fstream f(staged->at(0).dir + "/images/pages-1.img", std::ios::in | std::ios::out | std::ios::binary);
+    std::fstream f(copy + "/images/pages-1.img", std::ios::in | std::ios::out | std::ios::binary);
     f.seekp(12345);
     f.put('x');
   }
@@ -702,10 +709,8 @@ TEST_F(StoreTest, AFullFastTierSendsTheDumpToTheStore) {
 TEST_F(StoreTest, ANewDumpTakesTheRoomOfTheFastCopyItReplaces) {
   std::string data = random_bytes(20 << 20, 31);
   add({{"images/pages-1.img", data}});
-  auto staged = list_staged(*job_, tier_);
-  ASSERT_TRUE(staged.ok());
-  ASSERT_EQ(staged->size(), 1u);
-  std::string copy = staged->at(0).dir;
+  std::string copy = only_staged().dir;
+  ASSERT_FALSE(copy.empty());
   // Room for the next dump of 20 MiB with its margin (37.25 MiB), but not
   // beside the copy: the copy, set aside for removal, counts as free.
   FastTier small = tier_;
