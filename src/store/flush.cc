@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <condition_variable>
 #include <cstdlib>
 #include <mutex>
 #include <map>
@@ -93,21 +94,39 @@ class Flusher {
   // parallel, taking the hashes of the chunks in `pre` (a DumpFollower's)
   // whose content still matches; fills f.chunks but for where the chunks
   // this flush claimed are (locate() does that once all are written).
+  // A chunk whose XXH3-128 and size are those of a chunk the store has or
+  // this flush claimed is that chunk: its SHA-256 is not computed again.
   // Returns the bytes it stored.
   Result<uint64_t> store_file(const std::string& dir, int fd, FileSum& f, const FileDigests* pre, Writers& writers,
                               int threads, const std::function<void(uint64_t)>& done);
   Result<Manifest> commit(const Staged& s);
+  // Bytes whose SHA-256 this flush computed.
+  uint64_t hashed() const { return hashed_; }
 
  private:
   void report(const std::string& id, uint64_t done, uint64_t total, double since, bool force);
   void locate(std::vector<FileSum>& files) const;
+  // The SHA-256 of a chunk known or being hashed with this XXH3-128 and
+  // size (waiting for the thread that hashes it), or "": then the caller
+  // hashes it and must call hashed() at once.
+  std::string seen(const std::string& xxh3, uint32_t size);
+  void hashed(const std::string& xxh3, uint32_t size, const std::string& sha256);
 
   const JobDir& job_;
   const FlushOptions& o_;
   ChunkStore chunks_;
   std::map<std::string, ChunkRef>& known_;  // chunks committed checkpoints hold and the store has, and where
   std::map<std::string, ChunkRef> claimed_;  // chunks written by this flush, not yet committed
+  // XXH3-128 -> (size, SHA-256; "" while a thread hashes it) of the
+  // chunks in known_ and those this flush hashed: all the job's own
+  // memory, so a chunk that matches one is taken for it.  Only the job
+  // could make two chunks collide, and only to its own harm; what is read
+  // back is still checked against the SHA-256.
+  std::map<std::string, std::pair<uint32_t, std::string>> by_xxh3_;
+  size_t indexed_ = 0;  // known_ entries in by_xxh3_ (known_ only grows)
+  std::atomic<uint64_t> hashed_{0};
   std::mutex mu_;
+  std::condition_variable hashed_cv_;
   double last_report_ = 0;
 };
 
@@ -157,7 +176,12 @@ Result<uint64_t> Flusher::store_file(const std::string& dir, int fd, FileSum& f,
       h = pre->chunks[i].sha256;
     } else {
       if (i < followed) rehashed++;
-      h = sha256_bytes(buf.data(), len);
+      h = seen(x, len);
+      if (h.empty()) {
+        h = sha256_bytes(buf.data(), len);
+        hashed_ += len;
+        hashed(x, len, h);
+      }
     }
     bool write;
     {
@@ -189,6 +213,29 @@ Result<uint64_t> Flusher::store_file(const std::string& dir, int fd, FileSum& f,
     CRYO_LOG("store", info) << what << ": " << followed << " of " << lens.size() << " chunks hashed during the dump";
   }
   return stored.load();
+}
+
+std::string Flusher::seen(const std::string& xxh3, uint32_t size) {
+  std::unique_lock<std::mutex> lock(mu_);
+  if (indexed_ != known_.size()) {
+    for (const auto& [h, r] : known_)
+      if (!r.xxh3.empty()) by_xxh3_.emplace(r.xxh3, std::make_pair(r.size, h));
+    indexed_ = known_.size();
+  }
+  auto [it, fresh] = by_xxh3_.emplace(xxh3, std::make_pair(size, std::string()));
+  if (fresh || it->second.first != size) return "";
+  hashed_cv_.wait(lock, [&] { return !it->second.second.empty(); });
+  return it->second.second;
+}
+
+void Flusher::hashed(const std::string& xxh3, uint32_t size, const std::string& sha256) {
+  {
+    std::lock_guard<std::mutex> g(mu_);
+    auto it = by_xxh3_.find(xxh3);
+    if (it == by_xxh3_.end() || it->second.first != size || !it->second.second.empty()) return;
+    it->second.second = sha256;
+  }
+  hashed_cv_.notify_all();
 }
 
 void Flusher::locate(std::vector<FileSum>& files) const {
@@ -282,8 +329,9 @@ Result<Manifest> Flusher::commit(const Staged& s) {
   {
     double ts = sys::now();
     CRYO_TRY(writers.sync());
-    CRYO_LOG("store", info) << "checkpoint " << s.id << ": " << total << " bytes, " << stored << " stored, chunked in "
-                            << ts - t0 << " s, synced in " << sys::now() - ts << " s";
+    CRYO_LOG("store", info) << "checkpoint " << s.id << ": " << total << " bytes, " << stored << " stored, "
+                            << hashed_ << " hashed (SHA-256) by this pass, chunked in " << ts - t0 << " s, synced in "
+                            << sys::now() - ts << " s";
   }
   m.files = std::move(sums);
   m.total_bytes = total;
@@ -401,6 +449,7 @@ Result<FlushResult> run_pass(const JobDir& job, const FastTier& tier, const Flus
   if (!failure) return failure.error();
   if (!removed) return removed.error();
   result.removed = *removed;
+  result.hashed_bytes = flusher.hashed();
   return result;
 }
 

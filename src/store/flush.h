@@ -59,6 +59,10 @@ struct FlushResult {
   std::vector<std::string> committed;
   std::vector<std::string> removed;  // by retention
   bool busy = false;                 // another flush holds the lock (wait == false)
+  // Bytes of chunks whose SHA-256 the pass computed; the others matched a
+  // chunk the store has or the pass wrote (by XXH3-128) or were hashed
+  // during the dump.
+  uint64_t hashed_bytes = 0;
 };
 
 // Flushes every pending dump of the job.  With wait false, returns at once

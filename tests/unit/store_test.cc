@@ -731,6 +731,27 @@ TEST_F(StoreTest, ANewDumpTakesTheRoomOfTheFastCopyItReplaces) {
   EXPECT_EQ(source, "store");
 }
 
+TEST_F(StoreTest, ChunksSeenBeforeAreNotHashedAgain) {
+  // 8 MiB of zero pages make identical chunks; each is hashed once.
+  std::string first = std::string(8 << 20, '\0') + random_bytes(4 << 20, 51);
+  stage({{"images/pages-1.img", first}}, tier_);
+  auto r = flush(*job_, tier_, {});
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_GT(r->hashed_bytes, 0u);
+  EXPECT_LT(r->hashed_bytes, first.size() - (2 << 20)) << "a repeated chunk was hashed again";
+  // The next checkpoint, one page changed: only the chunk around it is new.
+  std::string second = first;
+  second[(10 << 20) + 100] ^= 1;
+  Staged s = stage({{"images/pages-1.img", second}}, tier_);
+  r = flush(*job_, tier_, {});
+  ASSERT_TRUE(r.ok()) << r.error().message;
+  EXPECT_GT(r->hashed_bytes, 0u);
+  EXPECT_LE(r->hashed_bytes, Chunking{}.max) << "unchanged chunks were hashed again";
+  EXPECT_TRUE(verify(*job_, s.id).ok());
+  EXPECT_TRUE(restored(s.id, false) == second);
+  EXPECT_TRUE(restored("0001", false) == first);
+}
+
 class FlushCrashTest : public StoreTest, public ::testing::WithParamInterface<const char*> {};
 
 TEST_P(FlushCrashTest, PreviousCheckpointSurvivesAndTheNextFlushCarriesOn) {
