@@ -11,6 +11,7 @@
 #include <cctype>
 #include <cstdlib>
 #include <cstring>
+#include <map>
 
 #include "base/hash.h"
 #include "base/log.h"
@@ -41,17 +42,17 @@ Result<std::string> install_init(const std::string& bytes) {
   return path;
 }
 
-// Whether any process on the node (in any namespace) runs `file`.
-bool executed(const struct stat& file) {
+// Drops from `files` those that a process on the node (in any namespace)
+// runs; false if that cannot be told.
+bool drop_executed(std::map<std::pair<dev_t, ino_t>, std::string>& files) {
   auto pids = sys::list_dir("/proc");
-  if (!pids) return true;  // cannot tell: keep it
+  if (!pids) return false;
   for (const auto& p : *pids) {
-    if (!std::isdigit(static_cast<unsigned char>(p[0]))) continue;
     struct stat st;
-    if (::stat(("/proc/" + p + "/exe").c_str(), &st) == 0 && st.st_dev == file.st_dev && st.st_ino == file.st_ino)
-      return true;
+    if (std::isdigit(static_cast<unsigned char>(p[0])) && ::stat(("/proc/" + p + "/exe").c_str(), &st) == 0)
+      files.erase({st.st_dev, st.st_ino});
   }
-  return false;
+  return true;
 }
 
 }  // namespace
@@ -59,19 +60,22 @@ bool executed(const struct stat& file) {
 size_t remove_unused_inits(const std::string& dir, double idle_seconds) {
   auto names = sys::list_dir(dir);
   if (!names) return 0;
-  size_t removed = 0;
   double now = sys::now();
+  std::map<std::pair<dev_t, ino_t>, std::string> idle;
   for (const auto& name : *names) {
-    if (name.rfind("cryo-init-", 0) != 0) continue;
     std::string path = dir + "/" + name;
     struct stat st;
-    if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode)) continue;
-    if (now - static_cast<double>(st.st_mtime) < idle_seconds || executed(st)) continue;
+    if (name.rfind("cryo-init-", 0) == 0 && ::lstat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode) &&
+        now - static_cast<double>(st.st_mtime) >= idle_seconds)
+      idle[{st.st_dev, st.st_ino}] = path;
+  }
+  if (idle.empty() || !drop_executed(idle)) return 0;
+  size_t removed = 0;
+  for (const auto& [key, path] : idle)
     if (::unlink(path.c_str()) == 0) {
       CRYO_LOG("job", info) << "removed " << path << ": no job has used it for a day";
       removed++;
     }
-  }
   return removed;
 }
 

@@ -110,6 +110,8 @@ class Flusher {
   // size (waiting for the thread that hashes it), or "": then the caller
   // hashes it and must call hashed() at once.
   std::string seen(const std::string& xxh3, uint32_t size);
+  // Adds known_'s chunks to by_xxh3_ (before a commit's threads start).
+  void index_known();
   void hashed(const std::string& xxh3, uint32_t size, const std::string& sha256);
 
   const JobDir& job_;
@@ -123,7 +125,6 @@ class Flusher {
   // could make two chunks collide, and only to its own harm; what is read
   // back is still checked against the SHA-256.
   std::map<std::string, std::pair<uint32_t, std::string>> by_xxh3_;
-  size_t indexed_ = 0;  // known_ entries in by_xxh3_ (known_ only grows)
   std::atomic<uint64_t> hashed_{0};
   std::mutex mu_;
   std::condition_variable hashed_cv_;
@@ -215,13 +216,13 @@ Result<uint64_t> Flusher::store_file(const std::string& dir, int fd, FileSum& f,
   return stored.load();
 }
 
+void Flusher::index_known() {
+  for (const auto& [h, r] : known_)
+    if (!r.xxh3.empty()) by_xxh3_.emplace(r.xxh3, std::make_pair(r.size, h));
+}
+
 std::string Flusher::seen(const std::string& xxh3, uint32_t size) {
   std::unique_lock<std::mutex> lock(mu_);
-  if (indexed_ != known_.size()) {
-    for (const auto& [h, r] : known_)
-      if (!r.xxh3.empty()) by_xxh3_.emplace(r.xxh3, std::make_pair(r.size, h));
-    indexed_ = known_.size();
-  }
   auto [it, fresh] = by_xxh3_.emplace(xxh3, std::make_pair(size, std::string()));
   if (fresh || it->second.first != size) return "";
   hashed_cv_.wait(lock, [&] { return !it->second.second.empty(); });
@@ -256,6 +257,7 @@ Result<Manifest> Flusher::commit(const Staged& s) {
   Manifest m = *base;
   m.id = s.id;
   m.format = kManifestFormat;
+  index_known();
   auto rels = sys::files_below(s.dir);
   if (!rels) return rels.error();
   // dump.json and the copy's lock are not part of the checkpoint.
