@@ -1,6 +1,7 @@
 #include "criu/client.h"
 
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -28,6 +29,10 @@ std::string default_path() {
 }
 
 namespace {
+
+// In the work directory, while a dump by a CRIU that another process
+// started runs (Session::dump).
+constexpr const char* kRpcConf = "criu-rpc.conf";
 
 constexpr const char* kInstallHint =
     "install a working CRIU >= 4.2 with 'scripts/install-criu.sh' from the cryo source tree "
@@ -146,17 +151,42 @@ Session::~Session() { finish(); }
 
 void Session::finish() {
   if (pid_ <= 0) return;
+  // CRIU takes a closed socket for a crashed client and says so on its
+  // stderr; one that was never asked anything is let go with a question.
+  if (!asked_) {
+    ::criu_req req;
+    req.set_type(::VERSION);
+    (void)call(sk_.get(), req, {});
+  }
   sk_.reset();
   int status;
-  while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
-  }
+  // Only CRIU's parent can reap it; in a child it was left to, closing the
+  // socket is all there is to do.
+  if (owner_ == ::getpid())
+    while (::waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
+    }
+  pid_ = -1;
+}
+
+Result<::criu_resp> Session::ask(const ::criu_req& req, const NotifyFn& notify) {
+  asked_ = true;
+  return call(sk_.get(), req, notify);
+}
+
+bool Session::waiting() const {
+  pollfd p{sk_.get(), POLLOUT | POLLRDHUP, 0};
+  return pid_ > 0 && ::poll(&p, 1, 0) == 1 && !(p.revents & (POLLHUP | POLLRDHUP | POLLERR));
+}
+
+void Session::release() {
+  sk_.reset();
   pid_ = -1;
 }
 
 Result<Version> Session::version() {
   ::criu_req req;
   req.set_type(::VERSION);
-  auto resp = call(sk_.get(), req, {});
+  auto resp = ask(req, {});
   if (!resp) return resp.error();
   if (!resp->success() || !resp->has_version()) return make_error("CRIU did not report its version");
   Version v;
@@ -181,7 +211,7 @@ Status Session::check() {
     o->set_images_dir_fd(fd->get());
     o->set_work_dir_fd(fd->get());
     o->set_log_file("criu-check.log");
-    auto resp = call(sk_.get(), req, {});
+    auto resp = ask(req, {});
     if (!resp) return resp.error();
     if (!resp->success()) return failure("criu check", *resp, dir + "/criu-check.log", false);
     return {};
@@ -196,6 +226,21 @@ Status Session::dump(const DumpRequest& r, const std::string& log_path) {
   auto* o = req.mutable_opts();
   o->set_images_dir_fd(r.images_dir_fd);
   if (r.work_dir_fd >= 0) o->set_work_dir_fd(r.work_dir_fd);
+  bool named = false;
+  if (owner_ != ::getpid()) {
+    // CRIU would look for our fds in its peer, the process that started it:
+    // name them through this process's /proc instead, in a configuration
+    // file (which CRIU's RPC lets set the images and work directories).
+    if (r.work_dir_fd < 0) return make_error("a CRIU started by another process needs a work directory");
+    std::string self = "/proc/" + std::to_string(::getpid()) + "/fd/";
+    std::string conf = "images-dir " + self + std::to_string(r.images_dir_fd) + "\nwork-dir " + self +
+                       std::to_string(r.work_dir_fd) + "\n";
+    UniqueFd f(::openat(r.work_dir_fd, kRpcConf, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600));
+    if (!f.valid()) return sys_error("cannot write CRIU's configuration for this dump");
+    CRYO_TRY(sys::write_all(f.get(), conf, "CRIU's configuration for this dump"));
+    o->set_config_file(self + std::to_string(r.work_dir_fd) + "/" + kRpcConf);
+    named = true;
+  }
   o->set_pid(r.pid);
   o->set_log_file(r.log_file);
   o->set_log_level(4);
@@ -204,7 +249,8 @@ Status Session::dump(const DumpRequest& r, const std::string& log_path) {
   o->set_file_locks(true);
   o->set_notify_scripts(static_cast<bool>(r.notify));
   for (const auto& e : r.external) o->add_external(e);
-  auto resp = call(sk_.get(), req, r.notify);
+  auto resp = ask(req, r.notify);
+  if (named) ::unlinkat(r.work_dir_fd, kRpcConf, 0);
   if (!resp) return resp.error();
   if (!resp->success()) return failure("CRIU dump", *resp, log_path);
   return {};
@@ -233,7 +279,7 @@ Result<pid_t> Session::restore(const RestoreRequest& r, const std::string& log_p
     i->set_key(key);
     i->set_fd(fd);
   }
-  auto resp = call(sk_.get(), req, r.notify);
+  auto resp = ask(req, r.notify);
   if (!resp) return resp.error();
   if (!resp->success()) return failure("CRIU restore", *resp, log_path);
   return static_cast<pid_t>(resp->restore().pid());

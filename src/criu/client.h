@@ -5,12 +5,16 @@
 //
 // Directory fds (images, work dir) are passed by number: CRIU opens them
 // through /proc/<peer>/fd, so they must stay open in this process for the
-// call.  Inherited fds for restore are handed to the criu child itself.
+// call.  Its peer is the process that started it; a Session used by another
+// (a child it forked, as the supervisor's checkpoint worker) names them in
+// an RPC configuration file instead.  Inherited fds for restore are handed
+// to the criu child itself.
 //
 // Not thread-safe; one operation at a time per Session.
 #pragma once
 
 #include <sys/types.h>
+#include <unistd.h>
 
 #include <functional>
 #include <string>
@@ -19,6 +23,9 @@
 
 #include "base/fd.h"
 #include "base/result.h"
+
+class criu_req;   // rpc.proto's messages
+class criu_resp;
 
 namespace cryo::criu {
 
@@ -76,12 +83,18 @@ class Session {
   // Starts `criu swrk`.  keep_fds are left open in the criu child.
   static Result<Session> start(const std::string& criu_path, const std::vector<int>& keep_fds = {});
   Session(Session&& o) noexcept
-      : sk_(std::move(o.sk_)), pid_(std::exchange(o.pid_, -1)), path_(std::move(o.path_)) {}
+      : sk_(std::move(o.sk_)),
+        pid_(std::exchange(o.pid_, -1)),
+        owner_(o.owner_),
+        asked_(o.asked_),
+        path_(std::move(o.path_)) {}
   Session& operator=(Session&& o) noexcept {
     if (this != &o) {
       finish();
       sk_ = std::move(o.sk_);
       pid_ = std::exchange(o.pid_, -1);
+      owner_ = o.owner_;
+      asked_ = o.asked_;
       path_ = std::move(o.path_);
     }
     return *this;
@@ -99,13 +112,24 @@ class Session {
   Result<pid_t> restore(const RestoreRequest& req, const std::string& log_path);
 
   pid_t pid() const { return pid_; }
+  // Whether CRIU is there to take a request: its end of the socket is open.
+  bool waiting() const;
+
+  // Leaves the session to a child this process forked, which holds the
+  // socket too: closes this end without waiting for CRIU, which ends when
+  // its last peer closes and is reaped by this process (its parent).
+  void release();
 
  private:
-  Session(UniqueFd sk, pid_t pid, std::string path) : sk_(std::move(sk)), pid_(pid), path_(std::move(path)) {}
+  Session(UniqueFd sk, pid_t pid, std::string path)
+      : sk_(std::move(sk)), pid_(pid), owner_(::getpid()), path_(std::move(path)) {}
   void finish();
+  Result<::criu_resp> ask(const ::criu_req& req, const NotifyFn& notify);
 
   UniqueFd sk_;
   pid_t pid_ = -1;
+  pid_t owner_ = -1;  // the process that started CRIU: its parent, and its peer
+  bool asked_ = false;
   std::string path_;
 };
 

@@ -142,7 +142,10 @@ Result<Dumped> dump_into(CheckpointRun& run, const store::Pending& p, uint64_t e
   };
   Status dumped;
   {
-    auto session = criu::Session::start(run.criu_path);
+    // The supervisor's spare CRIU, unless it died waiting.
+    std::optional<criu::Session> spare = std::exchange(run.criu, std::nullopt);
+    auto session = spare && spare->waiting() ? Result<criu::Session>(std::move(*spare))
+                                             : criu::Session::start(run.criu_path);
     dumped = session ? session->dump(req, p.dir + "/criu-dump.log") : Status(session.error());
   }
   d.resumed = sys::now();

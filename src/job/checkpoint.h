@@ -5,7 +5,8 @@
 // Sequence:
 //   1. begin a dump in the fast tier, or in the store if it does not fit
 //      (store/staging.h)
-//   2. CRIU dumps the tree, leaving it running
+//   2. CRIU dumps the tree, leaving it running (the CRIU the supervisor
+//      started ahead of time, if it has one)
 //   3. at CRIU's post-dump notification, while the job is still frozen:
 //      drain the output pipes into the logs and record the logs' sizes,
 //      copy the files the job has open for writing; with --stop, stop the
@@ -24,11 +25,13 @@
 
 #include <sys/types.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "base/result.h"
 #include "control.pb.h"
+#include "criu/client.h"
 #include "job/config.h"
 #include "job/output.h"
 #include "store/staging.h"
@@ -44,6 +47,9 @@ struct CheckpointRun {
   std::vector<Output*> outputs;
   std::string criu_path;
   std::string criu_version;
+  // A CRIU the supervisor started ahead of time, ready for the request; the
+  // dump starts its own without it.
+  std::optional<criu::Session> criu;
   std::string init_path;  // the cryo-init the job runs
   bool stop = false;
   bool tcp_established = false;

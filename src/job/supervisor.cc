@@ -11,6 +11,7 @@
 
 #include <cstring>
 #include <map>
+#include <optional>
 #include <fmt/format.h>
 
 #include "base/duration.h"
@@ -56,6 +57,8 @@ class Supervisor {
   void worker_ended(pid_t pid, int status);
   bool stopping() const;
   void job_ended(int status);
+  void prepare_criu();
+  void drop_spare_criu();
   void reply_status(int fd);
   int finish();
 
@@ -72,6 +75,10 @@ class Supervisor {
   };
   std::map<pid_t, Worker> workers_;
   pid_t dumping_ = -1;
+  // A `criu swrk` started ahead of time for the next checkpoint's worker,
+  // so that CRIU's own start (exec, loading, set-up: 12 ms here) is not
+  // part of the checkpoint.  It waits on its socket; the supervisor reaps it.
+  std::optional<criu::Session> spare_criu_;
   UniqueFd dump_notes_;  // from the dumping worker: "r" output may flow, "d" dumped
   // Output is not read from the job's freeze until the worker lets it flow;
   // after a --stop checkpoint it never does: what the job wrote after the
@@ -112,6 +119,7 @@ int Supervisor::run() {
   // A job that ended before SIGCHLD was blocked sent its signal to nobody.
   int early;
   if (::waitpid(s_.state.job_pid, &early, WNOHANG) == s_.state.job_pid) job_ended(early);
+  prepare_criu();
   for (;;) {
     std::vector<pollfd> pfds;
     pfds.push_back({w_.signals.get(), POLLIN, 0});
@@ -164,7 +172,12 @@ void Supervisor::on_signal() {
       pid_t p;
       while ((p = ::waitpid(-1, &status, WNOHANG)) > 0) {
         if (p == s_.state.job_pid) job_ended(status);
-        else if (workers_.count(p)) worker_ended(p, status);
+        else if (workers_.count(p)) {
+          worker_ended(p, status);
+          prepare_criu();
+        } else if (spare_criu_ && p == spare_criu_->pid()) {
+          drop_spare_criu();  // it died waiting
+        }
       }
     } else if (s_.slurm && sig == SIGTERM && cancelled()) {
       if (!job_done_) ::kill(s_.state.job_pid, sig);
@@ -300,6 +313,7 @@ void Supervisor::start_checkpoint(int client_fd, bool stop, bool tcp, bool wait)
     for (auto& o : s_.outputs) run.outputs.push_back(&o);
     run.criu_path = s_.criu_path;
     run.criu_version = s_.criu_version;
+    run.criu = std::move(spare_criu_);
     run.init_path = s_.init_path;
     run.stop = stop;
     run.tcp_established = tcp;
@@ -307,8 +321,12 @@ void Supervisor::start_checkpoint(int client_fd, bool stop, bool tcp, bool wait)
     run.client_fd = client_fd >= 0 ? ::dup(client_fd) : -1;
     run.notify_fd = wr.get();
     run.quiet = s_.quiet;
-    ::_exit(take_checkpoint(run));
+    int code = take_checkpoint(run);
+    run.criu.reset();  // a spare CRIU the worker did not use
+    ::_exit(code);
   }
+  // The worker holds the spare CRIU's socket now; it ends with the worker.
+  drop_spare_criu();
   workers_[pid] = Worker{stop, false, sys::now()};
   dumping_ = pid;
   dump_notes_ = std::move(rd);
@@ -408,6 +426,20 @@ void Supervisor::worker_ended(pid_t pid, int status) {
 void Supervisor::job_ended(int status) {
   job_done_ = true;
   job_status_ = status;
+  spare_criu_.reset();
+}
+
+void Supervisor::prepare_criu() {
+  if (spare_criu_ || job_done_ || stopping() || s_.config.in_engine()) return;
+  // Without it, the next worker starts its own CRIU, and reports why not.
+  if (auto s = criu::Session::start(s_.criu_path)) spare_criu_.emplace(std::move(*s));
+}
+
+// Forgets the spare CRIU without waiting for it: SIGCHLD reaps it.
+void Supervisor::drop_spare_criu() {
+  if (!spare_criu_) return;
+  spare_criu_->release();
+  spare_criu_.reset();
 }
 
 int Supervisor::finish() {

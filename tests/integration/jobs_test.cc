@@ -185,5 +185,64 @@ TEST_F(JobTest, PeriodicCheckpointsWithRetention) {
   restore_ticking("per", 10);
 }
 
+// The `criu swrk` children of process `parent` that wait for a request.
+std::vector<pid_t> criu_children(pid_t parent) {
+  std::vector<pid_t> found;
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    pid_t pid = std::atoi(e.path().filename().c_str());
+    std::string stat, cmdline;
+    if (pid <= 0 || !read_text(e.path().string() + "/stat", &stat) || !read_text(e.path().string() + "/cmdline", &cmdline))
+      continue;
+    // "PID (COMM) STATE PPID ...": the command may hold spaces, not ')'.
+    auto rest = stat.substr(stat.rfind(')') + 2);
+    if (std::atoi(rest.substr(2).c_str()) == parent && rest[0] != 'Z' && cmdline.find("swrk") != std::string::npos)
+      found.push_back(pid);
+  }
+  return found;
+}
+
+// Waits until `parent` has one `criu swrk` child other than `not_this`.
+pid_t wait_spare_criu(pid_t parent, pid_t not_this = -1) {
+  for (int i = 0; i < 200; i++) {
+    auto c = criu_children(parent);
+    if (c.size() == 1 && c[0] != not_this) return c[0];
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return -1;
+}
+
+// The supervisor starts CRIU ahead of time, so that CRIU's own start is not
+// part of a checkpoint; the checkpoint's worker uses it (its CRIU found the
+// directories through the configuration file that only such a CRIU needs),
+// and another waits for the next.  One that dies is replaced, and the
+// checkpoint in between starts its own.  None is left when the job ends.
+TEST_F(JobTest, CheckpointsUseACriuStartedAheadOfTime) {
+  pid_t run = spawn({"run", "--name", "sp", "--", prog("counter"), go_file("sp")});
+  ASSERT_TRUE(wait_for("sp", "tick 5"));
+  pid_t first = wait_spare_criu(run);
+  ASSERT_GT(first, 0);
+  ASSERT_EQ(checkpoint("sp", {"--wait"}), "0001");
+  std::string dump_log;
+  ASSERT_TRUE(read_text(store_ + "/sp/checkpoints/0001/criu-dump.log", &dump_log));
+  EXPECT_NE(dump_log.find("criu-rpc.conf"), std::string::npos) << "not dumped by the spare CRIU";
+  pid_t second = wait_spare_criu(run, first);
+  ASSERT_GT(second, 0);
+  EXPECT_TRUE(criu_children(run).size() == 1);  // the first is gone
+
+  ::kill(second, SIGKILL);
+  ASSERT_EQ(checkpoint("sp", {"--wait"}), "0002");
+  ASSERT_TRUE(read_text(store_ + "/sp/checkpoints/0002/criu-dump.log", &dump_log));
+  EXPECT_EQ(dump_log.find("criu-rpc.conf"), std::string::npos) << "dumped by a dead CRIU?";
+  pid_t third = wait_spare_criu(run, second);
+  ASSERT_GT(third, 0);
+
+  long at_checkpoint = last("sp", "tick");
+  ASSERT_TRUE(wait_for("sp", "tick " + std::to_string(at_checkpoint + 5)));
+  go("sp");
+  EXPECT_EQ(wait_exit(run), 0);
+  EXPECT_NE(::kill(third, 0), 0);  // reaped by the supervisor before it ended
+  EXPECT_EQ(count("sp", "PASS"), 1);
+}
+
 }  // namespace
 }  // namespace cryo::test
