@@ -121,14 +121,14 @@ cryo_round() {  # MIB KIND REP
   wait "$(cat "$work/$name.sup")" || true
   settle "$mib"
   s=$(now); cryo restore --quiet "$name" & echo $! > "$work/$name.sup"
-  wait_line "$events" "restored from checkpoint 0003 (fast copy)"
+  wait_line "$events" "restored from checkpoint 0003 \(fast copy\)"
   add "$mib" "$kind" cryo_restore_fast "$(calc "$(written "$events") - $s")"
   pause
   cryo checkpoint "$name" --stop --json > /dev/null
   wait "$(cat "$work/$name.sup")" || true
   drop_caches; settle "$mib"
   s=$(now); cryo restore --quiet --durable "$name" & echo $! > "$work/$name.sup"
-  wait_line "$events" "restored from checkpoint 0004 (store)"
+  wait_line "$events" "restored from checkpoint 0004 \(store\)"
   add "$mib" "$kind" cryo_restore_durable "$(calc "$(written "$events") - $s")"
   touch "$work/go-$name"; wait "$(cat "$work/$name.sup")" || true
   grep -q PASS "$log" || { echo "bench: cryo's restored job came back wrong" >&2; tail -3 "$log" >&2; exit 1; }
@@ -157,7 +157,7 @@ raw_round() {  # MIB KIND REP
   kill -9 "$(cat "$work/$name.pid")"; sleep 0.5; settle "$mib"
   add "$mib" "$kind" raw_restore_tmpfs "$(timed "$criu" restore -D "$tmpimg" --shell-job -d)"
   touch "$work/go-$name"
-  wait_line "$log" 'PASS\|FAIL'
+  wait_line "$log" 'PASS|FAIL'
   grep -q PASS "$log" || { echo "bench: the raw restore came back wrong" >&2; exit 1; }
   rm -rf "$tmpimg" "$disk"
 }
