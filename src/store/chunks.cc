@@ -13,6 +13,7 @@
 #include <set>
 #include <fmt/format.h>
 
+#include "base/buffer.h"
 #include "base/fault.h"
 #include "base/hash.h"
 #include "base/parallel.h"
@@ -71,14 +72,15 @@ Result<std::vector<uint32_t>> cut_file(int fd, uint64_t from, uint64_t size, con
   std::vector<char> candidate(pages);
   uint64_t windows = (rest + kWindow - 1) / kWindow;
   Status st = parallel_for(windows, threads, [&](size_t w) -> Status {
-    thread_local std::vector<char> buf;
-    buf.resize(kWindow);
+    thread_local ScratchBuffer scratch;
+    char* buf = scratch.get(kWindow);
+    if (!buf) return make_error("cannot allocate a buffer to cut " + what + " into chunks");
     uint64_t off = w * kWindow;
     uint64_t n = std::min(kWindow, rest - off) / Chunking::kPage * Chunking::kPage;
     if (n == 0) return {};
-    CRYO_TRY(sys::pread_exact(fd, buf.data(), n, from + off, what));
+    CRYO_TRY(sys::pread_exact(fd, buf, n, from + off, what));
     for (uint64_t p = 0; p < n / Chunking::kPage; p++)
-      candidate[off / Chunking::kPage + p] = ends_chunk(buf.data() + p * Chunking::kPage, c);
+      candidate[off / Chunking::kPage + p] = ends_chunk(buf + p * Chunking::kPage, c);
     return {};
   });
   if (!st) return st.error();
@@ -89,20 +91,6 @@ Result<std::vector<uint32_t>> cut_file(int fd, uint64_t from, uint64_t size, con
 namespace {
 
 uint64_t whole_blocks(uint64_t n) { return (n + kBlock - 1) / kBlock * kBlock; }
-
-// A buffer aligned for O_DIRECT, one per thread and use.
-struct AlignedBuffer {
-  std::unique_ptr<char, decltype(&std::free)> data{nullptr, &std::free};
-  size_t capacity = 0;
-  char* get(size_t n) {
-    n = std::max<size_t>(whole_blocks(n), kBlock);
-    if (capacity < n) {
-      data.reset(static_cast<char*>(std::aligned_alloc(kBlock, n)));
-      capacity = data ? n : 0;
-    }
-    return data.get();
-  }
-};
 
 bool is_temporary(const std::string& name) { return name.rfind(".tmp-", 0) == 0; }
 
@@ -118,11 +106,11 @@ bool ChunkStore::exists(const ChunkRef& ref) const {
 
 Result<ChunkRef> PackWriter::put(const char* data, size_t n, int level) {
   thread_local ZstdC z;
-  thread_local AlignedBuffer out;
-  size_t bound = ZSTD_compressBound(n);
+  thread_local ScratchBuffer out;  // aligned for O_DIRECT, room for the padding
+  size_t bound = whole_blocks(ZSTD_compressBound(n));
   char* buf = out.get(bound);
   if (!buf) return make_error("cannot allocate a compression buffer");
-  size_t len = ZSTD_compressCCtx(z.ctx, buf, out.capacity, data, n, level);
+  size_t len = ZSTD_compressCCtx(z.ctx, buf, bound, data, n, level);
   if (ZSTD_isError(len)) return make_error(std::string("cannot compress a chunk: ") + ZSTD_getErrorName(len));
   if (!fd_.valid() || end_ >= ChunkStore::kPackLimit) {
     if (fd_.valid()) full_.emplace_back(std::move(fd_), pack_);
@@ -162,7 +150,7 @@ Status PackWriter::sync() {
 
 Status ChunkStore::get(const ChunkRef& ref, char* out, const std::string& what) const {
   thread_local ZstdD z;
-  thread_local AlignedBuffer in;
+  thread_local ScratchBuffer in;
   bool packed = !ref.pack.empty();
   std::string p = packed ? pack_path(ref.pack) : legacy_path(ref.hash);
   std::string where = packed ? fmt::format("{} in {} (bytes {}..{})", ref.hash, p, ref.offset, ref.offset + ref.stored) : p;
@@ -179,7 +167,7 @@ Status ChunkStore::get(const ChunkRef& ref, char* out, const std::string& what) 
     if (!st) return st.error();
     len = static_cast<size_t>(st->st_size);
   }
-  char* buf = in.get(len);
+  char* buf = in.get(whole_blocks(len));  // aligned for O_DIRECT
   if (!buf) return make_error("cannot allocate a buffer to read chunks");
   ssize_t got = direct ? ::pread(fd->get(), buf, whole_blocks(len), static_cast<off_t>(ref.offset)) : -1;
   if (got < 0 || static_cast<size_t>(got) < len) {

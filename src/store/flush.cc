@@ -12,6 +12,7 @@
 #include <memory>
 #include <fmt/format.h>
 
+#include "base/buffer.h"
 #include "base/fault.h"
 #include "base/hash.h"
 #include "base/log.h"
@@ -168,10 +169,11 @@ Result<uint64_t> Flusher::store_file(const std::string& dir, int fd, FileSum& f,
   size_t half = lens.size() / 2;
   Status st = parallel_for(lens.size(), threads, [&](size_t i) -> Status {
     uint32_t len = lens[i];
-    thread_local std::vector<char> buf;
-    buf.resize(len);
-    CRYO_TRY(sys::pread_exact(fd, buf.data(), len, offs[i], what));
-    std::string x = xxh3_bytes(buf.data(), len);
+    thread_local ScratchBuffer scratch;
+    char* buf = scratch.get(len);
+    if (!buf) return make_error("cannot allocate a buffer to read " + what);
+    CRYO_TRY(sys::pread_exact(fd, buf, len, offs[i], what));
+    std::string x = xxh3_bytes(buf, len);
     std::string h;
     if (i < followed && pre->chunks[i].xxh3 == x) {
       h = pre->chunks[i].sha256;
@@ -179,7 +181,7 @@ Result<uint64_t> Flusher::store_file(const std::string& dir, int fd, FileSum& f,
       if (i < followed) rehashed++;
       h = seen(x, len);
       if (h.empty()) {
-        h = sha256_bytes(buf.data(), len);
+        h = sha256_bytes(buf, len);
         hashed_ += len;
         hashed(x, len, h);
       }
@@ -191,7 +193,7 @@ Result<uint64_t> Flusher::store_file(const std::string& dir, int fd, FileSum& f,
       if (write) claimed_[h] = {};
     }
     if (write) {
-      auto r = writers.put(buf.data(), len, level);
+      auto r = writers.put(buf, len, level);
       if (!r) return r.error();
       stored += frame_bytes(*r);
       std::lock_guard<std::mutex> g(mu_);

@@ -9,6 +9,7 @@
 #include <mutex>
 #include <fmt/format.h>
 
+#include "base/buffer.h"
 #include "base/hash.h"
 #include "base/log.h"
 #include "base/parallel.h"
@@ -123,11 +124,12 @@ Status verify_copy(const JobDir& job, const std::string& id, const Manifest& m, 
   std::mutex mu;
   return parallel_for(tasks.size(), threads, [&](size_t i) -> Status {
     const Task& t = tasks[i];
-    thread_local std::vector<char> buf;
-    buf.resize(t.ref->size);
+    thread_local ScratchBuffer scratch;
     std::string path = dir + "/" + m.files[t.file].path;
-    CRYO_TRY(sys::pread_exact(fds[t.file].get(), buf.data(), t.ref->size, t.off, "'" + path + "'"));
-    if (xxh3_bytes(buf.data(), t.ref->size) != t.ref->xxh3)
+    char* buf = scratch.get(t.ref->size);
+    if (!buf) return make_error("cannot allocate a buffer to check " + path);
+    CRYO_TRY(sys::pread_exact(fds[t.file].get(), buf, t.ref->size, t.off, "'" + path + "'"));
+    if (xxh3_bytes(buf, t.ref->size) != t.ref->xxh3)
       return make_error(fmt::format("the fast copy's {} is damaged at bytes {}..{}", path, t.off, t.off + t.ref->size));
     uint64_t d = done += t.ref->size;
     if (progress) {
@@ -152,15 +154,16 @@ Status read_chunks(const JobDir& job, const std::string& id, const Manifest& m, 
   std::mutex mu;
   Status st = parallel_for(uses.size(), threads, [&](size_t i) -> Status {
     const ChunkUse& u = uses[i];
-    thread_local std::vector<char> buf;
-    buf.resize(u.ref.size);
+    thread_local ScratchBuffer scratch;
+    char* buf = scratch.get(u.ref.size);
+    if (!buf) return make_error("cannot allocate a buffer to read chunks");
     const FileSum& first = m.files[u.at[0].first];
     std::string what = fmt::format("checkpoint {} of job '{}': {} (bytes {}..{})", id, job.name(), first.path,
                                    u.at[0].second, u.at[0].second + u.ref.size);
-    CRYO_TRY(chunks.get(u.ref, buf.data(), what));
+    CRYO_TRY(chunks.get(u.ref, buf, what));
     uint64_t d = 0;
     for (const auto& [file, off] : u.at) {
-      if (out_fds) CRYO_TRY(sys::pwrite_all((*out_fds)[file].get(), buf.data(), u.ref.size, off, "'" + (*out_paths)[file] + "'"));
+      if (out_fds) CRYO_TRY(sys::pwrite_all((*out_fds)[file].get(), buf, u.ref.size, off, "'" + (*out_paths)[file] + "'"));
       d = done += u.ref.size;
     }
     if (progress) {

@@ -20,6 +20,7 @@
 #include <vector>
 #include <fmt/format.h>
 
+#include "base/buffer.h"
 #include "base/fault.h"
 #include "base/fd.h"
 #include "base/log.h"
@@ -142,7 +143,7 @@ class ImageStream::Impl {
   bool stopping_ = false;
 
   std::mutex pool_mu_;
-  std::vector<std::unique_ptr<char[]>> pool_;
+  std::vector<ScratchBuffer> pool_;
 
   fuse_session* se_ = nullptr;
   UniqueFd mnt_, dir_, stop_;
@@ -314,20 +315,21 @@ void ImageStream::Impl::read(fuse_req_t req, fuse_ino_t ino, size_t size, off_t 
 }
 
 std::shared_ptr<char> ImageStream::Impl::buffer(size_t n) {
-  if (n > kBufferSize) return std::shared_ptr<char>(new char[n], std::default_delete<char[]>());
-  std::unique_ptr<char[]> b;
+  auto b = std::make_unique<ScratchBuffer>();
   {
     std::lock_guard<std::mutex> g(pool_mu_);
     if (!pool_.empty()) {
-      b = std::move(pool_.back());
+      *b = std::move(pool_.back());
       pool_.pop_back();
     }
   }
-  if (!b) b.reset(new char[kBufferSize]);
+  char* data = b->get(std::max(n, kBufferSize));
+  if (!data) return nullptr;
   // Back to the pool when the last reader lets go: reused memory is warm.
-  return std::shared_ptr<char>(b.release(), [this](char* p) {
+  return std::shared_ptr<char>(data, [this, b = b.release()](char*) {
     std::lock_guard<std::mutex> g(pool_mu_);
-    pool_.emplace_back(p);
+    pool_.push_back(std::move(*b));
+    delete b;
   });
 }
 
@@ -410,7 +412,7 @@ void ImageStream::Impl::fetch() {
     std::string what = fmt::format("checkpoint {} of job '{}': {}{} (bytes {}..{})", id_, job_.name(), kImages, f.name,
                                    p.off, p.off + p.ref->size);
     std::shared_ptr<char> data = buffer(p.ref->size);
-    Status st = chunks_.get(*p.ref, data.get(), what);
+    Status st = data ? chunks_.get(*p.ref, data.get(), what) : Status(make_error("cannot allocate a buffer for " + what));
     lk.lock();
     reading_.erase(p.ref->hash);
     if (!st) {

@@ -2,6 +2,7 @@
 
 #include <gtest/gtest.h>
 
+#include "base/buffer.h"
 #include "base/duration.h"
 #include "base/hash.h"
 #include "base/sys.h"
@@ -56,6 +57,25 @@ TEST(Hash, PieceHasherMatchesTheWholeData) {
 
 // The mount that holds a path: the deepest mount point at or above it,
 // the last one mounted where two share a point.
+TEST(ScratchBuffer, GrowsAlignedAndKeepsItsMemoryWhenSmallerWillDo) {
+  ScratchBuffer b;
+  EXPECT_EQ(b.capacity(), 0u);
+  char* p = b.get(100);
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % (2 << 20), 0u);  // whole huge pages, and fit for O_DIRECT
+  EXPECT_EQ(b.capacity(), size_t{2} << 20);
+  std::fill(p, p + b.capacity(), 'x');
+  EXPECT_EQ(b.get(4096), p);  // no new memory for a smaller request
+  char* q = b.get((5 << 20) + 1);
+  ASSERT_NE(q, nullptr);
+  EXPECT_EQ(b.capacity(), size_t{6} << 20);
+  std::fill(q, q + b.capacity(), 'y');
+  ScratchBuffer moved = std::move(b);
+  EXPECT_EQ(b.capacity(), 0u);
+  EXPECT_EQ(moved.get(1), q);
+  EXPECT_EQ(q[(6 << 20) - 1], 'y');
+}
+
 TEST(Mounts, FindsTheMountThatHoldsAPath) {
   std::string info =
       "22 1 259:1 / / rw,relatime shared:1 - ext4 /dev/vda rw\n"
