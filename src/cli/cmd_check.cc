@@ -168,13 +168,15 @@ int check(const Globals& g, bool json) {
                        "huge=within_size,size=50%,mode=1777 cryo-fast " + tier->root +
                            " (scripts/mount-fast-tier.sh in cryo's sources does this)"});
   }
-  // A restore from the store streams its images to CRIU (store/stream.h).
+  // A restore streams its images to CRIU (store/stream.h).
   if (Status st = store::ImageStream::available())
-    items.push_back({"streamed restores", "pass", "FUSE: a restore from the store streams the images to CRIU", ""});
+    items.push_back({"streamed restores", "pass",
+                     "FUSE: a restore streams the images to CRIU, from the store or the fast copy", ""});
   else
     items.push_back({"streamed restores", "warn",
                      "no FUSE (" + st.error().message +
-                         "): a restore from the store lays its files out first and reads them twice",
+                         "): a restore from the store lays its files out first and reads them twice, and one from "
+                         "the fast copy pays a page fault per 4 KiB of the job's memory",
                      "load the fuse module (modprobe fuse), and run cryo as root"});
   add_optional(items);
   bool ok = true;

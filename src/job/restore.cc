@@ -98,9 +98,13 @@ Result<pid_t> criu_restore(const std::string& criu_path, const std::string& id, 
   auto pid = session->restore(req, logs_dir + "/" + req.log_file);
   if (pages.valid()) pages.wait();  // never leave the check reading files about to be released
   if (!pid) {
-    // A damaged chunk failed CRIU's read of it: name the chunk.
+    // A damaged chunk failed CRIU's read of it: name the chunk.  A damaged
+    // fast copy gives way to the store's (with_checkpoint_files).
     if (files.stream)
-      if (auto e = files.stream->failure()) return *e;
+      if (auto e = files.stream->failure()) {
+        if (files.source == "fast copy") *pages_damaged = true;
+        return *e;
+      }
     return pid.error();
   }
   if (!restored) {
@@ -121,7 +125,7 @@ Status with_checkpoint_files(const store::JobDir& dir, const store::FastTier& ti
   auto files = store::materialize(dir, tier, id, m, prefer_fast, progress, defer);
   if (!files) return files.error();
   if (files->stream)
-    CRYO_LOG("job", info) << "checkpoint " << id << " streams from the store";
+    CRYO_LOG("job", info) << "checkpoint " << id << " streams from the " << files->source;
   else
     CRYO_LOG("job", info) << "checkpoint " << id << " laid out from the " << files->source << " in " << sys::now() - t0
                           << " s";
@@ -130,8 +134,8 @@ Status with_checkpoint_files(const store::JobDir& dir, const store::FastTier& ti
   Status st = attempt(*files, &pages_damaged);
   store::release(*files);
   if (st || !pages_damaged) return st;
-  // The fast copy's page images are damaged: CRIU has killed what it
-  // restored.  The store's copy is independent of it.
+  // The fast copy is damaged: CRIU has killed what it restored.  The
+  // store's copy is independent of it.
   *warning = st.error().message;
   CRYO_LOG("job", info) << "the fast copy of checkpoint " << id << " is damaged; restoring from the store";
   auto again = store::materialize(dir, tier, id, m, false, progress, defer);

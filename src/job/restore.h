@@ -73,7 +73,7 @@ Result<RestoredOutputs> restored_outputs(const store::JobDir& dir, const std::st
 // CRIU's post-restore notification, while the tree is still stopped, is
 // answered only once every byte has passed and then at_post_restore has
 // succeeded.  Otherwise CRIU kills what it restored; *pages_damaged
-// tells that the check failed.  before_request, if given, runs once CRIU
+// tells that the fast copy failed its check.  before_request, if given, runs once CRIU
 // has started and before it is asked to restore: a failure stops there.
 Result<pid_t> criu_restore(const std::string& criu_path, const std::string& id, criu::RestoreRequest req,
                            const store::Materialized& files, const std::string& logs_dir,

@@ -203,6 +203,19 @@ Result<Materialized> materialize(const JobDir& job, const FastTier& tier, const 
         if (!s.fast || s.id != id) continue;
         auto hold = hold_copy(s, true);
         if (!hold) break;
+        if (defer_pages && ImageStream::can_stream(m)) {
+          // Served to CRIU, every piece checked as it goes (docs/performance.md).
+          auto stream = ImageStream::start(job, id, m, progress, s.dir);
+          if (stream) {
+            out.dir = s.dir;
+            out.source = "fast copy";
+            out.stream = std::move(*stream);
+            out.hold = std::move(*hold);
+            return out;
+          }
+          CRYO_LOG("store", info) << "cannot stream the fast copy of checkpoint " << id << " ("
+                                  << stream.error().message << "); CRIU reads it in place";
+        }
         if (auto st = verify_copy(job, id, m, s.dir, progress, defer_pages ? CopyPart::all_but_pages : CopyPart::all);
             !st) {
           out.warning = st.error().message;

@@ -22,6 +22,7 @@
 
 #include "base/buffer.h"
 #include "base/fault.h"
+#include "base/hash.h"
 #include "base/fd.h"
 #include "base/log.h"
 #include "base/parallel.h"
@@ -65,8 +66,13 @@ struct File {
 
 class ImageStream::Impl {
  public:
-  Impl(const JobDir& job, std::string id, Manifest m, ProgressFn progress)
-      : chunks_(job.chunks()), job_(job), id_(std::move(id)), m_(std::move(m)), progress_(std::move(progress)) {
+  Impl(const JobDir& job, std::string id, Manifest m, ProgressFn progress, std::string fast_copy)
+      : chunks_(job.chunks()),
+        job_(job),
+        id_(std::move(id)),
+        m_(std::move(m)),
+        progress_(std::move(progress)),
+        fast_copy_(std::move(fast_copy)) {
     for (const auto& f : m_.files) {
       if (f.path.rfind(kImages, 0) != 0) continue;
       File file;
@@ -90,6 +96,8 @@ class ImageStream::Impl {
 
   ~Impl() { stop(); }
 
+  // Opens the fast copy's files, if it serves one.
+  Status open_fast_copy();
   Status start();
   void stop();
   Status finish();
@@ -118,6 +126,13 @@ class ImageStream::Impl {
   void fetch();
   void serve();
   std::shared_ptr<char> buffer(size_t n);
+  // Reads piece p of file fi into out and checks it.
+  Status read_piece(size_t fi, const Piece& p, char* out) const;
+  // "checkpoint ID of job 'NAME': images/FILE (bytes A..B)", for errors.
+  std::string describe(size_t fi, const Piece& p) const {
+    return fmt::format("checkpoint {} of job '{}': {}{} (bytes {}..{})", id_, job_.name(), kImages, files_[fi].name,
+                       p.off, p.off + p.ref->size);
+  }
   Error with_hint(Error e) const { return e.hint.empty() ? e.with_hint(damaged_hint(job_)) : e; }
 
   ChunkStore chunks_;
@@ -125,6 +140,8 @@ class ImageStream::Impl {
   std::string id_;
   Manifest m_;  // the pieces point at its chunks
   ProgressFn progress_;
+  std::string fast_copy_;            // the fast copy served, or "": the store's chunks
+  std::vector<UniqueFd> fast_fds_;   // its files, as files_
   std::vector<File> files_;
   std::map<std::string, size_t> by_name_;
   uint64_t total_ = 0;
@@ -385,14 +402,38 @@ void ImageStream::Impl::settle(Piece& p, std::shared_ptr<char> data) {
   cv_.notify_all();
 }
 
+Status ImageStream::Impl::open_fast_copy() {
+  if (fast_copy_.empty()) return {};
+  for (const auto& f : files_) {
+    for (const auto& p : f.pieces)
+      if (p.ref->xxh3.empty()) return make_error("checkpoint " + id_ + " records no XXH3 of its chunks to check a fast copy by");
+    std::string path = fast_copy_ + "/" + kImages + f.name;
+    auto fd = sys::open(path, O_RDONLY | O_NOFOLLOW);
+    if (!fd) return fd.error();
+    auto st = sys::fstat(fd->get(), "'" + path + "'");
+    if (!st) return st.error();
+    if (static_cast<uint64_t>(st->st_size) != f.size) return make_error("the fast copy's " + path + " has the wrong size");
+    fast_fds_.push_back(std::move(*fd));
+  }
+  return {};
+}
+
+Status ImageStream::Impl::read_piece(size_t fi, const Piece& p, char* out) const {
+  if (fast_copy_.empty()) return chunks_.get(*p.ref, out, describe(fi, p));
+  std::string path = fast_copy_ + "/" + kImages + files_[fi].name;
+  CRYO_TRY(sys::pread_exact(fast_fds_[fi].get(), out, p.ref->size, p.off, "'" + path + "'"));
+  if (xxh3_bytes(out, p.ref->size) != p.ref->xxh3)
+    return make_error(fmt::format("the fast copy's {} is damaged at bytes {}..{}", path, p.off, p.off + p.ref->size));
+  return {};
+}
+
 void ImageStream::Impl::fetch() {
   std::unique_lock<std::mutex> lk(mu_);
   for (;;) {
     size_t fi = 0, pi = 0;
     cv_.wait(lk, [&] { return stopping_ || error_ || pick(&fi, &pi); });
     if (stopping_ || error_) return;
-    File& f = files_[fi];
-    Piece& p = f.pieces[pi];
+    Piece& p = files_[fi].pieces[pi];
     held_ += p.ref->size;
     p.state = Piece::State::fetching;
     // The same content elsewhere (a run of zero pages, say), being read or
@@ -409,14 +450,13 @@ void ImageStream::Impl::fetch() {
     }
     reading_.insert(p.ref->hash);
     lk.unlock();
-    std::string what = fmt::format("checkpoint {} of job '{}': {}{} (bytes {}..{})", id_, job_.name(), kImages, f.name,
-                                   p.off, p.off + p.ref->size);
     std::shared_ptr<char> data = buffer(p.ref->size);
-    Status st = data ? chunks_.get(*p.ref, data.get(), what) : Status(make_error("cannot allocate a buffer for " + what));
+    Status st = data ? read_piece(fi, p, data.get()) : Status(make_error("cannot allocate a buffer for " + describe(fi, p)));
     lk.lock();
     reading_.erase(p.ref->hash);
     if (!st) {
-      if (!error_) error_ = with_hint(st.error());
+      // A damaged fast copy gives way to the store's (job/restore.cc): no hint.
+      if (!error_) error_ = fast_copy_.empty() ? with_hint(st.error()) : st.error();
       p.state = Piece::State::idle;
       held_ -= p.ref->size;
       cv_.notify_all();
@@ -535,8 +575,8 @@ Status ImageStream::Impl::finish() {
   cv_.wait(lk, [&] { return unchecked_ == 0 || error_ || stopping_; });
   if (error_) return *error_;
   if (unchecked_ != 0) return make_error("the image stream stopped before every chunk was checked");
-  CRYO_LOG("store", info) << "checkpoint " << id_ << " streamed: " << reads_ << " chunks read from the store, "
-                          << shared_ << " more found in memory";
+  CRYO_LOG("store", info) << "checkpoint " << id_ << " streamed: " << reads_ << " chunks read from the "
+                          << (fast_copy_.empty() ? "store" : "fast copy") << ", " << shared_ << " more found in memory";
   return {};
 }
 
@@ -555,8 +595,9 @@ bool ImageStream::can_stream(const Manifest& m) {
 }
 
 Result<std::unique_ptr<ImageStream>> ImageStream::start(const JobDir& job, const std::string& id, const Manifest& m,
-                                                        const ProgressFn& progress) {
-  auto impl = std::make_unique<Impl>(job, id, m, progress);
+                                                        const ProgressFn& progress, const std::string& fast_copy) {
+  auto impl = std::make_unique<Impl>(job, id, m, progress, fast_copy);
+  CRYO_TRY(impl->open_fast_copy());
   CRYO_TRY(impl->start());
   return std::unique_ptr<ImageStream>(new ImageStream(std::move(impl)));
 }

@@ -16,6 +16,12 @@
 // buffer is dropped once CRIU has read all of it.  A damaged or missing
 // chunk fails CRIU's read (EIO); failure() then says which chunk.
 //
+// A fast copy is served the same way, for speed: CRIU's restorer reads
+// the page images into the job's new memory, and a read from a tmpfs takes
+// one page fault per 4 KiB page, which this VM makes dear (16 us), while a
+// direct-I/O read pins the pages without faulting (docs/performance.md,
+// "A restore from the fast copy streams too").
+//
 // Nothing may run before every chunk has been checked: finish() checks
 // whatever CRIU did not read and is called at CRIU's post-restore
 // notification, while the restored tree is still stopped
@@ -40,10 +46,13 @@ class ImageStream {
   // Whether m's images can be streamed: every file under images/ is
   // chunked and directly in it.
   static bool can_stream(const Manifest& m);
-  // Starts serving checkpoint id's images (m: its signed manifest).  Fails
-  // where FUSE is not available (no /dev/fuse, or no right to mount).
+  // Starts serving checkpoint id's images (m: its signed manifest) from
+  // the store's chunks or, given fast_copy (its directory), from the
+  // checkpoint's fast copy, each piece checked by its XXH3-128.  Fails
+  // where FUSE is not available (no /dev/fuse, or no right to mount), or
+  // where the fast copy lacks a file or a chunk's XXH3.
   static Result<std::unique_ptr<ImageStream>> start(const JobDir& job, const std::string& id, const Manifest& m,
-                                                    const ProgressFn& progress);
+                                                    const ProgressFn& progress, const std::string& fast_copy = {});
   ~ImageStream();
   ImageStream(const ImageStream&) = delete;
   ImageStream& operator=(const ImageStream&) = delete;

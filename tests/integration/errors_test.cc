@@ -198,7 +198,7 @@ TEST_F(ErrorTest, CheckPrintsOnlyItsOwnReport) {
   EXPECT_EQ(out.find("Looks good"), std::string::npos) << out;
 }
 
-// 'cryo check' says whether a restore from the store can stream (FUSE):
+// 'cryo check' says whether restores can stream (FUSE):
 // yes as root; not for a user who cannot open /dev/fuse, with the fix.
 TEST_F(ErrorTest, CheckSaysWhetherRestoresStream) {
   auto item = [](const std::string& out) {

@@ -375,6 +375,58 @@ TEST_F(StoreTest, AStoreCopyStreamsByteForByte) {
 
 // A damaged chunk is never handed over: the read fails, and the error
 // names the file and the chunk.  finish() checks what no one read.
+// A fast copy is streamed too (a read from FUSE with direct I/O pins the
+// reader's pages instead of faulting them in one by one), each piece
+// checked by its XXH3; a damaged piece fails the read and is named, with
+// no hint, since the restore then falls back to the store.
+TEST_F(StoreTest, AFastCopyStreamsAndADamagedPieceIsNamed) {
+  std::string one = random_bytes(7 << 20, 31);
+  std::string zeros(6 << 20, '\0');
+  add({{"images/pages-1.img", one}, {"images/pages-2.img", zeros}, {"images/core-1.img", "core"}});
+  std::string copy = only_staged().dir;
+  ASSERT_FALSE(copy.empty());
+  auto manifest = job_->load_manifest("0001");
+  ASSERT_TRUE(manifest.ok());
+  auto read_whole = [](int dir, const char* name, std::string* out) {
+    UniqueFd fd(::openat(dir, name, O_RDONLY | O_CLOEXEC));
+    if (!fd.valid()) return false;
+    std::string buf(16 << 20, '\0');
+    ssize_t got = 0, n;
+    while ((n = ::pread(fd.get(), &buf[got], buf.size() - got, got)) > 0) got += n;
+    buf.resize(static_cast<size_t>(got));
+    *out = buf;
+    return n == 0;
+  };
+  {
+    auto m = materialize(*job_, tier_, "0001", *manifest, true, {}, true);
+    ASSERT_TRUE(m.ok()) << m.error().message;
+    ASSERT_TRUE(m->stream) << "no stream: is /dev/fuse there?";
+    EXPECT_EQ(m->source, "fast copy");
+    std::string got;
+    EXPECT_TRUE(read_whole(m->stream->images_dir(), "pages-1.img", &got) && got == one);
+    EXPECT_TRUE(read_whole(m->stream->images_dir(), "pages-2.img", &got) && got == zeros);
+    EXPECT_TRUE(m->stream->finish().ok());  // core-1.img, unread, checked here
+    release(*m);
+  }
+  {
+    std::fstream f(copy + "/images/pages-1.img", std::ios::in | std::ios::out | std::ios::binary);
+    f.seekp(5 << 20);
+    f.put('x');
+  }
+  auto m = materialize(*job_, tier_, "0001", *manifest, true, {}, true);
+  ASSERT_TRUE(m.ok() && m->stream);
+  std::string got;
+  EXPECT_FALSE(read_whole(m->stream->images_dir(), "pages-1.img", &got));
+  EXPECT_EQ(errno, EIO);
+  auto e = m->stream->failure();
+  ASSERT_TRUE(e.has_value());
+  EXPECT_NE(e->message.find("the fast copy's " + copy + "/images/pages-1.img is damaged"), std::string::npos)
+      << e->message;
+  EXPECT_TRUE(e->hint.empty()) << e->hint;
+  EXPECT_FALSE(m->stream->finish().ok());
+  release(*m);
+}
+
 TEST_F(StoreTest, AStreamServesNoDamagedChunkAndNamesIt) {
   add({{"images/pages-1.img", random_bytes(6 << 20, 23)}, {"images/pages-2.img", random_bytes(3 << 20, 24)}});
   auto manifest = job_->load_manifest("0001");
