@@ -31,14 +31,14 @@ struct Materialized {
   UniqueFd hold;        // keeps the files from being removed while held
   bool temporary = false;
   // Set when materialize was asked to defer_pages and the fast copy is
-  // used: checks its page images, which is then still to be done.  CRIU may
-  // read them meanwhile, but the restored job must not run before this
-  // has passed.
+  // used in place (no FUSE): checks its page images, which is then still
+  // to be done.  CRIU may read them meanwhile, but the restored job must
+  // not run before this has passed.
   std::function<Status()> check_pages;
-  // Set when materialize was asked to defer_pages and reads the store:
-  // the images are streamed to CRIU from the chunks (store/stream.h), and
-  // the restored job must not run before stream->finish() has passed.
-  // dir then holds none of them.
+  // Set when materialize was asked to defer_pages and FUSE allows: the
+  // images are streamed to CRIU from the fast copy or the store's chunks
+  // (store/stream.h), and the restored job must not run before
+  // stream->finish() has passed.  CRIU reads none of them from dir.
   std::unique_ptr<ImageStream> stream;
 };
 
@@ -47,9 +47,10 @@ struct Materialized {
 // the files from the store's chunks, in parallel, checking each chunk as
 // it is read, into a new directory in the fast tier if they fit, else in
 // the store.  Fails, having changed nothing, if the checkpoint is damaged.
-// With defer_pages, a fast copy's page images (nearly all of its bytes) are
-// left for the caller to check with check_pages, while CRIU restores, and
-// the store's copy is streamed rather than laid out, where FUSE allows.
+// With defer_pages, either copy is streamed to CRIU, each piece checked as
+// it is served, where FUSE allows; without FUSE, a fast copy's page images
+// (nearly all of its bytes) are left for the caller to check with
+// check_pages while CRIU restores, and the store's copy is laid out.
 // m is the checkpoint's manifest, its signature checked
 // (load_signed_manifest).
 Result<Materialized> materialize(const JobDir& job, const FastTier& tier, const std::string& id, const Manifest& m,
