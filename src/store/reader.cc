@@ -87,6 +87,25 @@ Status no_unlisted_files(const JobDir& job, const std::string& id, const Manifes
   return {};
 }
 
+}  // namespace
+
+Result<UniqueFd> open_copy_file(const std::string& path, uint64_t size) {
+  auto fd = sys::open(path, O_RDONLY);
+  if (!fd) return make_error("the fast copy lacks " + path);
+  auto st = sys::fstat(fd->get(), path);
+  if (!st || static_cast<uint64_t>(st->st_size) != size) return make_error("the fast copy's " + path + " has the wrong size");
+  return fd;
+}
+
+Status read_copy_piece(int fd, const std::string& path, const ChunkRef& ref, uint64_t off, char* out) {
+  CRYO_TRY(sys::pread_exact(fd, out, ref.size, off, "'" + path + "'"));
+  if (xxh3_bytes(out, ref.size) != ref.xxh3)
+    return make_error(fmt::format("the fast copy's {} is damaged at bytes {}..{}", path, off, off + ref.size));
+  return {};
+}
+
+namespace {
+
 enum class CopyPart { all, all_but_pages, pages };
 
 // Checks a fast copy's raw files (or a part of them) against the
@@ -106,11 +125,8 @@ Status verify_copy(const JobDir& job, const std::string& id, const Manifest& m, 
   for (size_t i = 0; i < m.files.size(); i++) {
     const auto& f = m.files[i];
     if (!f.chunked) continue;
-    std::string path = dir + "/" + f.path;
-    auto fd = sys::open(path, O_RDONLY);
-    if (!fd) return make_error("the fast copy lacks " + path);
-    auto st = sys::fstat(fd->get(), path);
-    if (!st || static_cast<uint64_t>(st->st_size) != f.size) return make_error("the fast copy's " + path + " has the wrong size");
+    auto fd = open_copy_file(dir + "/" + f.path, f.size);
+    if (!fd) return fd.error();
     if ((part == CopyPart::pages && !is_page_image(f.path)) || (part == CopyPart::all_but_pages && is_page_image(f.path)))
       continue;  // its bytes are checked in the other part
     fds[i] = std::move(*fd);
@@ -128,9 +144,7 @@ Status verify_copy(const JobDir& job, const std::string& id, const Manifest& m, 
     std::string path = dir + "/" + m.files[t.file].path;
     char* buf = scratch.get(t.ref->size);
     if (!buf) return make_error("cannot allocate a buffer to check " + path);
-    CRYO_TRY(sys::pread_exact(fds[t.file].get(), buf, t.ref->size, t.off, "'" + path + "'"));
-    if (xxh3_bytes(buf, t.ref->size) != t.ref->xxh3)
-      return make_error(fmt::format("the fast copy's {} is damaged at bytes {}..{}", path, t.off, t.off + t.ref->size));
+    CRYO_TRY(read_copy_piece(fds[t.file].get(), path, *t.ref, t.off, buf));
     uint64_t d = done += t.ref->size;
     if (progress) {
       std::lock_guard<std::mutex> g(mu);

@@ -19,6 +19,12 @@ namespace cryo::store {
 // the damaged file (and chunk).
 Status verify(const JobDir& job, const std::string& id, const ProgressFn& progress = {}, int threads = 0);
 
+// A fast copy's file at path, opened if it has the manifest's size.
+Result<UniqueFd> open_copy_file(const std::string& path, uint64_t size);
+// Reads the piece of a fast copy's file (fd, at path) that holds chunk ref
+// at off into out, and checks it against the chunk's XXH3-128.
+Status read_copy_piece(int fd, const std::string& path, const ChunkRef& ref, uint64_t off, char* out);
+
 // The hint of every error that calls a checkpoint damaged.
 std::string damaged_hint(const JobDir& job);
 

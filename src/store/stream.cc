@@ -407,12 +407,8 @@ Status ImageStream::Impl::open_fast_copy() {
   for (const auto& f : files_) {
     for (const auto& p : f.pieces)
       if (p.ref->xxh3.empty()) return make_error("checkpoint " + id_ + " records no XXH3 of its chunks to check a fast copy by");
-    std::string path = fast_copy_ + "/" + kImages + f.name;
-    auto fd = sys::open(path, O_RDONLY | O_NOFOLLOW);
+    auto fd = open_copy_file(fast_copy_ + "/" + kImages + f.name, f.size);
     if (!fd) return fd.error();
-    auto st = sys::fstat(fd->get(), "'" + path + "'");
-    if (!st) return st.error();
-    if (static_cast<uint64_t>(st->st_size) != f.size) return make_error("the fast copy's " + path + " has the wrong size");
     fast_fds_.push_back(std::move(*fd));
   }
   return {};
@@ -420,11 +416,7 @@ Status ImageStream::Impl::open_fast_copy() {
 
 Status ImageStream::Impl::read_piece(size_t fi, const Piece& p, char* out) const {
   if (fast_copy_.empty()) return chunks_.get(*p.ref, out, describe(fi, p));
-  std::string path = fast_copy_ + "/" + kImages + files_[fi].name;
-  CRYO_TRY(sys::pread_exact(fast_fds_[fi].get(), out, p.ref->size, p.off, "'" + path + "'"));
-  if (xxh3_bytes(out, p.ref->size) != p.ref->xxh3)
-    return make_error(fmt::format("the fast copy's {} is damaged at bytes {}..{}", path, p.off, p.off + p.ref->size));
-  return {};
+  return read_copy_piece(fast_fds_[fi].get(), fast_copy_ + "/" + kImages + files_[fi].name, *p.ref, p.off, out);
 }
 
 void ImageStream::Impl::fetch() {
