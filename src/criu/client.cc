@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <optional>
 #include <sstream>
 
 #include "base/log.h"
@@ -60,11 +61,12 @@ Result<::criu_resp> recv(int sk) {
   return resp;
 }
 
-// Runs one request, answering notifications on the way, and returns the final response.
-Result<::criu_resp> call(int sk, const ::criu_req& req, const NotifyFn& notify) {
-  CRYO_TRY(send(sk, req));
+// Answers the notifications of a request already sent, and returns its
+// final response.  `first`: a message already received.
+Result<::criu_resp> answer(int sk, const NotifyFn& notify, std::optional<::criu_resp> first = std::nullopt) {
   for (;;) {
-    auto resp = recv(sk);
+    auto resp = first ? Result<::criu_resp>(std::move(*first)) : recv(sk);
+    first.reset();
     if (!resp) return resp.error();
     if (resp->type() != ::NOTIFY) return resp;
     const std::string& script = resp->notify().script();
@@ -88,6 +90,12 @@ Result<::criu_resp> call(int sk, const ::criu_req& req, const NotifyFn& notify) 
       return st.error();
     }
   }
+}
+
+// Runs one request, answering notifications on the way, and returns the final response.
+Result<::criu_resp> call(int sk, const ::criu_req& req, const NotifyFn& notify) {
+  CRYO_TRY(send(sk, req));
+  return answer(sk, notify);
 }
 
 // name_log: whether the hint names log_path (not if it is to be removed).
@@ -152,8 +160,11 @@ Session::~Session() { finish(); }
 void Session::finish() {
   if (pid_ <= 0) return;
   // CRIU takes a closed socket for a crashed client and says so on its
-  // stderr; one that was never asked anything is let go with a question.
-  if (!asked_) {
+  // stderr; one that was never asked anything is let go with a question,
+  // one that is armed with a "no" to its pre-dump notification.
+  if (armed_) {
+    disarm();
+  } else if (!asked_) {
     ::criu_req req;
     req.set_type(::VERSION);
     (void)call(sk_.get(), req, {});
@@ -179,6 +190,7 @@ bool Session::waiting() const {
 }
 
 void Session::release() {
+  armed_ = false;
   sk_.reset();
   pid_ = -1;
 }
@@ -220,12 +232,77 @@ Status Session::check() {
   return st;
 }
 
-Status Session::dump(const DumpRequest& r, const std::string& log_path) {
+void Session::disarm() {
+  if (!armed_) return;
+  armed_ = false;
+  ::criu_req no;
+  no.set_type(::NOTIFY);
+  no.set_notify_success(false);
+  // CRIU reads this as its answer to "pre-dump", sent or still to come,
+  // and gives up before it freezes anything; its last word is drained.
+  if (!send(sk_.get(), no).ok()) return;
+  for (;;) {
+    auto r = recv(sk_.get());
+    if (!r || r->type() != ::NOTIFY) return;
+  }
+}
+
+Status Session::arm_dump(const DumpRequest& r) {
+  if (owner_ != ::getpid()) return make_error("only the process that started CRIU can arm it");
   ::criu_req req;
+  fill_dump(req, r);
+  req.mutable_opts()->set_notify_scripts(true);
+  asked_ = true;
+  CRYO_TRY(send(sk_.get(), req));
+  armed_ = true;
+  armed_for_ = {r.pid, r.leave_running, r.tcp_established, r.external};
+  return {};
+}
+
+bool Session::armed_for(const DumpRequest& r) const {
+  return armed_ && armed_for_.pid == r.pid && armed_for_.leave_running == r.leave_running &&
+         armed_for_.tcp_established == r.tcp_established && armed_for_.external == r.external;
+}
+
+void Session::fill_dump(::criu_req& req, const DumpRequest& r) {
   req.set_type(::DUMP);
   auto* o = req.mutable_opts();
   o->set_images_dir_fd(r.images_dir_fd);
   if (r.work_dir_fd >= 0) o->set_work_dir_fd(r.work_dir_fd);
+  o->set_pid(r.pid);
+  o->set_log_file(r.log_file);
+  o->set_log_level(4);
+  o->set_leave_running(r.leave_running);
+  o->set_tcp_established(r.tcp_established);
+  o->set_file_locks(true);
+  o->set_notify_scripts(static_cast<bool>(r.notify));
+  for (const auto& e : r.external) o->add_external(e);
+}
+
+Status Session::dump(const DumpRequest& r, const std::string& log_path, bool* not_started) {
+  if (not_started) *not_started = false;
+  if (armed_) {
+    // The request went ahead: CRIU waits at (or is on its way to) its
+    // pre-dump notification, which r's notify now answers.
+    if (!armed_for(r)) return make_error("CRIU was armed for another dump");
+    armed_ = false;
+    auto first = recv(sk_.get());
+    bool at_start = first && first->type() == ::NOTIFY && first->notify().script() == "pre-dump";
+    if (!at_start) {
+      // It failed, or died, before freezing anything: a new CRIU may try.
+      if (not_started) *not_started = true;
+      if (!first) return first.error().context("the CRIU armed for this dump is gone");
+      if (first->type() == ::NOTIFY) return make_error("CRIU armed for this dump sent '" + first->notify().script() + "' first");
+      return failure("CRIU dump", *first, log_path);
+    }
+    auto resp = answer(sk_.get(), r.notify, std::move(*first));
+    if (!resp) return resp.error();
+    if (!resp->success()) return failure("CRIU dump", *resp, log_path);
+    return {};
+  }
+  ::criu_req req;
+  fill_dump(req, r);
+  auto* o = req.mutable_opts();
   bool named = false;
   if (owner_ != ::getpid()) {
     // CRIU would look for our fds in its peer, the process that started it:
@@ -241,14 +318,6 @@ Status Session::dump(const DumpRequest& r, const std::string& log_path) {
     o->set_config_file(self + std::to_string(r.work_dir_fd) + "/" + kRpcConf);
     named = true;
   }
-  o->set_pid(r.pid);
-  o->set_log_file(r.log_file);
-  o->set_log_level(4);
-  o->set_leave_running(r.leave_running);
-  o->set_tcp_established(r.tcp_established);
-  o->set_file_locks(true);
-  o->set_notify_scripts(static_cast<bool>(r.notify));
-  for (const auto& e : r.external) o->add_external(e);
   auto resp = ask(req, r.notify);
   if (named) ::unlinkat(r.work_dir_fd, kRpcConf, 0);
   if (!resp) return resp.error();

@@ -87,6 +87,8 @@ class Session {
         pid_(std::exchange(o.pid_, -1)),
         owner_(o.owner_),
         asked_(o.asked_),
+        armed_(std::exchange(o.armed_, false)),
+        armed_for_(std::move(o.armed_for_)),
         path_(std::move(o.path_)) {}
   Session& operator=(Session&& o) noexcept {
     if (this != &o) {
@@ -95,6 +97,8 @@ class Session {
       pid_ = std::exchange(o.pid_, -1);
       owner_ = o.owner_;
       asked_ = o.asked_;
+      armed_ = std::exchange(o.armed_, false);
+      armed_for_ = std::move(o.armed_for_);
       path_ = std::move(o.path_);
     }
     return *this;
@@ -106,8 +110,23 @@ class Session {
   Result<Version> version();
   // criu check: succeeds if the kernel supports what CRIU needs.
   Status check();
-  // log_path: where CRIU's log lands, for error messages.
-  Status dump(const DumpRequest& req, const std::string& log_path);
+  // log_path: where CRIU's log lands, for error messages.  An armed
+  // session continues the request it was armed with (see armed_for);
+  // *not_started then says whether it failed before freezing anything,
+  // so that a new CRIU may try.
+  Status dump(const DumpRequest& req, const std::string& log_path, bool* not_started = nullptr);
+  // Sends a dump request ahead of time.  CRIU sets up and probes the kernel
+  // (about 60 ms here: /run is not a tmpfs, so it cannot keep its probe), then
+  // waits at its pre-dump notification, before it freezes anything; dump()
+  // answers it.  Only the process that started CRIU may arm it: CRIU opens
+  // req's directories through that process's /proc/PID/fd, which must keep
+  // them open until CRIU has (at its pre-dump notification).
+  Status arm_dump(const DumpRequest& req);
+  bool armed() const { return armed_; }
+  // Whether the armed request is req's, but for its directories and notify.
+  bool armed_for(const DumpRequest& req) const;
+  // Tells an armed CRIU not to go on; it ends without touching the job.
+  void disarm();
   // Returns the host PID of the restored root task.
   Result<pid_t> restore(const RestoreRequest& req, const std::string& log_path);
 
@@ -125,11 +144,18 @@ class Session {
       : sk_(std::move(sk)), pid_(pid), owner_(::getpid()), path_(std::move(path)) {}
   void finish();
   Result<::criu_resp> ask(const ::criu_req& req, const NotifyFn& notify);
+  static void fill_dump(::criu_req& req, const DumpRequest& r);
 
   UniqueFd sk_;
   pid_t pid_ = -1;
   pid_t owner_ = -1;  // the process that started CRIU: its parent, and its peer
   bool asked_ = false;
+  bool armed_ = false;  // a dump request is out, its pre-dump notification unanswered
+  struct Armed {
+    pid_t pid = 0;
+    bool leave_running = false, tcp_established = false;
+    std::vector<std::string> external;
+  } armed_for_;
   std::string path_;
 };
 

@@ -14,6 +14,7 @@
 
 #include "base/duration.h"
 #include "base/fault.h"
+#include "base/log.h"
 #include "base/sys.h"
 #include "criu/client.h"
 #include "job/apptainer.h"
@@ -142,11 +143,31 @@ Result<Dumped> dump_into(CheckpointRun& run, const store::Pending& p, uint64_t e
   };
   Status dumped;
   {
-    // The supervisor's spare CRIU, unless it died waiting.
+    // The supervisor's spare CRIU, unless it died waiting.  An armed one
+    // serves only the dump it was armed for, in the directory it was given.
     std::optional<criu::Session> spare = std::exchange(run.criu, std::nullopt);
-    auto session = spare && spare->waiting() ? Result<criu::Session>(std::move(*spare))
-                                             : criu::Session::start(run.criu_path);
-    dumped = session ? session->dump(req, p.dir + "/criu-dump.log") : Status(session.error());
+    if (spare && spare->armed() && !(p.armed && spare->armed_for(req))) {
+      spare->disarm();
+      spare.reset();
+      if (!p.armed && !run.armed_dir.empty()) (void)sys::remove_tree(run.armed_dir);
+    }
+    bool served = false;
+    if (spare && spare->waiting()) {
+      bool not_started = false;
+      dumped = spare->dump(req, p.dir + "/criu-dump.log", &not_started);
+      served = !not_started;
+      if (not_started) {
+        CRYO_LOG("criu", warn) << "the CRIU armed for this checkpoint failed before it began ("
+                               << dumped.error().message << "); starting another";
+      }
+    }
+    spare.reset();
+    if (!served) {
+      // What an armed CRIU wrote into this directory is not this dump's log.
+      if (p.armed) ::unlinkat(work->get(), req.log_file.c_str(), 0);
+      auto session = criu::Session::start(run.criu_path);
+      dumped = session ? session->dump(req, p.dir + "/criu-dump.log") : Status(session.error());
+    }
   }
   d.resumed = sys::now();
   if (follower) d.digests = follower->finish();
@@ -211,7 +232,7 @@ int take_checkpoint(CheckpointRun& run) {
   // A container's output is cut by its log, not by the pipes: let it flow.
   if (run.config->in_engine()) notify(run.notify_fd, 'r');
   uint64_t expected = tree_rss(run.config->in_engine() ? container_pid(dir) : run.job_pid);
-  auto pending = store::begin_dump(dir, run.tier, expected);
+  auto pending = store::begin_dump(dir, run.tier, expected, run.criu && run.criu->armed() ? run.armed_dir : "");
   if (!pending) {
     if (!run.stop) notify(run.notify_fd, 'r');
     return fail(pending.error());

@@ -6,7 +6,7 @@
 //   1. begin a dump in the fast tier, or in the store if it does not fit
 //      (store/staging.h)
 //   2. CRIU dumps the tree, leaving it running (the CRIU the supervisor
-//      started ahead of time, if it has one)
+//      started and armed ahead of time, if it has one)
 //   3. at CRIU's post-dump notification, while the job is still frozen:
 //      drain the output pipes into the logs and record the logs' sizes,
 //      copy the files the job has open for writing; with --stop, stop the
@@ -48,8 +48,12 @@ struct CheckpointRun {
   std::string criu_path;
   std::string criu_version;
   // A CRIU the supervisor started ahead of time, ready for the request; the
-  // dump starts its own without it.
+  // dump starts its own without it.  If it is armed (criu::Session::arm_dump)
+  // it has probed the kernel and waits at its pre-dump notification, with
+  // armed_dir (store::make_armed_dir) as its directory: it serves the dump
+  // if that goes into the fast tier and asks what it was armed for.
   std::optional<criu::Session> criu;
+  std::string armed_dir;
   std::string init_path;  // the cryo-init the job runs
   bool stop = false;
   bool tcp_established = false;

@@ -58,6 +58,7 @@ class Supervisor {
   bool stopping() const;
   void job_ended(int status);
   void prepare_criu();
+  void arm_criu();
   void drop_spare_criu();
   void reply_status(int fd);
   int finish();
@@ -79,6 +80,14 @@ class Supervisor {
   // so that CRIU's own start (exec, loading, set-up: 12 ms here) is not
   // part of the checkpoint.  It waits on its socket; the supervisor reaps it.
   std::optional<criu::Session> spare_criu_;
+  // Armed (criu::Session::arm_dump) where it can be: it has probed the
+  // kernel and waits at its pre-dump notification, with armed_dir_ as its
+  // directory, for this job's next checkpoint.  CRIU opens that directory
+  // through our /proc/PID/fd: its fds stay open here until the worker that
+  // took the CRIU ends.
+  std::string armed_dir_;
+  std::vector<UniqueFd> armed_fds_;
+  std::map<pid_t, std::vector<UniqueFd>> worker_fds_;
   UniqueFd dump_notes_;  // from the dumping worker: "r" output may flow, "d" dumped
   // Output is not read from the job's freeze until the worker lets it flow;
   // after a --stop checkpoint it never does: what the job wrote after the
@@ -314,6 +323,7 @@ void Supervisor::start_checkpoint(int client_fd, bool stop, bool tcp, bool wait)
     run.criu_path = s_.criu_path;
     run.criu_version = s_.criu_version;
     run.criu = std::move(spare_criu_);
+    run.armed_dir = armed_dir_;
     run.init_path = s_.init_path;
     run.stop = stop;
     run.tcp_established = tcp;
@@ -325,7 +335,11 @@ void Supervisor::start_checkpoint(int client_fd, bool stop, bool tcp, bool wait)
     run.criu.reset();  // a spare CRIU the worker did not use
     ::_exit(code);
   }
-  // The worker holds the spare CRIU's socket now; it ends with the worker.
+  // The worker holds the spare CRIU's socket now; it ends with the worker,
+  // and so do the directory fds an armed one may still need.
+  worker_fds_[pid] = std::move(armed_fds_);
+  armed_fds_.clear();
+  armed_dir_.clear();
   drop_spare_criu();
   workers_[pid] = Worker{stop, false, sys::now()};
   dumping_ = pid;
@@ -368,6 +382,7 @@ void Supervisor::dump_done() {
 void Supervisor::worker_ended(pid_t pid, int status) {
   Worker w = workers_[pid];
   workers_.erase(pid);
+  worker_fds_.erase(pid);
   if (pid == dumping_) {
     dumping_ = -1;
     dump_notes_.reset();
@@ -426,13 +441,52 @@ void Supervisor::worker_ended(pid_t pid, int status) {
 void Supervisor::job_ended(int status) {
   job_done_ = true;
   job_status_ = status;
-  spare_criu_.reset();
+  spare_criu_.reset();  // disarmed first if armed
+  armed_fds_.clear();
+  if (!armed_dir_.empty()) (void)sys::remove_tree(armed_dir_);
+  armed_dir_.clear();
 }
 
 void Supervisor::prepare_criu() {
   if (spare_criu_ || job_done_ || stopping() || s_.config.in_engine()) return;
   // Without it, the next worker starts its own CRIU, and reports why not.
-  if (auto s = criu::Session::start(s_.criu_path)) spare_criu_.emplace(std::move(*s));
+  if (auto s = criu::Session::start(s_.criu_path)) {
+    spare_criu_.emplace(std::move(*s));
+    arm_criu();
+  }
+}
+
+// Arms the spare CRIU for the next checkpoint into the fast tier, as a
+// worker would ask for it unless told --stop with --tcp-established.  A
+// checkpoint that goes elsewhere, or asks otherwise, disarms it and starts
+// another CRIU.  Jobs in Apptainer name their mounts at each dump, so theirs
+// stays a plain spare; so does any that cannot be armed.
+void Supervisor::arm_criu() {
+  if (!s_.config.engine.empty() || !s_.tier.enabled()) return;
+  auto dir = store::make_armed_dir(dir_, s_.tier);
+  if (!dir) return;
+  auto images = sys::open_dir(*dir + "/images");
+  auto work = sys::open_dir(*dir);
+  criu::DumpRequest req;
+  req.pid = s_.state.job_pid;
+  req.leave_running = true;
+  req.tcp_established = s_.config.tcp_established;
+  req.notify = [](const std::string&, pid_t) { return Status{}; };
+  Status armed = images && work ? Status{} : Status(make_error("cannot open " + *dir));
+  if (armed) {
+    req.images_dir_fd = images->get();
+    req.work_dir_fd = work->get();
+    armed = spare_criu_->arm_dump(req);
+  }
+  if (!armed) {
+    CRYO_LOG("criu", info) << "cannot arm the spare CRIU: " << armed.error().message;
+    (void)sys::remove_tree(*dir);
+    return;
+  }
+  armed_dir_ = *dir;
+  armed_fds_.clear();
+  armed_fds_.push_back(std::move(*images));
+  armed_fds_.push_back(std::move(*work));
 }
 
 // Forgets the spare CRIU without waiting for it: SIGCHLD reaps it.
@@ -440,6 +494,9 @@ void Supervisor::drop_spare_criu() {
   if (!spare_criu_) return;
   spare_criu_->release();
   spare_criu_.reset();
+  armed_fds_.clear();
+  if (!armed_dir_.empty()) (void)sys::remove_tree(armed_dir_);
+  armed_dir_.clear();
 }
 
 int Supervisor::finish() {

@@ -266,7 +266,19 @@ class Removal {
   std::thread thread_;
 };
 
-Result<Pending> begin_dump(const JobDir& job, const FastTier& tier, uint64_t estimate) {
+Result<std::string> make_armed_dir(const JobDir& job, const FastTier& tier) {
+  if (!tier.enabled()) return make_error("no fast tier");
+  std::string fast = fast_dir(tier, job);
+  CRYO_TRY(sys::mkdir_p(fast, 0700));
+  std::string dir = fmt::format("{}/.tmp-arm-{}", fast, ::getpid());
+  (void)sys::remove_tree(dir);
+  if (::mkdir(dir.c_str(), 0700) < 0) return sys_error("cannot create '" + dir + "'");
+  CRYO_TRY(sys::mkdir_p(dir + "/images", 0700));
+  note_fast_dir(job, fast);
+  return dir;
+}
+
+Result<Pending> begin_dump(const JobDir& job, const FastTier& tier, uint64_t estimate, const std::string& armed) {
   std::string fast = fast_dir(tier, job);
   std::vector<std::string> dirs = fast_dirs(tier, job);
   dirs.push_back(staging_dir(job));
@@ -291,6 +303,18 @@ Result<Pending> begin_dump(const JobDir& job, const FastTier& tier, uint64_t est
         }
   bool fits = tier.enabled() && fits_fast(tier, estimate, freeing);
   auto removal = replaced.empty() ? nullptr : std::make_shared<Removal>(std::move(replaced));
+  if (fits && !armed.empty() && armed.rfind(fast + "/", 0) == 0) {
+    Pending p;
+    p.id = id;
+    p.fast = true;
+    p.armed = true;
+    p.job_dir = job.path();
+    p.dir = fmt::format("{}/.tmp-{}-{}", fast, id, ::getpid());
+    if (sys::rename(armed, p.dir)) {
+      p.freeing = removal;
+      return p;
+    }
+  }
   if (fits) {
     auto p = make_pending(job, fast, id, true);
     if (p) {

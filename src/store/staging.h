@@ -52,6 +52,7 @@ struct Pending {
   std::string dir;   // images/ is inside
   bool fast = false;
   std::string job_dir;  // the job's directory in the store
+  bool armed = false;   // dir is the armed directory begin_dump was given, renamed
   // The job's fast copies that this dump replaces, being freed while CRIU
   // starts; done when the last copy of this Pending goes.
   std::shared_ptr<Removal> freeing;
@@ -81,7 +82,15 @@ std::vector<std::string> fast_dirs(const FastTier& tier, const JobDir& job);
 // are moved aside and removed in the background, see Pending::freeing),
 // else in the store's staging directory.  Leftovers of dead writers are
 // removed first.  The id is one past every id the job has used.
-Result<Pending> begin_dump(const JobDir& job, const FastTier& tier, uint64_t estimate);
+// `armed`: a directory of make_armed_dir, which becomes the dump's if the
+// dump goes into the fast tier (Pending::armed).
+Result<Pending> begin_dump(const JobDir& job, const FastTier& tier, uint64_t estimate,
+                           const std::string& armed = "");
+// A dump directory made ahead of the next checkpoint, for a CRIU armed with
+// it (criu::Session::arm_dump): ".tmp-arm-PID" (images/ inside) in the
+// job's fast directory, PID this process; remove_leftovers removes it once
+// this process is gone.
+Result<std::string> make_armed_dir(const JobDir& job, const FastTier& tier);
 // The dump in p is complete: writes base as dump.json and renames p into place.
 Result<Staged> end_dump(const Pending& p, const Manifest& base);
 void abort_dump(const Pending& p);
