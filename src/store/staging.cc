@@ -270,9 +270,16 @@ Result<std::string> make_armed_dir(const JobDir& job, const FastTier& tier) {
   if (!tier.enabled()) return make_error("no fast tier");
   std::string fast = fast_dir(tier, job);
   CRYO_TRY(sys::mkdir_p(fast, 0700));
-  std::string dir = fmt::format("{}/.tmp-arm-{}", fast, ::getpid());
-  (void)sys::remove_tree(dir);
-  if (::mkdir(dir.c_str(), 0700) < 0) return sys_error("cannot create '" + dir + "'");
+  // A name never used before: an earlier armed CRIU's directory may still be
+  // on its way to becoming a dump's (its worker renames it), and a CRIU
+  // armed with a directory that was removed would dump into nothing.
+  static int made = 0;
+  std::string dir;
+  for (;;) {
+    dir = fmt::format("{}/.tmp-arm-{}-{}", fast, ++made, ::getpid());
+    if (::mkdir(dir.c_str(), 0700) == 0) break;
+    if (errno != EEXIST) return sys_error("cannot create '" + dir + "'");
+  }
   CRYO_TRY(sys::mkdir_p(dir + "/images", 0700));
   note_fast_dir(job, fast);
   return dir;

@@ -87,9 +87,9 @@ std::vector<std::string> fast_dirs(const FastTier& tier, const JobDir& job);
 Result<Pending> begin_dump(const JobDir& job, const FastTier& tier, uint64_t estimate,
                            const std::string& armed = "");
 // A dump directory made ahead of the next checkpoint, for a CRIU armed with
-// it (criu::Session::arm_dump): ".tmp-arm-PID" (images/ inside) in the
-// job's fast directory, PID this process; remove_leftovers removes it once
-// this process is gone.
+// it (criu::Session::arm_dump): ".tmp-arm-N-PID" (images/ inside, a new N
+// each time) in the job's fast directory, PID this process;
+// remove_leftovers removes it once this process is gone.
 Result<std::string> make_armed_dir(const JobDir& job, const FastTier& tier);
 // The dump in p is complete: writes base as dump.json and renames p into place.
 Result<Staged> end_dump(const Pending& p, const Manifest& base);
