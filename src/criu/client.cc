@@ -281,25 +281,28 @@ void Session::fill_dump(::criu_req& req, const DumpRequest& r) {
 
 Status Session::dump(const DumpRequest& r, const std::string& log_path, bool* not_started) {
   if (not_started) *not_started = false;
-  if (armed_) {
-    // The request went ahead: CRIU waits at (or is on its way to) its
-    // pre-dump notification, which r's notify now answers.
-    if (!armed_for(r)) return make_error("CRIU was armed for another dump");
-    armed_ = false;
-    auto first = recv(sk_.get());
-    bool at_start = first && first->type() == ::NOTIFY && first->notify().script() == "pre-dump";
-    if (!at_start) {
-      // It failed, or died, before freezing anything: a new CRIU may try.
-      if (not_started) *not_started = true;
-      if (!first) return first.error().context("the CRIU armed for this dump is gone");
-      if (first->type() == ::NOTIFY) return make_error("CRIU armed for this dump sent '" + first->notify().script() + "' first");
-      return failure("CRIU dump", *first, log_path);
-    }
-    auto resp = answer(sk_.get(), r.notify, std::move(*first));
-    if (!resp) return resp.error();
-    if (!resp->success()) return failure("CRIU dump", *resp, log_path);
-    return {};
-  }
+  auto resp = armed_ ? go_on(r, not_started) : send_dump(r);
+  if (!resp) return resp.error();
+  if (!resp->success()) return failure("CRIU dump", *resp, log_path);
+  return {};
+}
+
+Result<::criu_resp> Session::go_on(const DumpRequest& r, bool* not_started) {
+  // The request went ahead: CRIU waits at (or is on its way to) its
+  // pre-dump notification, which r's notify now answers.
+  if (!armed_for(r)) return make_error("CRIU was armed for another dump");
+  armed_ = false;
+  auto first = recv(sk_.get());
+  if (first && first->type() == ::NOTIFY && first->notify().script() == "pre-dump")
+    return answer(sk_.get(), r.notify, std::move(*first));
+  // It failed, or died, before freezing anything: a new CRIU may try.
+  if (not_started) *not_started = true;
+  if (!first) return first.error().context("the CRIU armed for this dump is gone");
+  if (first->type() == ::NOTIFY) return make_error("CRIU armed for this dump sent '" + first->notify().script() + "' first");
+  return first;
+}
+
+Result<::criu_resp> Session::send_dump(const DumpRequest& r) {
   ::criu_req req;
   fill_dump(req, r);
   auto* o = req.mutable_opts();
@@ -320,9 +323,7 @@ Status Session::dump(const DumpRequest& r, const std::string& log_path, bool* no
   }
   auto resp = ask(req, r.notify);
   if (named) ::unlinkat(r.work_dir_fd, kRpcConf, 0);
-  if (!resp) return resp.error();
-  if (!resp->success()) return failure("CRIU dump", *resp, log_path);
-  return {};
+  return resp;
 }
 
 Result<pid_t> Session::restore(const RestoreRequest& r, const std::string& log_path) {

@@ -145,6 +145,10 @@ class Session {
   void finish();
   Result<::criu_resp> ask(const ::criu_req& req, const NotifyFn& notify);
   static void fill_dump(::criu_req& req, const DumpRequest& r);
+  // dump()'s two ways to CRIU's final answer: sending r now, or answering
+  // the request it was armed with.
+  Result<::criu_resp> send_dump(const DumpRequest& r);
+  Result<::criu_resp> go_on(const DumpRequest& r, bool* not_started);
 
   UniqueFd sk_;
   pid_t pid_ = -1;

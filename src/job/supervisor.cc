@@ -60,6 +60,7 @@ class Supervisor {
   void prepare_criu();
   void arm_criu();
   void drop_spare_criu();
+  void discard_armed_dir();
   void reply_status(int fd);
   int finish();
 
@@ -442,9 +443,7 @@ void Supervisor::job_ended(int status) {
   job_done_ = true;
   job_status_ = status;
   spare_criu_.reset();  // disarmed first if armed
-  armed_fds_.clear();
-  if (!armed_dir_.empty()) (void)sys::remove_tree(armed_dir_);
-  armed_dir_.clear();
+  discard_armed_dir();
 }
 
 void Supervisor::prepare_criu() {
@@ -494,6 +493,11 @@ void Supervisor::drop_spare_criu() {
   if (!spare_criu_) return;
   spare_criu_->release();
   spare_criu_.reset();
+  discard_armed_dir();
+}
+
+// The armed directory of a spare CRIU that no worker took.
+void Supervisor::discard_armed_dir() {
   armed_fds_.clear();
   if (!armed_dir_.empty()) (void)sys::remove_tree(armed_dir_);
   armed_dir_.clear();

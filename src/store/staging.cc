@@ -162,13 +162,20 @@ bool fits_fast(const FastTier& tier, uint64_t estimate, uint64_t freeing) {
   return true;
 }
 
-Result<Pending> make_pending(const JobDir& job, const std::string& parent, const std::string& id, bool fast) {
+// `armed`: a directory of make_armed_dir under parent, renamed into the
+// pending one if it can be, rather than a new one made.
+Result<Pending> make_pending(const JobDir& job, const std::string& parent, const std::string& id, bool fast,
+                             const std::string& armed = "") {
   CRYO_TRY(sys::mkdir_p(parent, 0700));
   Pending p;
   p.id = id;
   p.fast = fast;
   p.job_dir = job.path();
   p.dir = fmt::format("{}/.tmp-{}-{}", parent, id, ::getpid());
+  if (!armed.empty() && armed.rfind(parent + "/", 0) == 0 && sys::rename(armed, p.dir)) {
+    p.armed = true;
+    return p;
+  }
   if (::mkdir(p.dir.c_str(), 0700) < 0) {
     Error e = sys_error("cannot create checkpoint directory '" + p.dir + "'");
     if (e.code == ENOSPC) e.hint = "the disk is full: free space there, or choose another --store";
@@ -310,20 +317,8 @@ Result<Pending> begin_dump(const JobDir& job, const FastTier& tier, uint64_t est
         }
   bool fits = tier.enabled() && fits_fast(tier, estimate, freeing);
   auto removal = replaced.empty() ? nullptr : std::make_shared<Removal>(std::move(replaced));
-  if (fits && !armed.empty() && armed.rfind(fast + "/", 0) == 0) {
-    Pending p;
-    p.id = id;
-    p.fast = true;
-    p.armed = true;
-    p.job_dir = job.path();
-    p.dir = fmt::format("{}/.tmp-{}-{}", fast, id, ::getpid());
-    if (sys::rename(armed, p.dir)) {
-      p.freeing = removal;
-      return p;
-    }
-  }
   if (fits) {
-    auto p = make_pending(job, fast, id, true);
+    auto p = make_pending(job, fast, id, true, armed);
     if (p) {
       note_fast_dir(job, fast);
       p->freeing = removal;
