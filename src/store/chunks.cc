@@ -106,14 +106,11 @@ bool ChunkStore::exists(const ChunkRef& ref) const {
 
 Result<ChunkRef> PackWriter::put(const char* data, size_t n, int level) {
   thread_local ZstdC z;
-  thread_local ScratchBuffer out;  // aligned for O_DIRECT, room for the padding
-  size_t bound = whole_blocks(ZSTD_compressBound(n));
-  char* buf = out.get(bound);
-  if (!buf) return make_error("cannot allocate a compression buffer");
-  size_t len = ZSTD_compressCCtx(z.ctx, buf, bound, data, n, level);
-  if (ZSTD_isError(len)) return make_error(std::string("cannot compress a chunk: ") + ZSTD_getErrorName(len));
   if (!fd_.valid() || end_ >= ChunkStore::kPackLimit) {
-    if (fd_.valid()) full_.emplace_back(std::move(fd_), pack_);
+    if (fd_.valid()) {
+      CRYO_TRY(write_out());
+      full_.emplace_back(std::move(fd_), pack_);
+    }
     pack_ = prefix_ + "-" + std::to_string(++next_) + ".pack";
     std::string path = store_.pack_path(pack_);
     std::string dir = path.substr(0, path.rfind('/'));
@@ -129,20 +126,41 @@ Result<ChunkRef> PackWriter::put(const char* data, size_t n, int level) {
     fd_ = std::move(*fd);
     end_ = 0;
   }
+  size_t bound = whole_blocks(ZSTD_compressBound(n));
+  // The buffer grows only when empty: growing does not keep its contents.
+  if (gathered_ > 0 && gathered_ + bound > gather_.capacity()) CRYO_TRY(write_out());
+  size_t want = gathered_ + bound;
+  char* base = gather_.get(want > gather_.capacity() ? std::max(want, kWriteBytes + bound) : want);
+  if (!base) return make_error("cannot allocate a compression buffer");
+  char* buf = base + gathered_;
+  size_t len = ZSTD_compressCCtx(z.ctx, buf, bound, data, n, level);
+  if (ZSTD_isError(len)) return make_error(std::string("cannot compress a chunk: ") + ZSTD_getErrorName(len));
   // Every frame starts on a block, so it can be read with O_DIRECT.
   size_t padded = whole_blocks(len);
   std::memset(buf + len, 0, padded - len);
-  CRYO_TRY(sys::pwrite_all(fd_.get(), buf, padded, end_, "'" + store_.pack_path(pack_) + "'"));
   ChunkRef r;
   r.pack = pack_;
   r.offset = end_;
   r.stored = static_cast<uint32_t>(len);
   end_ += padded;
+  gathered_ += padded;
+  if (gathered_ >= kWriteBytes) CRYO_TRY(write_out());
   return r;
 }
 
+Status PackWriter::write_out() {
+  if (gathered_ == 0) return {};
+  CRYO_TRY(sys::pwrite_all(fd_.get(), gather_.get(gathered_), gathered_, end_ - gathered_,
+                           "'" + store_.pack_path(pack_) + "'"));
+  gathered_ = 0;
+  return {};
+}
+
 Status PackWriter::sync() {
-  if (fd_.valid()) full_.emplace_back(std::move(fd_), pack_);
+  if (fd_.valid()) {
+    CRYO_TRY(write_out());
+    full_.emplace_back(std::move(fd_), pack_);
+  }
   for (auto& [fd, pack] : full_) CRYO_TRY(sys::fsync_fd(fd.get(), "'" + store_.pack_path(pack) + "'"));
   full_.clear();
   return {};

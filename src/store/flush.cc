@@ -305,6 +305,8 @@ Result<Manifest> Flusher::commit(const Staged& s) {
     stored += *n;
   }
   locate(sums);
+  // The first fsync below waits for the disk to take every chunk written.
+  double ts = sys::now();
 
   // The manifest's directory, with CRIU's log kept whole and readable.
   std::string tmp = fmt::format("{}/.tmp-{}-{}", job_.file("checkpoints"), s.id, ::getpid());
@@ -331,7 +333,6 @@ Result<Manifest> Flusher::commit(const Staged& s) {
   }
   fault_point("flush.before_sync");
   {
-    double ts = sys::now();
     CRYO_TRY(writers.sync());
     CRYO_LOG("store", info) << "checkpoint " << s.id << ": " << total << " bytes, " << stored << " stored, "
                             << hashed_ << " hashed (SHA-256) by this pass, chunked in " << ts - t0 << " s, synced in "

@@ -170,6 +170,35 @@ TEST(Chunking, CuttingAFileInWindowsCutsAsInOnePiece) {
   ::close(fd);
 }
 
+// A pack writer gathers frames and writes them out in large pieces: every
+// frame, whether it filled the buffer, came after a write-out or went to
+// a new pack, reads back as it was once synced.
+TEST(PackWriterTest, GatheredFramesReadBackAfterSync) {
+  char tmpl[] = "/tmp/cryo-pack-test-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  ChunkStore store(std::string(tmpl) + "/chunks");
+  PackWriter w(store, "t");
+  std::vector<std::pair<ChunkRef, std::string>> put;
+  size_t sizes[] = {4 << 20, 700 << 10, 3 << 20, 128 << 10, 4 << 20, 1 << 20, 4 << 20, 5000, 2 << 20};
+  uint64_t seed = 7;
+  for (size_t n : sizes) {
+    std::string data = random_bytes(n, seed++);
+    auto r = w.put(data.data(), data.size(), -1);
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    r->hash = sha256_bytes(data.data(), data.size());
+    r->size = static_cast<uint32_t>(n);
+    put.emplace_back(*r, std::move(data));
+  }
+  ASSERT_TRUE(w.sync().ok());
+  for (const auto& [ref, data] : put) {
+    std::string back(data.size(), '\0');
+    auto st = store.get(ref, back.data(), "test");
+    ASSERT_TRUE(st.ok()) << st.error().message;
+    EXPECT_EQ(back, data) << "frame at " << ref.offset;
+  }
+  fs::remove_all(tmpl);
+}
+
 TEST(Chunking, CutsResyncAfterAnInsertedPage) {
   std::string a = random_bytes(16 << 20, 1);
   std::string b = a.substr(0, 3 << 20) + random_bytes(4096, 2) + a.substr(3 << 20);
@@ -637,6 +666,7 @@ TEST_F(StoreTest, AChunkReplacedByOtherContentIsRefused) {
   auto frame = forger.put(other.data(), other.size(), -1);
   ASSERT_TRUE(frame.ok());
   ASSERT_EQ(frame->stored, chunks[0].stored);
+  ASSERT_TRUE(forger.sync().ok());  // put() only gathers the frame
   std::string bytes = read_all(job_->chunks().pack_path(frame->pack)).substr(frame->offset, frame->stored);
   patch(job_->chunks().pack_path(chunks[0].pack), chunks[0].offset, bytes);
   auto st = verify(*job_, "0001");
