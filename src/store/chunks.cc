@@ -126,11 +126,14 @@ Result<ChunkRef> PackWriter::put(const char* data, size_t n, int level) {
     fd_ = std::move(*fd);
     end_ = 0;
   }
+  // The frame is compressed into the buffer, after what is gathered if its
+  // largest size fits, else after writing that out.  The buffer holds
+  // kWriteBytes (more only for a chunk larger than that), so it never
+  // grows while it holds frames.
   size_t bound = whole_blocks(ZSTD_compressBound(n));
-  // The buffer grows only when empty: growing does not keep its contents.
-  if (gathered_ > 0 && gathered_ + bound > gather_.capacity()) CRYO_TRY(write_out());
-  size_t want = gathered_ + bound;
-  char* base = gather_.get(want > gather_.capacity() ? std::max(want, kWriteBytes + bound) : want);
+  size_t room = std::max(kWriteBytes, bound);
+  if (gathered_ > 0 && gathered_ + bound > room) CRYO_TRY(write_out());
+  char* base = gather_.get(room);
   if (!base) return make_error("cannot allocate a compression buffer");
   char* buf = base + gathered_;
   size_t len = ZSTD_compressCCtx(z.ctx, buf, bound, data, n, level);

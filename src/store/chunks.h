@@ -107,10 +107,11 @@ class ChunkStore {
 };
 
 // Appends chunks to packs named <prefix>-N.pack.  Not thread-safe: a flush
-// keeps one per thread.  Frames gather in a buffer and go to the pack in
-// writes of kWriteBytes or more: this disk took 1.0-1.45 s for 1 GiB of
-// O_DIRECT writes of 640 KiB (a chunk, on average) from four writers, and
-// 0.5-0.7 s in writes of 4 to 16 MiB (docs/performance.md).
+// keeps one per thread.  Frames gather in a buffer of kWriteBytes and go
+// to the pack when the next one might not fit: writes of 4 to 8 MiB, with
+// chunks of at most 4 MiB.  This disk took 1.0-1.45 s for 1 GiB of O_DIRECT
+// writes of 640 KiB (a chunk, on average) from four writers, and 0.5-0.7 s
+// in writes of 4 to 16 MiB (docs/performance.md).
 class PackWriter {
  public:
   static constexpr size_t kWriteBytes = 8 << 20;
@@ -134,7 +135,7 @@ class PackWriter {
   UniqueFd fd_;
   std::vector<std::pair<UniqueFd, std::string>> full_;  // packs it went past, still to be synced
   uint64_t end_ = 0;      // the pack's length, with what is gathered
-  ScratchBuffer gather_;  // aligned for O_DIRECT; frames for [end_ - gathered_, end_)
+  ScratchBuffer gather_;  // kWriteBytes, aligned for O_DIRECT; frames for [end_ - gathered_, end_)
   size_t gathered_ = 0;
 };
 
