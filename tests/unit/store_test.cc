@@ -171,8 +171,9 @@ TEST(Chunking, CuttingAFileInWindowsCutsAsInOnePiece) {
 }
 
 // A pack writer gathers frames and writes them out in large pieces: every
-// frame, whether it filled the buffer, came after a write-out or went to
-// a new pack, reads back as it was once synced.
+// frame, whether it filled the buffer or came after a write-out, reads
+// back as it was once synced.  (Going past kPackLimit into a new pack
+// would take 256 MiB of writes per writer, and is not tested here.)
 TEST(PackWriterTest, GatheredFramesReadBackAfterSync) {
   char tmpl[] = "/tmp/cryo-pack-test-XXXXXX";
   ASSERT_NE(::mkdtemp(tmpl), nullptr);
