@@ -65,6 +65,9 @@ void end_job(const CheckpointRun& run) {
     ::kill(run.job_pid, SIGKILL);
 }
 
+// What a failed checkpoint leaves as it was.
+constexpr const char* kUnharmed = "the job keeps running and earlier checkpoints are unchanged";
+
 bool out_of_room(const Error& e) {
   return e.code == ENOSPC || e.message.find("No space left on device") != std::string::npos;
 }
@@ -188,8 +191,7 @@ std::string committed_line(const store::Manifest& m) {
 }
 
 std::string failed_line(const Error& e) {
-  return "checkpoint failed: " + e.message + (e.hint.empty() ? "" : " (" + e.hint + ")") +
-         "; the job keeps running and earlier checkpoints are unchanged";
+  return "checkpoint failed: " + e.message + (e.hint.empty() ? "" : " (" + e.hint + ")") + "; " + kUnharmed;
 }
 
 }  // namespace
@@ -222,7 +224,7 @@ int take_checkpoint(CheckpointRun& run) {
     event(dir, failed_line(e), run.quiet);
     control::Reply r;
     auto* f = r.mutable_failure();
-    f->set_message(e.message);
+    f->set_message(e.message + "; " + kUnharmed);
     if (!e.hint.empty()) f->set_hint(e.hint);
     if (e.code) f->set_code(e.code);
     answer(r);
@@ -331,7 +333,7 @@ int take_checkpoint(CheckpointRun& run) {
     event(dir, failed_line(flush_error) + " (" + prev + ")", run.quiet);
     control::Reply r;
     auto* f = r.mutable_failure();
-    f->set_message(flush_error.message + "; the job keeps running and earlier checkpoints are unchanged");
+    f->set_message(flush_error.message + "; " + kUnharmed);
     if (!flush_error.hint.empty()) f->set_hint(flush_error.hint);
     if (flush_error.code) f->set_code(flush_error.code);
     answer(r);

@@ -39,14 +39,6 @@ Result<std::vector<ChunkRef>> referenced_chunks(const JobDir& job) {
   return refs;
 }
 
-Error store_error(const Error& e) {
-  Error out = e;
-  if (e.code == ENOSPC) out.hint = "the store's disk is full: free space there, or choose another --store";
-  if (e.code == EROFS) out.hint = "the store is on a read-only file system: choose a writable one with --store";
-  if (e.code == EDQUOT) out.hint = "your disk quota on the store is used up";
-  return out;
-}
-
 // The pack writers of one commit: a thread takes one for each chunk it
 // writes, so a flush makes about as many packs as it has threads.
 class Writers {

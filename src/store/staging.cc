@@ -166,7 +166,7 @@ bool fits_fast(const FastTier& tier, uint64_t estimate, uint64_t freeing) {
 // pending one if it can be, rather than a new one made.
 Result<Pending> make_pending(const JobDir& job, const std::string& parent, const std::string& id, bool fast,
                              const std::string& armed = "") {
-  CRYO_TRY(sys::mkdir_p(parent, 0700));
+  if (auto st = sys::mkdir_p(parent, 0700); !st) return store_error(st.error());
   Pending p;
   p.id = id;
   p.fast = fast;
@@ -176,12 +176,7 @@ Result<Pending> make_pending(const JobDir& job, const std::string& parent, const
     p.armed = true;
     return p;
   }
-  if (::mkdir(p.dir.c_str(), 0700) < 0) {
-    Error e = sys_error("cannot create checkpoint directory '" + p.dir + "'");
-    if (e.code == ENOSPC) e.hint = "the disk is full: free space there, or choose another --store";
-    if (e.code == EROFS) e.hint = "the store is on a read-only file system";
-    return e;
-  }
+  if (::mkdir(p.dir.c_str(), 0700) < 0) return store_error(sys_error("cannot create checkpoint directory '" + p.dir + "'"));
   CRYO_TRY(sys::mkdir_p(p.dir + "/images", 0700));
   return p;
 }

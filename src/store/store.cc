@@ -46,6 +46,14 @@ Result<std::vector<std::string>> list_jobs(const std::string& root) {
   return jobs;
 }
 
+Error store_error(Error e) {
+  if (e.code == ENOSPC) e.hint = "the store's disk is full: free space there, or choose another --store";
+  if (e.code == EROFS) e.hint = "the store is on a read-only file system: choose a writable one with --store";
+  if (e.code == EDQUOT) e.hint = "your disk quota on the store is used up";
+  if (e.code == EACCES) e.hint = "choose a store you can write to with --store or CRYO_STORE";
+  return e;
+}
+
 JobDir::JobDir(std::string root, std::string name)
     : root_(std::move(root)), name_(std::move(name)), path_(root_ + "/" + name_) {}
 
@@ -53,22 +61,14 @@ bool JobDir::exists() const { return sys::exists(path_); }
 
 Status JobDir::create() {
   CRYO_TRY(validate_job_name(name_));
-  if (auto st = sys::mkdir_p(root_, 0755); !st) {
-    Error e = st.error().context("cannot create the store");
-    if (e.code == EROFS) e.hint = "the store is on a read-only file system: choose another with --store";
-    return e;
-  }
+  if (auto st = sys::mkdir_p(root_, 0755); !st) return store_error(st.error().context("cannot create the store"));
   // mkdir is the claim on the name: of two concurrent creators, one fails.
   if (::mkdir(path_.c_str(), 0700) < 0) {
     if (errno == EEXIST)
       return make_error("job '" + name_ + "' already exists in " + root_)
           .with_hint("continue it with 'cryo restore " + name_ + "', delete it with 'cryo rm " + name_ +
                      "', or pick another --name");
-    Error e = sys_error("cannot create job directory '" + path_ + "'");
-    if (e.code == EROFS) e.hint = "the store is on a read-only file system: choose another with --store";
-    if (e.code == ENOSPC) e.hint = "the store's disk is full: free space there, or choose another --store";
-    if (e.code == EACCES) e.hint = "choose a store you can write to with --store or CRYO_STORE";
-    return e;
+    return store_error(sys_error("cannot create job directory '" + path_ + "'"));
   }
   return sys::mkdir_p(path_ + "/checkpoints", 0700);
 }

@@ -40,6 +40,9 @@ std::string default_root();
 Status validate_job_name(const std::string& name);
 // Names of the jobs in the store, sorted.  An absent store has none.
 Result<std::vector<std::string>> list_jobs(const std::string& root);
+// e, with the fix as its hint where its errno says the store's disk is
+// full, read-only, over quota or not the user's to write.
+Error store_error(Error e);
 
 class JobDir {
  public:
