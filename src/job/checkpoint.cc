@@ -152,7 +152,6 @@ Result<Dumped> dump_into(CheckpointRun& run, const store::Pending& p, uint64_t e
     if (spare && spare->armed() && !(p.armed && spare->armed_for(req))) {
       spare->disarm();
       spare.reset();
-      if (!p.armed && !run.armed_dir.empty()) (void)sys::remove_tree(run.armed_dir);
     }
     bool served = false;
     if (spare && spare->waiting()) {

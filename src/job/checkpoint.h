@@ -51,7 +51,9 @@ struct CheckpointRun {
   // dump starts its own without it.  If it is armed (criu::Session::arm_dump)
   // it has probed the kernel and waits at its pre-dump notification, with
   // armed_dir (store::make_armed_dir) as its directory: it serves the dump
-  // if that goes into the fast tier and asks what it was armed for.
+  // if that goes into the fast tier and asks what it was armed for.  The
+  // dump renames the directory; the supervisor removes it if it is still
+  // there when the worker ends.
   std::optional<criu::Session> criu;
   std::string armed_dir;
   std::string init_path;  // the cryo-init the job runs

@@ -12,6 +12,7 @@
 #include <cstring>
 #include <map>
 #include <optional>
+#include <utility>
 #include <fmt/format.h>
 
 #include "base/duration.h"
@@ -74,6 +75,10 @@ class Supervisor {
     bool stop = false;
     bool dumped = false;
     double started = 0;
+    // The directory of the armed CRIU it took, if any.  Its dump renames it;
+    // if the worker failed before (or was killed), it is removed when the
+    // worker ends.
+    std::string armed_dir;
   };
   std::map<pid_t, Worker> workers_;
   pid_t dumping_ = -1;
@@ -340,9 +345,8 @@ void Supervisor::start_checkpoint(int client_fd, bool stop, bool tcp, bool wait)
   // and so do the directory fds an armed one may still need.
   worker_fds_[pid] = std::move(armed_fds_);
   armed_fds_.clear();
-  armed_dir_.clear();
+  workers_[pid] = Worker{stop, false, sys::now(), std::exchange(armed_dir_, {})};
   drop_spare_criu();
-  workers_[pid] = Worker{stop, false, sys::now()};
   dumping_ = pid;
   dump_notes_ = std::move(rd);
   gated_ = true;
@@ -384,6 +388,7 @@ void Supervisor::worker_ended(pid_t pid, int status) {
   Worker w = workers_[pid];
   workers_.erase(pid);
   worker_fds_.erase(pid);
+  if (!w.armed_dir.empty()) (void)sys::remove_tree(w.armed_dir);
   if (pid == dumping_) {
     dumping_ = -1;
     dump_notes_.reset();

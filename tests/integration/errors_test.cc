@@ -347,6 +347,54 @@ TEST_F(ErrorTest, FullFastTierDumpsIntoTheStore) {
   EXPECT_EQ(count("ft", "PASS"), 1) << log("ft");
 }
 
+// The directories the supervisor's armed CRIUs wait in (fast tier).
+std::vector<std::string> armed_dirs(const std::string& fast) {
+  std::vector<std::string> found;
+  for (const auto& job : fs::directory_iterator(fast))
+    for (const auto& e : fs::directory_iterator(job.path()))
+      if (e.path().filename().string().rfind(".tmp-arm-", 0) == 0) found.push_back(e.path().string());
+  return found;
+}
+
+// A checkpoint that cannot begin (the store has no room for its directory)
+// fails with the reason, and the directory its armed CRIU waited in goes
+// when its worker ends: only the CRIU armed for the next one keeps one.
+TEST_F(ErrorTest, ACheckpointThatCannotBeginLeavesNoArmedDirectory) {
+  std::string small = mount_tmpfs("size=64m,nr_inodes=64");
+  fs::remove(store_);  // the empty one SetUp made
+  store_ = small + "/store";
+  std::map<std::string, std::string> env{{"CRYO_FAST_TIER_SIZE", "1M"}};  // the dump would go to the store
+  pid_t run = spawn({"run", "--name", "nb", "--", prog("memhog"), go_file("nb"), "16"}, env);
+  ASSERT_TRUE(wait_for("nb", "READY", 60));
+  std::vector<std::string> armed;
+  for (int i = 0; i < 200 && (armed = armed_dirs(fast_)).empty(); i++)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  ASSERT_EQ(armed.size(), 1u) << "no CRIU was armed";
+  std::vector<std::string> fillers;
+  for (;;) {  // use up the store's inodes
+    std::string f = small + "/filler-" + std::to_string(fillers.size());
+    int fd = ::open(f.c_str(), O_CREAT | O_WRONLY, 0600);
+    if (fd < 0) break;
+    ::close(fd);
+    fillers.push_back(f);
+  }
+  ASSERT_FALSE(fillers.empty());
+  std::string err;
+  EXPECT_EQ(cryo({"checkpoint", "nb", "--wait"}, nullptr, &err), 1);
+  EXPECT_NE(err.find("No space left on device"), std::string::npos) << err;
+  EXPECT_NE(err.find("the job keeps running"), std::string::npos) << err;
+  bool gone = false;
+  for (int i = 0; i < 200 && !(gone = !fs::exists(armed[0])); i++)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  EXPECT_TRUE(gone) << armed[0] << " is still there";
+  EXPECT_EQ(::kill(job_pid("nb"), 0), 0) << "the job must keep running";
+  for (const auto& f : fillers) fs::remove(f);
+  ASSERT_EQ(checkpoint("nb", {"--wait"}), "0001");
+  go("nb");
+  EXPECT_EQ(wait_exit(run), 0);
+  EXPECT_EQ(count("nb", "PASS"), 1) << log("nb");
+}
+
 TEST_F(ErrorTest, AnotherUsersJobIsRefused) {
   pid_t run = spawn({"run", "--name", "mine", "--", prog("counter"), go_file("mine")});
   ASSERT_TRUE(wait_for("mine", "tick 3"));
