@@ -172,8 +172,8 @@ TEST(Chunking, CuttingAFileInWindowsCutsAsInOnePiece) {
 
 // A pack writer gathers frames and writes them out in large pieces: every
 // frame, whether it filled the buffer or came after a write-out, reads
-// back as it was once synced.  (Going past kPackLimit into a new pack
-// would take 256 MiB of writes per writer, and is not tested here.)
+// back as it was once synced.  (Going past kPackLimit into a new pack is
+// the next test.)
 TEST(PackWriterTest, GatheredFramesReadBackAfterSync) {
   char tmpl[] = "/tmp/cryo-pack-test-XXXXXX";
   ASSERT_NE(::mkdtemp(tmpl), nullptr);
@@ -196,6 +196,42 @@ TEST(PackWriterTest, GatheredFramesReadBackAfterSync) {
     auto st = store.get(ref, back.data(), "test");
     ASSERT_TRUE(st.ok()) << st.error().message;
     EXPECT_EQ(back, data) << "frame at " << ref.offset;
+  }
+  fs::remove_all(tmpl);
+}
+
+// Past kPackLimit a writer writes out what it gathered for the pack it
+// filled and goes on in a new one; both are synced, and every frame reads
+// back from the pack its reference names.  Frames of 4 MiB, each made
+// different by its number in its first bytes: about 260 MiB written.
+TEST(PackWriterTest, FramesPastThePackLimitGoToANewPack) {
+  char tmpl[] = "/tmp/cryo-pack-test-XXXXXX";
+  ASSERT_NE(::mkdtemp(tmpl), nullptr);
+  ChunkStore store(std::string(tmpl) + "/chunks");
+  PackWriter w(store, "t");
+  const size_t n = 4 << 20;
+  std::string base = random_bytes(n, 3);  // incompressible, so each frame takes 4 MiB
+  std::vector<ChunkRef> refs;
+  for (uint64_t i = 0; refs.empty() || refs.back().pack == refs.front().pack; i++) {
+    ASSERT_LT(i, 2 * ChunkStore::kPackLimit / n) << "no new pack";
+    std::memcpy(base.data(), &i, sizeof i);
+    auto r = w.put(base.data(), n, -1);
+    ASSERT_TRUE(r.ok()) << r.error().message;
+    r->hash = sha256_bytes(base.data(), n);
+    r->size = static_cast<uint32_t>(n);
+    refs.push_back(*r);
+  }
+  ASSERT_TRUE(w.sync().ok());
+  size_t in_first = 0;
+  for (const auto& r : refs) in_first += r.pack == refs.front().pack;
+  EXPECT_EQ(in_first, refs.size() - 1) << "only the last frame goes to the new pack";
+  EXPECT_GE(fs::file_size(store.pack_path(refs.front().pack)), ChunkStore::kPackLimit);
+  std::string back(n, '\0');
+  for (uint64_t i = 0; i < refs.size(); i++) {
+    std::memcpy(base.data(), &i, sizeof i);
+    auto st = store.get(refs[i], back.data(), "test");
+    ASSERT_TRUE(st.ok()) << "frame " << i << ": " << st.error().message;
+    EXPECT_TRUE(back == base) << "frame " << i << " in " << refs[i].pack;
   }
   fs::remove_all(tmpl);
 }
