@@ -55,6 +55,25 @@ std::string read_all(const std::string& path) {
   return std::string(std::istreambuf_iterator<char>(f), {});
 }
 
+// A fresh directory under /tmp, removed with everything in it when the
+// test ends, passed or not.
+class TempDir {
+ public:
+  explicit TempDir(const char* prefix) {
+    std::string tmpl = std::string("/tmp/") + prefix + "-XXXXXX";
+    if (::mkdtemp(tmpl.data())) path_ = tmpl;
+  }
+  ~TempDir() {
+    if (!path_.empty()) fs::remove_all(path_);
+  }
+  TempDir(const TempDir&) = delete;
+  TempDir& operator=(const TempDir&) = delete;
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
+
 class StoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -175,9 +194,9 @@ TEST(Chunking, CuttingAFileInWindowsCutsAsInOnePiece) {
 // back as it was once synced.  (Going past kPackLimit into a new pack is
 // the next test.)
 TEST(PackWriterTest, GatheredFramesReadBackAfterSync) {
-  char tmpl[] = "/tmp/cryo-pack-test-XXXXXX";
-  ASSERT_NE(::mkdtemp(tmpl), nullptr);
-  ChunkStore store(std::string(tmpl) + "/chunks");
+  TempDir tmp("cryo-pack-test");
+  ASSERT_FALSE(tmp.path().empty());
+  ChunkStore store(tmp.path() + "/chunks");
   PackWriter w(store, "t");
   std::vector<std::pair<ChunkRef, std::string>> put;
   size_t sizes[] = {4 << 20, 700 << 10, 3 << 20, 128 << 10, 4 << 20, 1 << 20, 4 << 20, 5000, 2 << 20};
@@ -197,7 +216,6 @@ TEST(PackWriterTest, GatheredFramesReadBackAfterSync) {
     ASSERT_TRUE(st.ok()) << st.error().message;
     EXPECT_EQ(back, data) << "frame at " << ref.offset;
   }
-  fs::remove_all(tmpl);
 }
 
 // Past kPackLimit a writer writes out what it gathered for the pack it
@@ -205,9 +223,9 @@ TEST(PackWriterTest, GatheredFramesReadBackAfterSync) {
 // back from the pack its reference names.  Frames of 4 MiB, each made
 // different by its number in its first bytes: about 260 MiB written.
 TEST(PackWriterTest, FramesPastThePackLimitGoToANewPack) {
-  char tmpl[] = "/tmp/cryo-pack-test-XXXXXX";
-  ASSERT_NE(::mkdtemp(tmpl), nullptr);
-  ChunkStore store(std::string(tmpl) + "/chunks");
+  TempDir tmp("cryo-pack-test");
+  ASSERT_FALSE(tmp.path().empty());
+  ChunkStore store(tmp.path() + "/chunks");
   PackWriter w(store, "t");
   const size_t n = 4 << 20;
   std::string base = random_bytes(n, 3);  // incompressible, so each frame takes 4 MiB
@@ -233,7 +251,6 @@ TEST(PackWriterTest, FramesPastThePackLimitGoToANewPack) {
     ASSERT_TRUE(st.ok()) << "frame " << i << ": " << st.error().message;
     EXPECT_TRUE(back == base) << "frame " << i << " in " << refs[i].pack;
   }
-  fs::remove_all(tmpl);
 }
 
 TEST(Chunking, CutsResyncAfterAnInsertedPage) {
@@ -252,8 +269,9 @@ TEST(Chunking, CutsResyncAfterAnInsertedPage) {
 // A page image written a piece at a time, as CRIU writes it: the follower
 // hashes every chunk completed, exactly as the flush would cut and hash it.
 TEST(DumpFollower, HashesTheChunksOfAGrowingPageImageAsTheFlushWould) {
-  char tmpl[] = "/tmp/cryo-follow-test-XXXXXX";
-  std::string dir = ::mkdtemp(tmpl);
+  TempDir tmp("cryo-follow-test");
+  ASSERT_FALSE(tmp.path().empty());
+  const std::string& dir = tmp.path();
   std::string data = random_bytes(12 << 20, 11);
   auto lens = cut(data.data(), data.size());
   ASSERT_GE(lens.size(), 3u);
@@ -288,7 +306,6 @@ TEST(DumpFollower, HashesTheChunksOfAGrowingPageImageAsTheFlushWould) {
     off += lens[i];
   }
   EXPECT_EQ(f.end, off);
-  fs::remove_all(dir);
 }
 
 TEST_F(StoreTest, FlushCommitsLatestAndVerifies) {
