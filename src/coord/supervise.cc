@@ -66,12 +66,7 @@ Result<std::string> Loop::checkpoint(bool stop) {
   Timings t;
   auto id = c_.checkpoint(stop, &t);
   if (!id) {
-    auto latest = dir_.latest_id();
-    job::event(dir_, fmt::format("checkpoint failed: {}{}; the job keeps running and earlier checkpoints are unchanged "
-                                 "({})", id.error().message, id.error().hint.empty() ? "" : " (" + id.error().hint + ")",
-                                 latest && !latest->empty() ? "checkpoint " + *latest + " stays the latest"
-                                                            : "there is no earlier checkpoint"),
-               s_.quiet);
+    job::event(dir_, job::failed_line(id.error(), &dir_), s_.quiet);
     return id;
   }
   job::event(dir_, fmt::format("checkpoint {} committed: {} parts, {}, in {} (prepare {}, dump {}, commit {}), "

@@ -65,9 +65,6 @@ void end_job(const CheckpointRun& run) {
     ::kill(run.job_pid, SIGKILL);
 }
 
-// What a failed checkpoint leaves as it was.
-constexpr const char* kUnharmed = "the job keeps running and earlier checkpoints are unchanged";
-
 bool out_of_room(const Error& e) {
   return e.code == ENOSPC || e.message.find("No space left on device") != std::string::npos;
 }
@@ -187,10 +184,6 @@ std::string committed_line(const store::Manifest& m) {
   return fmt::format("checkpoint {} committed: {} ({} stored), durable {} after it was taken, job frozen {}", m.id,
                      format_bytes(static_cast<double>(m.total_bytes)), format_bytes(static_cast<double>(m.stored_bytes)),
                      format_duration(m.durable_seconds), format_duration(m.frozen_seconds));
-}
-
-std::string failed_line(const Error& e) {
-  return "checkpoint failed: " + e.message + (e.hint.empty() ? "" : " (" + e.hint + ")") + "; " + kUnharmed;
 }
 
 }  // namespace
@@ -327,9 +320,7 @@ int take_checkpoint(CheckpointRun& run) {
   if (!ours) {
     if (run.stop) release_job(run);
     if (flush_error.message.empty()) flush_error = make_error("checkpoint " + m.id + " was not committed");
-    auto latest = dir.latest_id();
-    std::string prev = latest && !latest->empty() ? "checkpoint " + *latest + " stays the latest" : "there is no earlier checkpoint";
-    event(dir, failed_line(flush_error) + " (" + prev + ")", run.quiet);
+    event(dir, failed_line(flush_error, &dir), run.quiet);
     control::Reply r;
     auto* f = r.mutable_failure();
     f->set_message(flush_error.message + "; " + kUnharmed);

@@ -16,6 +16,14 @@ void event(const store::JobDir& dir, const std::string& line, bool quiet) {
   }
 }
 
+std::string failed_line(const Error& e, const store::JobDir* latest_of) {
+  std::string line = "checkpoint failed: " + e.message + (e.hint.empty() ? "" : " (" + e.hint + ")") + "; " + kUnharmed;
+  if (!latest_of) return line;
+  auto latest = latest_of->latest_id();
+  return line + (latest && !latest->empty() ? " (checkpoint " + *latest + " stays the latest)"
+                                            : " (there is no earlier checkpoint)");
+}
+
 void retention_event(const store::JobDir& dir, int keep, const std::vector<std::string>& removed, bool quiet) {
   if (removed.empty()) return;
   std::string ids;

@@ -77,8 +77,8 @@ class TempDir {
 class StoreTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    char tmpl[] = "/tmp/cryo-store-test-XXXXXX";
-    root_ = ::mkdtemp(tmpl);
+    ASSERT_FALSE(tmp_.path().empty());
+    root_ = tmp_.path();
     tier_.root = root_ + "/fast";
     tier_.limit = 1ull << 30;
     fs::create_directories(tier_.root);
@@ -87,10 +87,7 @@ class StoreTest : public ::testing::Test {
     // This test's own signing key, made at the first flush.
     ::setenv("CRYO_KEY", (root_ + "/key").c_str(), 1);
   }
-  void TearDown() override {
-    ::unsetenv("CRYO_KEY");
-    fs::remove_all(root_);
-  }
+  void TearDown() override { ::unsetenv("CRYO_KEY"); }
 
   // Dumps `files` into a tier, as CRIU and the checkpoint worker would.
   Staged stage(const Files& files, const FastTier& tier) {
@@ -169,6 +166,7 @@ class StoreTest : public ::testing::Test {
     f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
   }
 
+  TempDir tmp_{"cryo-store-test"};
   std::string root_;
   FastTier tier_;
   std::unique_ptr<JobDir> job_;
