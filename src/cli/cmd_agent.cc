@@ -27,6 +27,10 @@ void add_agent_verb(CLI::App& app, Globals& g) {
   cmd->callback([&g, o] {
     if (const char* n = std::getenv("SLURMD_NODENAME"); o->node.empty() && n && *n) o->node = n;
     if (o->node.empty()) o->node = sys::hostname();
+    if (auto st = need_root("agent"); !st) {
+      g_exit_code = fail(st.error());
+      return;
+    }
     o->criu_path = g.criu_path();
     auto tier = g.tier();
     if (!tier) {

@@ -29,6 +29,7 @@ struct Options {
 int restore(const Globals& g, const Options& o) {
   auto dir = open_job(g, o.name);
   if (!dir) return fail(dir.error());
+  if (auto st = need_root("restore"); !st) return fail(st.error());
   auto config = job::load_config(*dir, true);
   if (!config) return fail(config.error());
   auto lock = job::lock_job(*dir);

@@ -289,6 +289,7 @@ int run(const Globals& g, RunOptions& o) {
   }
 
   // A job that cannot be checkpointed is worth refusing before it starts.
+  if (auto st = need_root("run"); !st) return fail(st.error());
   auto version = criu::probe(g.criu_path());
   if (!version) return fail(version.error());
   o.criu_version = version->text();

@@ -28,6 +28,13 @@ int fail(const Error& e) {
   return 1;
 }
 
+Status need_root(const std::string& verb) {
+  if (::geteuid() == 0) return {};
+  return make_error("'cryo " + verb + "' needs root: CRIU, which checkpoints and restores the job, runs as root")
+      .with_hint("run it as root, for example 'sudo cryo " + verb +
+                 " ...'; under Slurm, through a sudo rule for cryo (docs/slurm.md)");
+}
+
 Result<store::JobDir> open_job(const Globals& g, const std::string& name) {
   CRYO_TRY(store::validate_job_name(name));
   store::JobDir dir(g.store_root(), name);

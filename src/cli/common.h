@@ -28,6 +28,9 @@ struct Globals {
 
 // Prints "cryo: error: ..." and its hint on stderr; returns exit status 1.
 int fail(const Error& e);
+// CRIU checkpoints and restores processes only as root: an error that says
+// so, and how to run the verb, unless cryo runs as root.
+Status need_root(const std::string& verb);
 // Opens an existing job that the caller may use.
 Result<store::JobDir> open_job(const Globals& g, const std::string& name);
 // A job without a supervisor may hold a dump whose flush was killed:

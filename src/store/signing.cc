@@ -54,6 +54,10 @@ Result<SigningKey> SigningKey::load(const std::string& path, bool create) {
     if (!sys::exists(path))
       return make_error("this node has no key to check checkpoints with: " + path + " does not exist")
           .with_hint(copy_hint(path));
+    // Readable by root only, as it must be: cryo signs and checks as root.
+    if (fd.error().code == EACCES && ::geteuid() != 0)
+      return fd.error().with_hint("only root may read the key, and cryo runs as root: run cryo as root, for example "
+                                  "with sudo");
     return fd.error().with_hint(copy_hint(path));
   }
   auto st = sys::fstat(fd->get(), "'" + path + "'");

@@ -18,6 +18,29 @@ namespace {
 namespace fs = std::filesystem;
 using ErrorTest = CryoTest;
 
+// Runs cryo with args as user nobody, its stdout and stderr kept in files
+// under dir (which nobody need not write); returns its exit status.
+int as_nobody(const std::string& dir, const std::vector<std::string>& args, std::string* out, std::string* err) {
+  std::string out_file = dir + "/nobody.out", err_file = dir + "/nobody.err";
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    int o = ::open(out_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0666);
+    int e = ::open(err_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0666);
+    if (o < 0 || e < 0 || ::dup2(o, 1) < 0 || ::dup2(e, 2) < 0) ::_exit(98);
+    if (::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(99);
+    std::vector<char*> argv = {const_cast<char*>(CRYO_BIN)};
+    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+    argv.push_back(nullptr);
+    ::execv(CRYO_BIN, argv.data());
+    ::_exit(127);
+  }
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  if (out) read_text(out_file, out);
+  if (err) read_text(err_file, err);
+  return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
 TEST_F(ErrorTest, UnknownJob) {
   std::string err;
   for (auto verb : {"status", "checkpoint", "restore", "verify", "rm"}) {
@@ -211,23 +234,13 @@ TEST_F(ErrorTest, CheckSaysWhetherRestoresStream) {
   std::string out;
   cryo({"check", "--json"}, &out);
   EXPECT_EQ(item(out)["status"], "pass") << out;
-  std::string as_nobody = work_ + "/check-nobody.json";
   // Podman, asked for its version as nobody, makes its runtime directories
   // for that user in /tmp: the test removes those it made.
   std::vector<std::string> podman_dirs;
   for (const char* d : {"/tmp/containers-user-65534", "/tmp/podman-run-65534"})
     if (!std::filesystem::exists(d)) podman_dirs.push_back(d);
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    int fd = ::open(as_nobody.c_str(), O_WRONLY | O_CREAT, 0666);
-    ::dup2(fd, 1);
-    if (::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(99);
-    ::execl(CRYO_BIN, CRYO_BIN, "--store", "/tmp", "check", "--json", nullptr);
-    ::_exit(127);
-  }
-  ::waitpid(pid, nullptr, 0);
+  as_nobody(work_, {"--store", "/tmp", "check", "--json"}, &out, nullptr);
   for (const auto& d : podman_dirs) std::filesystem::remove_all(d);
-  read_text(as_nobody, &out);
   auto n = item(out);
   EXPECT_EQ(n["status"], "warn") << out;
   EXPECT_NE(n.value("fix", "").find("modprobe fuse"), std::string::npos) << n;
@@ -401,20 +414,26 @@ TEST_F(ErrorTest, AnotherUsersJobIsRefused) {
   ASSERT_EQ(checkpoint("mine", {"--stop"}), "0001");
   wait_exit(run);
   fs::permissions(store_, fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
-  pid_t pid = ::fork();
-  if (pid == 0) {
-    int fd = ::open((work_ + "/nobody.err").c_str(), O_WRONLY | O_CREAT, 0666);
-    ::dup2(fd, 2);
-    if (::setgid(65534) != 0 || ::setuid(65534) != 0) ::_exit(99);
-    ::execl(CRYO_BIN, CRYO_BIN, "--store", store_.c_str(), "restore", "mine", nullptr);
-    ::_exit(127);
-  }
-  int st;
-  ::waitpid(pid, &st, 0);
-  EXPECT_EQ(WEXITSTATUS(st), 1);
   std::string err;
-  read_text(work_ + "/nobody.err", &err);
+  EXPECT_EQ(as_nobody(work_, {"--store", store_, "restore", "mine"}, nullptr, &err), 1);
   EXPECT_NE(err.find("belongs to user root"), std::string::npos) << err;
+}
+
+// CRIU needs root: 'cryo run' as another user says so before it makes
+// anything, where it used to fail on the signing key with a hint about
+// copying it.
+TEST_F(ErrorTest, RunAsAnotherUserSaysItNeedsRoot) {
+  std::string store = work_ + "/nobody-store";
+  fs::permissions(work_, fs::perms::others_exec, fs::perm_options::add);
+  fs::create_directory(store);
+  ASSERT_EQ(::chown(store.c_str(), 65534, 65534), 0);
+  std::string err;
+  EXPECT_EQ(as_nobody(work_, {"--store", store, "run", "--name", "theirs", "--", prog("counter"), go_file("theirs")},
+                      nullptr, &err),
+            1);
+  EXPECT_NE(err.find("'cryo run' needs root"), std::string::npos) << err;
+  EXPECT_NE(err.find("sudo cryo run"), std::string::npos) << err;
+  EXPECT_TRUE(fs::is_empty(store)) << "nothing may be made for a job that cannot run";
 }
 
 }  // namespace
