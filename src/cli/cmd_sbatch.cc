@@ -1,5 +1,7 @@
 // cryo sbatch: submit a command as a Slurm batch job that outlives its time
 // limit: checkpointed at the warning signal, requeued, restored.
+#include <unistd.h>
+
 #include <fmt/format.h>
 
 #include "base/duration.h"
@@ -18,14 +20,10 @@ struct Options : JobOptions {
   bool json = false;
 };
 
-int sbatch(const Globals& g, const Options& o, const std::vector<std::string>& rest) {
-  // rest: sbatch's own options, then "--", then the command.
-  std::vector<std::string> sbatch_args, command;
-  bool after = false;
-  for (const auto& a : rest) {
-    if (!after && a == "--") after = true;
-    else (after ? command : sbatch_args).push_back(a);
-  }
+// sbatch_args: the options cryo does not know, for sbatch; command: what
+// followed "--" (take_sbatch_command).
+int sbatch(const Globals& g, const Options& o, const std::vector<std::string>& sbatch_args,
+           const std::vector<std::string>& command) {
   if (command.empty())
     return fail(make_error("no command to submit").with_hint("cryo sbatch --time=30:00 -- ./solver input.dat"));
   auto margin = parse_duration(o.margin);
@@ -53,6 +51,13 @@ int sbatch(const Globals& g, const Options& o, const std::vector<std::string>& r
     std::printf("# submit with: %s < this-script\n%s", line.c_str(), script.c_str());
     return 0;
   }
+  // The batch job runs as the user who submits it: 'cryo run' would stop
+  // at once in the allocation, after the wait in the queue.
+  if (::geteuid() != 0)
+    return fail(make_error("'cryo sbatch' needs root: the batch job runs 'cryo run' as the user who submits it, "
+                           "and CRIU runs as root")
+                    .with_hint("submit it as root, for example 'sudo cryo sbatch ...'; 'cryo sbatch --print ...' "
+                               "shows the script without submitting it"));
   auto dir = sys::realpath(".");
   auto out = sys::run_command(argv, script);
   if (!out) return fail(Error(out.error()).with_hint("check the sbatch options; 'cryo sbatch --print ...' shows the script"));
@@ -70,7 +75,26 @@ int sbatch(const Globals& g, const Options& o, const std::vector<std::string>& r
 
 }  // namespace
 
-void add_sbatch_verb(CLI::App& app, Globals& g) {
+std::vector<char*> take_sbatch_command(const CLI::App& app, int argc, char** argv, std::vector<std::string>* command) {
+  std::vector<char*> args(argv, argv + argc);
+  // The verb: the first word that is neither an option of cryo's nor an
+  // option's value.
+  int i = 1;
+  while (i < argc && argv[i][0] == '-') {
+    const CLI::Option* op = app.get_option_no_throw(argv[i]);
+    i += op && op->get_items_expected_max() > 0 ? 2 : 1;
+  }
+  if (i >= argc || std::string(argv[i]) != "sbatch") return args;
+  for (int j = i + 1; j < argc; j++)
+    if (std::string(argv[j]) == "--") {
+      command->assign(argv + j + 1, argv + argc);
+      args.resize(j);
+      break;
+    }
+  return args;
+}
+
+void add_sbatch_verb(CLI::App& app, Globals& g, const std::vector<std::string>& command) {
   auto o = std::make_shared<Options>();
   auto* cmd = app.add_subcommand("sbatch", "Submit a command as a Slurm job that outlives its time limit");
   cmd->description(
@@ -94,7 +118,7 @@ void add_sbatch_verb(CLI::App& app, Globals& g) {
       "  cryo sbatch --time=30:00 -- ./solver input.dat\n"
       "  cryo sbatch --margin 5m --every 1h --time=24:00:00 -p long -o solver.out -- ./solver big.dat\n"
       "  cryo sbatch --print --time=30:00 -- ./solver input.dat     # show the script");
-  cmd->callback([&g, o, cmd] { g_exit_code = sbatch(g, *o, cmd->remaining()); });
+  cmd->callback([&g, o, cmd, &command] { g_exit_code = sbatch(g, *o, cmd->remaining(), command); });
 }
 
 }  // namespace cryo::cli

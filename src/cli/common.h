@@ -82,7 +82,13 @@ void prepare_engine_environment(const Globals& g);
 Result<pid_t> start_job_agents(const Globals& g, const store::JobDir& dir, job::JobConfig& c);
 
 void add_run_verb(CLI::App& app, Globals& g);
-void add_sbatch_verb(CLI::App& app, Globals& g);
+// 'cryo sbatch' passes the options it does not know to sbatch, and its
+// command follows "--".  CLI11 hands a "--" that no plain word comes before
+// back to the parent command ('cryo sbatch --time=30:00 -- ./solver' failed),
+// so main takes "--" and the command out of argv before parsing: the
+// arguments left to parse, and the command in *command.
+std::vector<char*> take_sbatch_command(const CLI::App& app, int argc, char** argv, std::vector<std::string>* command);
+void add_sbatch_verb(CLI::App& app, Globals& g, const std::vector<std::string>& command);
 void add_checkpoint_verb(CLI::App& app, Globals& g);
 void add_restore_verb(CLI::App& app, Globals& g);
 void add_ls_verb(CLI::App& app, Globals& g);

@@ -45,7 +45,8 @@ int main(int argc, char** argv) {
                  "Most the fast tier may hold, all jobs together: bytes with K/M/G/T, or a share of memory\n"
                  "such as 25% (default: $CRYO_FAST_TIER_SIZE or 50%)");
   cryo::cli::add_run_verb(app, g);
-  cryo::cli::add_sbatch_verb(app, g);
+  std::vector<std::string> sbatch_command;
+  cryo::cli::add_sbatch_verb(app, g, sbatch_command);
   cryo::cli::add_checkpoint_verb(app, g);
   cryo::cli::add_restore_verb(app, g);
   cryo::cli::add_ls_verb(app, g);
@@ -56,7 +57,8 @@ int main(int argc, char** argv) {
   cryo::cli::add_criu_hook_verb(app);
   cryo::cli::add_agent_verb(app, g);
   try {
-    app.parse(argc, argv);
+    std::vector<char*> args = cryo::cli::take_sbatch_command(app, argc, argv, &sbatch_command);
+    app.parse(static_cast<int>(args.size()), args.data());
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }

@@ -148,7 +148,9 @@ TEST_F(SlurmTest, TimeLimitedJobContinuesAcrossRequeuesUntilDone) {
   std::string expect = reference(steps);
   ASSERT_NE(expect.find("RESULT "), std::string::npos);
   std::string out = work_ + "/slurm.out", err = work_ + "/slurm.err", result = store_ + "/result.txt";
-  std::string id = submit({"--margin", "20s", "--time=1", "-o", out, "-e", err, "--", prog("solver"), steps, "250", result});
+  // sbatch's options all as --name=value: only "--" tells them from the command.
+  std::string id = submit({"--margin", "20s", "--time=1", "--output=" + out, "--error=" + err, "--", prog("solver"), steps,
+                           "250", result});
   std::string job = "slurm-" + id;
   ASSERT_TRUE(wait_gone(id, 420)) << "still " << slurm_state(id) << " after 7 minutes";
 
