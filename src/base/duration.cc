@@ -28,7 +28,8 @@ Result<double> parse_duration(const std::string& text) {
       default: return bad();
     }
   }
-  if (total <= 0) return bad();
+  if (total <= 0)
+    return make_error("duration '" + text + "' is zero").with_hint("give more than zero, for example 30s");
   return total;
 }
 

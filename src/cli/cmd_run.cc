@@ -217,7 +217,6 @@ int run(const Globals& g, RunOptions& o) {
     if (!d) return fail(d.error());
     c.every = *d;
   }
-  if (o.keep < -1) return fail(make_error("--keep must be 0 (keep all) or more"));
   c.keep = o.keep >= 0 ? o.keep : sl ? kSlurmKeep : 0;
   if (o.checkpoint_on.empty() && sl) o.checkpoint_on = "USR1";
   if (!o.checkpoint_on.empty()) {

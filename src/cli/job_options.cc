@@ -28,7 +28,8 @@ std::vector<std::string> JobOptions::to_args() const {
 void add_job_options(CLI::App* cmd, JobOptions& o, const std::string& keep_help) {
   cmd->add_option("--name,-n", o.name, "Job name (default: the command's name and a number; under Slurm slurm-JOBID)");
   cmd->add_option("--every", o.every, "Also checkpoint periodically, e.g. 30s, 10m, 2h");
-  cmd->add_option("--keep", o.keep, "Keep only the newest N checkpoints (" + keep_help + ")");
+  cmd->add_option("--keep", o.keep, "Keep only the newest N checkpoints (" + keep_help + ")")
+      ->check([](const std::string& v) { return v.find('-') == 0 ? "must be 0 (keep all) or more" : ""; });
   cmd->add_flag("--tcp-established", o.tcp_established, "Checkpoint established TCP connections too");
   cmd->add_option("--net", o.net, "Network: 'host' (default) or 'private' (own namespace with loopback only)");
   cmd->add_option("--mpi", o.mpi,

@@ -33,8 +33,8 @@ int main(int argc, char** argv) {
       "CRYO_KEY (the key that signs checkpoints, default /etc/cryo/key; the same on\n"
       "every node that restores another's checkpoints), CRYO_LOG (debug logging, e.g.\n"
       "criu:debug,store:info).\n"
-      "Exit status: 0 success; 1 error; a job's own status for run and restore;\n"
-      "75 when the job was stopped at a checkpoint and can be restored.");
+      "Exit status: 0 success; 1 error; 2 wrong usage; a job's own status for run and\n"
+      "restore; 75 when the job was stopped at a checkpoint and can be restored.");
   cryo::cli::Globals g;
   app.add_option("--store", g.store, "Image store directory (default: $CRYO_STORE or ~/.local/share/cryo)");
   app.add_option("--criu", g.criu, "CRIU binary (default: $CRYO_CRIU, /opt/cryo/criu/bin/criu, or criu in PATH)");
@@ -60,7 +60,8 @@ int main(int argc, char** argv) {
     std::vector<char*> args = cryo::cli::take_sbatch_command(app, argc, argv, &sbatch_command);
     app.parse(static_cast<int>(args.size()), args.data());
   } catch (const CLI::ParseError& e) {
-    return app.exit(e);
+    // --help and --version end parsing with status 0; the rest are usage errors.
+    return app.exit(e) == 0 ? 0 : 2;
   }
   return cryo::cli::g_exit_code;
 }

@@ -60,6 +60,41 @@ TEST_F(ErrorTest, FinishedJob) {
   EXPECT_NE(err.find("--force"), std::string::npos) << err;
 }
 
+// Options that make no sense stop cryo before it makes anything: usage
+// errors with status 2, a zero period with status 1, each saying what is
+// wrong.
+TEST_F(ErrorTest, BadOptionsSayWhatIsWrong) {
+  std::string err;
+  EXPECT_EQ(cryo({"run", "--keep", "-1", "--", prog("counter"), go_file("k")}, nullptr, &err), 2);
+  EXPECT_NE(err.find("--keep: must be 0 (keep all) or more"), std::string::npos) << err;
+  EXPECT_EQ(cryo({"run", "--every", "0s", "--", prog("counter"), go_file("k")}, nullptr, &err), 1);
+  EXPECT_NE(err.find("duration '0s' is zero"), std::string::npos) << err;
+  EXPECT_TRUE(fs::is_empty(store_)) << "nothing may be made for a job that does not start";
+}
+
+// 'cryo sbatch' tells its own options from sbatch's and from the command
+// by "--" alone, whatever comes before it (no Slurm needed for --print).
+TEST_F(ErrorTest, SbatchTakesTheCommandAfterDashDash) {
+  for (const std::vector<std::string>& before :
+       {std::vector<std::string>{}, {"--time=30:00"}, {"--keep", "3", "--time=30:00"}, {"-p", "long", "--time", "1"}}) {
+    std::vector<std::string> args = {"--fast-tier=none", "sbatch", "--print"};
+    args.insert(args.end(), before.begin(), before.end());
+    args.insert(args.end(), {"--", prog("solver"), "--", "x"});
+    std::string out, err;
+    ASSERT_EQ(cryo(args, &out, &err), 0) << err;
+    EXPECT_NE(out.find(" -- " + prog("solver") + " -- x\n"), std::string::npos) << out;
+    // sbatch's options on the line that submits, cryo's in the script.
+    std::string sbatch_line = out.substr(0, out.find('\n'));
+    for (const auto& b : before) {
+      bool cryos = b == "--keep" || b == "3";
+      EXPECT_EQ(sbatch_line.find(" " + b) != std::string::npos, !cryos) << b << ": " << sbatch_line;
+    }
+    if (before.size() == 3 && before[0] == "--keep") {
+      EXPECT_NE(out.find(" run --checkpoint-on USR1 --keep 3 "), std::string::npos) << out;
+    }
+  }
+}
+
 TEST_F(ErrorTest, CommandNotFound) {
   std::string err;
   EXPECT_EQ(cryo({"run", "--name", "x", "--", "/no/such/program"}, nullptr, &err), 127);
