@@ -173,7 +173,7 @@ int status(const Globals& g, const std::string& name, bool json) {
   std::printf("checkpoints (%zu, %s in the store):\n", j["checkpoints"].size(),
               format_bytes(j["store_bytes"].get<double>()).c_str());
   if (!j["checkpoints"].empty())
-    std::printf("  %-4s  %-19s  %10s  %10s  %-8s  %-8s  %s\n", "ID", "TAKEN", "SIZE", "STORED", "FROZEN", "DURABLE", "HOST");
+    std::printf("  %-4s  %-24s  %10s  %10s  %-8s  %-8s  %s\n", "ID", "TAKEN", "SIZE", "STORED", "FROZEN", "DURABLE", "HOST");
   for (const auto& c : j["checkpoints"]) {
     if (c.contains("error")) {
       std::printf("  %s  damaged: %s\n", c["id"].get<std::string>().c_str(), c["error"].get<std::string>().c_str());
@@ -182,7 +182,7 @@ int status(const Globals& g, const std::string& name, bool json) {
     std::string notes;
     if (j["latest"] == c["id"]) notes += "  latest";
     if (c.value("fast_copy", false)) notes += "  fast copy here";
-    std::printf("  %-4s  %-19s  %10s  %10s  %-8s  %-8s  %s%s\n", c["id"].get<std::string>().c_str(),
+    std::printf("  %-4s  %-24s  %10s  %10s  %-8s  %-8s  %s%s\n", c["id"].get<std::string>().c_str(),
                 sys::iso_time(c["created"].get<double>()).c_str(), format_bytes(c["bytes"].get<double>()).c_str(),
                 format_bytes(c["stored_bytes"].get<double>()).c_str(),
                 format_duration(c["frozen_seconds"].get<double>()).c_str(),
