@@ -209,7 +209,10 @@ void add_check_verb(CLI::App& app, Globals& g) {
       "MPI and the container engines (Podman, Docker, Apptainer), which only some jobs\n"
       "need, are reported too ('info' when absent), never as failures.");
   cmd->add_flag("--json", *json, "Print JSON");
-  cmd->callback([&g, json] { g_exit_code = check(g, *json); });
+  cmd->callback([&g, json] {
+    g_json_errors = *json;
+    g_exit_code = check(g, *json);
+  });
 }
 
 }  // namespace cryo::cli

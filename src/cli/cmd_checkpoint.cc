@@ -122,7 +122,10 @@ void add_checkpoint_verb(CLI::App& app, Globals& g) {
   cmd->add_flag("--wait", o->wait, "Return once the checkpoint is durable in the store, not once it is dumped");
   cmd->add_flag("--tcp-established", o->tcp, "Checkpoint established TCP connections too");
   cmd->add_flag("--json", o->json, "Print the result as JSON");
-  cmd->callback([&g, o] { g_exit_code = checkpoint(g, *o); });
+  cmd->callback([&g, o] {
+    g_json_errors = o->json;
+    g_exit_code = checkpoint(g, *o);
+  });
 }
 
 }  // namespace cryo::cli

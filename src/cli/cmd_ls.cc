@@ -52,7 +52,10 @@ void add_ls_verb(CLI::App& app, Globals& g) {
   auto json = std::make_shared<bool>(false);
   auto* cmd = app.add_subcommand("ls", "List the jobs in the store");
   cmd->add_flag("--json", *json, "Print JSON");
-  cmd->callback([&g, json] { g_exit_code = ls(g, *json); });
+  cmd->callback([&g, json] {
+    g_json_errors = *json;
+    g_exit_code = ls(g, *json);
+  });
 }
 
 }  // namespace cryo::cli

@@ -118,7 +118,10 @@ void add_sbatch_verb(CLI::App& app, Globals& g, const std::vector<std::string>& 
       "  cryo sbatch --time=30:00 -- ./solver input.dat\n"
       "  cryo sbatch --margin 5m --every 1h --time=24:00:00 -p long -o solver.out -- ./solver big.dat\n"
       "  cryo sbatch --print --time=30:00 -- ./solver input.dat     # show the script");
-  cmd->callback([&g, o, cmd, &command] { g_exit_code = sbatch(g, *o, cmd->remaining(), command); });
+  cmd->callback([&g, o, cmd, &command] {
+    g_json_errors = o->json;
+    g_exit_code = sbatch(g, *o, cmd->remaining(), command);
+  });
 }
 
 }  // namespace cryo::cli

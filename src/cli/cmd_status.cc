@@ -212,7 +212,10 @@ void add_status_verb(CLI::App& app, Globals& g) {
   auto* cmd = app.add_subcommand("status", "Show a job's state and checkpoints");
   cmd->add_option("name", *name, "Job name")->required();
   cmd->add_flag("--json", *json, "Print JSON");
-  cmd->callback([&g, name, json] { g_exit_code = status(g, *name, *json); });
+  cmd->callback([&g, name, json] {
+    g_json_errors = *json;
+    g_exit_code = status(g, *name, *json);
+  });
 }
 
 }  // namespace cryo::cli

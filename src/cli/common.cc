@@ -16,6 +16,7 @@
 namespace cryo::cli {
 
 int g_exit_code = 0;
+bool g_json_errors = false;
 
 std::string Globals::store_root() const { return store.empty() ? store::default_root() : store; }
 std::string Globals::criu_path() const { return criu.empty() ? criu::default_path() : criu; }
@@ -25,6 +26,11 @@ int fail(const Error& e) {
   std::string s = "cryo: error: " + e.message + "\n";
   if (!e.hint.empty()) s += "cryo: hint: " + e.hint + "\n";
   std::fputs(s.c_str(), stderr);
+  if (g_json_errors) {
+    nlohmann::json j = {{"error", e.message}};
+    if (!e.hint.empty()) j["hint"] = e.hint;
+    print_json(j);
+  }
   return 1;
 }
 

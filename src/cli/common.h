@@ -27,7 +27,10 @@ struct Globals {
 };
 
 // Prints "cryo: error: ..." and its hint on stderr; returns exit status 1.
+// After a verb given --json has set g_json_errors, also prints the error on
+// stdout as {"error": MESSAGE, "hint": HINT}, for scripts that read stdout.
 int fail(const Error& e);
+extern bool g_json_errors;
 // CRIU checkpoints and restores processes only as root: an error that says
 // so, and how to run the verb, unless cryo runs as root.
 Status need_root(const std::string& verb);

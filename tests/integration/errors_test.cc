@@ -47,6 +47,18 @@ TEST_F(ErrorTest, UnknownJob) {
     EXPECT_EQ(cryo({verb, "nosuchjob"}, nullptr, &err), 1) << verb;
     EXPECT_NE(err.find("no job named 'nosuchjob'"), std::string::npos) << err;
   }
+  // With --json the error is also on stdout, as JSON; without, stdout stays empty.
+  for (auto verb : {"status", "checkpoint"}) {
+    std::string out;
+    EXPECT_EQ(cryo({verb, "--json", "nosuchjob"}, &out, &err), 1) << verb;
+    auto j = nlohmann::json::parse(out, nullptr, false);
+    ASSERT_TRUE(j.is_object()) << verb << ": " << out;
+    EXPECT_NE(j.value("error", "").find("no job named 'nosuchjob'"), std::string::npos) << out;
+    EXPECT_NE(j.value("hint", "").find("cryo ls"), std::string::npos) << out;
+    EXPECT_NE(err.find("no job named 'nosuchjob'"), std::string::npos) << err;
+    EXPECT_EQ(cryo({verb, "nosuchjob"}, &out, &err), 1) << verb;
+    EXPECT_EQ(out, "") << verb;
+  }
 }
 
 TEST_F(ErrorTest, FinishedJob) {
