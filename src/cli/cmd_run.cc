@@ -362,7 +362,14 @@ void add_run_verb(CLI::App& app, Globals& g) {
   cmd->add_flag("--tee", o->tee, "Also copy the job's output to cryo's stdout and stderr");
   cmd->add_flag("--quiet,-q", o->quiet, "Print no event lines (they still go to STORE/NAME/cryo.log)");
   cmd->add_flag("--no-slurm", o->no_slurm, "Inside a Slurm job, behave as outside it");
-  cmd->add_option("command", o->command, "The command to run, after --")->required()->expected(-1);
+  cmd->add_option("command", o->command,
+                  "The command to run, best after --; everything from its first word on is the command's, "
+                  "options too")
+      ->required()
+      ->expected(-1);
+  // 'cryo run ./solver -n 5' runs './solver -n 5': cryo's options end where
+  // the command starts, as sudo's and srun's do.
+  cmd->positionals_at_end();
   cmd->footer("\nExamples:\n  cryo run --name sim --every 30m --keep 3 -- ./solver input.dat\n"
               "  exec cryo run -- ./solver input.dat      # as a Slurm batch script's last line");
   cmd->callback([&g, o] { g_exit_code = run(g, *o); });

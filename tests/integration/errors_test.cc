@@ -84,6 +84,17 @@ TEST_F(ErrorTest, BadOptionsSayWhatIsWrong) {
   EXPECT_TRUE(fs::is_empty(store_)) << "nothing may be made for a job that does not start";
 }
 
+// Without "--", what follows the command's first word is the command's,
+// options too: 'cryo run ./solver -n 5' must not name the job "5".
+TEST_F(ErrorTest, OptionsAfterTheCommandAreTheCommands) {
+  ASSERT_EQ(cryo({"run", "--quiet", "--name", "opts", "/bin/echo", "--name", "x", "-n", "5", "--", "y"}), 0);
+  std::string out;
+  read_text(store_ + "/opts/stdout.log", &out);
+  EXPECT_EQ(out, "--name x -n 5 -- y\n");
+  EXPECT_FALSE(fs::exists(store_ + "/x"));
+  EXPECT_FALSE(fs::exists(store_ + "/5"));
+}
+
 // 'cryo sbatch' tells its own options from sbatch's and from the command
 // by "--" alone, whatever comes before it (no Slurm needed for --print).
 TEST_F(ErrorTest, SbatchTakesTheCommandAfterDashDash) {
