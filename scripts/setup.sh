@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "setup: run as root (CRIU needs it)" >&2; exit 1; }
 
 pkgs=(build-essential cmake ninja-build pkg-config protobuf-compiler libprotobuf-dev
-      libcli11-dev nlohmann-json3-dev libfmt-dev libxxhash-dev libzstd-dev libssl-dev libfuse3-dev libgtest-dev libbenchmark-dev libgmock-dev
+      libcli11-dev libtomlplusplus-dev help2man nlohmann-json3-dev libfmt-dev libxxhash-dev libzstd-dev libssl-dev libfuse3-dev libgtest-dev libbenchmark-dev libgmock-dev
       criu libprotobuf-c1 libnl-3-200 libnet1 libgnutls30 libnftables1 libbsd0 libuuid1
       iproute2 iptables bc procps slurmctld slurmd slurm-client munge
       openmpi-bin libopenmpi-dev mpich libmpich-dev hpcc

@@ -9,10 +9,18 @@
 
 namespace cryo {
 
+namespace {
+std::string& armed() {
+  static std::string spec;
+  return spec;
+}
+}  // namespace
+
+void set_fault_points(const std::string& spec) { armed() = spec; }
+
 void fault_point(const char* name) {
-  const char* env = std::getenv("CRYO_FAULT");
-  if (!env || !*env) return;
-  std::string spec = env;
+  if (armed().empty()) return;
+  std::string spec = armed();
   if (spec[0] == '@') {  // the names are in a file, so a test can arm a running process
     std::ifstream f(spec.substr(1));
     std::getline(f, spec);

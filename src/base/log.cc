@@ -20,30 +20,33 @@ Level parse_level(const std::string& s) {
 struct Config {
   Level all = Level::warn;
   std::map<std::string, Level, std::less<>> modules;
-  Config() {
-    const char* env = std::getenv("CRYO_LOG");
-    if (!env) return;
-    std::string spec = env;
+};
+
+Config& config() {
+  static Config c;
+  return c;
+}
+}  // namespace
+
+void configure(std::string_view text) {
+  Config c;
+  std::string spec(text);
+  if (!spec.empty()) {
     size_t pos = 0;
     while (pos <= spec.size()) {
       size_t end = spec.find(',', pos);
       std::string item = spec.substr(pos, end == std::string::npos ? std::string::npos : end - pos);
       size_t colon = item.find(':');
       if (colon == std::string::npos)
-        all = parse_level(item);
+        c.all = parse_level(item);
       else
-        modules[item.substr(0, colon)] = parse_level(item.substr(colon + 1));
+        c.modules[item.substr(0, colon)] = parse_level(item.substr(colon + 1));
       if (end == std::string::npos) break;
       pos = end + 1;
     }
   }
-};
-
-const Config& config() {
-  static Config c;
-  return c;
+  config() = std::move(c);
 }
-}  // namespace
 
 bool enabled(std::string_view module, Level level) {
   const Config& c = config();

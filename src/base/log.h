@@ -1,4 +1,4 @@
-// Debug logging by module: CRYO_LOG=criu:debug,store:info (or "debug" for
+// Debug logging by module: CRYO_LOG=criu:debug,store:info, given to configure() (or "debug" for
 // all modules).  Errors are not logged here; they travel as Result values
 // to the CLI, which prints them once.
 #pragma once
@@ -10,6 +10,9 @@ namespace cryo::log {
 
 enum class Level { error = 0, warn = 1, info = 2, debug = 3 };
 
+// Sets the levels from a spec such as "criu:debug,store:info" (the
+// settings' CRYO_LOG).  Without it, only warnings and errors are enabled.
+void configure(std::string_view spec);
 bool enabled(std::string_view module, Level level);
 
 class Line {

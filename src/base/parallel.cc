@@ -12,8 +12,14 @@
 
 namespace cryo {
 
+namespace {
+int g_threads = 0;
+}  // namespace
+
+void set_default_threads(int threads) { g_threads = threads; }
+
 int default_threads() {
-  if (const char* e = std::getenv("CRYO_THREADS"); e && std::atoi(e) > 0) return std::atoi(e);
+  if (g_threads > 0) return g_threads;
   long n = ::sysconf(_SC_NPROCESSORS_ONLN);
   return n > 0 ? static_cast<int>(n) : 1;
 }

@@ -11,9 +11,10 @@
 
 namespace cryo {
 
-// The number of threads cryo's parallel work uses: $CRYO_THREADS, else one
-// per online CPU.
+// The number of threads cryo's parallel work uses: as set (the settings'
+// store.threads), else one per online CPU.
 int default_threads();
+void set_default_threads(int threads);
 
 Status parallel_for(size_t n, int threads, const std::function<Status(size_t i)>& fn);
 

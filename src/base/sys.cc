@@ -305,6 +305,22 @@ Result<FsSpace> fs_space(const std::string& path) {
   s.total = static_cast<uint64_t>(sf.f_blocks) * static_cast<uint64_t>(sf.f_bsize);
   s.available = static_cast<uint64_t>(sf.f_bavail) * static_cast<uint64_t>(sf.f_bsize);
   s.tmpfs = sf.f_type == TMPFS_MAGIC;
+  // Their statfs magic numbers, as the kernel and the file systems' own modules define them.
+  static constexpr uint64_t kShared[] = {
+      0x6969,      // NFS
+      0x0BD00BD0,  // Lustre
+      0x47504653,  // GPFS (IBM Storage Scale)
+      0x19830326,  // BeeGFS
+      0x00C36400,  // CephFS
+      0xFE534D42,  // SMB2
+      0xFF534D42,  // CIFS
+      0xAAD7AAEA,  // PanFS
+      0x13661366,  // OrangeFS
+      0x5346414F,  // AFS
+      0x01021997,  // 9p
+      0x65735546,  // FUSE
+  };
+  for (uint64_t m : kShared) s.shared |= static_cast<uint64_t>(sf.f_type) == m;
   return s;
 }
 

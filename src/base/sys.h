@@ -60,6 +60,9 @@ struct FsSpace {
   uint64_t total = 0;      // bytes
   uint64_t available = 0;  // bytes an unprivileged writer may still use
   bool tmpfs = false;      // memory-backed: its pages come out of RAM
+  // A file system that other nodes can mount too (NFS, Lustre, GPFS,
+  // BeeGFS, CephFS, SMB, ...; FUSE counts, since site file systems use it).
+  bool shared = false;
 };
 Result<FsSpace> fs_space(const std::string& path);
 // The mount that holds a path: where it is mounted, its file system type,

@@ -25,7 +25,7 @@ void add_agent_verb(CLI::App& app, Globals& g) {
   cmd->add_option("--announce-dir", o->announce_dir, "... or into DIR/NODE");
   cmd->add_flag("--once", o->once, "Exit after serving one coordinator");
   cmd->callback([&g, o] {
-    if (const char* n = std::getenv("SLURMD_NODENAME"); o->node.empty() && n && *n) o->node = n;
+    if (o->node.empty()) o->node = g.settings.slurmd_nodename;
     if (o->node.empty()) o->node = sys::hostname();
     if (auto st = need_root("agent"); !st) {
       g_exit_code = fail(st.error());

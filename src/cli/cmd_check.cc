@@ -65,7 +65,7 @@ void add_containers(std::vector<Item>& items) {
 
 // What only some jobs need: Slurm for batch jobs, an MPI for MPI jobs.
 // Absent is "info", never a failure.
-void add_optional(std::vector<Item>& items) {
+void add_optional(const Globals& g, std::vector<Item>& items) {
   if (!in_path("sbatch") || !in_path("scontrol")) {
     items.push_back({"Slurm", "info", "not installed (needed for 'cryo sbatch' and Slurm batch jobs)",
                      ""});
@@ -74,9 +74,19 @@ void add_optional(std::vector<Item>& items) {
                      "set SLURM_CONF to the cluster's slurm.conf (see docs/slurm.md)"});
   } else {
     std::string where = "controller answers";
-    if (auto env = slurm::detect())
+    if (const auto& env = g.settings.slurm)
       where += fmt::format("; inside Slurm job {} (restart {})", env->job_id, env->restart_count);
     items.push_back({"Slurm", "pass", where, ""});
+    // A requeued job may start on any node: each must find its checkpoints.
+    std::string probe = g.store_root();
+    while (!sys::exists(probe) && probe.find('/') != std::string::npos) probe = probe.substr(0, probe.rfind('/'));
+    if (auto fs = sys::fs_space(probe.empty() ? "/" : probe); fs && !fs->shared)
+      items.push_back({"shared store", "warn",
+                       g.store_root() + " is on this node's own disk: a Slurm job requeued onto another node will not "
+                                        "find its checkpoints there",
+                       "set the store on a file system every node mounts, for every user at once in " +
+                           std::string(config::kDefaultConfigFile) +
+                           ": [store] path = \"/shared/cryo/{user}\" (docs/admin.md)"});
   }
   std::vector<std::string> mpis;
   for (const char* launcher : {"mpirun", "mpiexec.openmpi", "mpiexec.mpich", "mpiexec"}) {
@@ -117,6 +127,11 @@ int check(const Globals& g, bool json) {
   } else {
     items.push_back({"CRIU", "fail", v.error().message, v.error().hint});
   }
+  items.push_back({"settings", "pass",
+                   g.settings.config_file.empty()
+                       ? "no " + std::string(config::kDefaultConfigFile) + "; the environment and built-in defaults"
+                       : g.settings.config_file,
+                   ""});
   std::string init = job::default_init_path();
   bool init_ok = ::access(init.c_str(), X_OK) == 0;
   items.push_back({"cryo-init", init_ok ? "pass" : "fail", init, init_ok ? "" : "install cryo-init next to cryo, or set CRYO_INIT"});
@@ -130,8 +145,10 @@ int check(const Globals& g, bool json) {
     bool ro = vfs.f_flag & ST_RDONLY;
     bool writable = !ro && ::access(probe_dir.c_str(), W_OK) == 0;
     items.push_back({"store", writable ? "pass" : "fail",
-                     fmt::format("{} ({} free)", root_dir, format_bytes(free_b)),
-                     writable ? "" : "choose a writable store with --store or CRYO_STORE"});
+                     fmt::format("{} ({} free; from {})", root_dir, format_bytes(free_b),
+                                 g.store.empty() ? g.settings.store_origin : "--store"),
+                     writable ? "" : "choose a writable store with --store, CRYO_STORE or [store] path in " +
+                                         std::string(config::kDefaultConfigFile)});
   }
   // The key that signs checkpoints (store/signing.h): made at the first
   // checkpoint when there is none.
@@ -178,7 +195,7 @@ int check(const Globals& g, bool json) {
                          "): a restore from the store lays its files out first and reads them twice, and one from "
                          "the fast copy pays a page fault per 4 KiB of the job's memory",
                      "load the fuse module (modprobe fuse), and run cryo as root"});
-  add_optional(items);
+  add_optional(g, items);
   bool ok = true;
   for (const auto& i : items) ok &= i.status != "fail";
   if (json) {

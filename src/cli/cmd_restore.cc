@@ -63,7 +63,7 @@ int restore(const Globals& g, const Options& o) {
   c.quiet = o.quiet;
   c.prefer_fast = !o.durable;
   c.nodes = o.nodes;
-  if (!o.no_slurm) c.slurm = slurm::detect();
+  if (!o.no_slurm) c.slurm = g.settings.slurm;
   return restore_and_supervise(g, *dir, std::move(c));
 }
 
@@ -85,7 +85,7 @@ int restore_coordinated(const Globals& g, store::JobDir& dir, Continue c) {
     c.config.nodes = c.nodes;
     if (auto st = job::save_config(dir, c.config); !st) return fail(st.error());
   }
-  coord::Coordinator co(dir, c.config);
+  coord::Coordinator co(dir, c.config, g.settings.agent_timeout);
   double t0 = sys::now();
   Status st = co.connect(c.config.nodes);
   std::vector<std::string> warnings;

@@ -12,13 +12,13 @@ namespace cryo::cli {
 
 namespace {
 
-int rsh(const std::string& host, const std::vector<std::string>& argv) {
-  const char* job = std::getenv("CRYO_JOB");
-  const char* store = std::getenv("CRYO_STORE");
-  if (!job || !store)
+int rsh(const std::string& host, const std::vector<std::string>& argv, const config::Settings& settings) {
+  std::string job = settings.get("CRYO_JOB");
+  std::string store = settings.get("CRYO_STORE");
+  if (job.empty() || store.empty())
     return fail(make_error("cryo rsh runs inside a multi-node job only (CRYO_JOB and CRYO_STORE are not set)"));
-  auto c = job::control_connect(std::string(store) + "/" + job);
-  if (!c) return fail(c.error().context("cannot reach the supervisor of job '" + std::string(job) + "'"));
+  auto c = job::control_connect(store + "/" + job);
+  if (!c) return fail(c.error().context("cannot reach the supervisor of job '" + job + "'"));
   control::Request req;
   req.set_version(job::kControlVersion);
   req.mutable_spawn()->set_host(host);
@@ -32,10 +32,10 @@ int rsh(const std::string& host, const std::vector<std::string>& argv) {
 
 }  // namespace
 
-int rsh_main(int argc, char** argv) {
+int rsh_main(int argc, char** argv, const config::Settings& settings) {
   // Open MPI quotes words for a remote shell: they go on as they are.
   if (argc < 4) return fail(make_error("usage: cryo rsh HOST COMMAND [ARGS...]"));
-  return rsh(argv[2], std::vector<std::string>(argv + 3, argv + argc));
+  return rsh(argv[2], std::vector<std::string>(argv + 3, argv + argc), settings);
 }
 
 }  // namespace cryo::cli

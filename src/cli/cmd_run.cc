@@ -127,7 +127,7 @@ int run_coordinated(const Globals& g, store::JobDir& dir, job::JobConfig c, Uniq
     }
     srun = *agents;
   }
-  coord::Coordinator co(dir, c);
+  coord::Coordinator co(dir, c, g.settings.agent_timeout);
   Status st = co.connect(c.nodes);
   if (st) st = co.start();
   if (!st) {
@@ -208,7 +208,7 @@ int continue_slurm_job(const Globals& g, store::JobDir& dir, const RunOptions& o
 
 int run(const Globals& g, RunOptions& o) {
   std::optional<slurm::Env> sl;
-  if (!o.no_slurm) sl = slurm::detect();
+  if (!o.no_slurm) sl = g.settings.slurm;
 
   job::JobConfig c;
   c.command = o.command;
@@ -257,9 +257,9 @@ int run(const Globals& g, RunOptions& o) {
     if (!c.engine.empty()) return fail(make_error("--agents does not combine with a container engine"));
     size_t parts = o.nodes.size();
     if (o.nodes == std::vector<std::string>{"slurm"}) {
-      const char* n = std::getenv("SLURM_JOB_NUM_NODES");
-      if (!sl || !n) return fail(make_error("--agents slurm needs a Slurm batch job").with_hint("give the agents' IP:PORT,... instead"));
-      parts = static_cast<size_t>(std::max(1, std::atoi(n)));
+      if (!sl || g.settings.slurm_nodes <= 0)
+        return fail(make_error("--agents slurm needs a Slurm batch job").with_hint("give the agents' IP:PORT,... instead"));
+      parts = static_cast<size_t>(g.settings.slurm_nodes);
       c.nodes_from_slurm = true;
     } else {
       c.nodes = o.nodes;

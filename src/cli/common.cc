@@ -18,9 +18,15 @@ namespace cryo::cli {
 int g_exit_code = 0;
 bool g_json_errors = false;
 
-std::string Globals::store_root() const { return store.empty() ? store::default_root() : store; }
-std::string Globals::criu_path() const { return criu.empty() ? criu::default_path() : criu; }
-Result<store::FastTier> Globals::tier() const { return store::FastTier::configure(fast_tier, fast_tier_size); }
+std::string Globals::store_root() const { return store.empty() ? settings.store : store; }
+std::string Globals::criu_path() const {
+  if (!criu.empty()) return criu;
+  return settings.criu.empty() ? criu::default_path() : settings.criu;
+}
+Result<store::FastTier> Globals::tier() const {
+  return store::FastTier::configure(fast_tier.empty() ? settings.fast_tier : fast_tier,
+                                    fast_tier_size.empty() ? settings.fast_tier_size : fast_tier_size);
+}
 
 int fail(const Error& e) {
   std::string s = "cryo: error: " + e.message + "\n";
@@ -74,14 +80,13 @@ void prepare_engine_environment(const Globals& g) {
   std::string criu = g.criu_path();
   if (criu.find('/') == std::string::npos) return;
   std::string dir = criu.substr(0, criu.rfind('/'));
-  const char* path = std::getenv("PATH");
-  std::string p = path ? path : "/usr/sbin:/usr/bin:/sbin:/bin";
+  std::string p = g.settings.get("PATH");
+  if (p.empty()) p = "/usr/sbin:/usr/bin:/sbin:/bin";
   if (p.rfind(dir + ":", 0) != 0) ::setenv("PATH", (dir + ":" + p).c_str(), 1);
 }
 
 Result<pid_t> start_job_agents(const Globals& g, const store::JobDir& dir, job::JobConfig& c) {
-  const char* n = std::getenv("SLURM_JOB_NUM_NODES");
-  int nodes = n ? std::atoi(n) : 0;
+  int nodes = g.settings.slurm_nodes;
   if (nodes < 1) return make_error("--agents slurm needs a Slurm batch job (SLURM_JOB_NUM_NODES is not set)");
   auto agents = coord::start_slurm_agents(sys::self_dir() + "/cryo", {"--criu", g.criu_path()}, dir.file("agents"),
                                           nodes, 60);

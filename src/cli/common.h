@@ -10,6 +10,7 @@
 
 #include "base/fd.h"
 #include "base/result.h"
+#include "config/settings.h"
 #include "job/config.h"
 #include "slurm/slurm.h"
 #include "store/staging.h"
@@ -17,10 +18,12 @@
 
 namespace cryo::cli {
 
+// The global options, over the settings (config/settings.h).
 struct Globals {
-  std::string store;  // --store, else store::default_root()
-  std::string criu;   // --criu, else criu::default_path()
-  std::string fast_tier, fast_tier_size;  // --fast-tier, --fast-tier-size
+  config::Settings settings;
+  std::string store;  // --store, else settings.store
+  std::string criu;   // --criu, else settings.criu, else criu::default_path()
+  std::string fast_tier, fast_tier_size;  // --fast-tier, --fast-tier-size; "" = as the settings say
   std::string store_root() const;
   std::string criu_path() const;
   Result<store::FastTier> tier() const;
@@ -99,10 +102,10 @@ void add_status_verb(CLI::App& app, Globals& g);
 void add_verify_verb(CLI::App& app, Globals& g);
 void add_rm_verb(CLI::App& app, Globals& g);
 void add_check_verb(CLI::App& app, Globals& g);
-void add_criu_hook_verb(CLI::App& app);
+void add_criu_hook_verb(CLI::App& app, Globals& g);
 void add_agent_verb(CLI::App& app, Globals& g);
 // cryo rsh HOST COMMAND...: Open MPI's rsh agent in a multi-node job.
-int rsh_main(int argc, char** argv);
+int rsh_main(int argc, char** argv, const config::Settings& settings);
 
 // The verbs' results, stored by their callbacks and returned by main.
 extern int g_exit_code;

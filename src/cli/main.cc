@@ -1,10 +1,43 @@
 // cryo: transparent checkpoint and restart for HPC jobs, built on CRIU.
 #include <CLI/CLI.hpp>
 
+#include "base/fault.h"
+#include "base/log.h"
+#include "base/parallel.h"
 #include "cli/common.h"
+#include "job/launch.h"
+#include "store/store.h"
+
+namespace {
+
+// The settings, once, and what the layers below take from them.
+cryo::Result<cryo::config::Settings> load_settings() {
+  auto s = cryo::config::load(cryo::config::process_environment(), cryo::config::current_user());
+  if (!s) return s;
+  cryo::log::configure(s->log);
+  cryo::set_fault_points(s->fault);
+  cryo::set_default_threads(s->threads);
+  cryo::store::configure({s->key, s->zstd_level, s->hash_during_dump});
+  cryo::job::configure({s->init, s->apptainer});
+  return s;
+}
+
+bool asks_for_help(int argc, char** argv) {
+  for (int i = 1; i < argc; i++) {
+    std::string a = argv[i];
+    if (a == "--") break;
+    if (a == "-h" || a == "--help" || a == "--version") return true;
+  }
+  return false;
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
-  if (argc > 1 && std::string(argv[1]) == "rsh") return cryo::cli::rsh_main(argc, argv);
+  auto settings = load_settings();
+  // A broken cryo.conf stops every verb, but not the help that explains it.
+  if (!settings && !asks_for_help(argc, argv)) return cryo::cli::fail(settings.error());
+  if (argc > 1 && std::string(argv[1]) == "rsh") return cryo::cli::rsh_main(argc, argv, *settings);
   CLI::App app{
       "cryo - transparent checkpoint and restart for Linux jobs, built on CRIU.\n\n"
       "Start a job with 'cryo run', checkpoint it with 'cryo checkpoint', continue it\n"
@@ -36,6 +69,7 @@ int main(int argc, char** argv) {
       "Exit status: 0 success; 1 error; 2 wrong usage; a job's own status for run and\n"
       "restore; 75 when the job was stopped at a checkpoint and can be restored.");
   cryo::cli::Globals g;
+  if (settings) g.settings = std::move(*settings);
   app.add_option("--store", g.store, "Image store directory (default: $CRYO_STORE or ~/.local/share/cryo)");
   app.add_option("--criu", g.criu, "CRIU binary (default: $CRYO_CRIU, /opt/cryo/criu/bin/criu, or criu in PATH)");
   app.add_option("--fast-tier", g.fast_tier,
@@ -54,7 +88,7 @@ int main(int argc, char** argv) {
   cryo::cli::add_verify_verb(app, g);
   cryo::cli::add_rm_verb(app, g);
   cryo::cli::add_check_verb(app, g);
-  cryo::cli::add_criu_hook_verb(app);
+  cryo::cli::add_criu_hook_verb(app, g);
   cryo::cli::add_agent_verb(app, g);
   try {
     std::vector<char*> args = cryo::cli::take_sbatch_command(app, argc, argv, &sbatch_command);

@@ -47,10 +47,6 @@ std::vector<std::string> mpi_environment(const job::JobConfig& c, const std::str
       "OMPI_MCA_oob_tcp_if_include=" + c.part_net, "OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1"};
 }
 
-double Coordinator::timeout() const {
-  if (const char* e = std::getenv("CRYO_AGENT_TIMEOUT"); e && std::atof(e) > 0) return std::atof(e);
-  return 600;
-}
 
 Part Coordinator::part(uint32_t k) const {
   Part p;
@@ -207,10 +203,10 @@ Result<std::string> Coordinator::checkpoint(bool stop, Timings* t) {
   tm.prepare = sys::now() - t0;
   // 2. Every part dumped, with its TCP state, and flushed into the store.
   std::vector<Reply> dumped;
-  if (auto st = all("dump", {phase("dump")}, &dumped, timeout()); !st) return abort(st.error());
+  if (auto st = all("dump", {phase("dump")}, &dumped, timeout_); !st) return abort(st.error());
   tm.dump = sys::now() - t0 - tm.prepare;
   // 3. Every part's checkpoint verified; then the job's, naming them all.
-  if (auto st = all("commit", {phase("commit")}, nullptr, timeout()); !st) return abort(st.error());
+  if (auto st = all("commit", {phase("commit")}, nullptr, timeout_); !st) return abort(st.error());
   store::Manifest m;
   m.job = config_.name;
   m.id = *id;
@@ -309,7 +305,7 @@ Status Coordinator::restore(const std::string& id, std::vector<std::string>* war
     r->set_checkpoint(parts[k].at("checkpoint").get<std::string>());
   }
   std::vector<Reply> replies;
-  if (auto st = all("restoring", reqs, &replies, timeout()); !st) {
+  if (auto st = all("restoring", reqs, &replies, timeout_); !st) {
     stop_all();
     return st;
   }

@@ -52,7 +52,9 @@ struct Timings {
 
 class Coordinator {
  public:
-  Coordinator(const store::JobDir& dir, const job::JobConfig& c) : dir_(dir), config_(c) {}
+  // timeout: the seconds a dump, commit or restore may take on an agent.
+  Coordinator(const store::JobDir& dir, const job::JobConfig& c, double timeout)
+      : dir_(dir), config_(c), timeout_(timeout) {}
 
   // Says hello to every agent (part k on agents[k]); fails naming any that
   // cannot be reached or speaks another protocol.
@@ -90,10 +92,10 @@ class Coordinator {
              const std::vector<size_t>& which = {});
   Result<Reply> wait_reply(Agent& a, uint64_t seq, double timeout);
   Part part(uint32_t k) const;
-  double timeout() const;
 
   const store::JobDir& dir_;
   job::JobConfig config_;
+  double timeout_;
   std::vector<Agent> agents_;
   uint64_t seq_ = 0;
   bool part0_ended_ = false;

@@ -24,7 +24,6 @@ std::string Version::text() const {
 }
 
 std::string default_path() {
-  if (const char* env = std::getenv("CRYO_CRIU"); env && *env) return env;
   if (::access("/opt/cryo/criu/bin/criu", X_OK) == 0) return "/opt/cryo/criu/bin/criu";
   return "criu";
 }
@@ -358,18 +357,8 @@ Result<pid_t> Session::restore(const RestoreRequest& r, const std::string& log_p
 Result<Version> probe(const std::string& criu_path) {
   std::string shown = criu_path;
   if (criu_path.find('/') == std::string::npos) {
-    bool found = false;
-    if (const char* path = std::getenv("PATH")) {
-      std::stringstream ss(path);
-      std::string dir;
-      while (std::getline(ss, dir, ':'))
-        if (::access((dir + "/" + criu_path).c_str(), X_OK) == 0) {
-          shown = dir + "/" + criu_path;
-          found = true;
-          break;
-        }
-    }
-    if (!found) return make_error("CRIU is not installed (no 'criu' in PATH)").with_hint(kInstallHint);
+    shown = sys::find_in_path(criu_path);
+    if (shown.empty()) return make_error("CRIU is not installed (no 'criu' in PATH)").with_hint(kInstallHint);
   } else if (::access(criu_path.c_str(), X_OK) != 0) {
     return sys_error("cannot run CRIU at '" + criu_path + "'").with_hint(kInstallHint);
   }

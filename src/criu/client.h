@@ -74,7 +74,8 @@ struct RestoreRequest {
   NotifyFn notify;
 };
 
-// Where to find CRIU: $CRYO_CRIU, then the private install of
+// Where to find CRIU when the settings name none (--criu, CRYO_CRIU,
+// cryo.conf's [criu] path): the private install of
 // scripts/install-criu.sh (/opt/cryo/criu/bin/criu), then `criu` in PATH.
 std::string default_path();
 

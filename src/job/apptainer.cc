@@ -1,5 +1,7 @@
 #include "job/apptainer.h"
 
+#include "job/launch.h"
+
 #include <unistd.h>
 
 #include <cstdlib>
@@ -55,7 +57,7 @@ Result<std::vector<std::pair<std::string, std::string>>> user_binds(const std::v
 }  // namespace
 
 std::string apptainer_path() {
-  if (const char* e = std::getenv("CRYO_APPTAINER"); e && *e) return e;
+  if (!tools().apptainer.empty()) return tools().apptainer;
   if (::access("/opt/cryo/apptainer/bin/apptainer", X_OK) == 0) return "/opt/cryo/apptainer/bin/apptainer";
   for (const char* n : {"apptainer", "singularity"})
     if (std::string p = sys::find_in_path(n); !p.empty()) return p;

@@ -33,7 +33,7 @@ struct ContainerRoot {
   std::string workdir;      // where COMMAND starts
 };
 
-// Where Apptainer is: $CRYO_APPTAINER, else scripts/install-apptainer.sh's
+// Where Apptainer is: tools().apptainer (job/launch.h), else scripts/install-apptainer.sh's
 // /opt/cryo/apptainer/bin/apptainer, else apptainer or singularity in PATH;
 // "" if none.
 std::string apptainer_path();

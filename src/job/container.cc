@@ -294,18 +294,16 @@ Result<Launched> restore_container(const JobConfig& c, const store::JobDir& job,
   return start_watcher(c, job, info->log_path, c.engine == "podman" ? log_cut : 0);
 }
 
-int criu_hook(const std::string& job_dir) {
-  const char* action = std::getenv("CRTOOLS_SCRIPT_ACTION");
-  if (!action || std::string(action) != "post-dump") return 0;
-  const char* pid = std::getenv("CRTOOLS_INIT_PID");
+int criu_hook(const std::string& job_dir, const std::string& action, const std::string& pid) {
+  if (action != "post-dump") return 0;
   store::JobDir dir(job_dir.substr(0, job_dir.rfind('/')), job_dir.substr(job_dir.rfind('/') + 1));
   auto text = sys::read_file(dir.file("container.json"));
   auto j = text ? nlohmann::json::parse(*text, nullptr, false) : nlohmann::json();
   std::string result;
-  if (!pid || !j.is_object()) {
+  if (pid.empty() || !j.is_object()) {
     result = "error: the CRIU hook found no container to cut the log of";
   } else {
-    auto cut = measure_cut(std::atoi(pid), j.value("log_path", ""));
+    auto cut = measure_cut(std::atoi(pid.c_str()), j.value("log_path", ""));
     result = cut ? std::to_string(*cut) : "error: " + cut.error().message;
   }
   // Failing here would fail the checkpoint; the worker reports the error.

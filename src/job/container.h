@@ -64,6 +64,6 @@ Result<Launched> restore_container(const JobConfig& c, const store::JobDir& job,
 pid_t container_pid(const store::JobDir& dir);
 
 // 'cryo criu-hook JOB_DIR': CRIU's action script for a Podman job.
-int criu_hook(const std::string& job_dir);
+int criu_hook(const std::string& job_dir, const std::string& action, const std::string& pid);
 
 }  // namespace cryo::job

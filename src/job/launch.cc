@@ -19,8 +19,15 @@
 
 namespace cryo::job {
 
+namespace {
+Tools g_tools;
+}  // namespace
+
+void configure(const Tools& t) { g_tools = t; }
+const Tools& tools() { return g_tools; }
+
 std::string default_init_path() {
-  if (const char* e = std::getenv("CRYO_INIT"); e && *e) return e;
+  if (!g_tools.init.empty()) return g_tools.init;
   return sys::self_dir() + "/cryo-init";
 }
 

@@ -44,7 +44,17 @@ struct Launched {
 // then says why, as execvp saw it).
 Result<Launched> launch(const LaunchSpec& spec);
 
-// Where cryo-init is: $CRYO_INIT, else next to the running cryo.
+// Programs the settings name instead of the defaults (CRYO_INIT,
+// CRYO_APPTAINER or cryo.conf's [apptainer] path), set once at the top of
+// the process (cli/main.cc); "" keeps the default.
+struct Tools {
+  std::string init;
+  std::string apptainer;
+};
+void configure(const Tools& t);
+const Tools& tools();
+
+// Where cryo-init is: tools().init, else next to the running cryo.
 std::string default_init_path();
 
 // CRIU restores a mapped file only if it is the very binary that was

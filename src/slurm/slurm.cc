@@ -14,11 +14,6 @@ namespace cryo::slurm {
 
 namespace {
 
-std::string getenv_str(const char* name) {
-  const char* v = std::getenv(name);
-  return v ? v : "";
-}
-
 std::string trim(std::string s) {
   while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
   return s;
@@ -37,18 +32,6 @@ std::string quote(const std::string& w) {
 }
 
 }  // namespace
-
-std::optional<Env> detect() {
-  Env e;
-  e.job_id = getenv_str("SLURM_JOB_ID");
-  if (e.job_id.empty()) return std::nullopt;
-  e.restart_count = std::atoi(getenv_str("SLURM_RESTART_COUNT").c_str());
-  e.nodes = getenv_str("SLURM_JOB_NODELIST");
-  e.job_name = getenv_str("SLURM_JOB_NAME");
-  // srun steps carry their step id; the batch script has none.
-  e.batch = getenv_str("SLURM_STEP_ID").empty();
-  return e;
-}
 
 Result<double> end_time(const std::string& job_id) {
   auto out = sys::run_command({"squeue", "-h", "-j", job_id, "-o", "%l %e"});

@@ -12,7 +12,7 @@
 
 namespace cryo::slurm {
 
-// A Slurm job as its environment describes it.
+// A Slurm job as its environment describes it (read by config/settings.h).
 struct Env {
   std::string job_id;     // SLURM_JOB_ID
   int restart_count = 0;  // SLURM_RESTART_COUNT: 0 in the first allocation, then 1, 2, ...
@@ -20,9 +20,6 @@ struct Env {
   std::string job_name;   // SLURM_JOB_NAME
   bool batch = false;     // running in the batch script, not in an srun step
 };
-
-// The Slurm job this process runs in, or nothing outside Slurm.
-std::optional<Env> detect();
 
 // When the job's time limit ends (seconds since the epoch), or 0 if it has none.
 Result<double> end_time(const std::string& job_id);

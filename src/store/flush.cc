@@ -452,13 +452,7 @@ Result<FlushResult> run_pass(const JobDir& job, const FastTier& tier, const Flus
 
 }  // namespace
 
-int default_level() {
-  if (const char* e = std::getenv("CRYO_ZSTD_LEVEL"); e && *e) {
-    int l = std::atoi(e);
-    if (l != 0) return l;
-  }
-  return -1;
-}
+int default_level() { return tuning().zstd_level; }
 
 Result<FlushResult> flush(const JobDir& job, const FastTier& tier, const FlushOptions& opts, bool wait) {
   bool busy = false;

@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "base/log.h"
+#include "store/store.h"
 #include "base/sys.h"
 #include "store/manifest.h"
 
@@ -45,10 +46,7 @@ Digests DumpFollower::finish() {
   return out;
 }
 
-bool hash_during_dump() {
-  const char* e = std::getenv("CRYO_HASH_DURING_DUMP");
-  return e && std::string(e) == "1";
-}
+bool hash_during_dump() { return tuning().hash_during_dump; }
 
 void DumpFollower::run() {
   // Only a core nothing else wants: the dump must not wait for this.

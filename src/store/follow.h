@@ -52,7 +52,8 @@ struct FileDigests {
 // complete (store/staging.h), its files stay the same.
 using Digests = std::map<std::pair<dev_t, ino_t>, FileDigests>;
 
-// Whether $CRYO_HASH_DURING_DUMP asks for a DumpFollower during dumps.
+// Whether the settings (CRYO_HASH_DURING_DUMP) ask for a DumpFollower
+// during dumps: tuning().hash_during_dump.
 bool hash_during_dump();
 
 class DumpFollower {

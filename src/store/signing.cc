@@ -42,10 +42,7 @@ Status create_key(const std::string& path) {
 
 }  // namespace
 
-std::string key_path() {
-  const char* e = std::getenv("CRYO_KEY");
-  return e && *e ? e : "/etc/cryo/key";
-}
+std::string key_path() { return tuning().key_path; }
 
 Result<SigningKey> SigningKey::load(const std::string& path, bool create) {
   if (create && !sys::exists(path)) CRYO_TRY(create_key(path));

@@ -29,7 +29,7 @@
 
 namespace cryo::store {
 
-// $CRYO_KEY, else /etc/cryo/key.
+// The site's key: tuning().key_path ($CRYO_KEY, else /etc/cryo/key).
 std::string key_path();
 
 class SigningKey {

@@ -185,15 +185,9 @@ Result<Pending> make_pending(const JobDir& job, const std::string& parent, const
 
 Result<FastTier> FastTier::configure(const std::string& root_opt, const std::string& size_opt) {
   FastTier t;
-  std::string root = root_opt;
-  if (root.empty())
-    if (const char* e = std::getenv("CRYO_FAST_TIER"); e && *e) root = e;
-  if (root.empty()) root = kDefaultFastRoot;
+  std::string root = root_opt.empty() ? kDefaultFastRoot : root_opt;
   if (root == "none") return t;
-  std::string size = size_opt;
-  if (size.empty())
-    if (const char* e = std::getenv("CRYO_FAST_TIER_SIZE"); e && *e) size = e;
-  if (size.empty()) size = "50%";
+  std::string size = size_opt.empty() ? "50%" : size_opt;
   auto limit = parse_size(size);
   if (!limit) return limit.error();
   t.limit = *limit;

@@ -35,10 +35,10 @@ struct FastTier {
   uint64_t limit = 0;  // bytes all jobs together may keep there
 
   bool enabled() const { return !root.empty(); }
-  // root: the --fast-tier option, else $CRYO_FAST_TIER, else /dev/shm/cryo;
-  // "none" turns the tier off.  size: --fast-tier-size, else
-  // $CRYO_FAST_TIER_SIZE, else 50%: bytes with an optional K/M/G/T suffix,
-  // or a percentage of the node's memory.
+  // root: as the settings give it (--fast-tier, CRYO_FAST_TIER, cryo.conf),
+  // "" for /dev/shm/cryo; "none" turns the tier off.  size: likewise, ""
+  // for 50%: bytes with an optional K/M/G/T suffix, or a percentage of the
+  // node's memory.
   static Result<FastTier> configure(const std::string& root_opt, const std::string& size_opt);
 };
 

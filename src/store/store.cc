@@ -18,12 +18,12 @@ bool is_checkpoint_id(const std::string& s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
 
-std::string default_root() {
-  if (const char* s = std::getenv("CRYO_STORE"); s && *s) return s;
-  if (const char* x = std::getenv("XDG_DATA_HOME"); x && *x) return std::string(x) + "/cryo";
-  const char* home = std::getenv("HOME");
-  return std::string(home && *home ? home : "/tmp") + "/.local/share/cryo";
-}
+namespace {
+Tuning g_tuning;
+}  // namespace
+
+void configure(const Tuning& t) { g_tuning = t; }
+const Tuning& tuning() { return g_tuning; }
 
 Status validate_job_name(const std::string& name) {
   bool ok = !name.empty() && name.size() <= 64 && name[0] != '.' &&

@@ -34,8 +34,15 @@ using ProgressFn = std::function<void(const std::string& phase, uint64_t done, u
 
 // Checkpoint ids: "0001", "0002", ... (fixed width, so they sort).
 bool is_checkpoint_id(const std::string& s);
-// $CRYO_STORE, else $XDG_DATA_HOME/cryo, else ~/.local/share/cryo.
-std::string default_root();
+// The store's node-wide settings, set once at the top of the process
+// (cli/main.cc, from config/settings.h) and read where they apply.
+struct Tuning {
+  std::string key_path = "/etc/cryo/key";  // the site's key (store/signing.h)
+  int zstd_level = -1;                     // store/flush.h
+  bool hash_during_dump = false;           // store/follow.h
+};
+void configure(const Tuning& t);
+const Tuning& tuning();
 // Job names: letters, digits, '.', '_', '-'; not starting with '.'.
 Status validate_job_name(const std::string& name);
 // Names of the jobs in the store, sorted.  An absent store has none.

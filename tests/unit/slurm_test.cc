@@ -6,29 +6,6 @@
 
 namespace cryo::slurm {
 
-TEST(SlurmEnv, AbsentOutsideSlurm) {
-  ::unsetenv("SLURM_JOB_ID");
-  EXPECT_FALSE(detect().has_value());
-}
-
-TEST(SlurmEnv, ReadsTheBatchJob) {
-  ::setenv("SLURM_JOB_ID", "42", 1);
-  ::setenv("SLURM_RESTART_COUNT", "3", 1);
-  ::setenv("SLURM_JOB_NODELIST", "n[1-2]", 1);
-  ::unsetenv("SLURM_STEP_ID");
-  auto e = detect();
-  ASSERT_TRUE(e.has_value());
-  EXPECT_EQ(e->job_id, "42");
-  EXPECT_EQ(e->restart_count, 3);
-  EXPECT_EQ(e->nodes, "n[1-2]");
-  EXPECT_TRUE(e->batch);
-  ::setenv("SLURM_STEP_ID", "0", 1);
-  EXPECT_FALSE(detect()->batch);
-  ::unsetenv("SLURM_RESTART_COUNT");
-  EXPECT_EQ(detect()->restart_count, 0);  // the first allocation has none
-  for (const char* v : {"SLURM_JOB_ID", "SLURM_JOB_NODELIST", "SLURM_STEP_ID"}) ::unsetenv(v);
-}
-
 TEST(SlurmMargin, LeavesRoomForAGrowingCheckpoint) {
   EXPECT_EQ(suggested_margin(0.5), 60);   // never below a minute
   EXPECT_EQ(suggested_margin(40), 90);    // 2 x 40 + 10, up to the next 30 s

@@ -1,7 +1,7 @@
 // The store: dumps staged in a tier, flushed into content-addressed chunks,
 // committed, read back, retained; and a crash at each step of the flush.
 // The seam for crashes is the process: a forked child flushes with
-// CRYO_FAULT set and is killed at the named point; the parent checks what
+// its fault points set (set_fault_points) and is killed at the named point; the parent checks what
 // is left and that the next flush carries on.
 #include <dirent.h>
 #include <fcntl.h>
@@ -23,6 +23,7 @@
 
 #include "param_name.h"
 
+#include "base/fault.h"
 #include "base/fd.h"
 #include "base/hash.h"
 #include "base/sys.h"
@@ -85,9 +86,17 @@ class StoreTest : public ::testing::Test {
     job_ = std::make_unique<JobDir>(root_ + "/store", "j");
     ASSERT_TRUE(job_->create().ok());
     // This test's own signing key, made at the first flush.
-    ::setenv("CRYO_KEY", (root_ + "/key").c_str(), 1);
+    set_key(root_ + "/key");
   }
-  void TearDown() override { ::unsetenv("CRYO_KEY"); }
+  void TearDown() override {
+    configure(Tuning{});
+    set_fault_points("");
+  }
+  static void set_key(const std::string& path) {
+    Tuning t;
+    t.key_path = path;
+    configure(t);
+  }
 
   // Dumps `files` into a tier, as CRIU and the checkpoint worker would.
   Staged stage(const Files& files, const FastTier& tier) {
@@ -766,7 +775,7 @@ TEST_F(StoreTest, FormatThreeChunkFilesAreStillReadAndCollected) {
 TEST_F(StoreTest, AnotherNodesKeyOrNoneIsNamed) {
   add({{"images/pages-1.img", "x"}});
   std::string mine = root_ + "/key";
-  ::setenv("CRYO_KEY", (root_ + "/other-key").c_str(), 1);
+  set_key(root_ + "/other-key");
   auto st = verify(*job_, "0001");
   ASSERT_FALSE(st.ok());
   EXPECT_NE(st.error().message.find("has no key"), std::string::npos) << st.error().message;
@@ -775,7 +784,7 @@ TEST_F(StoreTest, AnotherNodesKeyOrNoneIsNamed) {
   st = verify(*job_, "0001");
   ASSERT_FALSE(st.ok());
   EXPECT_NE(st.error().message.find("was signed with key"), std::string::npos) << st.error().message;
-  ::setenv("CRYO_KEY", mine.c_str(), 1);
+  set_key(mine);
   EXPECT_TRUE(verify(*job_, "0001").ok());
   fs::permissions(mine, fs::perms::group_read | fs::perms::others_read, fs::perm_options::add);
   st = verify(*job_, "0001");
@@ -895,7 +904,7 @@ TEST_P(FlushCrashTest, PreviousCheckpointSurvivesAndTheNextFlushCarriesOn) {
   Staged s = stage({{"images/pages-1.img", second}, {"files/0", "result"}}, tier_);
   pid_t pid = ::fork();
   if (pid == 0) {
-    ::setenv("CRYO_FAULT", GetParam(), 1);
+    set_fault_points(GetParam());
     FlushOptions o;
     o.keep = 1;
     (void)flush(*job_, tier_, o);
