@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # cryo against itself with one environment setting changed: how the
-# choices in docs/performance.md are measured.
+# choices in bench/NOTES.md are measured.
 #
 #   bench/ab.sh -e VAR=VALUE [-s "256 1024"] [-k "random halfzero matrix"] [-r 6] [-i 3] [-t DIR] [-o FILE.json]
 #

@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # cryo's checkpoint and restore against raw CRIU on the same job, in the
-# same run: the numbers behind docs/performance.md.
+# same run: the numbers behind bench/NOTES.md.
 #
 #   bench/checkpoint_vs_criu.sh [-s "256 1024 4096"] [-k "random halfzero matrix"] [-r 3] [-i 5] [-w] [-t DIR] [-o FILE.json]
 #
 # -w: before each timed step, on both sides alike, write and remove a file
 # of 1.25 times the job's size in the tmpfs, so that the step does not land
 # on memory this VM has not used lately (its first use is slow, and which
-# side gets it is a lottery; docs/performance.md, "Touching the memory
+# side gets it is a lottery; bench/NOTES.md, "Touching the memory
 # first").  Without -w the steps take memory as it comes.
 #
 # -t: the tmpfs that holds both cryo's fast tier and raw CRIU's tmpfs dumps
@@ -35,7 +35,7 @@
 #         restore' from tmpfs
 # Each round's store is kept, and removed only at the end (deleting a
 # round's thousands of chunks right before the next round would slow its
-# creates; docs/performance.md).  Every restored job must find its memory
+# creates; bench/NOTES.md).  Every restored job must find its memory
 # intact (PASS), so a failed restore cannot pass for a fast one.  Prints a
 # table of medians and ratios and writes them, with every sample, as JSON
 # (-o, default bench/results-HOST-DATE.json).  Needs root and
@@ -134,7 +134,7 @@ cryo_round() {  # MIB KIND REP
   grep -q PASS "$log" || { echo "bench: cryo's restored job came back wrong" >&2; tail -3 "$log" >&2; exit 1; }
   # The fast copies go (memory); the job's store stays until the end, as
   # deleting its thousands of chunks would slow the next round's creates
-  # (docs/performance.md, "Deletions slow file creation").
+  # (bench/NOTES.md, "Deletions slow file creation").
   rm -rf "$CRYO_FAST_TIER/$name"-*
   mv "$CRYO_STORE/$name" "$work/kept/"
 }

@@ -1,6 +1,6 @@
 // How fast the store's chunk path runs, and how small it makes each kind of
 // memory, per zstd level: the measurement behind store::default_level()
-// (docs/performance.md).  One 1 MiB chunk at a time, as the flush does;
+// (bench/NOTES.md).  One 1 MiB chunk at a time, as the flush does;
 // the flush runs one such stream per core.
 //
 //   build/bench/compress_bench [--benchmark_filter=...]

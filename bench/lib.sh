@@ -5,7 +5,7 @@ median() { printf '%s\n' "$@" | sort -g | sed -n "$(( ($# + 1) / 2 ))p"; }
 # Waits until a line of FILE matches the extended regular expression RE, at
 # most TIMEOUT seconds (600).  It starts no process: a loop of grep and
 # sleep every 10 ms kept most of a core busy on these 2-core VMs, and the
-# restores and flushes being timed ran slower by that (docs/performance.md,
+# restores and flushes being timed ran slower by that (bench/NOTES.md,
 # "The benchmark's own polling").  The pause is a read with a timeout on a
 # FIFO that nobody writes.
 wait_line() {  # FILE RE [TIMEOUT]

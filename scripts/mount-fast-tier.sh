@@ -5,7 +5,7 @@
 #
 # CRIU dumps into a tmpfs with huge pages in half the time it takes with
 # 4 KiB pages, and cryo reads the dump back and frees it 3 and 10 times
-# faster (docs/performance.md).  The mount is open to every user, like
+# faster (bench/NOTES.md).  The mount is open to every user, like
 # /tmp (each job's directory is its own), and may hold up to half the
 # memory, as cryo's own limit (--fast-tier-size) allows by default.  It
 # does nothing if DIR is already a mount, and will not hide fast copies

@@ -1,10 +1,9 @@
 // ScratchBuffer: memory that a thread reuses for one chunk or window at a
 // time.  get(n) gives at least n bytes whose contents are unspecified: it
 // never zeroes them and, when it grows, never copies the old ones.  The
-// memory is asked for in 2 MiB steps with MADV_HUGEPAGE.  On these VMs a
-// 4 KiB page fault costs about 16 us, so faulting in a 4 MiB buffer page by
-// page takes 16 ms, with transparent huge pages two faults
-// (docs/performance.md, "Scratch memory in huge pages").  Where the kernel
+// memory is asked for in 2 MiB steps with MADV_HUGEPAGE: a 4 MiB buffer
+// then costs two page faults instead of 1024, and a fault is dear on a
+// virtual machine (bench/NOTES.md, "Scratch memory in huge pages").  Where the kernel
 // has them off, the memory is ordinary pages.  Move-only.
 #pragma once
 

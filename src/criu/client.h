@@ -117,7 +117,7 @@ class Session {
   // so that a new CRIU may try.
   Status dump(const DumpRequest& req, const std::string& log_path, bool* not_started = nullptr);
   // Sends a dump request ahead of time.  CRIU sets up and probes the kernel
-  // (about 60 ms here: /run is not a tmpfs, so it cannot keep its probe), then
+  // (at every start where /run is not a tmpfs, where it would keep its probe), then
   // waits at its pre-dump notification, before it freezes anything; dump()
   // answers it.  Only the process that started CRIU may arm it: CRIU opens
   // req's directories through that process's /proc/PID/fd, which must keep

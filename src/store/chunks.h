@@ -18,7 +18,7 @@
 // A file per chunk would cost a file creation per 640 KiB: an inode for
 // each, thousands per GiB, which a parallel file system's metadata server
 // and its inode quotas feel, and which ext4 without a journal makes slow
-// after many deletions (docs/performance.md).  The signed manifest says
+// after many deletions (bench/NOTES.md).  The signed manifest says
 // where each chunk is (pack, offset, length), so no index is kept beside
 // the packs.  The flush syncs the packs it wrote (and their directory)
 // before it commits a manifest that refers to them.  Reading a chunk decompresses it and checks its SHA-256, so a flipped byte
@@ -111,7 +111,7 @@ class ChunkStore {
 // to the pack when the next one might not fit: writes of 4 to 8 MiB, with
 // chunks of at most 4 MiB.  This disk took 1.0-1.45 s for 1 GiB of O_DIRECT
 // writes of 640 KiB (a chunk, on average) from four writers, and 0.5-0.7 s
-// in writes of 4 to 16 MiB (docs/performance.md).
+// in writes of 4 to 16 MiB (bench/NOTES.md).
 class PackWriter {
  public:
   static constexpr size_t kWriteBytes = 8 << 20;

@@ -6,9 +6,8 @@
 // each pages-*.img as it grows, cuts it where the flush would
 // (store/chunks.h) and hashes every chunk it has seen whole.  The flush
 // then hashes only what the follower had not reached when the dump ended.
-// At 256 MiB a checkpoint is durable 6-13% sooner, but the job stays
-// frozen 5-18% longer, even at idle priority (docs/performance.md), so it
-// is off unless asked for.
+// A checkpoint is then durable sooner, but the job stays frozen longer,
+// even at idle priority (bench/NOTES.md), so it is off unless asked for.
 //
 // CRIU writes an image file front to back and never goes back (which is
 // what lets its image streamer send images down a pipe), so bytes below a

@@ -18,8 +18,8 @@
 //
 // A fast copy is served the same way, for speed: CRIU's restorer reads
 // the page images into the job's new memory, and a read from a tmpfs takes
-// one page fault per 4 KiB page, which this VM makes dear (16 us), while a
-// direct-I/O read pins the pages without faulting (docs/performance.md,
+// one page fault per 4 KiB page, which virtual machines make dear, while a
+// direct-I/O read pins the pages without faulting (bench/NOTES.md,
 // "A restore from the fast copy streams too").
 //
 // Nothing may run before every chunk has been checked: finish() checks
