@@ -11,14 +11,41 @@
 
 namespace cryo {
 
+// What went wrong, for callers that act on it and for scripts (the "kind"
+// of 'cryo ... --json' errors).  Set where the error is made; unset, it is
+// derived from the errno (kind_of).
+enum class ErrorKind {
+  unknown,
+  usage,        // wrong arguments
+  config,       // the settings: cryo.conf, the environment
+  not_found,    // no such job, checkpoint or file
+  denied,       // not the caller's to use, or needs privilege
+  busy,         // another process holds it (a running job, a checkpoint in progress)
+  corrupt,      // a checkpoint damaged, forged or incomplete
+  no_space,     // a disk or quota full
+  criu,         // CRIU failed, or is missing or too old
+};
+
 struct Error {
   std::string message;
   int code = 0;  // errno, or 0
   std::string hint;
+  ErrorKind kind = ErrorKind::unknown;
 
   Error with_hint(std::string h) const& {
     Error e = *this;
     e.hint = std::move(h);
+    return e;
+  }
+  Error of_kind(ErrorKind k) const& {
+    Error e = *this;
+    e.kind = k;
+    return e;
+  }
+  // Adds what follows to the message: "message; after".
+  Error context_after(const std::string& after) const& {
+    Error e = *this;
+    e.message += "; " + after;
     return e;
   }
   // Prefixes the message with more context: "ctx: message".
@@ -32,6 +59,11 @@ struct Error {
 // "what: strerror(err)", keeping err.
 Error sys_error(const std::string& what, int err = errno);
 inline Error make_error(std::string msg) { return Error{std::move(msg), 0, {}}; }
+inline Error make_error(ErrorKind kind, std::string msg) { return Error{std::move(msg), 0, {}, kind}; }
+// e's kind, or the one its errno implies.
+ErrorKind kind_of(const Error& e);
+// "not_found", "no_space", ...; "error" for unknown.
+const char* kind_name(ErrorKind k);
 
 template <class T>
 class [[nodiscard]] Result {

@@ -173,7 +173,7 @@ int check(const Globals& g, bool json) {
                                    format_bytes(static_cast<double>(tier->limit)),
                                    format_bytes(static_cast<double>(space->available)));
     // A tmpfs with small pages takes CRIU twice as long to dump into, and
-    // cryo three times as long to read back and free (docs/performance.md).
+    // cryo three times as long to read back and free (bench/NOTES.md).
     auto m = sys::mount_of(tier->root);
     bool huge = m && (m->options.find("huge=within_size") != std::string::npos ||
                       m->options.find("huge=always") != std::string::npos);
@@ -217,8 +217,7 @@ int check(const Globals& g, bool json) {
 
 void add_check_verb(CLI::App& app, Globals& g) {
   auto json = std::make_shared<bool>(false);
-  auto* cmd = app.add_subcommand("check", "Check the kernel, CRIU and store: each item a pass or a fix");
-  cmd->description(
+  auto* cmd = add_verb(app, "check", "Check the kernel, CRIU and store: each item a pass or a fix",
       "Check that this machine can checkpoint and restore jobs: kernel, privileges,\n"
       "CRIU (version and 'criu check'), cryo-init, the store, the key that signs\n"
       "checkpoints ($CRYO_KEY or /etc/cryo/key) and the fast tier.  Each\n"

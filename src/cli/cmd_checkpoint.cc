@@ -60,14 +60,14 @@ int checkpoint(const Globals& g, const Options& o) {
     if (auto st = job::recv_message(c->get(), r); !st) {
       progress.finish();
       return fail(make_error("the checkpoint of job '" + o.name + "' ended without an answer (its worker or CRIU was killed)")
-                      .with_hint("the job keeps running and earlier checkpoints are unchanged; see " + dir->file("cryo.log")));
+                      .with_hint("the job keeps running and earlier checkpoints are unchanged; see " + dir->file(store::JobFile::events)));
     }
     if (r.has_progress()) {
       progress.update(r.progress().phase(), r.progress().done(), r.progress().total());
       continue;
     }
     progress.finish();
-    if (r.has_failure()) return fail(Error{r.failure().message(), r.failure().code(), r.failure().hint()});
+    if (r.has_failure()) return fail(job::failure_error(r.failure()));
     if (!r.has_checkpoint()) return fail(make_error("unexpected answer from the job's supervisor"));
     const auto& d = r.checkpoint();
     // A stopped job's supervisor exits right after: wait for it, so that a
@@ -107,8 +107,7 @@ int checkpoint(const Globals& g, const Options& o) {
 
 void add_checkpoint_verb(CLI::App& app, Globals& g) {
   auto o = std::make_shared<Options>();
-  auto* cmd = app.add_subcommand("checkpoint", "Checkpoint a running job");
-  cmd->description(
+  auto* cmd = add_verb(app, "checkpoint", "Checkpoint a running job",
       "Checkpoint the running job NAME.  The job is frozen while CRIU dumps it into the\n"
       "fast tier (node-local memory or SSD, see 'cryo --help'), then resumes, and this\n"
       "command returns.  In the background the dump is compressed, deduplicated against\n"
@@ -117,7 +116,7 @@ void add_checkpoint_verb(CLI::App& app, Globals& g) {
       "With --wait (and always with --stop) the command returns only then.\n\n"
       "If anything fails, the job keeps running and earlier checkpoints are unchanged.\n"
       "One dump runs at a time: a second request meanwhile is refused.");
-  cmd->add_option("name", o->name, "Job name")->required();
+  cmd->add_option("name", o->name, "Job name")->required()->type_name("NAME");
   cmd->add_flag("--stop", o->stop, "Stop the job once the checkpoint is committed (implies --wait)");
   cmd->add_flag("--wait", o->wait, "Return once the checkpoint is durable in the store, not once it is dumped");
   cmd->add_flag("--tcp-established", o->tcp, "Checkpoint established TCP connections too");

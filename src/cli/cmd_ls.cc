@@ -50,7 +50,7 @@ int ls(const Globals& g, bool json) {
 
 void add_ls_verb(CLI::App& app, Globals& g) {
   auto json = std::make_shared<bool>(false);
-  auto* cmd = app.add_subcommand("ls", "List the jobs in the store");
+  auto* cmd = add_verb(app, "ls", "List the jobs in the store");
   cmd->add_flag("--json", *json, "Print JSON");
   cmd->callback([&g, json] {
     g_json_errors = *json;

@@ -171,8 +171,7 @@ int restore_and_supervise(const Globals& g, store::JobDir& dir, Continue c) {
 
 void add_restore_verb(CLI::App& app, Globals& g) {
   auto o = std::make_shared<Options>();
-  auto* cmd = app.add_subcommand("restore", "Continue a job from its latest checkpoint");
-  cmd->description(
+  auto* cmd = add_verb(app, "restore", "Continue a job from its latest checkpoint",
       "Continue job NAME from its latest checkpoint (or --from ID), on this node or\n"
       "any other that sees the store.  A checkpoint whose flush was interrupted is\n"
       "committed first.  On the node that took it, the checkpoint's fast copy is read\n"
@@ -188,12 +187,12 @@ void add_restore_verb(CLI::App& app, Globals& g) {
       "job as 'cryo run' does and exits with its exit status.  Inside a Slurm batch\n"
       "job it handles the end of the allocation as 'cryo run' does there (see\n"
       "'cryo run --help'); a batch script 'exec cryo restore NAME' restarts a job by hand.");
-  cmd->add_option("name", o->name, "Job name")->required();
-  cmd->add_option("--from", o->from, "Checkpoint ID to restore (default: the latest)");
+  cmd->add_option("name", o->name, "Job name")->required()->type_name("NAME");
+  cmd->add_option("--from", o->from, "Checkpoint ID to restore (default: the latest)")->type_name("ID");
   cmd->add_flag("--force", o->force, "Restore even a job that has finished");
   cmd->add_option("--agents", o->nodes, "A multi-node job: restore part k on the k-th of these agents (IP:PORT,...)")
       ->delimiter(',')
-      ->allow_extra_args(false);
+      ->allow_extra_args(false)->type_name("IP:PORT,...|slurm");
   cmd->add_flag("--durable", o->durable, "Read the checkpoint from the store even if this node has a fast copy");
   cmd->add_flag("--tee", o->tee, "Also copy the job's output to cryo's stdout and stderr");
   cmd->add_flag("--quiet,-q", o->quiet, "Print no event lines");

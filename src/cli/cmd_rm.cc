@@ -52,9 +52,9 @@ void add_rm_verb(CLI::App& app, Globals& g) {
     std::string name, id;
   };
   auto o = std::make_shared<O>();
-  auto* cmd = app.add_subcommand("rm", "Delete a job (not running) or one of its checkpoints");
-  cmd->add_option("name", o->name, "Job name")->required();
-  cmd->add_option("id", o->id, "Only this checkpoint (not the latest)");
+  auto* cmd = add_verb(app, "rm", "Delete a job (not running) or one of its checkpoints");
+  cmd->add_option("name", o->name, "Job name")->required()->type_name("NAME");
+  cmd->add_option("id", o->id, "Only this checkpoint (not the latest)")->type_name("ID");
   cmd->callback([&g, o] { g_exit_code = rm(g, o->name, o->id); });
 }
 

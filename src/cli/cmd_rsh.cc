@@ -26,7 +26,7 @@ int rsh(const std::string& host, const std::vector<std::string>& argv, const con
   if (auto st = job::send_message(c->get(), req); !st) return fail(st.error());
   control::Reply r;
   if (auto st = job::recv_message(c->get(), r); !st) return fail(st.error());
-  if (r.has_failure()) return fail(Error{r.failure().message(), 0, r.failure().hint()});
+  if (r.has_failure()) return fail(job::failure_error(r.failure()));
   return 0;
 }
 

@@ -72,8 +72,8 @@ int launch_and_supervise(const Globals& g, store::JobDir& dir, const job::JobCon
   if (!c.mpi.empty()) {
     auto m = job::parse_mpi(c.mpi);
     if (!m) return fail(m.error());
-    if (auto st = job::prepare_mpi_dirs(*m, c.name, dir.file("mpi")); !st) return fail(st.error());
-    spec.env = job::mpi_environment(*m, c.name, dir.file("mpi"), ::geteuid() == 0);
+    if (auto st = job::prepare_mpi_dirs(*m, c.name, dir.file(store::JobFile::mpi)); !st) return fail(st.error());
+    spec.env = job::mpi_environment(*m, c.name, dir.file(store::JobFile::mpi), ::geteuid() == 0);
   }
   auto launched = c.in_engine() ? job::launch_container(c, dir) : job::launch(spec);
   if (!launched) {
@@ -136,8 +136,7 @@ int run_coordinated(const Globals& g, store::JobDir& dir, job::JobConfig c, Uniq
     return fail(st.error());
   }
   // The job's output is part 0's, where its command runs.
-  for (const char* log : {"stdout.log", "stderr.log"})
-    (void)::symlink((std::string("parts/p0/") + log).c_str(), dir.file(log).c_str());
+  (void)dir.link_outputs(0);
   std::string where;
   for (size_t k = 0; k < c.nodes.size(); k++) where += (k ? ", " : "") + fmt::format("part {} on {}", k, c.nodes[k]);
   job::event(dir, fmt::format("job '{}' started{} on {} nodes ({}); output in {}/stdout.log", c.name,
@@ -200,8 +199,8 @@ int continue_slurm_job(const Globals& g, store::JobDir& dir, const RunOptions& o
   if (config->nodes_from_slurm) return run_coordinated(g, dir, *config, std::move(*lock), o, sl);
   job::event(dir, fmt::format("restart {} of Slurm job {}: no checkpoint was committed before, starting over",
                               sl.restart_count, sl.job_id), o.quiet);
-  for (const char* log : {"stdout.log", "stderr.log"})
-    if (auto fd = sys::open(dir.file(log), O_WRONLY | O_TRUNC); !fd && fd.error().code != ENOENT)
+  for (const char* stream : {"stdout", "stderr"})
+    if (auto fd = sys::open(dir.output_log(stream), O_WRONLY | O_TRUNC); !fd && fd.error().code != ENOENT)
       return fail(fd.error());
   return launch_and_supervise(g, dir, *config, *state, std::move(*lock), o, sl, false);
 }
@@ -322,7 +321,7 @@ int run(const Globals& g, RunOptions& o) {
   if (mpi != job::Mpi::none)
     job::event(dir, fmt::format("{} job: private network and IPC namespaces, TCP connections checkpointed, MPI "
                                 "files in {} and {}", mpi == job::Mpi::openmpi ? "Open MPI" : "MPICH",
-                                dir.file("mpi"), job::mpi_shm_dir(c.name)), o.quiet);
+                                dir.file(store::JobFile::mpi), job::mpi_shm_dir(c.name)), o.quiet);
   auto lock = job::lock_job(dir);
   if (!lock) return fail(lock.error());
   if (c.coordinated() || c.nodes_from_slurm) return run_coordinated(g, dir, c, std::move(*lock), o, sl);
@@ -333,8 +332,7 @@ int run(const Globals& g, RunOptions& o) {
 
 void add_run_verb(CLI::App& app, Globals& g) {
   auto o = std::make_shared<RunOptions>();
-  auto* cmd = app.add_subcommand("run", "Start a job under cryo's supervision");
-  cmd->description(
+  auto* cmd = add_verb(app, "run", "Start a job under cryo's supervision",
       "Start COMMAND as a checkpointable job and supervise it until it ends.\n\n"
       "The job runs in its own PID namespace under a small init, in its own session,\n"
       "so that a restore never collides with PIDs in use.  Its stdout and stderr go\n"
@@ -358,7 +356,7 @@ void add_run_verb(CLI::App& app, Globals& g) {
       "Start it with 'exec cryo run ...' so that the batch shell does not die of\n"
       "the signal first; 'cryo sbatch' writes such a script.  See docs/slurm.md.");
   add_job_options(cmd, *o, "default 0: keep all; under Slurm 2");
-  cmd->add_option("--checkpoint-on", o->checkpoint_on, "Checkpoint when cryo receives this signal, e.g. USR1 (under Slurm: default USR1, and requeue)");
+  cmd->add_option("--checkpoint-on", o->checkpoint_on, "Checkpoint when cryo receives this signal, e.g. USR1 (under Slurm: default USR1, and requeue)")->type_name("SIGNAL");
   cmd->add_flag("--tee", o->tee, "Also copy the job's output to cryo's stdout and stderr");
   cmd->add_flag("--quiet,-q", o->quiet, "Print no event lines (they still go to STORE/NAME/cryo.log)");
   cmd->add_flag("--no-slurm", o->no_slurm, "Inside a Slurm job, behave as outside it");
@@ -366,7 +364,7 @@ void add_run_verb(CLI::App& app, Globals& g) {
                   "The command to run, best after --; everything from its first word on is the command's, "
                   "options too")
       ->required()
-      ->expected(-1);
+      ->expected(-1)->type_name("COMMAND");
   // 'cryo run ./solver -n 5' runs './solver -n 5': cryo's options end where
   // the command starts, as sudo's and srun's do.
   cmd->positionals_at_end();

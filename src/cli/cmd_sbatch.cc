@@ -96,8 +96,7 @@ std::vector<char*> take_sbatch_command(const CLI::App& app, int argc, char** arg
 
 void add_sbatch_verb(CLI::App& app, Globals& g, const std::vector<std::string>& command) {
   auto o = std::make_shared<Options>();
-  auto* cmd = app.add_subcommand("sbatch", "Submit a command as a Slurm job that outlives its time limit");
-  cmd->description(
+  auto* cmd = add_verb(app, "sbatch", "Submit a command as a Slurm job that outlives its time limit",
       "Submit COMMAND to Slurm as a batch job run by 'cryo run'.  The script asks\n"
       "Slurm for the warning signal --margin before the time limit\n"
       "(--signal=B:USR1@MARGIN), --requeue and --open-mode=append.  At the signal\n"
@@ -108,8 +107,8 @@ void add_sbatch_verb(CLI::App& app, Globals& g, const std::vector<std::string>& 
       "they are), then -- and the command.  See docs/slurm.md.");
   cmd->prefix_command();
   cmd->fallthrough(false);  // unknown options are sbatch's, not the parent's
-  cmd->add_option("--margin", o->margin, "Warning before the time limit, e.g. 120s, 5m (default 120s)");
-  cmd->add_option("--signal", o->signal, "The warning signal (default USR1)");
+  cmd->add_option("--margin", o->margin, "Warning before the time limit, e.g. 120s, 5m (default 120s)")->type_name("DURATION");
+  cmd->add_option("--signal", o->signal, "The warning signal (default USR1)")->type_name("SIGNAL");
   add_job_options(cmd, *o, "default 2");
   cmd->add_flag("--print", o->print, "Print the batch script instead of submitting it");
   cmd->add_flag("--json", o->json, "Print the submitted job as JSON");

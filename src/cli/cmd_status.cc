@@ -100,7 +100,7 @@ nlohmann::json describe_job(const store::JobDir& dir, const store::FastTier& tie
   }
   nlohmann::json pending = nlohmann::json::array();
   for (const auto& s : staged) {
-    if (sys::exists(dir.checkpoint_dir(s.id) + "/manifest.json")) continue;
+    if (sys::exists(dir.manifest_path(s.id))) continue;
     nlohmann::json e = {{"id", s.id}, {"tier", s.fast ? "fast" : "store"}, {"flushing", flush.running && flush.id == s.id}};
     if (flush.running && flush.id == s.id) {
       e["done"] = flush.done;
@@ -111,9 +111,9 @@ nlohmann::json describe_job(const store::JobDir& dir, const store::FastTier& tie
   j["checkpoints"] = cks;
   j["pending"] = pending;
   j["bytes"] = bytes;
-  j["store_bytes"] = sys::disk_usage(dir.path() + "/chunks") + sys::disk_usage(dir.path() + "/checkpoints");
-  j["stdout"] = dir.file("stdout.log");
-  j["stderr"] = dir.file("stderr.log");
+  j["store_bytes"] = dir.stored_bytes();
+  j["stdout"] = dir.output_log("stdout");
+  j["stderr"] = dir.output_log("stderr");
   return j;
 }
 
@@ -209,8 +209,8 @@ int status(const Globals& g, const std::string& name, bool json) {
 void add_status_verb(CLI::App& app, Globals& g) {
   auto name = std::make_shared<std::string>();
   auto json = std::make_shared<bool>(false);
-  auto* cmd = app.add_subcommand("status", "Show a job's state and checkpoints");
-  cmd->add_option("name", *name, "Job name")->required();
+  auto* cmd = add_verb(app, "status", "Show a job's state and checkpoints");
+  cmd->add_option("name", *name, "Job name")->required()->type_name("NAME");
   cmd->add_flag("--json", *json, "Print JSON");
   cmd->callback([&g, name, json] {
     g_json_errors = *json;

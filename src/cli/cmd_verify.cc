@@ -33,7 +33,7 @@ int verify(const Globals& g, const std::string& name, std::string id, bool all) 
     // A multi-node job's checkpoint is its parts' checkpoints.
     if (auto m = dir->load_manifest(i); st && m && m->job_state.value("coordinated", false))
       for (const auto& p : m->job_state.value("parts", nlohmann::json::array())) {
-        store::JobDir part(dir->path() + "/parts", "p" + std::to_string(p.value("index", 0)));
+        store::JobDir part = dir->part(p.value("index", 0u));
         st = store::verify(part, p.value("checkpoint", ""),
                            [&](const std::string& phase, uint64_t d, uint64_t t) { progress.update(phase, d, t); });
         if (!st) {
@@ -60,15 +60,14 @@ void add_verify_verb(CLI::App& app, Globals& g) {
     bool all = false;
   };
   auto o = std::make_shared<O>();
-  auto* cmd = app.add_subcommand("verify", "Check a checkpoint's signature, and its every byte against its manifest");
-  cmd->description(
+  auto* cmd = add_verb(app, "verify", "Check a checkpoint's signature, and its every byte against its manifest",
       "Check checkpoint ID of job NAME (default: the latest) as a restore would, without\n"
       "restoring it: its manifest's signature with this node's key ($CRYO_KEY or\n"
       "/etc/cryo/key), and every byte of its files in the store (every chunk\n"
       "decompressed and its SHA-256 compared).  A multi-node job's parts are checked\n"
       "too.  Exit status 0 when sound; otherwise the error names what is damaged.");
-  cmd->add_option("name", o->name, "Job name")->required();
-  cmd->add_option("id", o->id, "Checkpoint ID (default: the latest)");
+  cmd->add_option("name", o->name, "Job name")->required()->type_name("NAME");
+  cmd->add_option("id", o->id, "Checkpoint ID (default: the latest)")->type_name("ID");
   cmd->add_flag("--all", o->all, "Verify every checkpoint of the job");
   cmd->callback([&g, o] { g_exit_code = verify(g, o->name, o->id, o->all); });
 }

@@ -32,17 +32,20 @@ int fail(const Error& e) {
   std::string s = "cryo: error: " + e.message + "\n";
   if (!e.hint.empty()) s += "cryo: hint: " + e.hint + "\n";
   std::fputs(s.c_str(), stderr);
+  ErrorKind kind = kind_of(e);
   if (g_json_errors) {
-    nlohmann::json j = {{"error", e.message}};
+    nlohmann::json j = {{"error", e.message}, {"kind", kind_name(kind)}};
     if (!e.hint.empty()) j["hint"] = e.hint;
     print_json(j);
   }
-  return 1;
+  return exit_status(kind);
 }
+
+int exit_status(ErrorKind kind) { return kind == ErrorKind::config ? kExitConfig : kExitError; }
 
 Status need_root(const std::string& verb) {
   if (::geteuid() == 0) return {};
-  return make_error("'cryo " + verb + "' needs root: CRIU, which checkpoints and restores the job, runs as root")
+  return make_error(ErrorKind::denied, "'cryo " + verb + "' needs root: CRIU, which checkpoints and restores the job, runs as root")
       .with_hint("run it as root, for example 'sudo cryo " + verb +
                  " ...'; under Slurm, through a sudo rule for cryo (docs/slurm.md)");
 }
@@ -60,7 +63,7 @@ void recover(const Globals& g, const store::JobDir& dir) {
   auto staged = store::list_staged(dir, *tier);
   if (!staged) return;
   bool pending = false;
-  for (const auto& s : *staged) pending |= !sys::exists(dir.checkpoint_dir(s.id) + "/manifest.json");
+  for (const auto& s : *staged) pending |= !sys::exists(dir.manifest_path(s.id));
   if (!pending) return;
   auto lock = job::lock_job(dir);  // no supervisor, and none starts meanwhile
   if (!lock) return;
@@ -88,7 +91,7 @@ void prepare_engine_environment(const Globals& g) {
 Result<pid_t> start_job_agents(const Globals& g, const store::JobDir& dir, job::JobConfig& c) {
   int nodes = g.settings.slurm_nodes;
   if (nodes < 1) return make_error("--agents slurm needs a Slurm batch job (SLURM_JOB_NUM_NODES is not set)");
-  auto agents = coord::start_slurm_agents(sys::self_dir() + "/cryo", {"--criu", g.criu_path()}, dir.file("agents"),
+  auto agents = coord::start_slurm_agents(sys::self_dir() + "/cryo", {"--criu", g.criu_path()}, dir.file(store::JobFile::agents),
                                           nodes, 60);
   if (!agents) return agents.error();
   c.nodes = agents->addresses;

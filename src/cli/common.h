@@ -10,6 +10,7 @@
 
 #include "base/fd.h"
 #include "base/result.h"
+#include "cli/help.h"
 #include "config/settings.h"
 #include "job/config.h"
 #include "slurm/slurm.h"
@@ -29,9 +30,19 @@ struct Globals {
   Result<store::FastTier> tier() const;
 };
 
-// Prints "cryo: error: ..." and its hint on stderr; returns exit status 1.
-// After a verb given --json has set g_json_errors, also prints the error on
-// stdout as {"error": MESSAGE, "hint": HINT}, for scripts that read stdout.
+// cryo's exit statuses, besides a job's own (run, restore) and
+// job::kExitStopped.  Only these: 'cryo run' and 'cryo restore' exit with
+// the job's status, which any other number could be; a script that needs
+// to know what failed reads the "kind" of the --json error.
+inline constexpr int kExitError = 1;   // what failed and how to fix it is on stderr
+inline constexpr int kExitUsage = 2;   // arguments that do not parse
+inline constexpr int kExitConfig = 78;  // the settings (cryo.conf) are wrong (EX_CONFIG)
+int exit_status(ErrorKind kind);
+
+// Prints "cryo: error: ..." and its hint on stderr; returns the exit status
+// for its kind.  After a verb given --json has set g_json_errors, also
+// prints the error on stdout as {"error": MESSAGE, "kind": KIND, "hint":
+// HINT}, for scripts that read stdout.
 int fail(const Error& e);
 extern bool g_json_errors;
 // CRIU checkpoints and restores processes only as root: an error that says

@@ -26,14 +26,14 @@ std::vector<std::string> JobOptions::to_args() const {
 }
 
 void add_job_options(CLI::App* cmd, JobOptions& o, const std::string& keep_help) {
-  cmd->add_option("--name,-n", o.name, "Job name (default: the command's name and a number; under Slurm slurm-JOBID)");
-  cmd->add_option("--every", o.every, "Also checkpoint periodically, e.g. 30s, 10m, 2h");
+  cmd->add_option("--name,-n", o.name, "Job name (default: the command's name and a number; under Slurm slurm-JOBID)")->type_name("NAME");
+  cmd->add_option("--every", o.every, "Also checkpoint periodically, e.g. 30s, 10m, 2h")->type_name("DURATION");
   cmd->add_option("--keep", o.keep, "Keep only the newest N checkpoints (" + keep_help + ")")
-      ->check([](const std::string& v) { return v.find('-') == 0 ? "must be 0 (keep all) or more" : ""; });
+      ->check([](const std::string& v) { return v.find('-') == 0 ? "must be 0 (keep all) or more" : ""; })->type_name("N");
   cmd->add_flag("--tcp-established", o.tcp_established, "Checkpoint established TCP connections too");
-  cmd->add_option("--net", o.net, "Network: 'host' (default) or 'private' (own namespace with loopback only)");
+  cmd->add_option("--net", o.net, "Network: 'host' (default) or 'private' (own namespace with loopback only)")->type_name("host|private");
   cmd->add_option("--mpi", o.mpi,
-                  "MPI job handling: auto (default: when COMMAND is mpirun or mpiexec), openmpi, mpich or none");
+                  "MPI job handling: auto (default: when COMMAND is mpirun or mpiexec), openmpi, mpich or none")->type_name("auto|openmpi|mpich|none");
   cmd->add_option("--podman", o.podman, "Run COMMAND in a Podman container of IMAGE (docs/containers.md)")
       ->type_name("IMAGE");
   cmd->add_option("--docker", o.docker, "Run COMMAND in a Docker container of IMAGE (dockerd with --experimental)")
@@ -48,9 +48,9 @@ void add_job_options(CLI::App* cmd, JobOptions& o, const std::string& keep_help)
                   "A multi-node job: the agents ('cryo agent') of its nodes, IP:PORT,... (part k on the k-th), "
                   "or 'slurm': an agent on every node of the Slurm allocation, started with srun (docs/mpi.md)")
       ->delimiter(',')
-      ->allow_extra_args(false);
-  cmd->add_option("--part-net", o.part_net, "A multi-node job's network: part k at .10+k (default 192.0.2.0/24)");
-  cmd->add_option("--bridge", o.bridge, "The bridge on every node that joins the parts (default cryo0)");
+      ->allow_extra_args(false)->type_name("IP:PORT,...|slurm");
+  cmd->add_option("--part-net", o.part_net, "A multi-node job's network: part k at .10+k (default 192.0.2.0/24)")->type_name("CIDR");
+  cmd->add_option("--bridge", o.bridge, "The bridge on every node that joins the parts (default cryo0)")->type_name("BRIDGE");
 }
 
 }  // namespace cryo::cli

@@ -1,11 +1,18 @@
 // cryo: transparent checkpoint and restart for HPC jobs, built on CRIU.
 #include <CLI/CLI.hpp>
+#include <fmt/format.h>
 
 #include "base/fault.h"
 #include "base/log.h"
 #include "base/parallel.h"
+#include "base/version.h"
 #include "cli/common.h"
+#include "cli/help.h"
+#include "coord/wire.h"
+#include "criu/client.h"
+#include "job/control.h"
 #include "job/launch.h"
+#include "store/manifest.h"
 #include "store/store.h"
 
 namespace {
@@ -31,53 +38,67 @@ bool asks_for_help(int argc, char** argv) {
   return false;
 }
 
+// What 'cryo --version' prints: the build, the CRIU this node would use,
+// and the formats and protocols it speaks.
+std::string version_text(const cryo::cli::Globals& g) {
+  std::string criu = g.criu_path();
+  auto v = cryo::criu::probe(criu);
+  return fmt::format(
+      "cryo {} (revision {})\n{}\nmanifest format {}, control protocol {}, coordination protocol {}\nsettings: {}",
+      cryo::release(), cryo::revision(),
+      v ? "CRIU " + v->text() + " at " + criu : "CRIU: " + v.error().message, cryo::store::kManifestFormat,
+      cryo::job::kControlVersion, cryo::coord::kVersion,
+      g.settings.config_file.empty() ? "no " + std::string(cryo::config::kDefaultConfigFile) : g.settings.config_file);
+}
+
+// The verb that argv names, if it is not one of app's: its options that
+// take a value are skipped, so 'cryo --store S bogus' names "bogus".
+std::string unknown_verb(const CLI::App& app, int argc, char** argv) {
+  for (int i = 1; i < argc; i++) {
+    std::string a = argv[i];
+    if (a == "--") return "";
+    if (a.rfind("-", 0) == 0) {
+      if (a.find('=') == std::string::npos && a != "-h" && a != "--help" && a != "--version") i++;
+      continue;
+    }
+    auto known = app.get_subcommands([&](const CLI::App* sub) { return sub->get_name() == a; });
+    return known.empty() ? a : "";
+  }
+  return "";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   auto settings = load_settings();
+  bool rsh = argc > 1 && std::string(argv[1]) == "rsh";
   // A broken cryo.conf stops every verb, but not the help that explains it.
-  if (!settings && !asks_for_help(argc, argv)) return cryo::cli::fail(settings.error());
-  if (argc > 1 && std::string(argv[1]) == "rsh") return cryo::cli::rsh_main(argc, argv, *settings);
+  if (!settings && (rsh || !asks_for_help(argc, argv))) return cryo::cli::fail(settings.error());
+  if (rsh) return cryo::cli::rsh_main(argc, argv, *settings);
   CLI::App app{
-      "cryo - transparent checkpoint and restart for Linux jobs, built on CRIU.\n\n"
-      "Start a job with 'cryo run', checkpoint it with 'cryo checkpoint', continue it\n"
-      "after a crash, a kill or a move to another node with 'cryo restore'.\n"
-      "Checkpoints live in a store (--store, $CRYO_STORE, else ~/.local/share/cryo),\n"
-      "one directory per job, compressed and deduplicated; every byte is checksummed\n"
-      "and verified before restore.  A checkpoint is first dumped into a fast tier of\n"
-      "node-local storage (--fast-tier, default /dev/shm/cryo), so the job resumes at\n"
-      "once, and flushed into the store in the background.",
+      "cryo: transparent checkpoint and restart for Linux jobs, built on CRIU.\n"
+      "A job started with 'cryo run' can be checkpointed at any moment and continued\n"
+      "with 'cryo restore', after a crash, a kill, a time limit, or on another node.",
       "cryo"};
-  app.set_version_flag("--version", CRYO_VERSION);
+  app.formatter(std::make_shared<cryo::cli::HelpFormatter>());
   app.require_subcommand(1);
   app.fallthrough();
-  app.footer(
-      "\nExamples:\n"
-      "  cryo run --name sim --every 30m --keep 3 -- ./solver input.dat\n"
-      "  cryo checkpoint sim            # the job keeps running\n"
-      "  cryo checkpoint sim --stop     # checkpoint, then stop the job\n"
-      "  cryo restore sim               # continue from the latest checkpoint\n"
-      "  cryo check                     # is this machine ready?\n\n"
-      "Environment: CRYO_STORE (store), CRYO_CRIU (CRIU binary), CRYO_FAST_TIER and\n"
-      "CRYO_FAST_TIER_SIZE (as the options), CRYO_ZSTD_LEVEL (compression, default -1),\n"
-      "CRYO_THREADS (how many CPUs compression and verification use, default all),\n"
-      "CRYO_HASH_DURING_DUMP=1 (hash memory while CRIU dumps it: durable sooner, the\n"
-      "job frozen a little longer; see docs/performance.md),\n"
-      "CRYO_KEY (the key that signs checkpoints, default /etc/cryo/key; the same on\n"
-      "every node that restores another's checkpoints), CRYO_LOG (debug logging, e.g.\n"
-      "criu:debug,store:info).\n"
-      "Exit status: 0 success; 1 error; 2 wrong usage; a job's own status for run and\n"
-      "restore; 75 when the job was stopped at a checkpoint and can be restored.");
   cryo::cli::Globals g;
   if (settings) g.settings = std::move(*settings);
-  app.add_option("--store", g.store, "Image store directory (default: $CRYO_STORE or ~/.local/share/cryo)");
-  app.add_option("--criu", g.criu, "CRIU binary (default: $CRYO_CRIU, /opt/cryo/criu/bin/criu, or criu in PATH)");
+  app.set_version_flag("--version", [&g] { return version_text(g); });
+  app.add_option("--store", g.store, "The store of checkpoints (default: $CRYO_STORE, cryo.conf's [store] path,\n"
+                                     "else ~/.local/share/cryo)")
+      ->type_name("DIR");
+  app.add_option("--criu", g.criu, "CRIU (default: $CRYO_CRIU, cryo.conf, /opt/cryo/criu/bin/criu, criu in PATH)")
+      ->type_name("PATH");
   app.add_option("--fast-tier", g.fast_tier,
-                 "Node-local directory that takes dumps before they are flushed to the store: a tmpfs or\n"
-                 "local SSD; 'none' dumps straight into the store (default: $CRYO_FAST_TIER or /dev/shm/cryo)");
+                 "Node-local memory or SSD that takes dumps first; 'none': straight into the store\n"
+                 "(default: $CRYO_FAST_TIER, cryo.conf, /dev/shm/cryo)")
+      ->type_name("DIR");
   app.add_option("--fast-tier-size", g.fast_tier_size,
-                 "Most the fast tier may hold, all jobs together: bytes with K/M/G/T, or a share of memory\n"
-                 "such as 25% (default: $CRYO_FAST_TIER_SIZE or 50%)");
+                 "Most the fast tier may hold, all jobs together: bytes with K/M/G/T, or a share of\n"
+                 "memory such as 25% (default: $CRYO_FAST_TIER_SIZE, cryo.conf, 50%)")
+      ->type_name("SIZE");
   cryo::cli::add_run_verb(app, g);
   std::vector<std::string> sbatch_command;
   cryo::cli::add_sbatch_verb(app, g, sbatch_command);
@@ -90,12 +111,27 @@ int main(int argc, char** argv) {
   cryo::cli::add_check_verb(app, g);
   cryo::cli::add_criu_hook_verb(app, g);
   cryo::cli::add_agent_verb(app, g);
+  // After the verbs: CLI11 copies a footer into the verbs made after it.
+  app.footer(
+      "\nExamples:\n"
+      "  cryo run --name sim --every 30m --keep 3 -- ./solver input.dat\n"
+      "  cryo checkpoint sim            # the job keeps running\n"
+      "  cryo restore sim               # continue from the latest checkpoint\n"
+      "  cryo check                     # is this machine ready?\n\n"
+      "Settings: /etc/cryo/cryo.conf, then CRYO_* variables, then options (man cryo;\n"
+      "docs/admin.md).  'cryo VERB --help' shows a verb's options and examples.\n"
+      "Exit status: 0 success; 1 error; 2 wrong usage; 78 a wrong cryo.conf; run and\n"
+      "restore exit with the job's status, 75 when it stopped at a checkpoint.");
+  if (std::string verb = unknown_verb(app, argc, argv); !verb.empty()) {
+    std::fprintf(stderr, "cryo: '%s' is not a cryo verb; 'cryo --help' lists them\n", verb.c_str());
+    return cryo::cli::kExitUsage;
+  }
   try {
     std::vector<char*> args = cryo::cli::take_sbatch_command(app, argc, argv, &sbatch_command);
     app.parse(static_cast<int>(args.size()), args.data());
   } catch (const CLI::ParseError& e) {
     // --help and --version end parsing with status 0; the rest are usage errors.
-    return app.exit(e) == 0 ? 0 : 2;
+    return app.exit(e) == 0 ? 0 : cryo::cli::kExitUsage;
   }
   return cryo::cli::g_exit_code;
 }

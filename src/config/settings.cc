@@ -60,7 +60,7 @@ Result<std::string> expand_store_pattern(const std::string& pattern, const User&
     else if (end != std::string::npos && name == "uid") out += std::to_string(user.uid);
     else if (end != std::string::npos && name == "home") out += user.home;
     else
-      return make_error(fmt::format("the store '{}' has an unknown placeholder '{{{}'", pattern,
+      return make_error(ErrorKind::config, fmt::format("the store '{}' has an unknown placeholder '{{{}'", pattern,
                                     end == std::string::npos ? name : name + "}"))
           .with_hint("the store's path may contain {user}, {uid} and {home}");
     i = end + 1;
@@ -78,7 +78,7 @@ struct Key {
 };
 
 Error bad_value(const std::string& file, const toml::node& n, const std::string& key, const std::string& what) {
-  return make_error(fmt::format("{}:{}: '{}' must be {}", file, n.source().begin.line, key, what));
+  return make_error(ErrorKind::config, fmt::format("{}:{}: '{}' must be {}", file, n.source().begin.line, key, what));
 }
 
 Key string_key(const char* section, const char* name, std::string Settings::*field, const std::string& file) {
@@ -94,7 +94,7 @@ Result<toml::table> parse_file(const std::string& path) {
   auto r = toml::parse_file(path);
   if (!r) {
     const auto& e = r.error();
-    return make_error(fmt::format("{}:{}:{}: {}", path, e.source().begin.line, e.source().begin.column,
+    return make_error(ErrorKind::config, fmt::format("{}:{}:{}: {}", path, e.source().begin.line, e.source().begin.column,
                                   e.description()))
         .with_hint("fix the file (TOML; docs/admin.md lists its keys), or point CRYO_CONFIG at another");
   }
@@ -150,14 +150,14 @@ Status read_file(const std::string& path, Settings& s) {
       return false;
     };
     if (!t || !known_section())
-      return make_error(fmt::format("{}:{}: unknown section '{}'", path, node.source().begin.line, section.str()))
+      return make_error(ErrorKind::config, fmt::format("{}:{}: unknown section '{}'", path, node.source().begin.line, section.str()))
           .with_hint("the sections are [store], [fast_tier], [criu], [apptainer] and [agent] (docs/admin.md)");
     for (auto&& [name, value] : *t) {
       const Key* key = nullptr;
       for (const auto& k : keys)
         if (section.str() == k.section && name.str() == k.name) key = &k;
       if (!key)
-        return make_error(fmt::format("{}:{}: unknown key '{}' in [{}]", path, value.source().begin.line, name.str(),
+        return make_error(ErrorKind::config, fmt::format("{}:{}: unknown key '{}' in [{}]", path, value.source().begin.line, name.str(),
                                       section.str()))
             .with_hint("docs/admin.md lists the keys of cryo.conf");
       CRYO_TRY(key->set(value, s));
@@ -182,7 +182,7 @@ Result<Settings> load(const Environment& env, const User& user) {
     CRYO_TRY(read_file(file, s));
     s.config_file = file;
   } else if (named) {
-    return make_error("CRYO_CONFIG names '" + file + "', which does not exist")
+    return make_error(ErrorKind::config, "CRYO_CONFIG names '" + file + "', which does not exist")
         .with_hint("unset CRYO_CONFIG to use " + std::string(kDefaultConfigFile) + ", or point it at a file");
   }
   s.store_origin = s.store.empty() ? "default" : file;

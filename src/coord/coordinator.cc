@@ -133,7 +133,7 @@ Status Coordinator::all(const std::string& what, std::vector<Request> requests, 
 }
 
 Status Coordinator::start() {
-  std::string hostfile = dir_.file("hostfile");
+  std::string hostfile = dir_.file(store::JobFile::hostfile);
   std::string lines;
   unsigned slots = std::max(1u, std::thread::hardware_concurrency());
   for (uint32_t k = 0; k < agents_.size(); k++) {
@@ -149,7 +149,7 @@ Status Coordinator::start() {
       for (const auto& a : config_.command) s->add_command(a);
     for (const auto& e : mpi_environment(config_, hostfile)) s->add_env(e);
     // Each part its own Open MPI session and shared-memory directories.
-    s->add_env("OMPI_MCA_orte_tmpdir_base=" + dir_.file(fmt::format("parts/p{}/mpi", k)));
+    s->add_env("OMPI_MCA_orte_tmpdir_base=" + dir_.part(k).file(store::JobFile::mpi));
     std::string shm = job::mpi_shm_dir(config_.name, static_cast<int>(k));  // made by the part, on its node
     s->add_env("OMPI_MCA_btl_vader_backing_directory=" + shm);
     // Open MPI's other shared memory too: two parts on one host must not
@@ -157,7 +157,7 @@ Status Coordinator::start() {
     s->add_env("OMPI_MCA_shmem_mmap_backing_file_base_dir=" + shm);
     s->add_env("CRYO_STORE=" + part(k).store());
     s->set_cwd(config_.cwd);
-    CRYO_TRY(sys::mkdir_p(dir_.file(fmt::format("parts/p{}/mpi", k)), 0700));
+    CRYO_TRY(sys::mkdir_p(dir_.part(k).file(store::JobFile::mpi), 0700));
   }
   Status st = all("starting the job", reqs, nullptr, 60);
   if (!st) stop_all();
@@ -207,13 +207,7 @@ Result<std::string> Coordinator::checkpoint(bool stop, Timings* t) {
   tm.dump = sys::now() - t0 - tm.prepare;
   // 3. Every part's checkpoint verified; then the job's, naming them all.
   if (auto st = all("commit", {phase("commit")}, nullptr, timeout_); !st) return abort(st.error());
-  store::Manifest m;
-  m.job = config_.name;
-  m.id = *id;
-  m.created = t0;
-  m.host = sys::hostname();
-  m.kernel = sys::kernel_release();
-  m.cryo_version = CRYO_VERSION;
+  store::Manifest m = store::new_manifest(config_.name, *id, t0);
   m.command = config_.command;
   m.cwd = config_.cwd;
   m.dumped_to = "parts";
@@ -227,21 +221,12 @@ Result<std::string> Coordinator::checkpoint(bool stop, Timings* t) {
   }
   m.job_state = {{"coordinated", true}, {"parts", parts}, {"phases", {{"prepare", tm.prepare}, {"dump", tm.dump}}}};
   m.dump_seconds = tm.prepare + tm.dump;
-  std::string tmp = fmt::format("{}/.tmp-{}-{}", dir_.file("checkpoints"), *id, ::getpid());
-  (void)sys::remove_tree(tmp);
-  if (auto st = sys::mkdir_p(tmp, 0700); !st) return abort(st.error());
-  fault_point("coord.before_commit");
-  m.durable_seconds = sys::now() - t0;
-  auto text = store::signed_manifest_text(m);
-  Status written = text ? sys::write_file_atomic(tmp + "/manifest.json", *text, 0600) : Status{text.error()};
-  if (!written) {
-    (void)sys::remove_tree(tmp);
-    return abort(written.error());
-  }
-  if (auto st = dir_.publish(tmp, *id); !st) {
-    (void)sys::remove_tree(tmp);
+  if (auto st = dir_.commit(m, [](const std::string&) -> Status {
+        fault_point("coord.before_commit");
+        return {};
+      });
+      !st)
     return abort(st.error());
-  }
   tm.commit = sys::now() - t0 - tm.prepare - tm.dump;
   // 4. The job goes on, or ends here.
   if (auto st = all(stop ? "stop" : "resume", {phase(stop ? "stop" : "resume")}, nullptr, 60); !st)
@@ -256,7 +241,7 @@ Result<std::vector<std::string>> retain_parts(const store::JobDir& dir, int keep
   std::vector<std::string> removed;
   if (keep <= 0) return removed;
   {
-    auto lock = sys::lock_file(dir.file("flush.lock"), true, false);
+    auto lock = sys::lock_file(dir.file(store::JobFile::flush_lock), true, false);
     if (!lock) return removed;  // a restore holds them
     auto r = dir.apply_retention(keep);
     if (!r) return r.error();
@@ -273,8 +258,8 @@ Result<std::vector<std::string>> retain_parts(const store::JobDir& dir, int keep
       named[p.at("index").get<uint32_t>()].insert(p.at("checkpoint").get<std::string>());
   }
   for (const auto& [k, keep_ids] : named) {
-    store::JobDir part(dir.path() + "/parts", fmt::format("p{}", k));
-    auto lock = sys::lock_file(part.file("flush.lock"), true, false);
+    store::JobDir part = dir.part(k);
+    auto lock = sys::lock_file(part.file(store::JobFile::flush_lock), true, false);
     if (!lock) continue;
     auto part_ids = part.checkpoint_ids();
     if (!part_ids) return part_ids.error();

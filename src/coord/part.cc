@@ -13,6 +13,7 @@
 #include "base/log.h"
 #include "base/sys.h"
 #include "criu/client.h"
+#include "job/checkpoint.h"
 #include "job/files.h"
 #include "job/launch.h"
 #include "job/restore.h"
@@ -129,14 +130,14 @@ PartRuntime::PartRuntime(const Part& p, store::FastTier tier, std::string criu_p
     : part_(p),
       tier_(std::move(tier)),
       criu_path_(std::move(criu_path)),
-      dir_(p.store() + "/" + p.job() + "/parts", "p" + std::to_string(p.index())),
+      dir_(store::JobDir(p.store(), p.job()).part(p.index())),
       net_(p) {}
 
 PartRuntime::~PartRuntime() { stop(); }
 
 Status PartRuntime::start(const StartPart& s) {
   // The coordinator may have made the part's directory (its MPI session) already.
-  CRYO_TRY(sys::mkdir_p(dir_.file("checkpoints"), 0700));
+  CRYO_TRY(sys::mkdir_p(dir_.checkpoints_dir(), 0700));
   CRYO_TRY(sys::mkdir_p(shm_dir(), 0700));
   CRYO_TRY(net_.create());
   int serve[2];
@@ -193,86 +194,44 @@ void PartRuntime::drain() {
 
 Result<DumpResult> PartRuntime::dump(bool tcp) {
   if (pid_ <= 0) return make_error("part " + std::to_string(part_.index()) + " is not running");
-  double t0 = sys::now();
-  auto pending = store::begin_dump(dir_, tier_, job::tree_rss(pid_));
-  if (!pending) return pending.error();
-  auto images = sys::open_dir(pending->dir + "/images");
-  auto work = sys::open_dir(pending->dir);
   auto ns = sys::stat(net_.path());
-  if (!images || !work || !ns) {
-    store::abort_dump(*pending);
-    return make_error("cannot prepare the part's dump in " + pending->dir);
-  }
-  nlohmann::json state = nlohmann::json::object();
-  double frozen = 0, resumed = 0;
-  criu::DumpRequest req;
-  req.pid = pid_;
-  req.images_dir_fd = images->get();
-  req.work_dir_fd = work->get();
-  req.leave_running = true;
-  req.tcp_established = tcp;
-  req.external = {fmt::format("net[{}]:part-net", ns->st_ino)};
-  req.notify = [&](const std::string& script, pid_t) -> Status {
-    if (script == "pre-dump") frozen = sys::now();
-    if (script != "post-dump") return {};
-    nlohmann::json outputs = nlohmann::json::object();
-    for (auto& o : outputs_) {
-      CRYO_TRY(job::drain(o));
-      auto st = sys::fstat(o.log.get(), o.name + ".log");
-      if (!st) return st.error();
-      auto key = job::pipe_key(o);
-      if (!key) return key.error();
-      outputs[o.name] = {{"size", st->st_size}, {"pipe", *key}};
-    }
-    state["outputs"] = outputs;
+  if (!ns) return ns.error();
+  job::DumpSpec s;
+  s.dir = &dir_;
+  s.manifest_job = part_.job() + "/p" + std::to_string(part_.index());
+  s.config = &config_;
+  s.tier = tier_;
+  s.job_pid = pid_;
+  for (auto& o : outputs_) s.outputs.push_back(&o);
+  s.criu_path = criu_path_;
+  s.tcp_established = tcp;
+  // The part's network namespace is the agent's, made again at a restore.
+  s.external = {fmt::format("net[{}]:part-net", ns->st_ino)};
+  s.at_post_dump = [&](nlohmann::json& state) -> Status {
     auto serve = sys::fstat(serve_.get(), "the part's command pipe");
     if (!serve) return serve.error();
     state["serve_pipe"] = "pipe:[" + std::to_string(serve->st_ino) + "]";
-    auto files = job::save_written_files(pid_, pending->dir);
-    if (!files) return files.error();
-    state["files"] = job::to_json(*files);
-    fault_point("agent.post_dump");
+    state["address"] = part_.address();
     return {};
   };
-  Status dumped;
-  {
-    auto session = criu::Session::start(criu_path_);
-    dumped = session ? session->dump(req, pending->dir + "/criu-dump.log") : Status(session.error());
-  }
-  resumed = sys::now();
-  if (!dumped) {
-    store::abort_dump(*pending);
-    return dumped.error();
-  }
-  store::Manifest m;
-  m.job = part_.job() + "/p" + std::to_string(part_.index());
-  m.id = pending->id;
-  m.created = t0;
-  m.host = sys::hostname();
-  m.kernel = sys::kernel_release();
-  m.cryo_version = CRYO_VERSION;
-  m.frozen_seconds = frozen > 0 ? resumed - frozen : resumed - t0;
-  m.dump_seconds = resumed - t0;
-  m.dumped_to = pending->fast ? "fast" : "store";
-  m.job_state = state;
-  m.job_state["tcp_established"] = tcp;
-  m.job_state["address"] = part_.address();
-  auto staged = store::end_dump(*pending, m);
-  if (!staged) {
-    store::abort_dump(*pending);
-    return staged.error();
-  }
-  auto flushed = store::flush(dir_, tier_, {}, true);
+  s.post_dump_fault = "agent.post_dump";
+  s.quiet = true;
+  auto dumped = job::dump_job(s);
+  if (!dumped) return dumped.error();
+  std::string id = dumped->manifest.id;
+  store::FlushOptions opts;
+  opts.digests = &dumped->digests;
+  auto flushed = store::flush(dir_, tier_, opts, true);
   if (!flushed) return flushed.error();
-  if (!sys::exists(dir_.checkpoint_dir(pending->id) + "/manifest.json"))
-    return make_error("part " + std::to_string(part_.index()) + "'s checkpoint " + pending->id + " was not committed");
-  last_checkpoint_ = pending->id;
-  auto committed = dir_.load_manifest(pending->id);
+  if (!sys::exists(dir_.manifest_path(id)))
+    return make_error("part " + std::to_string(part_.index()) + "'s checkpoint " + id + " was not committed");
+  last_checkpoint_ = id;
+  auto committed = dir_.load_manifest(id);
   DumpResult r;
-  r.checkpoint = pending->id;
+  r.checkpoint = id;
   r.bytes = committed ? committed->total_bytes : 0;
   r.stored_bytes = committed ? committed->stored_bytes : 0;
-  r.frozen_seconds = m.frozen_seconds;
+  r.frozen_seconds = dumped->manifest.frozen_seconds;
   return r;
 }
 
@@ -346,7 +305,7 @@ Status PartRuntime::restore(const RestorePart& r) {
         CRYO_TRY(job::put_back_files(saved, files.dir));
         if (auto init = job::job_init(dir_); !init) return init.error();  // CRIU reopens it
         fault_point("agent.restore");
-        pid = job::criu_restore(criu_path_, id, req, files, dir_.file("logs"), [&] { return outputs->cut_logs(); },
+        pid = job::criu_restore(criu_path_, id, req, files, dir_.file(store::JobFile::restore_logs), [&] { return outputs->cut_logs(); },
                                 pages_damaged);
         return pid ? Status{} : Status{pid.error()};
       },

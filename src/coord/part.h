@@ -23,6 +23,7 @@
 #include "base/fd.h"
 #include "base/result.h"
 #include "coord.pb.h"
+#include "job/config.h"
 #include "job/mpi.h"
 #include "job/output.h"
 #include "store/staging.h"
@@ -107,6 +108,7 @@ class PartRuntime {
   Part part_;
   store::FastTier tier_;
   std::string criu_path_;
+  job::JobConfig config_;  // a plain job: what the dump path asks of its kind
   store::JobDir dir_;
   PartNet net_;
   pid_t pid_ = -1;

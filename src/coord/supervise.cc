@@ -49,14 +49,15 @@ class Loop {
 
 void Loop::tee() {
   if (!s_.slurm) return;
-  const char* logs[2] = {"stdout.log", "stderr.log"};
+  const char* streams[2] = {"stdout", "stderr"};
   for (int i = 0; i < 2; i++) {
-    auto fd = sys::open(dir_.file(std::string("parts/p0/") + logs[i]), O_RDONLY);
+    std::string log = dir_.part(0).output_log(streams[i]);
+    auto fd = sys::open(log, O_RDONLY);
     if (!fd) continue;
-    auto st = sys::fstat(fd->get(), logs[i]);
+    auto st = sys::fstat(fd->get(), log);
     if (!st || static_cast<uint64_t>(st->st_size) <= teed_[i]) continue;
     std::string buf(static_cast<size_t>(st->st_size) - teed_[i], '\0');
-    if (!sys::pread_exact(fd->get(), buf.data(), buf.size(), teed_[i], logs[i])) continue;
+    if (!sys::pread_exact(fd->get(), buf.data(), buf.size(), teed_[i], log)) continue;
     (void)sys::write_all(i + 1, buf, "the Slurm output");
     teed_[i] += buf.size();
   }
@@ -173,7 +174,7 @@ int Loop::run() {
   if (s_.state.restores > 0)
     if (auto m = dir_.load_manifest(s_.state.restored_from)) {
       std::string p0 = m->job_state.value("parts", nlohmann::json::array()).at(0).value("checkpoint", "");
-      if (auto pm = store::JobDir(dir_.path() + "/parts", "p0").load_manifest(p0)) {
+      if (auto pm = dir_.part(0).load_manifest(p0)) {
         const auto& out = pm->job_state.value("outputs", nlohmann::json::object());
         teed_[0] = out.value("stdout", nlohmann::json::object()).value("size", uint64_t{0});
         teed_[1] = out.value("stderr", nlohmann::json::object()).value("size", uint64_t{0});
@@ -250,7 +251,7 @@ int Loop::finish() {
                                    "checkpoint", dir_.name(), sig, dir_.name()), s_.quiet);
     }
   }
-  if (w_.control.valid()) ::unlink(dir_.file("control.sock").c_str());
+  if (w_.control.valid()) ::unlink(dir_.file(store::JobFile::control).c_str());
   coord::stop_slurm_agents(s_.srun);
   (void)job::save_state(dir_, st);
   if (s_.slurm && requeue_) {

@@ -105,7 +105,7 @@ Error failure(const std::string& what, const ::criu_resp& resp, const std::strin
     if (r) log = *r;
   }
   // The log's last real error says more than cr_errmsg, which holds the
-  // first error CRIU logged (often the harmless RLIMIT_NOFILE one here).
+  // first error CRIU logged (often the harmless RLIMIT_NOFILE one, where cryo lacks CAP_SYS_RESOURCE).
   std::string msg = what + " failed";
   if (std::string errs = last_errors(log, 2); !errs.empty())
     msg += ": " + errs;
@@ -113,7 +113,9 @@ Error failure(const std::string& what, const ::criu_resp& resp, const std::strin
     msg += ": " + resp.cr_errmsg();
   else if (resp.has_cr_errno() && resp.cr_errno() != 0)
     msg += std::string(": ") + std::strerror(resp.cr_errno());
-  Error e{msg, resp.has_cr_errno() ? resp.cr_errno() : 0, {}};
+  Error e{msg, resp.has_cr_errno() ? resp.cr_errno() : 0, {}, ErrorKind::criu};
+  // CRIU reports a full disk only in its log's words.
+  if (e.code == ENOSPC || (log + msg).find("No space left on device") != std::string::npos) e.kind = ErrorKind::no_space;
   std::string hint = hint_for_log(log + "\n" + msg);
   if (!log_path.empty() && name_log) hint += (hint.empty() ? "" : "; ") + std::string("CRIU's log: ") + log_path;
   e.hint = hint;
@@ -358,7 +360,8 @@ Result<Version> probe(const std::string& criu_path) {
   std::string shown = criu_path;
   if (criu_path.find('/') == std::string::npos) {
     shown = sys::find_in_path(criu_path);
-    if (shown.empty()) return make_error("CRIU is not installed (no 'criu' in PATH)").with_hint(kInstallHint);
+    if (shown.empty())
+      return make_error(ErrorKind::criu, "CRIU is not installed (no 'criu' in PATH)").with_hint(kInstallHint);
   } else if (::access(criu_path.c_str(), X_OK) != 0) {
     return sys_error("cannot run CRIU at '" + criu_path + "'").with_hint(kInstallHint);
   }
@@ -366,10 +369,10 @@ Result<Version> probe(const std::string& criu_path) {
   if (!s) return s.error();
   auto v = s->version();
   if (!v)
-    return make_error("CRIU at '" + shown + "' does not run on this kernel (" + v.error().message + ")")
+    return make_error(ErrorKind::criu, "CRIU at '" + shown + "' does not run on this kernel (" + v.error().message + ")")
         .with_hint(kInstallHint);
   if (v->code() < kMinVersion.code())
-    return make_error("CRIU " + v->text() + " at '" + shown + "' is too old: cryo needs CRIU >= " +
+    return make_error(ErrorKind::criu, "CRIU " + v->text() + " at '" + shown + "' is too old: cryo needs CRIU >= " +
                       kMinVersion.text() + " (older ones cannot dump sockets on Linux >= 6.16)")
         .with_hint(kInstallHint);
   return v;
@@ -381,7 +384,7 @@ std::string last_errors(const std::string& log, int max_lines) {
   std::string line;
   while (std::getline(ss, line)) {
     if (line.find("Error (") == std::string::npos) continue;
-    if (line.find("RLIMIT_NOFILE") != std::string::npos) continue;  // harmless on these machines
+    if (line.find("RLIMIT_NOFILE") != std::string::npos) continue;  // harmless: logged where CRIU may not raise its own limit
     auto p = line.find("): ");
     errs.push_back(p == std::string::npos ? line : line.substr(p + 3));
   }

@@ -19,7 +19,7 @@ bool is_sif(const std::string& image) {
 }
 
 std::string rootfs_of(const JobConfig& c, const store::JobDir& dir) {
-  return is_sif(c.image) ? dir.file("rootfs") : c.image;
+  return is_sif(c.image) ? dir.file(store::JobFile::rootfs) : c.image;
 }
 
 // --engine-opt values: "--bind=SRC[:DST]", "--bind SRC[:DST]", "-B SRC[:DST]".
@@ -73,7 +73,7 @@ Status prepare_apptainer_image(const JobConfig& c, const store::JobDir& dir) {
       return make_error("'" + c.image + "' does not look like a container's root file system (no /bin, no /usr)");
     return {};
   }
-  if (sys::exists(dir.file("rootfs"))) return {};
+  if (sys::exists(dir.file(store::JobFile::rootfs))) return {};
   std::string apptainer = apptainer_path();
   if (apptainer.empty())
     return make_error("a SIF image needs Apptainer to unpack it, and it is not installed")
@@ -99,13 +99,13 @@ Status prepare_apptainer_image(const JobConfig& c, const store::JobDir& dir) {
   if (offset.empty()) return make_error("the SIF image '" + c.image + "' has no SquashFS root file system");
   if (sys::find_in_path("unsquashfs").empty())
     return make_error("unpacking a SIF image needs unsquashfs").with_hint("install Debian's squashfs-tools");
-  std::string tmp = dir.file(".rootfs-" + std::to_string(::getpid()));
+  std::string tmp = store::temp_path(dir.path(), "rootfs");
   auto r = sys::run_command({"unsquashfs", "-no-progress", "-o", offset, "-d", tmp, c.image});
   if (!r) {
     (void)sys::remove_tree(tmp);
     return r.error().context("cannot unpack the SIF image '" + c.image + "'");
   }
-  return sys::rename(tmp, dir.file("rootfs"));
+  return sys::rename(tmp, dir.file(store::JobFile::rootfs));
 }
 
 Result<ContainerRoot> apptainer_root(const JobConfig& c, const store::JobDir& dir, const std::string& init_path) {

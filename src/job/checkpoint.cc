@@ -49,25 +49,23 @@ void signal_tree(pid_t root, int sig) {
 
 // Stops the job doing any work while its checkpoint becomes durable
 // (--stop), lets it go on, or ends it.
-void hold_job(const CheckpointRun& run) {
-  if (!run.config->in_engine()) signal_tree(run.job_pid, SIGSTOP);  // a container is paused by dump_container
+void hold_job(const DumpSpec& s) {
+  if (!s.config->in_engine()) signal_tree(s.job_pid, SIGSTOP);  // a container is paused by dump_container
 }
-void release_job(const CheckpointRun& run) {
-  if (run.config->in_engine())
-    resume_container(*run.config, *run.dir);
-  else if (!run.tcp_established)  // CRIU killed it under its network lock
-    signal_tree(run.job_pid, SIGCONT);
+void release_job(const DumpSpec& s) {
+  if (s.config->in_engine())
+    resume_container(*s.config, *s.dir);
+  else if (!s.tcp_established)  // CRIU killed it under its network lock
+    signal_tree(s.job_pid, SIGCONT);
 }
-void end_job(const CheckpointRun& run) {
-  if (run.config->in_engine())
-    stop_container(*run.config);
+void end_job(const DumpSpec& s) {
+  if (s.config->in_engine())
+    stop_container(*s.config);
   else
-    ::kill(run.job_pid, SIGKILL);
+    ::kill(s.job_pid, SIGKILL);
 }
 
-bool out_of_room(const Error& e) {
-  return e.code == ENOSPC || e.message.find("No space left on device") != std::string::npos;
-}
+bool out_of_room(const Error& e) { return kind_of(e) == ErrorKind::no_space; }
 
 struct Dumped {
   double frozen = 0, resumed = 0;
@@ -76,21 +74,21 @@ struct Dumped {
 };
 
 // A container engine's checkpoint of the job into p.dir.
-Result<Dumped> dump_container_into(CheckpointRun& run, const store::Pending& p) {
+Result<Dumped> dump_container_into(DumpSpec& s, const store::Pending& p) {
   Dumped d;
   d.frozen = sys::now();  // the engine does not say when it froze the container: this is an upper bound
-  auto c = dump_container(*run.config, *run.dir, p.dir, run.tcp_established, run.stop);
+  auto c = dump_container(*s.config, *s.dir, p.dir, s.tcp_established, s.stop);
   d.resumed = sys::now();
   if (!c) return c.error();
-  d.job_state["container"] = {{"engine", run.config->engine}, {"log_cut", c->log_cut}, {"blocked_ip", c->ip}};
+  d.job_state["container"] = {{"engine", s.config->engine}, {"log_cut", c->log_cut}, {"blocked_ip", c->ip}};
   d.job_state["outputs"] = {{"stdout", {{"size", c->out}}}, {"stderr", {{"size", c->err}}}};
   return d;
 }
 
 // One CRIU dump of the job into p.dir.
-Result<Dumped> dump_into(CheckpointRun& run, const store::Pending& p, uint64_t expected) {
-  if (run.config->in_engine()) return dump_container_into(run, p);
-  auto images = sys::open_dir(p.dir + "/images");
+Result<Dumped> dump_into(DumpSpec& s, const store::Pending& p, uint64_t expected) {
+  if (s.config->in_engine()) return dump_container_into(s, p);
+  auto images = sys::open_dir(p.dir + "/" + store::kImagesDir);
   if (!images) return images.error();
   auto work = sys::open_dir(p.dir);
   if (!work) return work.error();
@@ -102,28 +100,29 @@ Result<Dumped> dump_into(CheckpointRun& run, const store::Pending& p, uint64_t e
   std::thread ticker([&] {
     std::unique_lock<std::mutex> lock(mu);
     while (!cv.wait_for(lock, std::chrono::milliseconds(250), [&] { return !dumping; }))
-      send_progress(run.client_fd, "dumping", sys::tree_size(p.dir + "/images"), expected);
+      send_progress(s.progress_fd, "dumping", sys::tree_size(p.dir + "/images"), expected);
   });
   std::optional<store::DumpFollower> follower;
   if (store::hash_during_dump()) follower.emplace(p.dir + "/images");
   criu::DumpRequest req;
-  req.pid = run.job_pid;
+  req.pid = s.job_pid;
   req.images_dir_fd = images->get();
   req.work_dir_fd = work->get();
-  req.tcp_established = run.tcp_established;
+  req.tcp_established = s.tcp_established;
   // With established TCP connections and --stop, let CRIU kill the job
   // while its network is still locked, so no peer sees it move on.
-  req.leave_running = !(run.stop && run.tcp_established);
-  if (run.config->engine == "apptainer") {
-    auto root = apptainer_root(*run.config, *run.dir, run.init_path);
+  req.leave_running = !(s.stop && s.tcp_established);
+  if (s.config->engine == "apptainer") {
+    auto root = apptainer_root(*s.config, *s.dir, s.init_path);
     if (!root) return root.error();
     req.external = dump_externals(*root);
   }
+  req.external.insert(req.external.end(), s.external.begin(), s.external.end());
   req.notify = [&](const std::string& script, pid_t) -> Status {
     if (script == "pre-dump") d.frozen = sys::now();
     if (script != "post-dump") return {};
     nlohmann::json outputs = nlohmann::json::object();
-    for (Output* o : run.outputs) {
+    for (Output* o : s.outputs) {
       CRYO_TRY(drain(*o));
       auto st = sys::fstat(o->log.get(), o->name + ".log");
       if (!st) return st.error();
@@ -132,20 +131,21 @@ Result<Dumped> dump_into(CheckpointRun& run, const store::Pending& p, uint64_t e
       outputs[o->name] = {{"size", st->st_size}, {"pipe", *key}};
     }
     d.job_state["outputs"] = outputs;
-    auto files = save_written_files(run.job_pid, p.dir);
+    auto files = save_written_files(s.job_pid, p.dir);
     if (!files) return files.error();
     d.job_state["files"] = to_json(*files);
-    fault_point("checkpoint.post_dump");
+    if (s.at_post_dump) CRYO_TRY(s.at_post_dump(d.job_state));
+    fault_point(s.post_dump_fault);
     // A job stopping at this checkpoint does no more work while it becomes
     // durable: the signal waits until CRIU lets the tasks go.
-    if (run.stop && req.leave_running) hold_job(run);
+    if (s.stop && req.leave_running) hold_job(s);
     return {};
   };
   Status dumped;
   {
     // The supervisor's spare CRIU, unless it died waiting.  An armed one
     // serves only the dump it was armed for, in the directory it was given.
-    std::optional<criu::Session> spare = std::exchange(run.criu, std::nullopt);
+    std::optional<criu::Session> spare = std::exchange(s.criu, std::nullopt);
     if (spare && spare->armed() && !(p.armed && spare->armed_for(req))) {
       spare->disarm();
       spare.reset();
@@ -153,7 +153,7 @@ Result<Dumped> dump_into(CheckpointRun& run, const store::Pending& p, uint64_t e
     bool served = false;
     if (spare && spare->waiting()) {
       bool not_started = false;
-      dumped = spare->dump(req, p.dir + "/criu-dump.log", &not_started);
+      dumped = spare->dump(req, p.dir + "/" + store::kDumpLog, &not_started);
       served = !not_started;
       if (not_started) {
         CRYO_LOG("criu", warn) << "the CRIU armed for this checkpoint failed before it began ("
@@ -164,7 +164,7 @@ Result<Dumped> dump_into(CheckpointRun& run, const store::Pending& p, uint64_t e
     if (!served) {
       // What an armed CRIU wrote into this directory is not this dump's log.
       if (p.armed) ::unlinkat(work->get(), req.log_file.c_str(), 0);
-      auto session = criu::Session::start(run.criu_path);
+      auto session = criu::Session::start(s.criu_path);
       dumped = session ? session->dump(req, p.dir + "/criu-dump.log") : Status(session.error());
     }
   }
@@ -203,9 +203,65 @@ Status flush_pending(const store::JobDir& dir, const store::FastTier& tier, int 
   return {};
 }
 
-int take_checkpoint(CheckpointRun& run) {
-  store::JobDir& dir = *run.dir;
+Result<Dump> dump_job(DumpSpec& s) {
+  store::JobDir& dir = *s.dir;
   double t_start = sys::now();
+  auto resumed = [&] {
+    if (s.resumed) s.resumed();
+  };
+  uint64_t expected = tree_rss(s.config->in_engine() ? container_pid(dir) : s.job_pid);
+  auto pending = store::begin_dump(dir, s.tier, expected, s.criu && s.criu->armed() ? s.armed_dir : "");
+  if (!pending) {
+    resumed();
+    return pending.error();
+  }
+  fault_point("checkpoint.before_dump");
+  auto d = dump_into(s, *pending, expected);
+  if (!d && pending->fast && out_of_room(d.error())) {
+    event(dir, fmt::format("the fast tier ran out of room during checkpoint {}; dumping it into the store instead",
+                           pending->id), s.quiet);
+    store::abort_dump(*pending);
+    auto again = store::begin_dump_in_store(dir, pending->id);
+    if (!again) {
+      resumed();
+      return again.error();
+    }
+    *pending = *again;
+    d = dump_into(s, *pending, expected);
+  }
+  resumed();
+  if (!d) {
+    store::abort_dump(*pending);
+    return d.error();
+  }
+  fault_point("checkpoint.after_dump");
+
+  Dump out;
+  store::Manifest& m = out.manifest;
+  m = store::new_manifest(s.manifest_job.empty() ? dir.name() : s.manifest_job, pending->id, t_start);
+  m.criu_version = s.criu_version;
+  m.command = s.config->command;
+  m.cwd = s.config->cwd;
+  m.frozen_seconds = d->frozen > 0 ? d->resumed - d->frozen : d->resumed - t_start;
+  m.dump_seconds = d->resumed - t_start;
+  m.dumped_to = pending->fast ? "fast" : "store";
+  m.job_state = d->job_state;
+  m.job_state["tcp_established"] = s.tcp_established;
+  auto staged = store::end_dump(*pending, m);
+  if (!staged) {
+    store::abort_dump(*pending);
+    if (s.stop) release_job(s);
+    return staged.error();
+  }
+  out.staged = *staged;
+  out.digests = std::move(d->digests);
+  out.bytes = sys::tree_size(staged->dir);
+  return out;
+}
+
+int take_checkpoint(CheckpointRun& run) {
+  DumpSpec& s = run.dump;
+  store::JobDir& dir = *s.dir;
   auto answer = [&](const control::Reply& r) {
     if (run.client_fd < 0) return;
     (void)send_message(run.client_fd, r);
@@ -213,83 +269,37 @@ int take_checkpoint(CheckpointRun& run) {
     run.client_fd = -1;
   };
   auto fail = [&](const Error& e) {
-    event(dir, failed_line(e), run.quiet);
-    control::Reply r;
-    auto* f = r.mutable_failure();
-    f->set_message(e.message + "; " + kUnharmed);
-    if (!e.hint.empty()) f->set_hint(e.hint);
-    if (e.code) f->set_code(e.code);
-    answer(r);
+    event(dir, failed_line(e), s.quiet);
+    answer(failure_reply(e.context_after(kUnharmed)));
     return kWorkerFailed;
   };
 
   // A container's output is cut by its log, not by the pipes: let it flow.
-  if (run.config->in_engine()) notify(run.notify_fd, 'r');
-  uint64_t expected = tree_rss(run.config->in_engine() ? container_pid(dir) : run.job_pid);
-  auto pending = store::begin_dump(dir, run.tier, expected, run.criu && run.criu->armed() ? run.armed_dir : "");
-  if (!pending) {
-    if (!run.stop) notify(run.notify_fd, 'r');
-    return fail(pending.error());
-  }
-  fault_point("checkpoint.before_dump");
-  auto d = dump_into(run, *pending, expected);
-  if (!d && pending->fast && out_of_room(d.error())) {
-    event(dir, fmt::format("the fast tier ran out of room during checkpoint {}; dumping it into the store instead",
-                           pending->id), run.quiet);
-    store::abort_dump(*pending);
-    auto again = store::begin_dump_in_store(dir, pending->id);
-    if (!again) {
-      if (!run.stop) notify(run.notify_fd, 'r');
-      return fail(again.error());
-    }
-    *pending = *again;
-    d = dump_into(run, *pending, expected);
-  }
-  // Output flows again; a job stopping here keeps its later output unread:
-  // the supervisor drops it when the job is killed, since the restored job
-  // writes it again.
-  if (!run.stop && !run.config->in_engine()) notify(run.notify_fd, 'r');
-  if (!d) {
-    store::abort_dump(*pending);
-    return fail(d.error());
-  }
-  fault_point("checkpoint.after_dump");
-
-  store::Manifest m;
-  m.job = dir.name();
-  m.id = pending->id;
-  m.created = t_start;
-  m.host = sys::hostname();
-  m.kernel = sys::kernel_release();
-  m.criu_version = run.criu_version;
-  m.cryo_version = CRYO_VERSION;
-  m.command = run.config->command;
-  m.cwd = run.config->cwd;
-  m.frozen_seconds = d->frozen > 0 ? d->resumed - d->frozen : d->resumed - t_start;
-  m.dump_seconds = d->resumed - t_start;
-  m.dumped_to = pending->fast ? "fast" : "store";
-  m.job_state = d->job_state;
-  m.job_state["tcp_established"] = run.tcp_established;
-  auto staged = store::end_dump(*pending, m);
-  if (!staged) {
-    store::abort_dump(*pending);
-    if (run.stop) release_job(run);
-    return fail(staged.error());
-  }
+  if (s.config->in_engine()) notify(run.notify_fd, 'r');
+  // Output flows again once CRIU lets the job go; a job stopping here keeps
+  // its later output unread: the supervisor drops it when the job is
+  // killed, since the restored job writes it again.
+  s.resumed = [&] {
+    if (!s.stop && !s.config->in_engine()) notify(run.notify_fd, 'r');
+  };
+  s.progress_fd = run.client_fd;
+  auto dumped = dump_job(s);
+  if (!dumped) return fail(dumped.error());
+  const store::Manifest& m = dumped->manifest;
   notify(run.notify_fd, 'd');
-  uint64_t bytes = sys::tree_size(staged->dir);
-  event(dir, fmt::format("checkpoint {} taken: {} in {}, job frozen {}; {}", m.id, format_bytes(static_cast<double>(bytes)),
-                         format_duration(m.dump_seconds), format_duration(m.frozen_seconds),
-                         pending->fast ? "in the fast tier, now flushing to the store" : "flushing to the store"),
-        run.quiet);
+  event(dir, fmt::format("checkpoint {} taken: {} in {}, job frozen {}; {}", m.id,
+                         format_bytes(static_cast<double>(dumped->bytes)), format_duration(m.dump_seconds),
+                         format_duration(m.frozen_seconds),
+                         dumped->staged.fast ? "in the fast tier, now flushing to the store" : "flushing to the store"),
+        s.quiet);
   control::CheckpointDone done;
   done.set_id(m.id);
-  done.set_bytes(bytes);
+  done.set_bytes(dumped->bytes);
   done.set_frozen_seconds(m.frozen_seconds);
   done.set_seconds(m.dump_seconds);
   done.set_durable(false);
   done.set_tier(m.dumped_to);
-  if (!run.wait && !run.stop) {
+  if (!run.wait && !s.stop) {
     control::Reply r;
     *r.mutable_checkpoint() = done;
     answer(r);
@@ -299,48 +309,43 @@ int take_checkpoint(CheckpointRun& run) {
   bool ours = false;
   Error flush_error;
   store::FlushOptions opts;
-  opts.keep = run.config->keep;
+  opts.keep = s.config->keep;
   opts.progress = [&](const std::string& phase, uint64_t d, uint64_t t) { send_progress(run.client_fd, phase, d, t); };
-  opts.digests = &d->digests;
+  opts.digests = &dumped->digests;
   opts.committed = [&](const store::Manifest& c) {
     if (c.id == m.id) {
       ours = true;
       done.set_stored_bytes(c.stored_bytes);
       done.set_durable_seconds(c.durable_seconds);
     }
-    event(dir, committed_line(c), run.quiet);
+    event(dir, committed_line(c), s.quiet);
   };
   opts.failed = [&](const std::string& id, const Error& e) {
     if (id == m.id) flush_error = e;
   };
-  auto flushed = store::flush(dir, run.tier, opts, true);
+  auto flushed = store::flush(dir, s.tier, opts, true);
   if (!flushed && flush_error.message.empty()) flush_error = flushed.error();
   if (flushed)
     for (const auto& id : flushed->removed) done.add_removed(id);
   if (!ours) {
-    if (run.stop) release_job(run);
+    if (s.stop) release_job(s);
     if (flush_error.message.empty()) flush_error = make_error("checkpoint " + m.id + " was not committed");
-    event(dir, failed_line(flush_error, &dir), run.quiet);
-    control::Reply r;
-    auto* f = r.mutable_failure();
-    f->set_message(flush_error.message + "; " + kUnharmed);
-    if (!flush_error.hint.empty()) f->set_hint(flush_error.hint);
-    if (flush_error.code) f->set_code(flush_error.code);
-    answer(r);
+    event(dir, failed_line(flush_error, &dir), s.quiet);
+    answer(failure_reply(flush_error.context_after(kUnharmed)));
     return kWorkerFlushFailed;
   }
-  retention_event(dir, run.config->keep, {done.removed().begin(), done.removed().end()}, run.quiet);
-  if (run.stop) {
-    end_job(run);
+  retention_event(dir, s.config->keep, {done.removed().begin(), done.removed().end()}, s.quiet);
+  if (s.stop) {
+    end_job(s);
     done.set_stopped(true);
-    event(dir, "job stopped at checkpoint " + m.id + "; continue it with 'cryo restore " + dir.name() + "'", run.quiet);
+    event(dir, "job stopped at checkpoint " + m.id + "; continue it with 'cryo restore " + dir.name() + "'", s.quiet);
   }
   done.set_durable(true);
-  done.set_seconds(sys::now() - t_start);
+  done.set_seconds(sys::now() - m.created);
   control::Reply r;
   *r.mutable_checkpoint() = done;
   answer(r);
-  return run.stop ? kWorkerStopped : kWorkerDone;
+  return s.stop ? kWorkerStopped : kWorkerDone;
 }
 
 }  // namespace cryo::job

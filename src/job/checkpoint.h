@@ -25,6 +25,7 @@
 
 #include <sys/types.h>
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -32,6 +33,7 @@
 #include "base/result.h"
 #include "control.pb.h"
 #include "criu/client.h"
+#include "store/follow.h"
 #include "job/config.h"
 #include "job/output.h"
 #include "store/staging.h"
@@ -39,11 +41,15 @@
 
 namespace cryo::job {
 
-struct CheckpointRun {
+// One dump of a job's process tree, complete and staged for the flush
+// (steps 1 to 4 above): the one dump path of single-node jobs and of a
+// multi-node job's parts (coord/part.h).
+struct DumpSpec {
   store::JobDir* dir = nullptr;
-  const JobConfig* config = nullptr;
+  std::string manifest_job;  // the manifest's job name ("" = dir's name)
+  const JobConfig* config = nullptr;  // its kind (container, Apptainer), command and cwd
   store::FastTier tier;
-  pid_t job_pid = 0;
+  pid_t job_pid = 0;  // the tree's root: cryo-init
   std::vector<Output*> outputs;
   std::string criu_path;
   std::string criu_version;
@@ -59,12 +65,39 @@ struct CheckpointRun {
   std::string init_path;  // the cryo-init the job runs
   bool stop = false;
   bool tcp_established = false;
+  // CRIU's external resources besides the job kind's own (a part's
+  // network namespace).
+  std::vector<std::string> external;
+  // At CRIU's post-dump notification, after the outputs and the written
+  // files: more of what the restore needs, into the job state.
+  std::function<Status(nlohmann::json& job_state)> at_post_dump;
+  const char* post_dump_fault = "checkpoint.post_dump";
+  int progress_fd = -1;  // the dump's progress goes here, if >= 0
+  // Once CRIU has let the tree go again, or failed to dump it.
+  std::function<void()> resumed;
+  bool quiet = false;  // event lines only to cryo.log
+};
+
+struct Dump {
+  store::Staged staged;
+  store::Manifest manifest;  // as staged: committed by the flush
+  store::Digests digests;    // of the page images, hashed while CRIU wrote them
+  uint64_t bytes = 0;
+};
+
+// Steps 1 to 4: begins the dump in the fast tier (retried in the store if
+// the fast tier fills up), has CRIU (or the container's engine) dump the
+// tree, and stages it with its manifest.  On failure nothing is left of
+// it, and a --stop job runs on.
+Result<Dump> dump_job(DumpSpec& s);
+
+struct CheckpointRun {
+  DumpSpec dump;
   bool wait = false;   // answer the client once durable, not once dumped
   int client_fd = -1;  // progress and the answer go here, if >= 0; closed once answered
   // Written to as the checkpoint goes: "r" once output may flow again (not
   // with --stop), "d" once the dump is complete.
   int notify_fd = -1;
-  bool quiet = false;  // event lines only to cryo.log
 };
 
 // The worker's exit status.

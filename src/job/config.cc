@@ -39,14 +39,14 @@ Status save_config(const store::JobDir& dir, const JobConfig& c) {
   auto key = store::SigningKey::load(store::key_path(), true);
   if (!key) return key.error();
   key->sign(j);
-  return sys::write_file_atomic(dir.file("job.json"), j.dump(2) + "\n", 0600);
+  return sys::write_file_atomic(dir.file(store::JobFile::config), j.dump(2) + "\n", 0600);
 }
 
 Result<JobConfig> load_config(const store::JobDir& dir, bool signed_only) {
-  auto j = load_json(dir.file("job.json"));
+  auto j = load_json(dir.file(store::JobFile::config));
   if (!j) return j.error();
   if (signed_only)
-    CRYO_TRY(store::check_signed(*j, "the settings of job '" + dir.name() + "' (" + dir.file("job.json") + ")",
+    CRYO_TRY(store::check_signed(*j, "the settings of job '" + dir.name() + "' (" + dir.file(store::JobFile::config) + ")",
                                  "they say how the job is restored; put back the ones cryo wrote, or start the job anew"));
   try {
     JobConfig c;
@@ -73,7 +73,7 @@ Result<JobConfig> load_config(const store::JobDir& dir, bool signed_only) {
     c.bridge = j->value("bridge", "");
     return c;
   } catch (const nlohmann::json::exception& e) {
-    return make_error("'" + dir.file("job.json") + "' is damaged: " + e.what());
+    return make_error("'" + dir.file(store::JobFile::config) + "' is damaged: " + e.what());
   }
 }
 
@@ -89,12 +89,12 @@ Status save_state(const store::JobDir& dir, const JobState& s) {
                            {"end", a.end}, {"restored_from", a.restored_from}, {"outcome", a.outcome},
                            {"checkpoint_seconds", a.checkpoint_seconds}, {"margin_seconds", a.margin_seconds}});
   j["allocations"] = allocations;
-  return sys::write_file_atomic(dir.file("state.json"), j.dump(2) + "\n", 0600);
+  return sys::write_file_atomic(dir.file(store::JobFile::state), j.dump(2) + "\n", 0600);
 }
 
 Result<JobState> load_state(const store::JobDir& dir) {
-  if (!sys::exists(dir.file("state.json"))) return JobState{};
-  auto j = load_json(dir.file("state.json"));
+  if (!sys::exists(dir.file(store::JobFile::state))) return JobState{};
+  auto j = load_json(dir.file(store::JobFile::state));
   if (!j) return j.error();
   try {
     JobState s;
@@ -125,7 +125,7 @@ Result<JobState> load_state(const store::JobDir& dir) {
     }
     return s;
   } catch (const nlohmann::json::exception& e) {
-    return make_error("'" + dir.file("state.json") + "' is damaged: " + e.what());
+    return make_error("'" + dir.file(store::JobFile::state) + "' is damaged: " + e.what());
   }
 }
 

@@ -28,12 +28,12 @@ container::Engine engine_of(const JobConfig& c) {
 // Where the hook finds the container's log (written at every start).
 Status save_container_info(const store::JobDir& dir, const container::Info& i) {
   nlohmann::json j = {{"id", i.id}, {"pid", i.pid}, {"log_path", i.log_path}, {"ip", i.ip}};
-  return sys::write_file_atomic(dir.file("container.json"), j.dump(1) + "\n", 0600);
+  return sys::write_file_atomic(dir.file(store::JobFile::container), j.dump(1) + "\n", 0600);
 }
 
 // The address whose traffic a stop checkpoint blocked, until the restore.
 Status save_blocked(const store::JobDir& dir, const std::string& ip) {
-  return sys::write_file_atomic(dir.file("blocked-ip"), ip, 0600);
+  return sys::write_file_atomic(dir.file(store::JobFile::blocked_ip), ip, 0600);
 }
 
 // The hook script and CRIU configuration runc reads for a Podman job.
@@ -41,8 +41,8 @@ Status write_hook(const store::JobDir& dir) {
   std::string cryo = sys::self_dir() + "/cryo";
   std::string script = fmt::format("#!/bin/sh\n# CRIU's action script for this job's container (written by cryo)\nexec '{}' criu-hook '{}'\n",
                                    cryo, dir.path());
-  CRYO_TRY(sys::write_file_atomic(dir.file("criu-hook"), script, 0700));
-  return sys::write_file_atomic(dir.file("criu.conf"), "action-script \"" + dir.file("criu-hook") + "\"\n", 0600);
+  CRYO_TRY(sys::write_file_atomic(dir.file(store::JobFile::criu_hook), script, 0700));
+  return sys::write_file_atomic(dir.file(store::JobFile::criu_conf), "action-script \"" + dir.file(store::JobFile::criu_hook) + "\"\n", 0600);
 }
 
 // Host firewall rules that drop a container's traffic, named after its job.
@@ -85,7 +85,7 @@ Result<uint64_t> measure_cut(pid_t init, const std::string& log_path) {
 }
 
 // The watcher (see container.h).  Runs in a child of cryo; never returns.
-[[noreturn]] void watch(const JobConfig& c, const std::string& job_dir, const std::string& log_path, uint64_t offset,
+[[noreturn]] void watch(const JobConfig& c, const store::JobDir& dir, const std::string& log_path, uint64_t offset,
                         int out, int err) {
   container::Engine engine = engine_of(c);
   std::string name = container_name(c.name);
@@ -115,8 +115,8 @@ Result<uint64_t> measure_cut(pid_t init, const std::string& log_path) {
   // before the container may write past it, so reading first and checking
   // for the cut after never lets such a line through.
   auto cut = [&]() -> uint64_t {
-    if (!sys::exists(job_dir + "/container-stopping")) return UINT64_MAX;
-    auto t = sys::read_file(job_dir + "/container-cut");
+    if (!sys::exists(dir.file(store::JobFile::container_stopping))) return UINT64_MAX;
+    auto t = sys::read_file(dir.file(store::JobFile::container_cut));
     return t && !t->empty() && std::isdigit(static_cast<unsigned char>((*t)[0])) ? std::strtoull(t->c_str(), nullptr, 10)
                                                                                  : UINT64_MAX;
   };
@@ -157,7 +157,7 @@ Result<uint64_t> measure_cut(pid_t init, const std::string& log_path) {
 
 Result<Launched> start_watcher(const JobConfig& c, const store::JobDir& dir, const std::string& log_path,
                                uint64_t offset) {
-  for (const char* f : {"container-stopping", "container-cut"}) ::unlink(dir.file(f).c_str());
+  for (auto f : {store::JobFile::container_stopping, store::JobFile::container_cut}) ::unlink(dir.file(f).c_str());
   int out[2], err[2];
   if (::pipe2(out, O_CLOEXEC) < 0 || ::pipe2(err, O_CLOEXEC) < 0) return sys_error("cannot create the job's pipes");
   UniqueFd out_r(out[0]), out_w(out[1]), err_r(err[0]), err_w(err[1]);
@@ -167,7 +167,7 @@ Result<Launched> start_watcher(const JobConfig& c, const store::JobDir& dir, con
     out_r.reset();
     err_r.reset();
     ::setsid();  // the terminal's ^C goes to cryo, which forwards it
-    watch(c, dir.path(), log_path, offset, out_w.get(), err_w.get());
+    watch(c, dir, log_path, offset, out_w.get(), err_w.get());
   }
   return Launched{pid, std::move(out_r), std::move(err_r)};
 }
@@ -177,7 +177,7 @@ Result<Launched> start_watcher(const JobConfig& c, const store::JobDir& dir, con
 std::string container_name(const std::string& job) { return "cryo-" + job; }
 
 pid_t container_pid(const store::JobDir& dir) {
-  auto text = sys::read_file(dir.file("container.json"));
+  auto text = sys::read_file(dir.file(store::JobFile::container));
   if (!text) return 0;
   auto j = nlohmann::json::parse(*text, nullptr, false);
   return j.is_object() ? j.value("pid", 0) : 0;
@@ -190,7 +190,7 @@ container::RunSpec container_spec(const JobConfig& c, const store::JobDir& dir) 
   s.command = c.command;
   s.options = c.engine_options;
   s.env = {"CRYO_JOB=" + c.name};
-  if (c.engine == "podman") s.criu_config = dir.file("criu.conf");
+  if (c.engine == "podman") s.criu_config = dir.file(store::JobFile::criu_conf);
   return s;
 }
 
@@ -220,18 +220,18 @@ Result<ContainerDump> dump_container(const JobConfig& c, const store::JobDir& jo
     CRYO_TRY(save_blocked(job, d.ip));
   }
   auto failed = [&](const Error& e) {
-    ::unlink(job.file("container-stopping").c_str());
+    ::unlink(job.file(store::JobFile::container_stopping).c_str());
     if (!d.ip.empty()) {
       (void)block_traffic(c.name, d.ip, false);
-      ::unlink(job.file("blocked-ip").c_str());
+      ::unlink(job.file(store::JobFile::blocked_ip).c_str());
     }
     return e;
   };
   if (c.engine == "podman") {
-    ::unlink(job.file("container-cut").c_str());
-    if (stop) CRYO_TRY(sys::write_file_atomic(job.file("container-stopping"), "", 0600, false));
+    ::unlink(job.file(store::JobFile::container_cut).c_str());
+    if (stop) CRYO_TRY(sys::write_file_atomic(job.file(store::JobFile::container_stopping), "", 0600, false));
     if (auto st = engine.checkpoint(name, dir, tcp); !st) return failed(st.error());
-    auto cut = sys::read_file(job.file("container-cut"));
+    auto cut = sys::read_file(job.file(store::JobFile::container_cut));
     if (!cut)
       return failed(make_error("the container's log could not be cut at the checkpoint: cryo's CRIU hook did not run")
                         .with_hint("runc must honour the org.criu.config annotation (runc >= 1.0)"));
@@ -255,11 +255,11 @@ Result<ContainerDump> dump_container(const JobConfig& c, const store::JobDir& jo
 }
 
 void resume_container(const JobConfig& c, const store::JobDir& job) {
-  ::unlink(job.file("container-stopping").c_str());
+  ::unlink(job.file(store::JobFile::container_stopping).c_str());
   (void)engine_of(c).unpause(container_name(c.name));
-  if (auto ip = sys::read_file(job.file("blocked-ip")); ip && !ip->empty()) {
+  if (auto ip = sys::read_file(job.file(store::JobFile::blocked_ip)); ip && !ip->empty()) {
     (void)block_traffic(c.name, *ip, false);
-    ::unlink(job.file("blocked-ip").c_str());
+    ::unlink(job.file(store::JobFile::blocked_ip).c_str());
   }
 }
 
@@ -267,7 +267,7 @@ void stop_container(const JobConfig& c) { (void)engine_of(c).remove(container_na
 
 void forget_container(const JobConfig& c, const store::JobDir& job) {
   stop_container(c);
-  if (auto ip = sys::read_file(job.file("blocked-ip")); ip && !ip->empty())
+  if (auto ip = sys::read_file(job.file(store::JobFile::blocked_ip)); ip && !ip->empty())
     for (int i = 0; i < 2; i++) (void)block_traffic(c.name, *ip, false);
 }
 
@@ -284,7 +284,7 @@ Result<Launched> restore_container(const JobConfig& c, const store::JobDir& job,
     // Once here, and once more for the rule added at the checkpoint (on this node).
     (void)block_traffic(c.name, blocked_ip, false);
     (void)block_traffic(c.name, blocked_ip, false);
-    ::unlink(job.file("blocked-ip").c_str());
+    ::unlink(job.file(store::JobFile::blocked_ip).c_str());
   }
   if (!restored) return restored.error();
   auto info = engine.inspect(container_name(c.name));
@@ -297,7 +297,7 @@ Result<Launched> restore_container(const JobConfig& c, const store::JobDir& job,
 int criu_hook(const std::string& job_dir, const std::string& action, const std::string& pid) {
   if (action != "post-dump") return 0;
   store::JobDir dir(job_dir.substr(0, job_dir.rfind('/')), job_dir.substr(job_dir.rfind('/') + 1));
-  auto text = sys::read_file(dir.file("container.json"));
+  auto text = sys::read_file(dir.file(store::JobFile::container));
   auto j = text ? nlohmann::json::parse(*text, nullptr, false) : nlohmann::json();
   std::string result;
   if (pid.empty() || !j.is_object()) {
@@ -307,7 +307,7 @@ int criu_hook(const std::string& job_dir, const std::string& action, const std::
     result = cut ? std::to_string(*cut) : "error: " + cut.error().message;
   }
   // Failing here would fail the checkpoint; the worker reports the error.
-  (void)sys::write_file_atomic(dir.file("container-cut"), result, 0600, false);
+  (void)sys::write_file_atomic(dir.file(store::JobFile::container_cut), result, 0600, false);
   return 0;
 }
 

@@ -68,13 +68,24 @@ Status recv_message(int fd, google::protobuf::Message& m) {
   return {};
 }
 
-void send_failure(int fd, const Error& e) {
+control::Reply failure_reply(const Error& e) {
   control::Reply r;
   auto* f = r.mutable_failure();
   f->set_message(e.message);
   if (!e.hint.empty()) f->set_hint(e.hint);
   if (e.code) f->set_code(e.code);
-  (void)send_message(fd, r);
+  if (ErrorKind k = kind_of(e); k != ErrorKind::unknown) f->set_kind(kind_name(k));
+  return r;
 }
+
+Error failure_error(const control::Failure& f) {
+  Error e{f.message(), f.code(), f.hint()};
+  for (auto k : {ErrorKind::usage, ErrorKind::config, ErrorKind::not_found, ErrorKind::denied, ErrorKind::busy,
+                 ErrorKind::corrupt, ErrorKind::no_space, ErrorKind::criu})
+    if (f.kind() == kind_name(k)) e.kind = k;
+  return e;
+}
+
+void send_failure(int fd, const Error& e) { (void)send_message(fd, failure_reply(e)); }
 
 }  // namespace cryo::job

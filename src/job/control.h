@@ -22,7 +22,10 @@ Status send_message(int fd, const google::protobuf::Message& m);
 // Receives one message into m.  A closed peer is an error.
 Status recv_message(int fd, google::protobuf::Message& m);
 
-// Sends a Failure reply built from e.
+// A Failure reply from e, and back: message, hint, errno and kind.
+control::Reply failure_reply(const Error& e);
+Error failure_error(const control::Failure& f);
+// Sends failure_reply(e).
 void send_failure(int fd, const Error& e);
 
 }  // namespace cryo::job

@@ -8,7 +8,7 @@ namespace cryo::job {
 
 void event(const store::JobDir& dir, const std::string& line, bool quiet) {
   std::string text = sys::iso_time(sys::now()) + " " + line + "\n";
-  if (auto fd = sys::open(dir.file("cryo.log"), O_WRONLY | O_CREAT | O_APPEND, 0600))
+  if (auto fd = sys::open(dir.file(store::JobFile::events), O_WRONLY | O_CREAT | O_APPEND, 0600))
     (void)sys::write_all(fd->get(), text, "cryo.log");
   if (!quiet) {
     std::string out = "cryo: " + line + "\n";

@@ -10,6 +10,7 @@
 #include <sstream>
 
 #include "base/sys.h"
+#include "store/staging.h"
 
 namespace cryo::job {
 
@@ -79,10 +80,10 @@ Result<std::vector<SavedFile>> save_written_files(pid_t root, const std::string&
     if (!path || path->empty() || (*path)[0] != '/') return {};
     // CRIU saves unlinked files itself.
     if (path->size() > 10 && path->compare(path->size() - 10, 10, " (deleted)") == 0) return {};
-    CRYO_TRY(sys::mkdir_p(ckpt_dir + "/files", 0700));
+    CRYO_TRY(sys::mkdir_p(ckpt_dir + "/" + store::kSavedFilesDir, 0700));
     SavedFile f;
     f.path = *path;
-    f.saved_as = "files/" + std::to_string(saved.size());
+    f.saved_as = std::string(store::kSavedFilesDir) + "/" + std::to_string(saved.size());
     f.size = static_cast<uint64_t>(st->st_size);
     f.mode = st->st_mode & 07777;
     f.uid = st->st_uid;

@@ -90,7 +90,7 @@ std::string make_job_init(const store::JobDir& dir) {
   std::string installed = default_init_path();
   auto bytes = sys::read_file(installed);
   auto path = bytes ? install_init(*bytes) : Result<std::string>(bytes.error());
-  Status kept = path ? sys::write_file_atomic(dir.file("cryo-init"), *bytes, 0600) : Status{path.error()};
+  Status kept = path ? sys::write_file_atomic(dir.file(store::JobFile::init_copy), *bytes, 0600) : Status{path.error()};
   if (!kept) {
     CRYO_LOG("job", warn) << "cannot keep a copy of cryo-init for job '" << dir.name() << "' ("
                           << kept.error().message << "); it runs " << installed
@@ -102,7 +102,7 @@ std::string make_job_init(const store::JobDir& dir) {
 }
 
 Result<std::string> job_init(const store::JobDir& dir) {
-  std::string kept = dir.file("cryo-init");
+  std::string kept = dir.file(store::JobFile::init_copy);
   if (!sys::exists(kept)) return default_init_path();
   auto bytes = sys::read_file(kept);
   if (!bytes) return bytes.error();

@@ -33,7 +33,7 @@ Result<RestoredOutputs> restored_outputs(const store::JobDir& dir, const std::st
   for (const char* name : {"stdout", "stderr"}) {
     if (!outputs.contains(name)) continue;
     uint64_t size = outputs[name].at("size");
-    std::string log = dir.file(std::string(name) + ".log");
+    std::string log = dir.output_log(name);
     auto fd = sys::open(log, O_WRONLY | O_CREAT, 0600);
     if (!fd) return fd.error();
     auto st = sys::fstat(fd->get(), "'" + log + "'");
@@ -63,7 +63,7 @@ Result<pid_t> criu_restore(const std::string& criu_path, const std::string& id, 
   CRYO_TRY(sys::mkdir_p(logs_dir, 0700));
   UniqueFd images;
   if (!files.stream) {
-    auto d = sys::open_dir(files.dir + "/images");
+    auto d = sys::open_dir(files.dir + "/" + store::kImagesDir);
     if (!d) return d.error();
     images = std::move(*d);
   }
@@ -183,7 +183,7 @@ Result<Restored> restore_from(RestoreRun& run, const store::Manifest& m, store::
   if (!run.config->mpi.empty()) {
     auto mpi = parse_mpi(run.config->mpi);
     if (!mpi) return mpi.error();
-    CRYO_TRY(prepare_mpi_dirs(*mpi, run.config->name, dir.file("mpi")));
+    CRYO_TRY(prepare_mpi_dirs(*mpi, run.config->name, dir.file(store::JobFile::mpi)));
     if (*mpi == Mpi::openmpi) {
       CRYO_TRY(sys::mkdir_p("/run/cryo", 0755));
       auto l = sys::open("/run/cryo/mpi-restore.lock", O_RDWR | O_CREAT, 0600);
@@ -210,7 +210,7 @@ Result<Restored> restore_from(RestoreRun& run, const store::Manifest& m, store::
   if (run.progress) run.progress("restoring", 0, m.total_bytes);
   double t1 = sys::now();
   auto saved = saved_files_from_json(m.job_state.value("files", nlohmann::json::array()));
-  auto pid = criu_restore(run.criu_path, run.id, req, files, dir.file("logs"), [&] { return outputs->cut_logs(); },
+  auto pid = criu_restore(run.criu_path, run.id, req, files, dir.file(store::JobFile::restore_logs), [&] { return outputs->cut_logs(); },
                           pages_damaged, [&]() -> Status {
                             CRYO_TRY(criu_ready());
                             return put_back_files(saved, files.dir);

@@ -27,12 +27,12 @@
 namespace cryo::job {
 
 Result<UniqueFd> lock_job(const store::JobDir& dir) {
-  auto fd = sys::open(dir.file("lock"), O_RDWR | O_CREAT, 0600);
+  auto fd = sys::open(dir.file(store::JobFile::lock), O_RDWR | O_CREAT, 0600);
   if (!fd) return fd.error();
   if (::flock(fd->get(), LOCK_EX | LOCK_NB) < 0) {
     auto st = load_state(dir);
     std::string who = st ? fmt::format(" (supervisor pid {} on {})", st->supervisor_pid, st->host) : "";
-    return make_error("job '" + dir.name() + "' is running" + who)
+    return make_error(ErrorKind::busy, "job '" + dir.name() + "' is running" + who)
         .with_hint("'cryo checkpoint " + dir.name() + " --stop' stops it at a checkpoint");
   }
   return fd;
@@ -83,7 +83,7 @@ class Supervisor {
   std::map<pid_t, Worker> workers_;
   pid_t dumping_ = -1;
   // A `criu swrk` started ahead of time for the next checkpoint's worker,
-  // so that CRIU's own start (exec, loading, set-up: 12 ms here) is not
+  // so that CRIU's own start (exec, loading, set-up) is not
   // part of the checkpoint.  It waits on its socket; the supervisor reaps it.
   std::optional<criu::Session> spare_criu_;
   // Armed (criu::Session::arm_dump) where it can be: it has probed the
@@ -276,7 +276,7 @@ void Supervisor::on_control() {
       return;
     }
     if (dumping_ >= 0) {
-      send_failure(c.get(), make_error(fmt::format("a checkpoint of job '{}' is already in progress (for {})",
+      send_failure(c.get(), make_error(ErrorKind::busy, fmt::format("a checkpoint of job '{}' is already in progress (for {})",
                                                    dir_.name(), format_duration(sys::now() - workers_[dumping_].started)))
                                 .with_hint("wait for it to finish, then try again"));
       return;
@@ -321,24 +321,25 @@ void Supervisor::start_checkpoint(int client_fd, bool stop, bool tcp, bool wait)
   if (pid == 0) {
     rd.reset();
     CheckpointRun run;
-    run.dir = &dir_;
-    run.config = &s_.config;
-    run.tier = s_.tier;
-    run.job_pid = s_.state.job_pid;
-    for (auto& o : s_.outputs) run.outputs.push_back(&o);
-    run.criu_path = s_.criu_path;
-    run.criu_version = s_.criu_version;
-    run.criu = std::move(spare_criu_);
-    run.armed_dir = armed_dir_;
-    run.init_path = s_.init_path;
-    run.stop = stop;
-    run.tcp_established = tcp;
+    DumpSpec& d = run.dump;
+    d.dir = &dir_;
+    d.config = &s_.config;
+    d.tier = s_.tier;
+    d.job_pid = s_.state.job_pid;
+    for (auto& o : s_.outputs) d.outputs.push_back(&o);
+    d.criu_path = s_.criu_path;
+    d.criu_version = s_.criu_version;
+    d.criu = std::move(spare_criu_);
+    d.armed_dir = armed_dir_;
+    d.init_path = s_.init_path;
+    d.stop = stop;
+    d.tcp_established = tcp;
+    d.quiet = s_.quiet;
     run.wait = wait;
     run.client_fd = client_fd >= 0 ? ::dup(client_fd) : -1;
     run.notify_fd = wr.get();
-    run.quiet = s_.quiet;
     int code = take_checkpoint(run);
-    run.criu.reset();  // a spare CRIU the worker did not use
+    d.criu.reset();  // a spare CRIU the worker did not use
     ::_exit(code);
   }
   // The worker holds the spare CRIU's socket now; it ends with the worker,
@@ -417,10 +418,7 @@ void Supervisor::worker_ended(pid_t pid, int status) {
     if (w.stop && !job_done_)
       for (pid_t p : process_tree(s_.state.job_pid)) ::kill(p, SIGCONT);
     // Its half-written directories are removed by the next checkpoint; do it now.
-    if (auto ids = sys::list_dir(dir_.file("checkpoints")))
-      for (const auto& n : *ids)
-        if (n.rfind(".tmp-", 0) == 0 && !sys::pid_alive(std::atoi(n.substr(n.rfind('-') + 1).c_str())))
-          (void)sys::remove_tree(dir_.file("checkpoints/" + n));
+    store::remove_leftovers(dir_.checkpoints_dir());
   }
   if (stop_after_worker_ && dumping_ < 0 && !stopping() && !stopped_ && !job_done_) {
     stop_after_worker_ = false;
@@ -469,7 +467,7 @@ void Supervisor::arm_criu() {
   if (!s_.config.engine.empty() || !s_.tier.enabled()) return;
   auto dir = store::make_armed_dir(dir_, s_.tier);
   if (!dir) return;
-  auto images = sys::open_dir(*dir + "/images");
+  auto images = sys::open_dir(*dir + "/" + store::kImagesDir);
   auto work = sys::open_dir(*dir);
   criu::DumpRequest req;
   req.pid = s_.state.job_pid;
@@ -535,7 +533,7 @@ int Supervisor::finish() {
     event(dir_, fmt::format("job '{}' was killed by signal {}; 'cryo restore {}' continues it from its latest checkpoint",
                             dir_.name(), sig, dir_.name()), s_.quiet);
   }
-  if (w_.control.valid()) ::unlink(dir_.file("control.sock").c_str());
+  if (w_.control.valid()) ::unlink(dir_.file(store::JobFile::control).c_str());
   // A finished job's fast copies only hold memory the node needs.
   if (st.state == State::finished)
     for (const auto& d : store::fast_dirs(s_.tier, dir_)) (void)sys::remove_tree(d);
@@ -543,7 +541,7 @@ int Supervisor::finish() {
   // restore puts them back.
   if (!s_.config.mpi.empty()) {
     (void)sys::remove_tree(mpi_shm_dir(s_.config.name));
-    (void)sys::remove_tree(dir_.file("mpi"));
+    (void)sys::remove_tree(dir_.file(store::JobFile::mpi));
   }
   if (s_.slurm) return finish_slurm(code);
   if (auto r = save_state(dir_, st); !r) event(dir_, "warning: " + r.error().message, s_.quiet);

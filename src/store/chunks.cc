@@ -1,4 +1,5 @@
 #include "store/chunks.h"
+#include "store/store.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -63,8 +64,8 @@ std::vector<uint32_t> cut(const char* data, size_t n, const Chunking& c) {
 Result<std::vector<uint32_t>> cut_file(int fd, uint64_t from, uint64_t size, const std::string& what, int threads,
                                        const Chunking& c) {
   // Small windows: a thread's buffer stays in its cache, and a new worker's
-  // threads do not first fault in and zero 16 MiB of memory each (cutting
-  // 256 MiB from a tmpfs took 32 ms with 16 MiB windows, 14 ms with 1 MiB).
+  // threads do not first fault in and zero 16 MiB of memory each (the cut
+  // took twice as long with 16 MiB windows; bench/NOTES.md).
   constexpr uint64_t kWindow = 1 << 20;
   uint64_t rest = size > from ? size - from : 0;
   uint64_t pages = rest / Chunking::kPage;
@@ -91,8 +92,6 @@ Result<std::vector<uint32_t>> cut_file(int fd, uint64_t from, uint64_t size, con
 namespace {
 
 uint64_t whole_blocks(uint64_t n) { return (n + kBlock - 1) / kBlock * kBlock; }
-
-bool is_temporary(const std::string& name) { return name.rfind(".tmp-", 0) == 0; }
 
 }  // namespace
 
@@ -181,7 +180,7 @@ Status ChunkStore::get(const ChunkRef& ref, char* out, const std::string& what) 
   auto fd = sys::open(p, O_RDONLY | O_DIRECT);
   bool direct = fd.ok();
   if (!direct) fd = sys::open(p, O_RDONLY);
-  if (!fd) return fd.error().context(what + " is missing its chunk " + where);
+  if (!fd) return fd.error().context(what + " is missing its chunk " + where).of_kind(ErrorKind::corrupt);
   size_t len = ref.stored;
   if (!packed) {
     auto st = sys::fstat(fd->get(), "'" + p + "'");
@@ -193,16 +192,16 @@ Status ChunkStore::get(const ChunkRef& ref, char* out, const std::string& what) 
   ssize_t got = direct ? ::pread(fd->get(), buf, whole_blocks(len), static_cast<off_t>(ref.offset)) : -1;
   if (got < 0 || static_cast<size_t>(got) < len) {
     if (direct) fd = sys::open(p, O_RDONLY);
-    if (!fd) return fd.error().context(what + " is missing its chunk " + where);
+    if (!fd) return fd.error().context(what + " is missing its chunk " + where).of_kind(ErrorKind::corrupt);
     if (auto r = sys::pread_exact(fd->get(), buf, len, ref.offset, "'" + p + "'"); !r)
-      return r.error().context(what + " is damaged: its chunk " + where + " is cut short");
+      return r.error().context(what + " is damaged: its chunk " + where + " is cut short").of_kind(ErrorKind::corrupt);
   }
   size_t n = ZSTD_decompressDCtx(z.ctx, out, ref.size, buf, len);
   if (ZSTD_isError(n) || n != ref.size)
-    return make_error(what + " is damaged: its chunk " + where + " cannot be decompressed" +
+    return make_error(ErrorKind::corrupt, what + " is damaged: its chunk " + where + " cannot be decompressed" +
                       (ZSTD_isError(n) ? std::string(" (") + ZSTD_getErrorName(n) + ")" : " to its recorded size"));
   if (sha256_bytes(out, n) != ref.hash)
-    return make_error(what + " is damaged: the checksum of its chunk " + where + " does not match");
+    return make_error(ErrorKind::corrupt, what + " is damaged: the checksum of its chunk " + where + " does not match");
   return {};
 }
 

@@ -130,7 +130,7 @@ void Flusher::report(const std::string& id, uint64_t done, uint64_t total, doubl
   if (!force && now - last_report_ < 0.5) return;
   last_report_ = now;
   nlohmann::json j = {{"id", id}, {"done", done}, {"total", total}, {"since", since}, {"pid", ::getpid()}};
-  (void)sys::write_file_atomic(job_.file("flushing.json"), j.dump() + "\n", 0600, false);
+  (void)sys::write_file_atomic(job_.store_file("flushing.json"), j.dump() + "\n", 0600, false);
 }
 
 Result<uint64_t> Flusher::store_file(const std::string& dir, int fd, FileSum& f, const FileDigests* pre,
@@ -257,7 +257,7 @@ Result<Manifest> Flusher::commit(const Staged& s) {
   // dump.json and the copy's lock are not part of the checkpoint.
   std::erase_if(*rels, [](const std::string& r) { return r == "dump.json" || r == ".lock"; });
   // A writer waits for its O_DIRECT write about as long as it hashes and
-  // compresses: two per core keep the cores busy (docs/performance.md).
+  // compresses: two per core keep the cores busy (bench/NOTES.md).
   int threads = o_.threads > 0 ? o_.threads : 2 * default_threads();
 
   std::vector<UniqueFd> fds;
@@ -274,7 +274,7 @@ Result<Manifest> Flusher::commit(const Staged& s) {
     FileSum f;
     f.path = r;
     f.size = static_cast<uint64_t>(st->st_size);
-    f.chunked = r != "criu-dump.log";
+    f.chunked = r != kDumpLog;
     total += f.size;
     const FileDigests* pre = nullptr;
     if (o_.digests) {
@@ -300,46 +300,30 @@ Result<Manifest> Flusher::commit(const Staged& s) {
   // The first fsync below waits for the disk to take every chunk written.
   double ts = sys::now();
 
-  // The manifest's directory, with CRIU's log kept whole and readable.
-  std::string tmp = fmt::format("{}/.tmp-{}-{}", job_.file("checkpoints"), s.id, ::getpid());
-  (void)sys::remove_tree(tmp);
-  if (::mkdir(tmp.c_str(), 0700) < 0) return sys_error("cannot create '" + tmp + "'");
-  struct Cleanup {
-    std::string dir;
-    bool armed = true;
-    ~Cleanup() {
-      if (armed) (void)sys::remove_tree(dir);
+  // The checkpoint's directory keeps CRIU's log whole and readable.
+  CRYO_TRY(job_.commit(m, [&](const std::string& tmp) -> Status {
+    for (size_t i = 0; i < sums.size(); i++) {
+      if (sums[i].chunked) continue;
+      auto text = sys::read_all(fds[i].get(), "'" + s.dir + "/" + sums[i].path + "'");
+      if (!text) return text.error();
+      sums[i].size = text->size();
+      sums[i].sha256 = sha256_bytes(text->data(), text->size());
+      auto out = sys::open(tmp + "/" + sums[i].path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+      if (!out) return out.error();
+      CRYO_TRY(sys::write_all(out->get(), *text, "'" + tmp + "/" + sums[i].path + "'"));
+      CRYO_TRY(sys::fsync_fd(out->get(), "'" + tmp + "/" + sums[i].path + "'"));
+      stored += text->size();
     }
-  } cleanup{tmp};
-  for (size_t i = 0; i < sums.size(); i++) {
-    if (sums[i].chunked) continue;
-    auto text = sys::read_all(fds[i].get(), "'" + s.dir + "/" + sums[i].path + "'");
-    if (!text) return text.error();
-    sums[i].size = text->size();
-    sums[i].sha256 = sha256_bytes(text->data(), text->size());
-    auto out = sys::open(tmp + "/" + sums[i].path, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    if (!out) return out.error();
-    CRYO_TRY(sys::write_all(out->get(), *text, "'" + tmp + "/" + sums[i].path + "'"));
-    CRYO_TRY(sys::fsync_fd(out->get(), "'" + tmp + "/" + sums[i].path + "'"));
-    stored += text->size();
-  }
-  fault_point("flush.before_sync");
-  {
+    fault_point("flush.before_sync");
     CRYO_TRY(writers.sync());
     CRYO_LOG("store", info) << "checkpoint " << s.id << ": " << total << " bytes, " << stored << " stored, "
                             << hashed_ << " hashed (SHA-256) by this pass, chunked in " << ts - t0 << " s, synced in "
                             << sys::now() - ts << " s";
-  }
-  m.files = std::move(sums);
-  m.total_bytes = total;
-  m.stored_bytes = stored;
-  m.durable_seconds = sys::now() - m.created;
-  fault_point("store.before_manifest");
-  auto text = signed_manifest_text(m);
-  if (!text) return text.error();
-  CRYO_TRY(sys::write_file_atomic(tmp + "/manifest.json", *text, 0600));
-  CRYO_TRY(job_.publish(tmp, s.id));
-  cleanup.armed = false;
+    m.files = std::move(sums);
+    m.total_bytes = total;
+    m.stored_bytes = stored;
+    return {};
+  }));
   for (auto& [h, r] : claimed_) known_[h] = std::move(r);
   claimed_.clear();
   report(s.id, total, total, t0, true);
@@ -361,7 +345,7 @@ struct Pass {
 
 Result<Pass> begin_pass(const JobDir& job, bool wait, bool* busy) {
   Pass pass;
-  auto lock = sys::lock_file(job.file("flush.lock"), true, wait);
+  auto lock = sys::lock_file(job.store_file("flush.lock"), true, wait);
   if (!lock) {
     if (lock.error().code == EWOULDBLOCK && busy) *busy = true;
     return lock.error();
@@ -369,12 +353,12 @@ Result<Pass> begin_pass(const JobDir& job, bool wait, bool* busy) {
   pass.lock = std::move(*lock);
   // What a flush killed before left: its manifest directory, and a
   // checkpoint committed before "latest" moved to it.
-  pass.leftovers = remove_leftovers(job.file("checkpoints")) > 0;
+  pass.leftovers = remove_leftovers(job.store_file("checkpoints")) > 0;
   auto latest = job.latest_id();
   if (!latest) return latest.error();
   pass.latest = *latest;
   if (auto ids = job.checkpoint_ids(); ids && !ids->empty() && ids->back() > pass.latest) {
-    CRYO_TRY(sys::symlink_atomic("checkpoints/" + ids->back(), job.file("latest")));
+    CRYO_TRY(sys::symlink_atomic("checkpoints/" + ids->back(), job.store_file("latest")));
     pass.latest = ids->back();
   }
   return pass;
@@ -436,7 +420,7 @@ Result<FlushResult> run_pass(const JobDir& job, const FastTier& tier, const Flus
   if (auto again = list_staged(job, tier))
     for (const auto& s : *again)
       if (s.fast && s.id < pass.latest && sys::exists(job.checkpoint_dir(s.id) + "/manifest.json")) discard_staged(s);
-  ::unlink(job.file("flushing.json").c_str());
+  ::unlink(job.store_file("flushing.json").c_str());
   fault_point("flush.before_retention");
   // Unused chunks can only have appeared if something was written, failed
   // or left by a dead flush: otherwise (most restores, a job's end) no
@@ -471,7 +455,7 @@ Result<std::vector<std::string>> retain(const JobDir& job, int keep, bool collec
   auto removed = job.apply_retention(keep);
   if (!removed) return removed.error();
   // A collection a crash cut short is finished by the next pass.
-  std::string marker = job.file("collecting");
+  std::string marker = job.store_file("collecting");
   if (removed->empty() && !collect && !sys::exists(marker)) return removed;
   CRYO_TRY(sys::write_file_atomic(marker, "", 0600, false));
   // Chunks go only after the manifests that named them: a crash in between
@@ -489,7 +473,7 @@ Result<std::vector<std::string>> retain(const JobDir& job, int keep, bool collec
 
 FlushState flush_state(const JobDir& job) {
   FlushState s;
-  auto text = sys::read_file(job.file("flushing.json"));
+  auto text = sys::read_file(job.store_file("flushing.json"));
   if (!text) return s;
   auto j = nlohmann::json::parse(*text, nullptr, false);
   if (!j.is_object()) return s;
@@ -503,6 +487,6 @@ FlushState flush_state(const JobDir& job) {
   return s;
 }
 
-Result<UniqueFd> hold_checkpoints(const JobDir& job) { return sys::lock_file(job.file("flush.lock"), false, true); }
+Result<UniqueFd> hold_checkpoints(const JobDir& job) { return sys::lock_file(job.store_file("flush.lock"), false, true); }
 
 }  // namespace cryo::store

@@ -36,9 +36,9 @@
 namespace cryo::store {
 
 // zstd level: tuning().zstd_level, by default -1, zstd's first fast level: it
-// halves zero-rich memory as level 1 does, loses 5% on floating-point
-// matrices, and a restore decompresses at memory speed instead of 1.7 GB/s
-// a core (bench/compress_bench; docs/performance.md).
+// halves zero-rich memory as level 1 does, loses a few percent on
+// floating-point matrices, and a restore decompresses at memory speed
+// (bench/compress_bench; bench/NOTES.md).
 int default_level();
 
 struct FlushOptions {

@@ -1,5 +1,8 @@
 #include "store/manifest.h"
 
+#include "base/sys.h"
+#include "base/version.h"
+
 namespace cryo::store {
 
 namespace {
@@ -47,13 +50,24 @@ bool is_page_image(const std::string& path) {
   return path.size() > at + 10 && path.compare(at, 6, "pages-") == 0 && path.compare(path.size() - 4, 4, ".img") == 0;
 }
 
+Manifest new_manifest(const std::string& job, const std::string& id, double created) {
+  Manifest m;
+  m.job = job;
+  m.id = id;
+  m.created = created;
+  m.host = sys::hostname();
+  m.kernel = sys::kernel_release();
+  m.cryo_version = version();
+  return m;
+}
+
 Result<Manifest> manifest_from_json(const std::string& text, const std::string& where) {
   return manifest_from_json(nlohmann::json::parse(text, nullptr, false), where);
 }
 
 Result<Manifest> manifest_from_json(const nlohmann::json& j, const std::string& where) {
   auto bad = [&](const std::string& why) {
-    return make_error("the manifest '" + where + "' is damaged: " + why)
+    return make_error(ErrorKind::corrupt, "the manifest '" + where + "' is damaged: " + why)
         .with_hint("this checkpoint cannot be trusted; restore an older one with --from, or take a new one");
   };
   if (j.is_discarded() || !j.is_object()) return bad("it is not valid JSON");

@@ -59,6 +59,11 @@ struct Manifest {
   nlohmann::json job_state = nlohmann::json::object();
 };
 
+// A manifest for checkpoint `id` of `job` begun at `created`, stamped with
+// what every checkpoint records: the host, its kernel and this cryo
+// (version(), with its revision).
+Manifest new_manifest(const std::string& job, const std::string& id, double created);
+
 nlohmann::json to_json(const Manifest& m);
 Result<Manifest> manifest_from_json(const std::string& text, const std::string& where);
 // The same from parsed JSON (parsed without exceptions: a discarded

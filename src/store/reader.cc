@@ -55,16 +55,16 @@ Status verify_whole_files(const JobDir& job, const std::string& id, const Manife
     if (f.chunked) continue;
     std::string path = dir + "/" + f.path;
     auto st = sys::stat(path);
-    if (!st) return make_error("checkpoint " + id + " of job '" + job.name() + "' is missing " + path).with_hint(damaged_hint(job));
+    if (!st) return make_error(ErrorKind::corrupt, "checkpoint " + id + " of job '" + job.name() + "' is missing " + path).with_hint(damaged_hint(job));
     if (static_cast<uint64_t>(st->st_size) != f.size)
-      return make_error(fmt::format("checkpoint {} of job '{}' is damaged: {} has {} bytes, its manifest says {}", id,
+      return make_error(ErrorKind::corrupt, fmt::format("checkpoint {} of job '{}' is damaged: {} has {} bytes, its manifest says {}", id,
                                     job.name(), path, st->st_size, f.size)).with_hint(damaged_hint(job));
     auto sum = sha256_file(path, [&](uint64_t d) {
       if (progress) progress("verifying", before + d, m.total_bytes);
     });
     if (!sum) return sum.error();
     if (*sum != f.sha256)
-      return make_error("checkpoint " + id + " of job '" + job.name() + "' is damaged: the checksum of " + path +
+      return make_error(ErrorKind::corrupt, "checkpoint " + id + " of job '" + job.name() + "' is damaged: the checksum of " + path +
                         " does not match its manifest").with_hint(damaged_hint(job));
     before += f.size;
   }
@@ -100,7 +100,7 @@ Result<UniqueFd> open_copy_file(const std::string& path, uint64_t size) {
 Status read_copy_piece(int fd, const std::string& path, const ChunkRef& ref, uint64_t off, char* out) {
   CRYO_TRY(sys::pread_exact(fd, out, ref.size, off, "'" + path + "'"));
   if (xxh3_bytes(out, ref.size) != ref.xxh3)
-    return make_error(fmt::format("the fast copy's {} is damaged at bytes {}..{}", path, off, off + ref.size));
+    return make_error(ErrorKind::corrupt, fmt::format("the fast copy's {} is damaged at bytes {}..{}", path, off, off + ref.size));
   return {};
 }
 
@@ -114,7 +114,7 @@ enum class CopyPart { all, all_but_pages, pages };
 // forger; the signed manifest says what the bytes must be.
 Status verify_copy(const JobDir& job, const std::string& id, const Manifest& m, const std::string& dir,
                    const ProgressFn& progress, CopyPart part = CopyPart::all, int threads = 0) {
-  if (part != CopyPart::pages) CRYO_TRY(no_unlisted_files(job, id, m, dir, {"dump.json", ".lock", "criu-dump.log"}));
+  if (part != CopyPart::pages) CRYO_TRY(no_unlisted_files(job, id, m, dir, {"dump.json", ".lock", kDumpLog}));
   struct Task {
     size_t file;
     uint64_t off;
@@ -162,7 +162,7 @@ Status read_chunks(const JobDir& job, const std::string& id, const Manifest& m, 
   std::vector<ChunkUse> uses = chunk_uses(m);
   ChunkStore chunks = job.chunks();
   // Each worker mostly waits for its chunk to come from the disk: more
-  // reads in flight than cores (docs/performance.md).
+  // reads in flight than cores (bench/NOTES.md).
   if (threads <= 0) threads = 4 * default_threads();
   std::atomic<uint64_t> done{0};
   std::mutex mu;
@@ -188,8 +188,7 @@ Status read_chunks(const JobDir& job, const std::string& id, const Manifest& m, 
   });
   if (!st) {
     Error e = st.error();
-    if (e.hint.empty() && e.message.find("damaged") != std::string::npos) e.hint = damaged_hint(job);
-    if (e.hint.empty() && e.message.find("missing its chunk") != std::string::npos) e.hint = damaged_hint(job);
+    if (e.hint.empty() && kind_of(e) == ErrorKind::corrupt) e.hint = damaged_hint(job);
     return e;
   }
   return {};
@@ -218,7 +217,7 @@ Result<Materialized> materialize(const JobDir& job, const FastTier& tier, const 
         auto hold = hold_copy(s, true);
         if (!hold) break;
         if (defer_pages && ImageStream::can_stream(m)) {
-          // Served to CRIU, every piece checked as it goes (docs/performance.md).
+          // Served to CRIU, every piece checked as it goes (bench/NOTES.md).
           auto stream = ImageStream::start(job, id, m, progress, s.dir);
           if (stream) {
             out.dir = s.dir;
@@ -237,7 +236,7 @@ Result<Materialized> materialize(const JobDir& job, const FastTier& tier, const 
         }
         if (defer_pages)
           // While CRIU, which restores on one core, reads the same pages:
-          // XXH3 keeps pace on the others (docs/performance.md).
+          // XXH3 keeps pace on the others (bench/NOTES.md).
           out.check_pages = [&job, id, m, dir = s.dir] {
             return verify_copy(job, id, m, dir, {}, CopyPart::pages, std::max(1, default_threads() - 1));
           };
@@ -261,7 +260,7 @@ Result<Materialized> materialize(const JobDir& job, const FastTier& tier, const 
     CRYO_LOG("store", info) << "cannot stream checkpoint " << id << " (" << stream.error().message
                             << "); laying out its files first";
   }
-  std::string parent = job.file("staging");
+  std::string parent = job.store_file("staging");
   std::string fast = fast_dir(tier, job);
   if (!fast.empty()) {
     auto space = sys::fs_space(tier.root);
@@ -271,7 +270,7 @@ Result<Materialized> materialize(const JobDir& job, const FastTier& tier, const 
     if (room) parent = fast;
   }
   CRYO_TRY(sys::mkdir_p(parent, 0700));
-  out.dir = fmt::format("{}/.tmp-restore-{}-{}", parent, id, ::getpid());
+  out.dir = temp_path(parent, "restore-" + id);
   out.temporary = true;
   out.hold = std::move(*hold);
   (void)sys::remove_tree(out.dir);
@@ -292,8 +291,8 @@ Result<Materialized> materialize(const JobDir& job, const FastTier& tier, const 
   }
   if (auto st = read_chunks(job, id, m, &fds, &paths, "reading", progress, 0); !st) return fail(st.error());
   // The files grow as the chunks are written, about in order, and are
-  // sized only now: sized first, laying out 1 GiB into a tmpfs with huge
-  // pages took 2.1-3.0 s instead of 0.7-1.0 s (docs/performance.md).
+  // sized only now: sized first, laying them out into a tmpfs with huge
+  // pages took about three times as long (bench/NOTES.md).
   for (size_t i = 0; i < m.files.size(); i++)
     if (fds[i].valid() && ::ftruncate(fds[i].get(), static_cast<off_t>(m.files[i].size)) < 0)
       return fail(sys_error("cannot size '" + paths[i] + "'"));

@@ -95,7 +95,8 @@ Status SigningKey::check(const nlohmann::json& manifest, const std::string& what
   nlohmann::json body = manifest;
   body.erase("signature");
   if (!equal_in_constant_time(hmac_sha256(key_, body.dump()), (*sig)["hmac_sha256"].get<std::string>()))
-    return make_error(what + " has been changed since cryo wrote it: its signature does not match (forged or damaged)")
+    return make_error(ErrorKind::corrupt,
+                      what + " has been changed since cryo wrote it: its signature does not match (forged or damaged)")
         .with_hint(hint);
   return {};
 }

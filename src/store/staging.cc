@@ -81,7 +81,7 @@ size_t remove_leftovers(const std::string& dir) {
 
 namespace {
 
-std::string staging_dir(const JobDir& job) { return job.file("staging"); }
+std::string staging_dir(const JobDir& job) { return job.store_file("staging"); }
 
 // Moves a staged dump out of the way as .trash-ID-PID, which nothing reads
 // and remove_leftovers removes once this process is gone; returns its path,
@@ -93,7 +93,7 @@ std::string set_aside(const Staged& s) {
     if (!lock) return "";
   }
   std::string parent = s.dir.substr(0, s.dir.rfind('/'));
-  std::string trash = fmt::format("{}/.trash-{}-{}", parent, s.id, ::getpid());
+  std::string trash = trash_path(parent, s.id);
   return sys::rename(s.dir, trash) ? trash : "";
 }
 
@@ -171,7 +171,7 @@ Result<Pending> make_pending(const JobDir& job, const std::string& parent, const
   p.id = id;
   p.fast = fast;
   p.job_dir = job.path();
-  p.dir = fmt::format("{}/.tmp-{}-{}", parent, id, ::getpid());
+  p.dir = temp_path(parent, id);
   if (!armed.empty() && armed.rfind(parent + "/", 0) == 0 && sys::rename(armed, p.dir)) {
     p.armed = true;
     return p;
@@ -219,17 +219,17 @@ std::string fast_dir(const FastTier& tier, const JobDir& job) {
 
 namespace {
 void note_fast_dir(const JobDir& job, const std::string& dir) {
-  auto text = sys::read_file(job.file("fast-dirs"));
+  auto text = sys::read_file(job.store_file("fast-dirs"));
   std::string list = text ? *text : "";
   if (("\n" + list).find("\n" + dir + "\n") != std::string::npos) return;
-  (void)sys::write_file_atomic(job.file("fast-dirs"), list + dir + "\n", 0600, false);
+  (void)sys::write_file_atomic(job.store_file("fast-dirs"), list + dir + "\n", 0600, false);
 }
 }  // namespace
 
 std::vector<std::string> fast_dirs_used(const JobDir& job) {
   std::string own = "/" + fast_dir_name(job);
   std::vector<std::string> out;
-  auto text = sys::read_file(job.file("fast-dirs"));
+  auto text = sys::read_file(job.store_file("fast-dirs"));
   std::istringstream lines(text ? *text : "");
   for (std::string d; std::getline(lines, d);) {
     struct stat st;
@@ -272,7 +272,7 @@ Result<std::string> make_armed_dir(const JobDir& job, const FastTier& tier) {
   static int made = 0;
   std::string dir;
   for (;;) {
-    dir = fmt::format("{}/.tmp-arm-{}-{}", fast, ++made, ::getpid());
+    dir = temp_path(fast, fmt::format("arm-{}", ++made));
     if (::mkdir(dir.c_str(), 0700) == 0) break;
     if (errno != EEXIST) return sys_error("cannot create '" + dir + "'");
   }
@@ -285,7 +285,7 @@ Result<Pending> begin_dump(const JobDir& job, const FastTier& tier, uint64_t est
   std::string fast = fast_dir(tier, job);
   std::vector<std::string> dirs = fast_dirs(tier, job);
   dirs.push_back(staging_dir(job));
-  dirs.push_back(job.file("checkpoints"));
+  dirs.push_back(job.store_file("checkpoints"));
   for (const auto& d : dirs) remove_leftovers(d);
   int next = 0;
   if (auto ids = job.checkpoint_ids(); ids && !ids->empty()) next = std::atoi(ids->back().c_str());
@@ -293,7 +293,7 @@ Result<Pending> begin_dump(const JobDir& job, const FastTier& tier, uint64_t est
   std::string id = fmt::format("{:04d}", next + 1);
   // The job's fast copies of durable checkpoints go: the new dump replaces
   // them, and reuses their memory (freshly freed pages come much faster
-  // than untouched ones on these VMs).  They are freed while CRIU starts,
+  // than untouched ones, where a hypervisor takes freed memory back).  They are freed while CRIU starts,
   // which takes far longer than that before it writes a page.
   std::vector<std::string> replaced;
   uint64_t freeing = 0;

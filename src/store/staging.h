@@ -30,6 +30,13 @@
 
 namespace cryo::store {
 
+// What a dump's directory holds, and a restore lays out: CRIU's images,
+// CRIU's log of the dump, the copies of the files the job writes
+// (job/files.h).
+inline constexpr const char* kImagesDir = "images";
+inline constexpr const char* kDumpLog = "criu-dump.log";
+inline constexpr const char* kSavedFilesDir = "files";
+
 struct FastTier {
   std::string root;    // "" = no fast tier
   uint64_t limit = 0;  // bytes all jobs together may keep there

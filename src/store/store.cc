@@ -11,6 +11,7 @@
 #include "base/fault.h"
 #include "base/log.h"
 #include "base/sys.h"
+#include "store/signing.h"
 
 namespace cryo::store {
 
@@ -31,7 +32,7 @@ Status validate_job_name(const std::string& name) {
               return std::isalnum(static_cast<unsigned char>(c)) || c == '.' || c == '_' || c == '-';
             });
   if (!ok)
-    return make_error("invalid job name '" + name + "'")
+    return make_error(ErrorKind::usage, "invalid job name '" + name + "'")
         .with_hint("use up to 64 letters, digits, '.', '_' or '-', not starting with '.'");
   return {};
 }
@@ -54,8 +55,54 @@ Error store_error(Error e) {
   return e;
 }
 
+std::string temp_path(const std::string& parent, const std::string& what) {
+  return fmt::format("{}/.tmp-{}-{}", parent, what, ::getpid());
+}
+std::string trash_path(const std::string& parent, const std::string& what) {
+  return fmt::format("{}/.trash-{}-{}", parent, what, ::getpid());
+}
+bool is_temporary(const std::string& name) { return name.rfind(".tmp-", 0) == 0; }
+
 JobDir::JobDir(std::string root, std::string name)
     : root_(std::move(root)), name_(std::move(name)), path_(root_ + "/" + name_) {}
+
+std::string JobDir::file(JobFile f) const {
+  const char* name = "";
+  switch (f) {
+    case JobFile::config: name = "job.json"; break;
+    case JobFile::state: name = "state.json"; break;
+    case JobFile::lock: name = "lock"; break;
+    case JobFile::control: name = "control.sock"; break;
+    case JobFile::events: name = "cryo.log"; break;
+    case JobFile::restore_logs: name = "logs"; break;
+    case JobFile::init_copy: name = "cryo-init"; break;
+    case JobFile::mpi: name = "mpi"; break;
+    case JobFile::agents: name = "agents"; break;
+    case JobFile::hostfile: name = "hostfile"; break;
+    case JobFile::container: name = "container.json"; break;
+    case JobFile::container_cut: name = "container-cut"; break;
+    case JobFile::container_stopping: name = "container-stopping"; break;
+    case JobFile::blocked_ip: name = "blocked-ip"; break;
+    case JobFile::criu_conf: name = "criu.conf"; break;
+    case JobFile::criu_hook: name = "criu-hook"; break;
+    case JobFile::rootfs: name = "rootfs"; break;
+    case JobFile::flush_lock: name = "flush.lock"; break;
+  }
+  return path_ + "/" + name;
+}
+
+JobDir JobDir::part(uint32_t k) const { return JobDir(path_ + "/parts", "p" + std::to_string(k)); }
+
+Status JobDir::link_outputs(uint32_t k) const {
+  for (const char* stream : {"stdout", "stderr"}) {
+    std::string target = fmt::format("parts/p{}/{}.log", k, stream);
+    if (::symlink(target.c_str(), output_log(stream).c_str()) < 0 && errno != EEXIST)
+      return sys_error("cannot link " + output_log(stream) + " to " + target);
+  }
+  return {};
+}
+
+uint64_t JobDir::stored_bytes() const { return sys::disk_usage(path_ + "/chunks") + sys::disk_usage(checkpoints_dir()); }
 
 bool JobDir::exists() const { return sys::exists(path_); }
 
@@ -75,13 +122,13 @@ Status JobDir::create() {
 
 Status JobDir::check_access() const {
   if (!exists())
-    return make_error("no job named '" + name_ + "' in " + root_)
+    return make_error(ErrorKind::not_found, "no job named '" + name_ + "' in " + root_)
         .with_hint("'cryo ls' lists the jobs; use --store or CRYO_STORE if the job is in another store");
   auto st = sys::stat(path_);
   if (!st) return st.error();
   uid_t me = ::getuid();
   if (me != 0 && st->st_uid != me)
-    return make_error("job '" + name_ + "' belongs to user " + sys::user_name(st->st_uid) +
+    return make_error(ErrorKind::denied, "job '" + name_ + "' belongs to user " + sys::user_name(st->st_uid) +
                       "; you are " + sys::user_name(me))
         .with_hint("only its owner or root may use it");
   return {};
@@ -109,10 +156,13 @@ Result<std::string> JobDir::latest_id() const {
 
 Result<std::string> JobDir::manifest_text(const std::string& id) const {
   if (!is_checkpoint_id(id) || !sys::exists(checkpoint_dir(id)))
-    return make_error("job '" + name_ + "' has no checkpoint '" + id + "'")
+    return make_error(ErrorKind::not_found, "job '" + name_ + "' has no checkpoint '" + id + "'")
         .with_hint("'cryo status " + name_ + "' lists its checkpoints");
   auto text = sys::read_file(checkpoint_dir(id) + "/manifest.json");
-  if (!text) return text.error().with_hint("this checkpoint is incomplete or damaged; restore an older one with --from");
+  if (!text)
+    return text.error()
+        .of_kind(ErrorKind::corrupt)
+        .with_hint("this checkpoint is incomplete or damaged; restore an older one with --from");
   return text;
 }
 
@@ -129,12 +179,25 @@ Result<std::string> JobDir::next_id() const {
   return fmt::format("{:04d}", last + 1);
 }
 
-Status JobDir::publish(const std::string& dir, const std::string& id) const {
-  fault_point("store.before_rename");
-  CRYO_TRY(sys::rename(dir, checkpoint_dir(id)));
-  CRYO_TRY(sys::fsync_path(path_ + "/checkpoints"));
-  fault_point("store.before_latest");
-  return sys::symlink_atomic("checkpoints/" + id, path_ + "/latest");
+Status JobDir::commit(Manifest& m, const std::function<Status(const std::string& dir)>& fill) const {
+  std::string tmp = temp_path(checkpoints_dir(), m.id);
+  (void)sys::remove_tree(tmp);
+  if (::mkdir(tmp.c_str(), 0700) < 0) return store_error(sys_error("cannot create '" + tmp + "'"));
+  auto st = [&]() -> Status {
+    if (fill) CRYO_TRY(fill(tmp));
+    fault_point("store.before_manifest");
+    m.durable_seconds = sys::now() - m.created;
+    auto text = signed_manifest_text(m);
+    if (!text) return text.error();
+    CRYO_TRY(sys::write_file_atomic(tmp + "/manifest.json", *text, 0600));
+    fault_point("store.before_rename");
+    CRYO_TRY(sys::rename(tmp, checkpoint_dir(m.id)));
+    CRYO_TRY(sys::fsync_path(path_ + "/checkpoints"));
+    fault_point("store.before_latest");
+    return sys::symlink_atomic("checkpoints/" + m.id, path_ + "/latest");
+  }();
+  if (!st && sys::exists(tmp)) (void)sys::remove_tree(tmp);
+  return st;
 }
 
 Result<std::vector<std::string>> JobDir::apply_retention(int keep) const {
@@ -158,14 +221,14 @@ Result<std::vector<std::string>> JobDir::apply_retention(int keep) const {
 Status JobDir::remove_checkpoint(const std::string& id) const {
   // Rename first so that a crash never leaves a half-deleted checkpoint
   // under a committed name.
-  std::string trash = fmt::format("{}/checkpoints/.trash-{}-{}", path_, id, ::getpid());
+  std::string trash = trash_path(checkpoints_dir(), id);
   CRYO_TRY(sys::rename(checkpoint_dir(id), trash));
   (void)sys::fsync_path(path_ + "/checkpoints");
   return sys::remove_tree(trash);
 }
 
 Status JobDir::remove() {
-  std::string trash = fmt::format("{}/.trash-{}-{}", root_, name_, ::getpid());
+  std::string trash = trash_path(root_, name_);
   CRYO_TRY(sys::rename(path_, trash));
   return sys::remove_tree(trash);
 }

@@ -10,6 +10,11 @@
 //   <root>/<job>/latest -> checkpoints/0003      the newest committed one
 //   <root>/<job>/staging/          dumps waiting for their flush (store/staging.h)
 //   <root>/<job>/flush.lock        held by the flush (store/flush.h)
+//   <root>/<job>/parts/pK/         part K of a multi-node job: a job directory
+//
+// Every name in a job's directory is given here (JobFile, JobDir's
+// accessors), and nowhere else; so is the ".tmp-WHAT-PID" convention of
+// work in progress (temp_path).
 //
 // A checkpoint is dumped into a tier (store/staging.h), then flushed into
 // the store (store/flush.h), and read back by store/reader.h.  This file
@@ -43,6 +48,36 @@ struct Tuning {
 };
 void configure(const Tuning& t);
 const Tuning& tuning();
+// Work in progress in `parent`, owned by this process: "PARENT/.tmp-WHAT-PID"
+// (renamed into place once complete) and "PARENT/.trash-WHAT-PID" (being
+// removed).  remove_leftovers (store/staging.h) removes those whose
+// process is gone.
+std::string temp_path(const std::string& parent, const std::string& what);
+std::string trash_path(const std::string& parent, const std::string& what);
+bool is_temporary(const std::string& name);  // ".tmp-..."
+
+// The files of a job's directory that the layers above the store use.
+enum class JobFile {
+  config,           // job.json: how the job runs and is restored (signed)
+  state,            // state.json: what its supervisor last said
+  lock,             // the supervisor's flock
+  control,          // control.sock: the supervisor's socket
+  events,           // cryo.log: the job's event lines
+  restore_logs,     // logs/: CRIU's restore logs
+  init_copy,        // cryo-init: the job's own copy (job/launch.h)
+  mpi,              // mpi/: an MPI job's session directories
+  agents,           // agents/: where a multi-node job's agents announce themselves
+  hostfile,         // hostfile: Open MPI's, for a multi-node job's parts
+  container,        // container.json: the container's name, id and log
+  container_cut,    // container-cut: where the CRIU hook found the log
+  container_stopping,  // container-stopping: the checkpoint stops the container
+  blocked_ip,       // blocked-ip: the container's address, dropped until its restore
+  criu_conf,        // criu.conf: CRIU's configuration for the engine
+  criu_hook,        // criu-hook: CRIU's action script for the engine
+  rootfs,           // rootfs/: an Apptainer SIF image, unpacked
+  flush_lock,       // flush.lock: held by a flush (store/flush.h)
+};
+
 // Job names: letters, digits, '.', '_', '-'; not starting with '.'.
 Status validate_job_name(const std::string& name);
 // Names of the jobs in the store, sorted.  An absent store has none.
@@ -57,8 +92,20 @@ class JobDir {
 
   const std::string& name() const { return name_; }
   const std::string& path() const { return path_; }
-  std::string file(const std::string& rel) const { return path_ + "/" + rel; }
-  std::string checkpoint_dir(const std::string& id) const { return path_ + "/checkpoints/" + id; }
+  std::string file(JobFile f) const;
+  // Any other name in the job's directory: for store/ only, which owns the layout.
+  std::string store_file(const std::string& rel) const { return path_ + "/" + rel; }
+  // stdout.log, stderr.log: the job's output ("stdout", "stderr").
+  std::string output_log(const std::string& stream) const { return path_ + "/" + stream + ".log"; }
+  std::string checkpoints_dir() const { return path_ + "/checkpoints"; }
+  std::string checkpoint_dir(const std::string& id) const { return checkpoints_dir() + "/" + id; }
+  std::string manifest_path(const std::string& id) const { return checkpoint_dir(id) + "/manifest.json"; }
+  // Part k of a multi-node job: a job directory of its own.
+  JobDir part(uint32_t k) const;
+  // A multi-node job's output logs: links to part k's.
+  Status link_outputs(uint32_t k) const;
+  // What the job's checkpoints take on disk: chunks and manifests.
+  uint64_t stored_bytes() const;
   bool exists() const;
 
   // Creates the job's directory (mode 0700).  Fails if the job exists.
@@ -80,11 +127,15 @@ class JobDir {
 
   // The id after every committed one (fixed width).
   Result<std::string> next_id() const;
-  // The commit's last steps: renames dir (a checkpoint directory complete
-  // with its manifest, written and synced) to checkpoints/ID, syncs, and
-  // points "latest" at it.  A crash at any point leaves the previous
-  // checkpoint the latest.
-  Status publish(const std::string& dir, const std::string& id) const;
+  // Commits checkpoint m.id, the one way a checkpoint enters the store:
+  // makes its directory (checkpoints/.tmp-ID-PID), lets `fill` write its
+  // files there (and complete m), writes m signed with the site's key
+  // (store/signing.h), with durable_seconds up to now, then renames the
+  // directory to checkpoints/ID, syncs, and points "latest" at it.  A
+  // failure or crash at any step leaves the previous checkpoint the
+  // latest, and no trace of this one but a .tmp- directory of a dead
+  // process, which the next flush removes.
+  Status commit(Manifest& m, const std::function<Status(const std::string& dir)>& fill = {}) const;
 
   // Deletes the manifests of the oldest committed checkpoints so that at
   // most keep remain (keep 0: keep all).  Never deletes the latest.

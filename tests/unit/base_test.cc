@@ -96,4 +96,18 @@ TEST(Mounts, FindsTheMountThatHoldsAPath) {
   EXPECT_FALSE(sys::mount_from_mountinfo("", "/x").ok());
 }
 
+TEST(ErrorKindTest, SetWhereMadeElseFromErrno) {
+  EXPECT_EQ(kind_of(make_error(ErrorKind::corrupt, "x")), ErrorKind::corrupt);
+  EXPECT_EQ(kind_of(sys_error("open", ENOENT)), ErrorKind::not_found);
+  EXPECT_EQ(kind_of(sys_error("write", ENOSPC)), ErrorKind::no_space);
+  EXPECT_EQ(kind_of(sys_error("write", EDQUOT)), ErrorKind::no_space);
+  EXPECT_EQ(kind_of(sys_error("open", EACCES)), ErrorKind::denied);
+  EXPECT_EQ(kind_of(make_error("plain")), ErrorKind::unknown);
+  // A kind given survives context and hints.
+  Error e = sys_error("open", ENOENT).of_kind(ErrorKind::corrupt).context("reading").with_hint("h");
+  EXPECT_EQ(kind_of(e), ErrorKind::corrupt);
+  EXPECT_STREQ(kind_name(ErrorKind::no_space), "no_space");
+  EXPECT_STREQ(kind_name(ErrorKind::unknown), "error");
+}
+
 }  // namespace cryo

@@ -332,6 +332,31 @@ TEST_F(StoreTest, FlushCommitsLatestAndVerifies) {
   EXPECT_EQ(read_all(job_->checkpoint_dir("0001") + "/criu-dump.log"), "CRIU's log\n");
 }
 
+// The one way a checkpoint enters the store: a commit whose files cannot
+// be written leaves the latest as it was and nothing of itself.
+TEST_F(StoreTest, AFailedCommitLeavesNoTrace) {
+  add({{"images/pages-1.img", "one"}});
+  Manifest m = new_manifest(job_->name(), "0002", sys::now());
+  std::string seen;
+  Status st = job_->commit(m, [&](const std::string& dir) -> Status {
+    seen = dir;
+    return make_error(ErrorKind::no_space, "the disk is full");
+  });
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(kind_of(st.error()), ErrorKind::no_space);
+  EXPECT_FALSE(seen.empty());
+  EXPECT_FALSE(fs::exists(seen));
+  EXPECT_EQ(*job_->latest_id(), "0001");
+  EXPECT_EQ(*job_->checkpoint_ids(), std::vector<std::string>{"0001"});
+  // And one that succeeds is signed, stamped and the latest.
+  ASSERT_TRUE(job_->commit(m).ok());
+  EXPECT_EQ(*job_->latest_id(), "0002");
+  auto loaded = load_signed_manifest(*job_, "0002");
+  ASSERT_TRUE(loaded.ok()) << loaded.error().message;
+  EXPECT_EQ(loaded->host, sys::hostname());
+  EXPECT_NE(loaded->cryo_version.find('+'), std::string::npos) << loaded->cryo_version;
+}
+
 TEST_F(StoreTest, ReadsBackFromTheFastCopyOrTheStore) {
   std::string data = random_bytes(5 << 20, 7);
   add({{"images/pages-1.img", data}});
@@ -621,7 +646,7 @@ TEST_F(StoreTest, FastDirsUsedAreOnlyTheJobsOwn) {
   fs::create_directories(root_ + "/links");
   fs::create_directory_symlink(root_ + "/target", root_ + "/links" + name);
   {
-    std::ofstream f(job_->file("fast-dirs"), std::ios::app);
+    std::ofstream f(job_->store_file("fast-dirs"), std::ios::app);
     f << "/etc\n" << root_ << "/elsewhere/../target\n" << root_ << "/elsewhere" << name << "-not\n"
       << root_ << "/missing" << name << "\n" << root_ << "/links" << name << "\n" << "relative" << name << "\n";
   }
@@ -825,7 +850,7 @@ TEST_F(StoreTest, RetentionKeepsNewestAndDropsUnusedChunks) {
 TEST_F(StoreTest, RetentionSparesLatestEvenIfOldest) {
   add({{"images/pages-1.img", "a"}});
   add({{"images/pages-1.img", "b"}});
-  ASSERT_TRUE(sys::symlink_atomic("checkpoints/0001", job_->file("latest")).ok());
+  ASSERT_TRUE(sys::symlink_atomic("checkpoints/0001", job_->store_file("latest")).ok());
   auto removed = job_->apply_retention(1);
   ASSERT_TRUE(removed.ok());
   EXPECT_EQ(*removed, std::vector<std::string>{"0002"});
@@ -930,7 +955,7 @@ TEST_P(FlushCrashTest, PreviousCheckpointSurvivesAndTheNextFlushCarriesOn) {
   EXPECT_EQ(*job_->checkpoint_ids(), std::vector<std::string>{s.id});
   EXPECT_TRUE(verify(*job_, s.id).ok());
   EXPECT_TRUE(restored(s.id, false) == second);
-  for (const auto& e : fs::directory_iterator(job_->file("checkpoints")))
+  for (const auto& e : fs::directory_iterator(job_->checkpoints_dir()))
     EXPECT_NE(e.path().filename().string()[0], '.') << e.path();
   EXPECT_EQ(packs_present(), packs_used({s.id}));
 }
