@@ -36,6 +36,7 @@ const char* kind_name(ErrorKind k) {
     case ErrorKind::corrupt: return "corrupt";
     case ErrorKind::no_space: return "no_space";
     case ErrorKind::criu: return "criu";
+    case ErrorKind::exec: return "exec";
   }
   return "error";
 }

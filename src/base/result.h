@@ -24,6 +24,7 @@ enum class ErrorKind {
   corrupt,      // a checkpoint damaged, forged or incomplete
   no_space,     // a disk or quota full
   criu,         // CRIU failed, or is missing or too old
+  exec,         // the job's command cannot be executed
 };
 
 struct Error {

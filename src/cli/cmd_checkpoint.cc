@@ -1,88 +1,32 @@
 // cryo checkpoint: ask a running job's supervisor for a checkpoint.
-#include <unistd.h>
-
 #include <fmt/format.h>
 
+#include "app/jobs.h"
 #include "base/duration.h"
 #include "cli/common.h"
-#include "job/config.h"
-#include "job/control.h"
-#include "job/supervisor.h"
 
 namespace cryo::cli {
 
 namespace {
 
-struct Options {
-  std::string name;
-  bool stop = false;
-  bool tcp = false;
-  bool wait = false;
+struct Options : app::CheckpointRequest {
   bool json = false;
 };
 
-// Why a job does not answer: it ended, was stopped, or lost its supervisor.
-Error not_running(const store::JobDir& dir) {
-  auto st = job::load_state(dir);
-  if (!st) return st.error();
-  switch (st->state) {
-    case job::State::finished:
-      return make_error(fmt::format("job '{}' has finished (exit status {}); there is nothing to checkpoint",
-                                    dir.name(), st->exit_code));
-    case job::State::stopped:
-      return make_error(fmt::format("job '{}' is not running: it was {}", dir.name(), st->message))
-          .with_hint("continue it with 'cryo restore " + dir.name() + "'");
-    case job::State::failed:
-      return make_error(fmt::format("job '{}' is not running: {}", dir.name(), st->message))
-          .with_hint("continue it from its latest checkpoint with 'cryo restore " + dir.name() + "'");
-    case job::State::running:
-      break;
-  }
-  return make_error(fmt::format("job '{}' is not running: its supervisor (pid {} on {}) is gone", dir.name(),
-                                st->supervisor_pid, st->host))
-      .with_hint("continue it from its latest checkpoint with 'cryo restore " + dir.name() + "'");
-}
-
-int checkpoint(const Globals& g, const Options& o) {
-  auto dir = open_job(g, o.name);
-  if (!dir) return fail(dir.error());
-  auto c = job::control_connect(dir->path());
-  if (!c) return fail(not_running(*dir));
-  control::Request req;
-  req.set_version(job::kControlVersion);
-  req.mutable_checkpoint()->set_stop(o.stop);
-  req.mutable_checkpoint()->set_tcp_established(o.tcp);
-  req.mutable_checkpoint()->set_wait(o.wait || o.stop);
-  if (auto st = job::send_message(c->get(), req); !st) return fail(st.error());
+int checkpoint(const Globals& g, Options& o) {
   Progress progress;
-  for (;;) {
-    control::Reply r;
-    if (auto st = job::recv_message(c->get(), r); !st) {
-      progress.finish();
-      return fail(make_error("the checkpoint of job '" + o.name + "' ended without an answer (its worker or CRIU was killed)")
-                      .with_hint("the job keeps running and earlier checkpoints are unchanged; see " + dir->file(store::JobFile::events)));
-    }
-    if (r.has_progress()) {
-      progress.update(r.progress().phase(), r.progress().done(), r.progress().total());
-      continue;
-    }
-    progress.finish();
-    if (r.has_failure()) return fail(job::failure_error(r.failure()));
-    if (!r.has_checkpoint()) return fail(make_error("unexpected answer from the job's supervisor"));
-    const auto& d = r.checkpoint();
-    // A stopped job's supervisor exits right after: wait for it, so that a
-    // 'cryo restore' straight after this finds the job free.
-    if (d.stopped())
-      for (int i = 0; i < 200; i++) {
-        if (job::lock_job(*dir)) break;
-        ::usleep(50000);
-      }
+  o.progress = [&](const std::string& phase, uint64_t done, uint64_t total) { progress.update(phase, done, total); };
+  auto done = app::request_checkpoint(g, o);
+  progress.finish();
+  if (!done) return fail(done.error());
+  const control::CheckpointDone& d = *done;
+  {
     if (o.json) {
       nlohmann::json j = {{"job", o.name}, {"id", d.id()}, {"bytes", d.bytes()}, {"seconds", d.seconds()},
                           {"frozen_seconds", d.frozen_seconds()}, {"stopped", d.stopped()},
                           {"durable", d.durable()}, {"tier", d.tier()},
                           {"removed", std::vector<std::string>(d.removed().begin(), d.removed().end())},
-                          {"path", dir->checkpoint_dir(d.id())}};
+                          {"path", store::JobDir(g.store_root(), o.name).checkpoint_dir(d.id())}};
       if (d.durable()) {
         j["stored_bytes"] = d.stored_bytes();
         j["durable_seconds"] = d.durable_seconds();

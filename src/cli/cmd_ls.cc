@@ -19,7 +19,7 @@ int ls(const Globals& g, bool json) {
   for (const auto& n : *names) {
     store::JobDir dir(g.store_root(), n);
     if (!dir.check_access()) continue;  // other users' jobs
-    recover(g, dir);
+    recover_with_progress(g, dir);
     all.push_back(describe_job(dir, *tier, false));
   }
   if (json) {

@@ -37,7 +37,7 @@ int sbatch(const Globals& g, const Options& o, const std::vector<std::string>& s
   spec.cryo_path = sys::self_dir() + "/cryo";
   if (!g.store.empty()) spec.cryo_global_args.insert(spec.cryo_global_args.end(), {"--store", g.store_root()});
   if (!g.criu.empty()) spec.cryo_global_args.insert(spec.cryo_global_args.end(), {"--criu", g.criu});
-  spec.cryo_args = o.to_args();
+  spec.cryo_args = run_args(o);
   if (!g.fast_tier.empty()) spec.cryo_global_args.insert(spec.cryo_global_args.end(), {"--fast-tier", g.fast_tier});
   if (!g.fast_tier_size.empty())
     spec.cryo_global_args.insert(spec.cryo_global_args.end(), {"--fast-tier-size", g.fast_tier_size});

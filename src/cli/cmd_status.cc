@@ -124,7 +124,7 @@ int status(const Globals& g, const std::string& name, bool json) {
   if (!dir) return fail(dir.error());
   auto tier = g.tier();
   if (!tier) return fail(tier.error());
-  recover(g, *dir);
+  recover_with_progress(g, *dir);
   auto j = describe_job(*dir, *tier, true);
   if (json) {
     print_json(j);

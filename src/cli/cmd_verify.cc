@@ -11,7 +11,7 @@ namespace {
 int verify(const Globals& g, const std::string& name, std::string id, bool all) {
   auto dir = open_job(g, name);
   if (!dir) return fail(dir.error());
-  recover(g, *dir);
+  recover_with_progress(g, *dir);
   std::vector<std::string> ids;
   if (all) {
     auto r = dir->checkpoint_ids();

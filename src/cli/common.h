@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "base/fd.h"
+#include "app/context.h"
 #include "base/result.h"
 #include "cli/help.h"
 #include "config/settings.h"
@@ -19,16 +20,11 @@
 
 namespace cryo::cli {
 
-// The global options, over the settings (config/settings.h).
-struct Globals {
-  config::Settings settings;
-  std::string store;  // --store, else settings.store
-  std::string criu;   // --criu, else settings.criu, else criu::default_path()
-  std::string fast_tier, fast_tier_size;  // --fast-tier, --fast-tier-size; "" = as the settings say
-  std::string store_root() const;
-  std::string criu_path() const;
-  Result<store::FastTier> tier() const;
-};
+// The global options, over the settings: the use cases' context.
+using Globals = app::Context;
+using app::need_root;
+using app::open_job;
+using app::prepare_engine_environment;
 
 // cryo's exit statuses, besides a job's own (run, restore) and
 // job::kExitStopped.  Only these: 'cryo run' and 'cryo restore' exit with
@@ -37,6 +33,7 @@ struct Globals {
 inline constexpr int kExitError = 1;   // what failed and how to fix it is on stderr
 inline constexpr int kExitUsage = 2;   // arguments that do not parse
 inline constexpr int kExitConfig = 78;  // the settings (cryo.conf) are wrong (EX_CONFIG)
+inline constexpr int kExitExec = 127;   // the job's command cannot be executed, as a shell says
 int exit_status(ErrorKind kind);
 
 // Prints "cryo: error: ..." and its hint on stderr; returns the exit status
@@ -45,19 +42,8 @@ int exit_status(ErrorKind kind);
 // HINT}, for scripts that read stdout.
 int fail(const Error& e);
 extern bool g_json_errors;
-// CRIU checkpoints and restores processes only as root: an error that says
-// so, and how to run the verb, unless cryo runs as root.
-Status need_root(const std::string& verb);
-// Opens an existing job that the caller may use.
-Result<store::JobDir> open_job(const Globals& g, const std::string& name);
-// A job without a supervisor may hold a dump whose flush was killed:
-// commit it now (showing progress), so that what the caller reads next
-// includes it.  With a supervisor, its next checkpoint does that.
-void recover(const Globals& g, const store::JobDir& dir);
-// Commits the dumps whose flush was killed, showing progress; the caller
-// holds the job's lock.  A failure is a warning: the checkpoints before
-// stay as they are.
-void commit_pending(const store::JobDir& dir, const store::FastTier& tier, int keep, bool quiet);
+// app::recover, showing its progress.
+void recover_with_progress(const Globals& g, const store::JobDir& dir);
 // Prints JSON on stdout.
 void print_json(const nlohmann::json& j);
 
@@ -75,28 +61,6 @@ class Progress {
   bool shown_ = false;
   double last_ = 0;
 };
-
-// Restores checkpoint `id` of a job whose lock the caller holds, then
-// supervises it (cmd_restore.cc); returns cryo's exit status.
-struct Continue {
-  job::JobConfig config;
-  job::JobState state;
-  UniqueFd lock;
-  std::string id;
-  bool tee = false;
-  bool quiet = false;
-  bool prefer_fast = true;
-  std::vector<std::string> nodes;  // a multi-node job's agents, part k on the k-th ("" = as before)
-  std::optional<slurm::Env> slurm;
-};
-int restore_and_supervise(const Globals& g, store::JobDir& dir, Continue c);
-
-// Container engines find CRIU as 'criu' in PATH: put cryo's first.
-void prepare_engine_environment(const Globals& g);
-
-// A multi-node job under Slurm: its agents, started with srun on every node
-// of the allocation (STORE/NAME/agents).  Fills c.nodes with their addresses.
-Result<pid_t> start_job_agents(const Globals& g, const store::JobDir& dir, job::JobConfig& c);
 
 void add_run_verb(CLI::App& app, Globals& g);
 // 'cryo sbatch' passes the options it does not know to sbatch, and its

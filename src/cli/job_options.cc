@@ -2,25 +2,25 @@
 
 namespace cryo::cli {
 
-std::vector<std::string> JobOptions::to_args() const {
+std::vector<std::string> run_args(const JobOptions& o) {
   std::vector<std::string> a;
   auto add = [&](const char* flag, const std::string& v) {
     if (!v.empty()) a.insert(a.end(), {flag, v});
   };
-  add("--name", name);
-  add("--every", every);
-  if (keep >= 0) add("--keep", std::to_string(keep));
-  if (tcp_established) a.push_back("--tcp-established");
-  add("--net", net);
-  if (mpi != "auto") add("--mpi", mpi);
-  add("--podman", podman);
-  add("--docker", docker);
-  add("--apptainer", apptainer);
-  for (const auto& e : engine_options) a.push_back("--engine-opt=" + e);
-  if (!nodes.empty()) {
+  add("--name", o.name);
+  add("--every", o.every);
+  if (o.keep >= 0) add("--keep", std::to_string(o.keep));
+  if (o.tcp_established) a.push_back("--tcp-established");
+  add("--net", o.net);
+  if (o.mpi != "auto") add("--mpi", o.mpi);
+  add("--podman", o.podman);
+  add("--docker", o.docker);
+  add("--apptainer", o.apptainer);
+  for (const auto& e : o.engine_options) a.push_back("--engine-opt=" + e);
+  if (!o.nodes.empty()) {
     std::string list;
-    for (const auto& n : nodes) list += (list.empty() ? "" : ",") + n;
-    a.insert(a.end(), {"--agents", list, "--part-net", part_net, "--bridge", bridge});
+    for (const auto& n : o.nodes) list += (list.empty() ? "" : ",") + n;
+    a.insert(a.end(), {"--agents", list, "--part-net", o.part_net, "--bridge", o.bridge});
   }
   return a;
 }
