@@ -99,21 +99,19 @@ Result<int> launch_and_supervise(const Context& g, store::JobDir& dir, const job
   spec.private_net = c.private_net;
   spec.private_ipc = c.private_ipc;
   spec.init_dir = dir.path();
-  if (!c.in_engine()) spec.init_path = job::make_job_init(dir);
-  if (c.engine == "apptainer") {
+  if (!c.traits().engine_checkpoints) spec.init_path = job::make_job_init(dir);
+  if (c.traits().mounts_at_dump) {
     auto root = job::apptainer_root(c, dir, spec.init_path);
     if (!root) return (root.error());
     spec.rootfs = root->rootfs;
     spec.binds = job::init_binds(*root);
     spec.workdir = root->workdir;
   }
-  if (!c.mpi.empty()) {
-    auto m = job::parse_mpi(c.mpi);
-    if (!m) return (m.error());
-    if (auto st = job::prepare_mpi_dirs(*m, c.name, dir.file(store::JobFile::mpi)); !st) return (st.error());
-    spec.env = job::mpi_environment(*m, c.name, dir.file(store::JobFile::mpi), ::geteuid() == 0);
+  if (c.mpi != job::Mpi::none) {
+    if (auto st = job::prepare_mpi_dirs(c.mpi, c.name, dir.file(store::JobFile::mpi)); !st) return st.error();
+    spec.env = job::mpi_environment(c.mpi, c.name, dir.file(store::JobFile::mpi), ::geteuid() == 0);
   }
-  auto launched = c.in_engine() ? job::launch_container(c, dir) : job::launch(spec);
+  auto launched = c.traits().engine_checkpoints ? job::launch_container(c, dir) : job::launch(spec);
   if (!launched) {
     if (created) (void)dir.remove();
     Error e = launched.error();
@@ -275,24 +273,24 @@ Result<int> run(const Context& g, Run& o) {
   if (!o.apptainer.empty()) {
     auto image = sys::realpath(o.apptainer);
     if (!image) return (make_error("no Apptainer image at '" + o.apptainer + "'").with_hint("give a .sif file or a sandbox directory"));
-    c.engine = "apptainer";
+    c.kind = job::Kind::apptainer;
     c.image = *image;
     c.engine_options = o.engine_options;
   } else if (!o.podman.empty() || !o.docker.empty()) {
-    c.engine = o.podman.empty() ? "docker" : "podman";
+    c.kind = o.podman.empty() ? job::Kind::docker : job::Kind::podman;
     c.image = o.podman.empty() ? o.docker : o.podman;
     c.engine_options = o.engine_options;
     o.mpi = "none";
     if (c.private_net)
       return (make_error("--net private is for jobs outside containers").with_hint("give the container its network with --engine-opt"));
     prepare_engine_environment(g);
-    container::Engine engine(c.engine == "podman" ? container::Kind::podman : container::Kind::docker);
+    container::Engine engine(c.kind == job::Kind::podman ? container::Kind::podman : container::Kind::docker);
     if (auto v = engine.version(); !v) return (v.error());
   } else if (!o.engine_options.empty()) {
     return (make_error("--engine-opt needs --podman or --docker"));
   }
   if (!o.nodes.empty()) {
-    if (!c.engine.empty()) return (make_error("--agents does not combine with a container engine"));
+    if (c.kind != job::Kind::process) return make_error("--agents does not combine with a container");
     size_t parts = o.nodes.size();
     if (o.nodes == std::vector<std::string>{"slurm"}) {
       if (!sl || g.settings.slurm_nodes <= 0)
@@ -319,7 +317,7 @@ Result<int> run(const Context& g, Run& o) {
   }
   if (mpi != job::Mpi::none) {
     // What every MPI needs to come back (job/mpi.h).
-    c.mpi = job::mpi_name(mpi);
+    c.mpi = mpi;
     c.private_net = true;
     c.private_ipc = true;
     c.tcp_established = true;
@@ -352,7 +350,7 @@ Result<int> run(const Context& g, Run& o) {
     job::event(dir, "made the key that signs this node's checkpoints, " + store::key_path() +
                         ": nodes that restore each other's checkpoints need the same one (copy it, mode 0600)",
                o.quiet);
-  if (c.engine == "apptainer")
+  if (c.kind == job::Kind::apptainer)
     if (auto st = job::prepare_apptainer_image(c, dir); !st) {
       (void)dir.remove();
       return (st.error());
@@ -418,7 +416,7 @@ Result<int> restore_and_supervise(const Context& g, store::JobDir& dir, Continue
     c.config.slurm_job_id = c.slurm->job_id;
     if (auto st = job::save_config(dir, c.config); !st) return (st.error());
   }
-  if (c.config.in_engine()) prepare_engine_environment(g);
+  if (c.config.traits().engine_checkpoints) prepare_engine_environment(g);
   job::RestoreRun run;
   run.dir = &dir;
   run.config = &c.config;

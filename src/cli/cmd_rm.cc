@@ -21,7 +21,7 @@ int rm(const Globals& g, const std::string& name, const std::string& id) {
   auto tier = g.tier();
   if (!tier) return fail(tier.error());
   if (id.empty()) {
-    if (auto c = job::load_config(*dir); c && c->in_engine()) {
+    if (auto c = job::load_config(*dir); c && c->traits().engine_checkpoints) {
       prepare_engine_environment(g);
       job::forget_container(*c, *dir);
     }

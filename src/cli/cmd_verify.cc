@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 
 #include "cli/common.h"
+#include "job/record.h"
 #include "store/reader.h"
 
 namespace cryo::cli {
@@ -31,13 +32,15 @@ int verify(const Globals& g, const std::string& name, std::string id, bool all) 
     Progress progress;
     auto st = store::verify(*dir, i, [&](const std::string& phase, uint64_t d, uint64_t t) { progress.update(phase, d, t); });
     // A multi-node job's checkpoint is its parts' checkpoints.
-    if (auto m = dir->load_manifest(i); st && m && m->job_state.value("coordinated", false))
-      for (const auto& p : m->job_state.value("parts", nlohmann::json::array())) {
-        store::JobDir part = dir->part(p.value("index", 0u));
-        st = store::verify(part, p.value("checkpoint", ""),
+    auto m = st ? dir->load_manifest(i) : Result<store::Manifest>(st.error());
+    auto record = m ? job::restore_record(*m) : Result<job::RestoreRecord>(m.error());
+    if (st && !record) st = record.error();
+    if (st && record->coordinated)
+      for (const auto& p : record->parts) {
+        st = store::verify(dir->part(p.index), p.checkpoint,
                            [&](const std::string& phase, uint64_t d, uint64_t t) { progress.update(phase, d, t); });
         if (!st) {
-          st = st.error().context(fmt::format("part {} of checkpoint {}", p.value("index", 0), i));
+          st = st.error().context(fmt::format("part {} of checkpoint {}", p.index, i));
           break;
         }
       }

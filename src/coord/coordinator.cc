@@ -15,6 +15,7 @@
 #include "base/sys.h"
 #include "coord/wire.h"
 #include "job/mpi.h"
+#include "job/record.h"
 #include "store/flush.h"
 #include "store/signing.h"
 
@@ -211,15 +212,19 @@ Result<std::string> Coordinator::checkpoint(bool stop, Timings* t) {
   m.command = config_.command;
   m.cwd = config_.cwd;
   m.dumped_to = "parts";
-  nlohmann::json parts = nlohmann::json::array();
+  job::RestoreRecord record;
+  record.coordinated = true;
+  record.tcp_established = true;
   for (uint32_t k = 0; k < agents_.size(); k++) {
-    parts.push_back({{"index", k}, {"checkpoint", dumped[k].checkpoint()}, {"node", agents_[k].node},
-                     {"agent", agents_[k].address}, {"address", part(k).address()}, {"bytes", dumped[k].bytes()}});
+    record.parts.push_back({k, dumped[k].checkpoint(), agents_[k].node, agents_[k].address, part(k).address(),
+                            dumped[k].bytes()});
     m.total_bytes += dumped[k].bytes();
     m.stored_bytes += dumped[k].stored_bytes();
     m.frozen_seconds = std::max(m.frozen_seconds, dumped[k].frozen_seconds());
   }
-  m.job_state = {{"coordinated", true}, {"parts", parts}, {"phases", {{"prepare", tm.prepare}, {"dump", tm.dump}}}};
+  record.prepare_seconds = tm.prepare;
+  record.dump_seconds = tm.dump;
+  m.job_state = job::to_json(record);
   m.dump_seconds = tm.prepare + tm.dump;
   if (auto st = dir_.commit(m, [](const std::string&) -> Status {
         fault_point("coord.before_commit");
@@ -253,9 +258,9 @@ Result<std::vector<std::string>> retain_parts(const store::JobDir& dir, int keep
   if (!ids) return ids.error();
   for (const auto& id : *ids) {
     auto m = dir.load_manifest(id);
-    if (!m) return removed;  // cannot tell what it names: every part checkpoint stays
-    for (const auto& p : m->job_state.value("parts", nlohmann::json::array()))
-      named[p.at("index").get<uint32_t>()].insert(p.at("checkpoint").get<std::string>());
+    auto record = m ? job::restore_record(*m) : Result<job::RestoreRecord>(m.error());
+    if (!record) return removed;  // cannot tell what it names: every part checkpoint stays
+    for (const auto& p : record->parts) named[p.index].insert(p.checkpoint);
   }
   for (const auto& [k, keep_ids] : named) {
     store::JobDir part = dir.part(k);
@@ -278,7 +283,9 @@ Result<std::vector<std::string>> retain_parts(const store::JobDir& dir, int keep
 Status Coordinator::restore(const std::string& id, std::vector<std::string>* warnings) {
   auto m = store::load_signed_manifest(dir_, id);
   if (!m) return m.error();
-  const auto& parts = m->job_state.value("parts", nlohmann::json::array());
+  auto record = job::restore_record(*m);
+  if (!record) return record.error();
+  const auto& parts = record->parts;
   if (parts.size() != agents_.size())
     return make_error(fmt::format("checkpoint {} of job '{}' has {} parts; {} agents were given", id, config_.name,
                                   parts.size(), agents_.size()))
@@ -287,7 +294,7 @@ Status Coordinator::restore(const std::string& id, std::vector<std::string>* war
   for (uint32_t k = 0; k < agents_.size(); k++) {
     auto* r = reqs[k].mutable_restore();
     *r->mutable_part() = part(k);
-    r->set_checkpoint(parts[k].at("checkpoint").get<std::string>());
+    r->set_checkpoint(parts[k].checkpoint);
   }
   std::vector<Reply> replies;
   if (auto st = all("restoring", reqs, &replies, timeout_); !st) {

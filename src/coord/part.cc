@@ -207,11 +207,11 @@ Result<DumpResult> PartRuntime::dump(bool tcp) {
   s.tcp_established = tcp;
   // The part's network namespace is the agent's, made again at a restore.
   s.external = {fmt::format("net[{}]:part-net", ns->st_ino)};
-  s.at_post_dump = [&](nlohmann::json& state) -> Status {
+  s.at_post_dump = [&](job::RestoreRecord& record) -> Status {
     auto serve = sys::fstat(serve_.get(), "the part's command pipe");
     if (!serve) return serve.error();
-    state["serve_pipe"] = "pipe:[" + std::to_string(serve->st_ino) + "]";
-    state["address"] = part_.address();
+    record.serve_pipe = "pipe:[" + std::to_string(serve->st_ino) + "]";
+    record.address = part_.address();
     return {};
   };
   s.post_dump_fault = "agent.post_dump";
@@ -270,6 +270,11 @@ Status PartRuntime::restore(const RestorePart& r) {
   std::string id = r.checkpoint();
   auto m = store::load_signed_manifest(dir_, id);
   if (!m) return m.error();
+  auto record = job::restore_record(*m);
+  if (!record) return record.error();
+  if (record->serve_pipe.empty())
+    return make_error(ErrorKind::corrupt, "checkpoint " + id + " of part " + std::to_string(part_.index()) +
+                                              " has no command pipe: it is not a part's checkpoint");
   // Open MPI restores on one host take turns (shared/docs/platform.md):
   // parts of one job on one host too.
   CRYO_TRY(sys::mkdir_p("/run/cryo", 0755));
@@ -281,26 +286,26 @@ Status PartRuntime::restore(const RestorePart& r) {
   // once every part is.
   CRYO_TRY(net_.lock());
   // Its outputs and command pipe, new for this run of the part.
-  auto outputs = job::restored_outputs(dir_, id, m->job_state.at("outputs"), true, part_.tee());
+  auto outputs = job::restored_outputs(dir_, id, record->outputs, true, part_.tee());
   if (!outputs) return outputs.error();
   int serve[2];
   if (::pipe2(serve, O_CLOEXEC) < 0) return sys_error("cannot create the part's command pipe");
   UniqueFd serve_r(serve[0]), serve_w(serve[1]);
   criu::RestoreRequest req;
-  req.tcp_established = m->job_state.value("tcp_established", false);
+  req.tcp_established = record->tcp_established;
   req.inherit = outputs->inherit;
-  req.inherit.emplace_back(m->job_state.at("serve_pipe").get<std::string>(), serve_r.get());
+  req.inherit.emplace_back(record->serve_pipe, serve_r.get());
   // The part's network namespace, dumped as external: CRIU takes it back
   // by its key, as an inherited fd.
   auto netns = sys::open(net_.path(), O_RDONLY);
   if (!netns) return netns.error();
   req.inherit.emplace_back("part-net", netns->get());
-  auto saved = job::saved_files_from_json(m->job_state.value("files", nlohmann::json::array()));
+  const auto& saved = record->files;
   // As a single-node restore: every byte checked before the part runs, a
   // fast copy's page images while CRIU reads them.
   Result<pid_t> pid = make_error("the part was not restored");
   Status st = job::with_checkpoint_files(
-      dir_, tier_, id, *m, true, true, {},
+      dir_, tier_, id, *m, true, saved.empty(), {},
       [&](store::Materialized& files, bool* pages_damaged) -> Status {
         CRYO_TRY(job::put_back_files(saved, files.dir));
         if (auto init = job::job_init(dir_); !init) return init.error();  // CRIU reopens it

@@ -16,6 +16,7 @@
 #include "base/sys.h"
 #include "job/control.h"
 #include "job/events.h"
+#include "job/record.h"
 #include "coord/agent.h"
 #include "job/supervisor.h"
 
@@ -172,14 +173,13 @@ int Loop::run() {
   (void)job::save_state(dir_, s_.state);
   // A restored job's output goes on from where part 0's checkpoint cut it.
   if (s_.state.restores > 0)
-    if (auto m = dir_.load_manifest(s_.state.restored_from)) {
-      std::string p0 = m->job_state.value("parts", nlohmann::json::array()).at(0).value("checkpoint", "");
-      if (auto pm = dir_.part(0).load_manifest(p0)) {
-        const auto& out = pm->job_state.value("outputs", nlohmann::json::object());
-        teed_[0] = out.value("stdout", nlohmann::json::object()).value("size", uint64_t{0});
-        teed_[1] = out.value("stderr", nlohmann::json::object()).value("size", uint64_t{0});
-      }
-    }
+    if (auto m = dir_.load_manifest(s_.state.restored_from))
+      if (auto record = job::restore_record(*m); record && !record->parts.empty())
+        if (auto pm = dir_.part(0).load_manifest(record->parts[0].checkpoint))
+          if (auto part = job::restore_record(*pm)) {
+            teed_[0] = part->outputs["stdout"].size;
+            teed_[1] = part->outputs["stderr"].size;
+          }
   while (!done_) {
     std::vector<pollfd> fds{{w_.signals.get(), POLLIN, 0}, {w_.control.valid() ? w_.control.get() : -1, POLLIN, 0},
                             {w_.timer.valid() ? w_.timer.get() : -1, POLLIN, 0}};

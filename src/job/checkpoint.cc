@@ -50,16 +50,16 @@ void signal_tree(pid_t root, int sig) {
 // Stops the job doing any work while its checkpoint becomes durable
 // (--stop), lets it go on, or ends it.
 void hold_job(const DumpSpec& s) {
-  if (!s.config->in_engine()) signal_tree(s.job_pid, SIGSTOP);  // a container is paused by dump_container
+  if (!s.config->traits().engine_checkpoints) signal_tree(s.job_pid, SIGSTOP);  // a container is paused by dump_container
 }
 void release_job(const DumpSpec& s) {
-  if (s.config->in_engine())
+  if (s.config->traits().engine_checkpoints)
     resume_container(*s.config, *s.dir);
   else if (!s.tcp_established)  // CRIU killed it under its network lock
     signal_tree(s.job_pid, SIGCONT);
 }
 void end_job(const DumpSpec& s) {
-  if (s.config->in_engine())
+  if (s.config->traits().engine_checkpoints)
     stop_container(*s.config);
   else
     ::kill(s.job_pid, SIGKILL);
@@ -69,7 +69,7 @@ bool out_of_room(const Error& e) { return kind_of(e) == ErrorKind::no_space; }
 
 struct Dumped {
   double frozen = 0, resumed = 0;
-  nlohmann::json job_state = nlohmann::json::object();
+  RestoreRecord record;
   store::Digests digests;  // of the page images, hashed while CRIU wrote them
 };
 
@@ -80,14 +80,15 @@ Result<Dumped> dump_container_into(DumpSpec& s, const store::Pending& p) {
   auto c = dump_container(*s.config, *s.dir, p.dir, s.tcp_established, s.stop);
   d.resumed = sys::now();
   if (!c) return c.error();
-  d.job_state["container"] = {{"engine", s.config->engine}, {"log_cut", c->log_cut}, {"blocked_ip", c->ip}};
-  d.job_state["outputs"] = {{"stdout", {{"size", c->out}}}, {"stderr", {{"size", c->err}}}};
+  d.record.container = ContainerCut{s.config->traits().name, c->log_cut, c->ip};
+  d.record.outputs["stdout"].size = c->out;
+  d.record.outputs["stderr"].size = c->err;
   return d;
 }
 
 // One CRIU dump of the job into p.dir.
 Result<Dumped> dump_into(DumpSpec& s, const store::Pending& p, uint64_t expected) {
-  if (s.config->in_engine()) return dump_container_into(s, p);
+  if (s.config->traits().engine_checkpoints) return dump_container_into(s, p);
   auto images = sys::open_dir(p.dir + "/" + store::kImagesDir);
   if (!images) return images.error();
   auto work = sys::open_dir(p.dir);
@@ -112,7 +113,7 @@ Result<Dumped> dump_into(DumpSpec& s, const store::Pending& p, uint64_t expected
   // With established TCP connections and --stop, let CRIU kill the job
   // while its network is still locked, so no peer sees it move on.
   req.leave_running = !(s.stop && s.tcp_established);
-  if (s.config->engine == "apptainer") {
+  if (s.config->traits().mounts_at_dump) {
     auto root = apptainer_root(*s.config, *s.dir, s.init_path);
     if (!root) return root.error();
     req.external = dump_externals(*root);
@@ -121,20 +122,18 @@ Result<Dumped> dump_into(DumpSpec& s, const store::Pending& p, uint64_t expected
   req.notify = [&](const std::string& script, pid_t) -> Status {
     if (script == "pre-dump") d.frozen = sys::now();
     if (script != "post-dump") return {};
-    nlohmann::json outputs = nlohmann::json::object();
     for (Output* o : s.outputs) {
       CRYO_TRY(drain(*o));
       auto st = sys::fstat(o->log.get(), o->name + ".log");
       if (!st) return st.error();
       auto key = pipe_key(*o);
       if (!key) return key.error();
-      outputs[o->name] = {{"size", st->st_size}, {"pipe", *key}};
+      d.record.outputs[o->name] = {static_cast<uint64_t>(st->st_size), *key};
     }
-    d.job_state["outputs"] = outputs;
     auto files = save_written_files(s.job_pid, p.dir);
     if (!files) return files.error();
-    d.job_state["files"] = to_json(*files);
-    if (s.at_post_dump) CRYO_TRY(s.at_post_dump(d.job_state));
+    d.record.files = std::move(*files);
+    if (s.at_post_dump) CRYO_TRY(s.at_post_dump(d.record));
     fault_point(s.post_dump_fault);
     // A job stopping at this checkpoint does no more work while it becomes
     // durable: the signal waits until CRIU lets the tasks go.
@@ -209,7 +208,7 @@ Result<Dump> dump_job(DumpSpec& s) {
   auto resumed = [&] {
     if (s.resumed) s.resumed();
   };
-  uint64_t expected = tree_rss(s.config->in_engine() ? container_pid(dir) : s.job_pid);
+  uint64_t expected = tree_rss(s.config->traits().engine_checkpoints ? container_pid(dir) : s.job_pid);
   auto pending = store::begin_dump(dir, s.tier, expected, s.criu && s.criu->armed() ? s.armed_dir : "");
   if (!pending) {
     resumed();
@@ -245,8 +244,8 @@ Result<Dump> dump_job(DumpSpec& s) {
   m.frozen_seconds = d->frozen > 0 ? d->resumed - d->frozen : d->resumed - t_start;
   m.dump_seconds = d->resumed - t_start;
   m.dumped_to = pending->fast ? "fast" : "store";
-  m.job_state = d->job_state;
-  m.job_state["tcp_established"] = s.tcp_established;
+  d->record.tcp_established = s.tcp_established;
+  m.job_state = to_json(d->record);
   auto staged = store::end_dump(*pending, m);
   if (!staged) {
     store::abort_dump(*pending);
@@ -275,12 +274,12 @@ int take_checkpoint(CheckpointRun& run) {
   };
 
   // A container's output is cut by its log, not by the pipes: let it flow.
-  if (s.config->in_engine()) notify(run.notify_fd, 'r');
+  if (s.config->traits().engine_checkpoints) notify(run.notify_fd, 'r');
   // Output flows again once CRIU lets the job go; a job stopping here keeps
   // its later output unread: the supervisor drops it when the job is
   // killed, since the restored job writes it again.
   s.resumed = [&] {
-    if (!s.stop && !s.config->in_engine()) notify(run.notify_fd, 'r');
+    if (!s.stop && !s.config->traits().engine_checkpoints) notify(run.notify_fd, 'r');
   };
   s.progress_fd = run.client_fd;
   auto dumped = dump_job(s);

@@ -36,6 +36,7 @@
 #include "store/follow.h"
 #include "job/config.h"
 #include "job/output.h"
+#include "job/record.h"
 #include "store/staging.h"
 #include "store/store.h"
 
@@ -69,8 +70,8 @@ struct DumpSpec {
   // network namespace).
   std::vector<std::string> external;
   // At CRIU's post-dump notification, after the outputs and the written
-  // files: more of what the restore needs, into the job state.
-  std::function<Status(nlohmann::json& job_state)> at_post_dump;
+  // files: more of what the restore needs, into its record.
+  std::function<Status(RestoreRecord& record)> at_post_dump;
   const char* post_dump_fault = "checkpoint.post_dump";
   int progress_fd = -1;  // the dump's progress goes here, if >= 0
   // Once CRIU has let the tree go again, or failed to dump it.

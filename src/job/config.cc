@@ -27,13 +27,31 @@ Result<nlohmann::json> load_json(const std::string& path) {
 }
 }  // namespace
 
+const KindTraits& kind_traits(Kind k) {
+  static const KindTraits process{"", false, false}, apptainer{"apptainer", false, true},
+      podman{"podman", true, false}, docker{"docker", true, false};
+  switch (k) {
+    case Kind::process: return process;
+    case Kind::apptainer: return apptainer;
+    case Kind::podman: return podman;
+    case Kind::docker: return docker;
+  }
+  return process;
+}
+
+Result<Kind> parse_kind(const std::string& name) {
+  for (Kind k : {Kind::process, Kind::apptainer, Kind::podman, Kind::docker})
+    if (name == kind_traits(k).name) return k;
+  return make_error(ErrorKind::corrupt, "unknown kind of job '" + name + "'");
+}
+
 Status save_config(const store::JobDir& dir, const JobConfig& c) {
   nlohmann::json j = {{"name", c.name},   {"command", c.command}, {"cwd", c.cwd},
                       {"created", c.created}, {"uid", c.uid},     {"host", c.host},
                       {"every", c.every}, {"keep", c.keep},       {"checkpoint_on", c.checkpoint_on},
                       {"tcp_established", c.tcp_established}, {"private_net", c.private_net},
-                      {"private_ipc", c.private_ipc}, {"mpi", c.mpi}, {"slurm_job_id", c.slurm_job_id},
-                      {"engine", c.engine}, {"image", c.image}, {"engine_options", c.engine_options},
+                      {"private_ipc", c.private_ipc}, {"mpi", c.mpi == Mpi::none ? "" : mpi_name(c.mpi)}, {"slurm_job_id", c.slurm_job_id},
+                      {"engine", c.traits().name}, {"image", c.image}, {"engine_options", c.engine_options},
                       {"nodes", c.nodes}, {"nodes_from_slurm", c.nodes_from_slurm}, {"part_net", c.part_net},
                       {"bridge", c.bridge}};
   auto key = store::SigningKey::load(store::key_path(), true);
@@ -63,8 +81,14 @@ Result<JobConfig> load_config(const store::JobDir& dir, bool signed_only) {
     c.private_net = j->at("private_net");
     c.slurm_job_id = j->value("slurm_job_id", "");
     c.private_ipc = j->value("private_ipc", false);
-    c.mpi = j->value("mpi", "");
-    c.engine = j->value("engine", "");
+    if (std::string mpi = j->value("mpi", ""); !mpi.empty()) {
+      auto m = parse_mpi(mpi);
+      if (!m) return m.error().context("'" + dir.file(store::JobFile::config) + "'");
+      c.mpi = *m;
+    }
+    auto kind = parse_kind(j->value("engine", ""));
+    if (!kind) return kind.error().context("'" + dir.file(store::JobFile::config) + "'");
+    c.kind = *kind;
     c.image = j->value("image", "");
     c.engine_options = j->value("engine_options", std::vector<std::string>{});
     c.nodes = j->value("nodes", std::vector<std::string>{});

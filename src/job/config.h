@@ -9,9 +9,27 @@
 #include <vector>
 
 #include "base/result.h"
+#include "job/mpi.h"
 #include "store/store.h"
 
 namespace cryo::job {
+
+// Where a job runs, which decides how it is launched, dumped and restored.
+// A kind's behaviour is its row in kind_traits (config.cc) and its own
+// files; the rest of cryo asks the traits, never the kind's name.
+enum class Kind {
+  process,    // under cryo-init (job/launch.h), dumped by CRIU
+  apptainer,  // an Apptainer image's root under cryo-init, dumped by CRIU with its mounts (job/apptainer.h)
+  podman,     // a container that its engine checkpoints (job/container.h)
+  docker,
+};
+struct KindTraits {
+  const char* name;         // in job.json ("" for a process, as before kinds had names)
+  bool engine_checkpoints;  // an engine dumps and restores it; its output is cut by its log
+  bool mounts_at_dump;      // CRIU gets its mounts and root at each dump and restore
+};
+const KindTraits& kind_traits(Kind k);
+Result<Kind> parse_kind(const std::string& name);
 
 struct JobConfig {
   std::string name;
@@ -26,15 +44,14 @@ struct JobConfig {
   bool tcp_established = false;
   bool private_net = false;
   bool private_ipc = false;
-  std::string mpi;               // "openmpi", "mpich", "" = not an MPI job
+  Mpi mpi = Mpi::none;
   std::string slurm_job_id;      // the Slurm job it belongs to, "" = none
-  // Where it runs: "" under cryo-init; "podman" or "docker": in a container
-  // of that engine (job/container.h), from `image`, with `engine_options`
-  // added to its 'run'; "apptainer": an Apptainer container under cryo-init.
-  std::string engine;
+  // Where it runs; a container's `image`, and `engine_options` added to
+  // its engine's 'run'.
+  Kind kind = Kind::process;
   std::string image;
   std::vector<std::string> engine_options;
-  bool in_engine() const { return engine == "podman" || engine == "docker"; }
+  const KindTraits& traits() const { return kind_traits(kind); }
   // A multi-node job (src/coord/): its agents (IP:PORT, part k on the
   // k-th), the parts' network and the bridge that joins them.
   std::vector<std::string> nodes;

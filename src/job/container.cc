@@ -22,7 +22,7 @@ namespace cryo::job {
 namespace {
 
 container::Engine engine_of(const JobConfig& c) {
-  return container::Engine(c.engine == "docker" ? container::Kind::docker : container::Kind::podman);
+  return container::Engine(c.kind == Kind::docker ? container::Kind::docker : container::Kind::podman);
 }
 
 // Where the hook finds the container's log (written at every start).
@@ -190,14 +190,14 @@ container::RunSpec container_spec(const JobConfig& c, const store::JobDir& dir) 
   s.command = c.command;
   s.options = c.engine_options;
   s.env = {"CRYO_JOB=" + c.name};
-  if (c.engine == "podman") s.criu_config = dir.file(store::JobFile::criu_conf);
+  if (c.kind == Kind::podman) s.criu_config = dir.file(store::JobFile::criu_conf);
   return s;
 }
 
 Result<Launched> launch_container(const JobConfig& c, const store::JobDir& dir) {
   container::Engine engine = engine_of(c);
   CRYO_TRY(engine.check_image(c.image));
-  if (c.engine == "podman") CRYO_TRY(write_hook(dir));
+  if (c.kind == Kind::podman) CRYO_TRY(write_hook(dir));
   CRYO_TRY(engine.remove(container_name(c.name)));  // left over from an earlier job of this name
   CRYO_TRY(engine.run(container_spec(c, dir)));
   auto info = engine.inspect(container_name(c.name));
@@ -227,7 +227,7 @@ Result<ContainerDump> dump_container(const JobConfig& c, const store::JobDir& jo
     }
     return e;
   };
-  if (c.engine == "podman") {
+  if (c.kind == Kind::podman) {
     ::unlink(job.file(store::JobFile::container_cut).c_str());
     if (stop) CRYO_TRY(sys::write_file_atomic(job.file(store::JobFile::container_stopping), "", 0600, false));
     if (auto st = engine.checkpoint(name, dir, tcp); !st) return failed(st.error());
@@ -275,7 +275,7 @@ Result<Launched> restore_container(const JobConfig& c, const store::JobDir& job,
                                    uint64_t log_cut, const std::string& blocked_ip) {
   container::Engine engine = engine_of(c);
   CRYO_TRY(engine.check_image(c.image));
-  if (c.engine == "podman") CRYO_TRY(write_hook(job));
+  if (c.kind == Kind::podman) CRYO_TRY(write_hook(job));
   // On another node, the restored container's address needs the same block
   // until its sockets are back.
   if (!blocked_ip.empty()) CRYO_TRY(block_traffic(c.name, blocked_ip, true));
@@ -291,7 +291,7 @@ Result<Launched> restore_container(const JobConfig& c, const store::JobDir& job,
   if (!info) return info.error();
   CRYO_TRY(save_container_info(job, *info));
   // Podman's restored log starts with the checkpoint's (cut there); Docker's is new.
-  return start_watcher(c, job, info->log_path, c.engine == "podman" ? log_cut : 0);
+  return start_watcher(c, job, info->log_path, c.kind == Kind::podman ? log_cut : 0);
 }
 
 int criu_hook(const std::string& job_dir, const std::string& action, const std::string& pid) {

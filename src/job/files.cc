@@ -160,20 +160,4 @@ Status put_back_files(const std::vector<SavedFile>& files, const std::string& ck
   return {};
 }
 
-nlohmann::json to_json(const std::vector<SavedFile>& files) {
-  nlohmann::json a = nlohmann::json::array();
-  for (const auto& f : files)
-    a.push_back({{"path", f.path}, {"saved_as", f.saved_as}, {"size", f.size},
-                 {"mode", f.mode}, {"uid", f.uid}, {"gid", f.gid}, {"fifo", f.fifo}});
-  return a;
-}
-
-std::vector<SavedFile> saved_files_from_json(const nlohmann::json& j) {
-  std::vector<SavedFile> out;
-  for (const auto& f : j)
-    out.push_back({f.at("path"), f.at("saved_as"), f.at("size"), f.at("mode"), f.at("uid"), f.at("gid"),
-                   f.value("fifo", false)});
-  return out;
-}
-
 }  // namespace cryo::job

@@ -38,7 +38,5 @@ Result<std::vector<SavedFile>> save_written_files(pid_t root, const std::string&
 // Puts the saved copies back in place.  The error names the file.
 Status put_back_files(const std::vector<SavedFile>& files, const std::string& ckpt_dir);
 
-nlohmann::json to_json(const std::vector<SavedFile>& files);
-std::vector<SavedFile> saved_files_from_json(const nlohmann::json& j);
 
 }  // namespace cryo::job

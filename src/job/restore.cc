@@ -27,12 +27,13 @@ Status RestoredOutputs::cut_logs() {
   return {};
 }
 
-Result<RestoredOutputs> restored_outputs(const store::JobDir& dir, const std::string& id, const nlohmann::json& outputs,
-                                         bool pipes, bool tee) {
+Result<RestoredOutputs> restored_outputs(const store::JobDir& dir, const std::string& id,
+                                         const std::map<std::string, OutputCut>& outputs, bool pipes, bool tee) {
   RestoredOutputs r;
   for (const char* name : {"stdout", "stderr"}) {
-    if (!outputs.contains(name)) continue;
-    uint64_t size = outputs[name].at("size");
+    auto cut = outputs.find(name);
+    if (cut == outputs.end()) continue;
+    uint64_t size = cut->second.size;
     std::string log = dir.output_log(name);
     auto fd = sys::open(log, O_WRONLY | O_CREAT, 0600);
     if (!fd) return fd.error();
@@ -47,7 +48,9 @@ Result<RestoredOutputs> restored_outputs(const store::JobDir& dir, const std::st
     int p[2];
     if (::pipe2(p, O_CLOEXEC) < 0) return sys_error("cannot create a pipe");
     UniqueFd rd(p[0]), wr(p[1]);
-    r.inherit.emplace_back(outputs[name].at("pipe").get<std::string>(), wr.get());
+    if (cut->second.pipe.empty())
+      return make_error(ErrorKind::corrupt, "checkpoint " + id + " names no pipe for the job's " + name);
+    r.inherit.emplace_back(cut->second.pipe, wr.get());
     auto o = open_output(dir.path(), name, std::move(rd), tee ? (std::string(name) == "stdout" ? 1 : 2) : -1);
     if (!o) return o.error();
     r.outputs.push_back(std::move(*o));
@@ -120,7 +123,7 @@ Status with_checkpoint_files(const store::JobDir& dir, const store::FastTier& ti
                              const store::ProgressFn& progress,
                              const std::function<Status(store::Materialized&, bool* pages_damaged)>& attempt,
                              std::string* warning) {
-  bool defer = may_defer && m.job_state.value("files", nlohmann::json::array()).empty();
+  bool defer = may_defer;
   double t0 = sys::now();
   auto files = store::materialize(dir, tier, id, m, prefer_fast, progress, defer);
   if (!files) return files.error();
@@ -148,21 +151,23 @@ Status with_checkpoint_files(const store::JobDir& dir, const store::FastTier& ti
 namespace {
 
 // One attempt at restoring checkpoint run.id from the laid-out files.
-Result<Restored> restore_from(RestoreRun& run, const store::Manifest& m, store::Materialized& files,
-                              bool* pages_damaged, const std::function<Status()>& criu_ready) {
+Result<Restored> restore_from(RestoreRun& run, const store::Manifest& m, const RestoreRecord& record,
+                              store::Materialized& files, bool* pages_damaged,
+                              const std::function<Status()>& criu_ready) {
   store::JobDir& dir = *run.dir;
-  bool in_engine = run.config->in_engine();
+  bool in_engine = run.config->traits().engine_checkpoints;
   Restored r;
   r.source = files.source;
   // The container's watcher makes the pipes.
-  auto outputs = restored_outputs(dir, run.id, m.job_state.at("outputs"), !in_engine, run.tee);
+  auto outputs = restored_outputs(dir, run.id, record.outputs, !in_engine, run.tee);
   if (!outputs) return outputs.error();
   if (in_engine) {
     CRYO_TRY(criu_ready());
     CRYO_TRY(outputs->cut_logs());
-    const auto& c = m.job_state.at("container");
-    auto launched = restore_container(*run.config, dir, files.dir, m.job_state.value("tcp_established", false),
-                                      c.at("log_cut").get<uint64_t>(), c.value("blocked_ip", ""));
+    if (!record.container)
+      return make_error(ErrorKind::corrupt, "checkpoint " + run.id + " is not a container's: it records no log cut");
+    auto launched = restore_container(*run.config, dir, files.dir, record.tcp_established, record.container->log_cut,
+                                      record.container->blocked_ip);
     if (!launched) return launched.error();
     r.pid = launched->pid;
     for (auto [name, fd] : {std::pair{"stdout", &launched->out}, std::pair{"stderr", &launched->err}}) {
@@ -175,16 +180,14 @@ Result<Restored> restore_from(RestoreRun& run, const store::Manifest& m, store::
   // Whether CRIU is fit to restore is known before anything on the node
   // changes: before the MPI or Apptainer set-up, else before the job's
   // files go back (while CRIU starts).
-  if (!run.config->mpi.empty() || run.config->engine == "apptainer") CRYO_TRY(criu_ready());
+  if (run.config->mpi != Mpi::none || run.config->traits().mounts_at_dump) CRYO_TRY(criu_ready());
   // MPI jobs: their shared-memory files go back into these.
   // Open MPI jobs restore one at a time: concurrent restores collide on
   // those files (shared/docs/platform.md).
   UniqueFd mpi_lock;
-  if (!run.config->mpi.empty()) {
-    auto mpi = parse_mpi(run.config->mpi);
-    if (!mpi) return mpi.error();
-    CRYO_TRY(prepare_mpi_dirs(*mpi, run.config->name, dir.file(store::JobFile::mpi)));
-    if (*mpi == Mpi::openmpi) {
+  if (run.config->mpi != Mpi::none) {
+    CRYO_TRY(prepare_mpi_dirs(run.config->mpi, run.config->name, dir.file(store::JobFile::mpi)));
+    if (run.config->mpi == Mpi::openmpi) {
       CRYO_TRY(sys::mkdir_p("/run/cryo", 0755));
       auto l = sys::open("/run/cryo/mpi-restore.lock", O_RDWR | O_CREAT, 0600);
       if (!l) return l.error();
@@ -199,9 +202,9 @@ Result<Restored> restore_from(RestoreRun& run, const store::Manifest& m, store::
   if (!init) return init.error();
 
   criu::RestoreRequest req;
-  req.tcp_established = m.job_state.value("tcp_established", false);
+  req.tcp_established = record.tcp_established;
   req.inherit = outputs->inherit;
-  if (run.config->engine == "apptainer") {
+  if (run.config->traits().mounts_at_dump) {
     auto root = apptainer_root(*run.config, dir, *init);
     if (!root) return root.error();
     req.external = restore_externals(*root);
@@ -209,7 +212,7 @@ Result<Restored> restore_from(RestoreRun& run, const store::Manifest& m, store::
   }
   if (run.progress) run.progress("restoring", 0, m.total_bytes);
   double t1 = sys::now();
-  auto saved = saved_files_from_json(m.job_state.value("files", nlohmann::json::array()));
+  const auto& saved = record.files;
   auto pid = criu_restore(run.criu_path, run.id, req, files, dir.file(store::JobFile::restore_logs), [&] { return outputs->cut_logs(); },
                           pages_damaged, [&]() -> Status {
                             CRYO_TRY(criu_ready());
@@ -229,6 +232,8 @@ Result<Restored> restore_job(RestoreRun& run) {
   store::JobDir& dir = *run.dir;
   auto m = store::load_signed_manifest(dir, run.id);
   if (!m) return m.error();
+  auto record = restore_record(*m);
+  if (!record) return record.error();
   // Is CRIU there and new enough?  Asked while the checkpoint is checked
   // and the restore is prepared; the answer is awaited only once CRIU has
   // started for the restore, before it is asked to restore.
@@ -245,9 +250,9 @@ Result<Restored> restore_job(RestoreRun& run) {
   std::optional<Restored> out;
   std::string warning;
   Status st = with_checkpoint_files(
-      dir, run.tier, run.id, *m, run.prefer_fast, !run.config->in_engine(), run.progress,
+      dir, run.tier, run.id, *m, run.prefer_fast, !run.config->traits().engine_checkpoints && record->files.empty(), run.progress,
       [&](store::Materialized& files, bool* pages_damaged) -> Status {
-        auto r = restore_from(run, *m, files, pages_damaged, criu_ready);
+        auto r = restore_from(run, *m, *record, files, pages_damaged, criu_ready);
         if (!r) return r.error();
         CRYO_TRY(criu_ready());
         r->criu_version = (*version)->text();

@@ -18,6 +18,7 @@
 #include "criu/client.h"
 #include "job/config.h"
 #include "job/output.h"
+#include "job/record.h"
 #include "store/reader.h"
 #include "store/staging.h"
 #include "store/store.h"
@@ -62,8 +63,8 @@ struct RestoredOutputs {
   std::vector<std::pair<UniqueFd, uint64_t>> logs;  // each log, and its size at the checkpoint
   Status cut_logs();
 };
-Result<RestoredOutputs> restored_outputs(const store::JobDir& dir, const std::string& id, const nlohmann::json& outputs,
-                                         bool pipes, bool tee);
+Result<RestoredOutputs> restored_outputs(const store::JobDir& dir, const std::string& id,
+                                         const std::map<std::string, OutputCut>& outputs, bool pipes, bool tee);
 
 // Has CRIU restore checkpoint id, laid out in `files`, as a child of this
 // process (req's directories, log file and the fds CRIU keeps for
@@ -81,8 +82,8 @@ Result<pid_t> criu_restore(const std::string& criu_path, const std::string& id, 
                            const std::function<Status()>& before_request = {});
 
 // Lays out checkpoint id of a job whose manifest is m (store::materialize)
-// and runs attempt on the files.  With may_defer, and no saved files to
-// put back first (they would be put back from unchecked bytes), a fast
+// and runs attempt on the files.  With may_defer (the caller has no saved
+// files to put back first: they would be put back from unchecked bytes), a fast
 // copy's page images are left to be checked while CRIU reads them, and
 // the store's copy is streamed to CRIU (store/stream.h).  If
 // the attempt failed because the fast copy's pages were damaged, the

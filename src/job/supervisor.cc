@@ -302,7 +302,7 @@ void Supervisor::reply_status(int fd) {
   st->set_job_pid(s_.state.job_pid);
   st->set_started(s_.state.since);
   if (w_.next_checkpoint > 0) st->set_next_checkpoint(w_.next_checkpoint);
-  st->set_rss_bytes(tree_rss(s_.config.in_engine() ? container_pid(dir_) : s_.state.job_pid));
+  st->set_rss_bytes(tree_rss(s_.config.traits().engine_checkpoints ? container_pid(dir_) : s_.state.job_pid));
   (void)send_message(fd, r);
 }
 
@@ -404,7 +404,7 @@ void Supervisor::worker_ended(pid_t pid, int status) {
       // The job was killed at its checkpoint; what is left in the pipes it
       // wrote after the dump, and will write again after the restore.  (A
       // container's output is cut at its log instead: read it to the end.)
-      if (!s_.config.in_engine())
+      if (!s_.config.traits().engine_checkpoints)
         for (auto& o : s_.outputs) o.eof = true;
     } else {
       gated_ = false;
@@ -450,7 +450,7 @@ void Supervisor::job_ended(int status) {
 }
 
 void Supervisor::prepare_criu() {
-  if (spare_criu_ || job_done_ || stopping() || s_.config.in_engine()) return;
+  if (spare_criu_ || job_done_ || stopping() || s_.config.traits().engine_checkpoints) return;
   // Without it, the next worker starts its own CRIU, and reports why not.
   if (auto s = criu::Session::start(s_.criu_path)) {
     spare_criu_.emplace(std::move(*s));
@@ -464,7 +464,7 @@ void Supervisor::prepare_criu() {
 // another CRIU.  Jobs in Apptainer name their mounts at each dump, so theirs
 // stays a plain spare; so does any that cannot be armed.
 void Supervisor::arm_criu() {
-  if (!s_.config.engine.empty() || !s_.tier.enabled()) return;
+  if (s_.config.kind != Kind::process || !s_.tier.enabled()) return;
   auto dir = store::make_armed_dir(dir_, s_.tier);
   if (!dir) return;
   auto images = sys::open_dir(*dir + "/" + store::kImagesDir);
@@ -539,7 +539,7 @@ int Supervisor::finish() {
     for (const auto& d : store::fast_dirs(s_.tier, dir_)) (void)sys::remove_tree(d);
   // An MPI job's live files: the checkpoints hold their contents, and a
   // restore puts them back.
-  if (!s_.config.mpi.empty()) {
+  if (s_.config.mpi != Mpi::none) {
     (void)sys::remove_tree(mpi_shm_dir(s_.config.name));
     (void)sys::remove_tree(dir_.file(store::JobFile::mpi));
   }
