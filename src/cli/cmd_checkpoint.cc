@@ -15,7 +15,7 @@ struct Options : app::CheckpointRequest {
 
 int checkpoint(const Globals& g, Options& o) {
   Progress progress;
-  o.progress = [&](const std::string& phase, uint64_t done, uint64_t total) { progress.update(phase, done, total); };
+  o.progress = progress.fn();
   auto done = app::request_checkpoint(g, o);
   progress.finish();
   if (!done) return fail(done.error());

@@ -34,7 +34,7 @@ void add_restore_verb(CLI::App& app, Globals& g) {
   cmd->add_flag("--no-slurm", o->no_slurm, "Inside a Slurm job, behave as outside (no requeue at the time limit)");
   cmd->callback([&g, o] {
     Progress progress;
-    o->progress = [&](const std::string& phase, uint64_t done, uint64_t total) { progress.update(phase, done, total); };
+    o->progress = progress.fn();
     auto code = app::continue_job(g, *o);
     progress.finish();
     g_exit_code = code ? *code : fail(code.error());

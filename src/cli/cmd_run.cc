@@ -47,7 +47,7 @@ void add_run_verb(CLI::App& app, Globals& g) {
               "  exec cryo run -- ./solver input.dat      # as a Slurm batch script's last line");
   cmd->callback([&g, o] {
     Progress progress;
-    o->progress = [&](const std::string& phase, uint64_t done, uint64_t total) { progress.update(phase, done, total); };
+    o->progress = progress.fn();
     auto code = app::start_job(g, *o);
     progress.finish();
     g_exit_code = code ? *code : fail(code.error());

@@ -30,7 +30,7 @@ int verify(const Globals& g, const std::string& name, std::string id, bool all) 
   int bad = 0;
   for (const auto& i : ids) {
     Progress progress;
-    auto st = store::verify(*dir, i, [&](const std::string& phase, uint64_t d, uint64_t t) { progress.update(phase, d, t); });
+    auto st = store::verify(*dir, i, progress.fn());
     // A multi-node job's checkpoint is its parts' checkpoints.
     auto m = st ? dir->load_manifest(i) : Result<store::Manifest>(st.error());
     auto record = m ? job::restore_record(*m) : Result<job::RestoreRecord>(m.error());
@@ -38,7 +38,7 @@ int verify(const Globals& g, const std::string& name, std::string id, bool all) 
     if (st && record->coordinated)
       for (const auto& p : record->parts) {
         st = store::verify(dir->part(p.index), p.checkpoint,
-                           [&](const std::string& phase, uint64_t d, uint64_t t) { progress.update(phase, d, t); });
+                           progress.fn());
         if (!st) {
           st = st.error().context(fmt::format("part {} of checkpoint {}", p.index, i));
           break;

@@ -41,7 +41,7 @@ int exit_status(ErrorKind kind) {
 
 void recover_with_progress(const Globals& g, const store::JobDir& dir) {
   Progress progress;
-  app::recover(g, dir, [&](const std::string& phase, uint64_t d, uint64_t t) { progress.update(phase, d, t); });
+  app::recover(g, dir, progress.fn());
 }
 
 void print_json(const nlohmann::json& j) { std::printf("%s\n", j.dump(2).c_str()); }

@@ -55,6 +55,10 @@ class Progress {
   ~Progress() { finish(); }
   void update(const std::string& phase, uint64_t done, uint64_t total);
   void finish();
+  // update() as a store::ProgressFn, for a use case to report through.
+  store::ProgressFn fn() {
+    return [this](const std::string& phase, uint64_t done, uint64_t total) { update(phase, done, total); };
+  }
 
  private:
   bool tty_;

@@ -78,7 +78,8 @@ struct Key {
 };
 
 Error bad_value(const std::string& file, const toml::node& n, const std::string& key, const std::string& what) {
-  return make_error(ErrorKind::config, fmt::format("{}:{}: '{}' must be {}", file, n.source().begin.line, key, what));
+  return make_error(ErrorKind::config, fmt::format("{}:{}: '{}' must be {}", file, n.source().begin.line, key, what))
+      .with_hint("docs/admin.md lists the keys of cryo.conf and their values");
 }
 
 Key string_key(const char* section, const char* name, std::string Settings::*field, const std::string& file) {

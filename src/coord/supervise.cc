@@ -15,6 +15,7 @@
 #include "base/duration.h"
 #include "base/sys.h"
 #include "job/control.h"
+#include "job/allocation.h"
 #include "job/events.h"
 #include "job/record.h"
 #include "coord/agent.h"
@@ -41,8 +42,10 @@ class Loop {
   store::JobDir& dir_;
   Coordinator& c_;
   job::Watched w_;
-  bool done_ = false, stopped_ = false, requeue_ = false;
+  std::optional<job::SlurmAllocation> alloc_;  // inside a Slurm batch job
+  bool done_ = false, stopped_ = false;
   int status_ = 0;
+  double last_checkpoint_seconds_ = 0;
   // Under Slurm, part 0's output goes on to ours (the Slurm output file) as
   // it grows: from where the logs stand when this supervisor starts.
   uint64_t teed_[2] = {0, 0};
@@ -77,6 +80,8 @@ Result<std::string> Loop::checkpoint(bool stop) {
                                format_duration(t.commit), format_duration(t.frozen),
                                stop ? "; job stopped, continue it with 'cryo restore " + dir_.name() + "'" : ""),
              s_.quiet);
+  last_checkpoint_seconds_ = t.total;
+  if (alloc_) alloc_->checkpoint_taken(t.total, s_.state);
   if (auto removed = retain_parts(dir_, s_.config.keep); !removed)
     job::event(dir_, "warning: retention failed: " + removed.error().message + "; every checkpoint is kept", s_.quiet);
   else
@@ -139,24 +144,17 @@ void Loop::on_control() {
 // stops at a checkpoint, and the next allocation continues from it.  A
 // cancel's SIGTERM ends the job.
 void Loop::on_slurm_end(int sig) {
-  const std::string& id = s_.slurm->job_id;
-  if (sig == SIGTERM)
-    if (auto why = slurm::why_terminated(id); why && *why == slurm::Ending::cancelled) {
-      job::event(dir_, fmt::format("Slurm job {} was cancelled: ending the job without requeueing it", id), s_.quiet);
-      c_.stop_all();
-      ended(W_EXITCODE(0, SIGTERM));
-      return;
-    }
-  job::event(dir_, fmt::format("received SIG{} from Slurm: checkpointing every part, stopping and requeueing Slurm job {}",
-                               sigabbrev_np(sig), id), s_.quiet);
-  if (checkpoint(true)) {
-    requeue_ = true;
+  if (sig == SIGTERM && alloc_->cancelled()) {
+    c_.stop_all();
+    ended(W_EXITCODE(0, SIGTERM));
     return;
   }
-  // The job would die at the limit anyway: end it, and continue from the
-  // latest checkpoint if there is one.
-  auto latest = dir_.latest_id();
-  requeue_ = latest && !latest->empty();
+  if (!alloc_->begin_end()) return;
+  job::event(dir_, alloc_->end_line(sig, "checkpointing every part, stopping and requeueing Slurm job " +
+                                             alloc_->env().job_id), s_.quiet);
+  if (checkpoint(true)) return;
+  // The job would die at the limit anyway: end it; finish() requeues it to
+  // continue from the latest checkpoint, if there is one.
   c_.stop_all();
   ended(W_EXITCODE(0, SIGKILL));
 }
@@ -170,6 +168,11 @@ int Loop::run() {
   w_ = job::start_watching(dir_, s_.config, {SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGPIPE}, s_.state,
                            s_.quiet);
   s_.state.state = job::State::running;
+  if (s_.slurm) {
+    if (s_.config.checkpoint_on.empty()) s_.config.checkpoint_on = "USR1";
+    alloc_.emplace(*s_.slurm, dir_, s_.config.checkpoint_on, s_.quiet);
+    alloc_->begin(s_.state);
+  }
   (void)job::save_state(dir_, s_.state);
   // A restored job's output goes on from where part 0's checkpoint cut it.
   if (s_.state.restores > 0)
@@ -190,7 +193,7 @@ int Loop::run() {
       signalfd_siginfo si;
       while (::read(w_.signals.get(), &si, sizeof si) == sizeof si) {
         int sig = static_cast<int>(si.ssi_signo);
-        if (s_.slurm && (sig == w_.checkpoint_signal || sig == SIGTERM)) {
+        if (alloc_ && (sig == w_.checkpoint_signal || sig == SIGTERM)) {
           on_slurm_end(sig);
         } else if (sig == w_.checkpoint_signal) {
           job::event(dir_, fmt::format("received {}: checkpointing", s_.config.checkpoint_on), s_.quiet);
@@ -253,17 +256,8 @@ int Loop::finish() {
   }
   if (w_.control.valid()) ::unlink(dir_.file(store::JobFile::control).c_str());
   coord::stop_slurm_agents(s_.srun);
+  if (alloc_) return alloc_->finish(st, code, stopped_, last_checkpoint_seconds_);
   (void)job::save_state(dir_, st);
-  if (s_.slurm && requeue_) {
-    auto latest = dir_.latest_id();
-    if (auto r = slurm::requeue(s_.slurm->job_id); !r) {
-      job::event(dir_, fmt::format("cannot requeue Slurm job {}: {}", s_.slurm->job_id, r.error().message), s_.quiet);
-      return code;
-    }
-    job::event(dir_, fmt::format("Slurm job {} requeued; its next allocation restores checkpoint {}", s_.slurm->job_id,
-                                 latest ? *latest : "?"), s_.quiet);
-    return 0;
-  }
   return code;
 }
 

@@ -18,6 +18,7 @@
 #include "base/duration.h"
 #include "base/log.h"
 #include "base/sys.h"
+#include "job/allocation.h"
 #include "job/checkpoint.h"
 #include "job/container.h"
 #include "job/control.h"
@@ -48,9 +49,6 @@ class Supervisor {
  private:
   void on_signal();
   void on_slurm_end(int sig);
-  bool cancelled();
-  void warn_if_margin_short();
-  int finish_slurm(int code);
   void on_control();
   void start_checkpoint(int client_fd, bool stop, bool tcp, bool wait);
   void on_worker_note();
@@ -104,12 +102,9 @@ class Supervisor {
   int job_status_ = 0;
   bool stopped_ = false;
 
-  // Slurm: the allocation is ending.
-  bool ending_ = false;
-  bool cancelled_ = false;
-  bool stop_after_worker_ = false;  // a checkpoint was running when the signal came
-  double ending_since_ = 0;
-  double margin_ = 0;               // seconds left before the time limit, 0 = unknown
+  // Inside a Slurm batch job: its allocation.
+  std::optional<SlurmAllocation> alloc_;
+  bool stop_after_worker_ = false;  // a checkpoint was running when the allocation's end began
   double last_checkpoint_seconds_ = 0;
 };
 
@@ -118,15 +113,8 @@ int Supervisor::run() {
   w_ = start_watching(dir_, s_.config, {SIGCHLD, SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGCONT}, s_.state,
                       s_.quiet);
   if (s_.slurm) {
-    Allocation a;
-    a.job_id = s_.slurm->job_id;
-    a.restart = s_.slurm->restart_count;
-    a.nodes = s_.slurm->nodes;
-    a.host = s_.state.host;
-    a.start = s_.state.since;
-    a.restored_from = s_.state.restores > 0 ? s_.state.restored_from : "";
-    a.outcome = "running";
-    s_.state.allocations.push_back(a);
+    alloc_.emplace(*s_.slurm, dir_, s_.config.checkpoint_on, s_.quiet);
+    alloc_->begin(s_.state);
   }
   if (auto st = save_state(dir_, s_.state); !st)
     event(dir_, "warning: " + st.error().message + ", ignoring", s_.quiet);
@@ -194,9 +182,9 @@ void Supervisor::on_signal() {
           drop_spare_criu();  // it died waiting
         }
       }
-    } else if (s_.slurm && sig == SIGTERM && cancelled()) {
+    } else if (alloc_ && sig == SIGTERM && alloc_->cancelled()) {
       if (!job_done_) ::kill(s_.state.job_pid, sig);
-    } else if (s_.slurm && (sig == w_.checkpoint_signal || sig == SIGTERM)) {
+    } else if (alloc_ && (sig == w_.checkpoint_signal || sig == SIGTERM)) {
       on_slurm_end(sig);
     } else if (sig == w_.checkpoint_signal) {
       event(dir_, fmt::format("received {}: checkpointing", s_.config.checkpoint_on), s_.quiet);
@@ -210,50 +198,16 @@ void Supervisor::on_signal() {
 // The allocation is ending: the time-limit warning, a preemption (SIGTERM
 // with a grace time) or 'scancel -b -s USR1'.  Checkpoint and stop the
 // job; finish() requeues it.
-// SIGTERM from 'scancel JOBID' means the job is to end, not move on.
-bool Supervisor::cancelled() {
-  auto why = slurm::why_terminated(s_.slurm->job_id);
-  if (!why || *why != slurm::Ending::cancelled) return false;
-  if (!cancelled_) {
-    cancelled_ = true;
-    event(dir_, fmt::format("Slurm job {} was cancelled: ending the job without requeueing it; its checkpoints stay "
-                            "for 'cryo restore {}'", s_.slurm->job_id, dir_.name()), s_.quiet);
-  }
-  return true;
-}
-
 void Supervisor::on_slurm_end(int sig) {
-  if (ending_ || stopped_) return;
-  ending_ = true;
-  ending_since_ = sys::now();
-  std::string left;
-  if (auto end = slurm::end_time(s_.slurm->job_id); end && *end > ending_since_) {
-    margin_ = *end - ending_since_;
-    left = fmt::format(", {} before the time limit", format_duration(margin_));
-  } else if (end && *end > 0) {
-    left = " at the time limit";
-  }
+  if (stopped_ || !alloc_->begin_end()) return;
   if (job_done_) return;
-  event(dir_, fmt::format("received SIG{} from Slurm{}: checkpointing, stopping and requeueing Slurm job {}",
-                          sigabbrev_np(sig), left, s_.slurm->job_id), s_.quiet);
+  event(dir_, alloc_->end_line(sig, "checkpointing, stopping and requeueing Slurm job " + alloc_->env().job_id),
+        s_.quiet);
   if (dumping_ >= 0) {
     stop_after_worker_ = true;  // one dump at a time; this one follows
     return;
   }
   start_checkpoint(-1, true, s_.config.tcp_established, true);
-}
-
-// A checkpoint during the allocation (--every, 'cryo checkpoint') predicts
-// the one at its end: compare it with the margin the warning signal left
-// last time, and say so now, while the margin can still be changed.
-void Supervisor::warn_if_margin_short() {
-  double margin = 0;
-  for (const auto& a : s_.state.allocations) margin = a.margin_seconds > 0 ? a.margin_seconds : margin;
-  if (margin <= 0 || !slurm::margin_too_short(last_checkpoint_seconds_, margin)) return;
-  event(dir_, fmt::format("warning: this checkpoint took {}, but the warning signal came only {} before the time "
-                          "limit last time; the checkpoint at the end of this allocation may not fit: submit with "
-                          "--signal=B:{}@{}", format_duration(last_checkpoint_seconds_), format_duration(margin),
-                          s_.config.checkpoint_on, slurm::suggested_margin(last_checkpoint_seconds_)), s_.quiet);
 }
 
 void Supervisor::on_control() {
@@ -397,7 +351,7 @@ void Supervisor::worker_ended(pid_t pid, int status) {
   }
   last_checkpoint_seconds_ = sys::now() - w.started;
   int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  if (s_.slurm && !ending_ && code == kWorkerDone) warn_if_margin_short();
+  if (alloc_ && code == kWorkerDone) alloc_->checkpoint_taken(last_checkpoint_seconds_, s_.state);
   if (w.stop) {
     if (code == kWorkerStopped) {
       stopped_ = true;
@@ -425,7 +379,7 @@ void Supervisor::worker_ended(pid_t pid, int status) {
     start_checkpoint(-1, true, s_.config.tcp_established, true);
     return;
   }
-  if (ending_ && w.stop && !stopped_ && !job_done_) {
+  if (alloc_ && alloc_->ending() && w.stop && !stopped_ && !job_done_) {
     // The checkpoint at the end of the allocation failed.  The job would be
     // killed at the limit anyway: stop it now and let the next allocation
     // continue from the latest checkpoint, if there is one.
@@ -437,7 +391,7 @@ void Supervisor::worker_ended(pid_t pid, int status) {
     } else {
       event(dir_, "the checkpoint failed and the job has no earlier checkpoint: it keeps running and is lost "
                   "if it does not finish before the time limit", s_.quiet);
-      ending_ = false;
+      alloc_->end_abandoned();
     }
   }
 }
@@ -543,57 +497,9 @@ int Supervisor::finish() {
     (void)sys::remove_tree(mpi_shm_dir(s_.config.name));
     (void)sys::remove_tree(dir_.file(store::JobFile::mpi));
   }
-  if (s_.slurm) return finish_slurm(code);
+  if (alloc_) return alloc_->finish(st, code, stopped_, last_checkpoint_seconds_);
   if (auto r = save_state(dir_, st); !r) event(dir_, "warning: " + r.error().message, s_.quiet);
   return code;
-}
-
-int Supervisor::finish_slurm(int code) {
-  JobState& st = s_.state;
-  Allocation& a = st.allocations.back();
-  a.end = sys::now();
-  const std::string& id = s_.slurm->job_id;
-  auto latest = dir_.latest_id();
-  std::string checkpoint = latest ? *latest : "";
-  bool requeue = !cancelled_ && (stopped_ || (ending_ && !checkpoint.empty()));
-  if (stopped_) {
-    a.checkpoint_seconds = a.end - ending_since_;
-    a.margin_seconds = margin_;
-    a.outcome = "checkpointed (" + checkpoint + ") and requeued";
-    if (margin_ > 0 && slurm::margin_too_short(a.checkpoint_seconds, margin_))
-      event(dir_, fmt::format("warning: the checkpoint took {} of the {} left before the time limit; the next one "
-                              "may not fit: submit with --signal=B:{}@{}", format_duration(a.checkpoint_seconds),
-                              format_duration(margin_), s_.config.checkpoint_on,
-                              slurm::suggested_margin(a.checkpoint_seconds)), s_.quiet);
-  } else if (requeue) {
-    // Slurm's SIGTERM reached the job too (time limit, preemption): it did
-    // not finish, it continues from the latest checkpoint.
-    a.outcome = "ended before its checkpoint; requeued to continue from " + checkpoint;
-    st.state = State::failed;
-    st.message = "ended by Slurm before its checkpoint; continues from checkpoint " + checkpoint;
-  } else if (cancelled_) {
-    a.outcome = "cancelled";
-  } else if (st.state == State::finished) {
-    a.outcome = fmt::format("finished with exit status {}", st.exit_code);
-    // (flush_pending applied --keep)
-  } else {
-    a.outcome = st.message;
-  }
-  if (last_checkpoint_seconds_ > 0 && a.checkpoint_seconds == 0) a.checkpoint_seconds = last_checkpoint_seconds_;
-  // The state is durable before the requeue: the next allocation reads it.
-  if (auto r = save_state(dir_, st); !r) event(dir_, "warning: " + r.error().message, s_.quiet);
-  if (!requeue) return code;
-  if (auto r = slurm::requeue(id); !r) {
-    a.outcome += "; requeue failed";
-    (void)save_state(dir_, st);
-    event(dir_, fmt::format("cannot requeue Slurm job {}: {}; continue it by submitting the same batch script "
-                            "again (with --name {}), or with 'cryo restore {}'", id, r.error().message,
-                            dir_.name(), dir_.name()), s_.quiet);
-    return code;
-  }
-  event(dir_, fmt::format("Slurm job {} requeued; its next allocation restores checkpoint {}", id, checkpoint),
-        s_.quiet);
-  return 0;
 }
 
 }  // namespace

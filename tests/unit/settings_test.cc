@@ -69,24 +69,20 @@ TEST_F(SettingsTest, EnvironmentOverridesTheFile) {
 }
 
 TEST_F(SettingsTest, MistakesNameTheFileLineAndKey) {
-  auto typo = load(with_file("[store]\n\npth = \"/x\"\n"), kAlice);
-  ASSERT_FALSE(typo.ok());
-  EXPECT_NE(typo.error().message.find("cryo.conf:3: unknown key 'pth' in [store]"), std::string::npos)
-      << typo.error().message;
-  auto section = load(with_file("[stor]\npath = \"/x\"\n"), kAlice);
-  ASSERT_FALSE(section.ok());
-  EXPECT_NE(section.error().message.find("unknown section 'stor'"), std::string::npos) << section.error().message;
-  auto type = load(with_file("[store]\nzstd_level = \"fast\"\n"), kAlice);
-  ASSERT_FALSE(type.ok());
-  EXPECT_NE(type.error().message.find("cryo.conf:2: 'store.zstd_level' must be"), std::string::npos)
-      << type.error().message;
-  auto syntax = load(with_file("[store\n"), kAlice);
-  ASSERT_FALSE(syntax.ok());
-  EXPECT_NE(syntax.error().message.find("cryo.conf:1:"), std::string::npos) << syntax.error().message;
-  EXPECT_FALSE(syntax.error().hint.empty());
-  auto placeholder = load(with_file("[store]\npath = \"/shared/{group}\"\n"), kAlice);
-  ASSERT_FALSE(placeholder.ok());
-  EXPECT_NE(placeholder.error().message.find("'{group}'"), std::string::npos) << placeholder.error().message;
+  const std::pair<const char*, const char*> mistakes[] = {
+      {"[store]\n\npth = \"/x\"\n", "cryo.conf:3: unknown key 'pth' in [store]"},
+      {"[stor]\npath = \"/x\"\n", "unknown section 'stor'"},
+      {"[store]\nzstd_level = \"fast\"\n", "cryo.conf:2: 'store.zstd_level' must be"},
+      {"[store\n", "cryo.conf:1:"},
+      {"[store]\npath = \"/shared/{group}\"\n", "'{group}'"},
+  };
+  for (const auto& [text, says] : mistakes) {
+    auto s = load(with_file(text), kAlice);
+    ASSERT_FALSE(s.ok()) << text;
+    EXPECT_NE(s.error().message.find(says), std::string::npos) << s.error().message;
+    EXPECT_EQ(kind_of(s.error()), ErrorKind::config) << text;
+    EXPECT_FALSE(s.error().hint.empty()) << text;
+  }
   auto missing = load({{"CRYO_CONFIG", (dir_ / "absent.conf").string()}}, kAlice);
   ASSERT_FALSE(missing.ok());
   EXPECT_NE(missing.error().message.find("does not exist"), std::string::npos);
