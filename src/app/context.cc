@@ -66,7 +66,9 @@ void prepare_engine_environment(const Context& ctx) {
   std::string dir = criu.substr(0, criu.rfind('/'));
   std::string p = ctx.settings.get("PATH");
   if (p.empty()) p = "/usr/sbin:/usr/bin:/sbin:/bin";
-  if (p.rfind(dir + ":", 0) != 0) ::setenv("PATH", (dir + ":" + p).c_str(), 1);
+  if (p.rfind(dir + ":", 0) == 0) return;
+  ::setenv("PATH", (dir + ":" + p).c_str(), 1);
+  sys::set_search_path(dir + ":" + p);
 }
 
 Result<pid_t> start_job_agents(const Context& ctx, const store::JobDir& dir, job::JobConfig& c) {

@@ -137,7 +137,7 @@ Result<int> launch_and_supervise(const Context& g, store::JobDir& dir, const job
   s.slurm = sl;
   bool tee = o.tee || sl;
   for (auto [name, fd, tee_fd] : {std::tuple{"stdout", &launched->out, 1}, std::tuple{"stderr", &launched->err, 2}}) {
-    auto out = job::open_output(dir.path(), name, std::move(*fd), tee ? tee_fd : -1);
+    auto out = job::open_output(dir, name, std::move(*fd), tee ? tee_fd : -1);
     if (!out) {
       ::kill(launched->pid, SIGKILL);
       return (out.error());

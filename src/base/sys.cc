@@ -442,10 +442,20 @@ std::string self_dir() {
   return p ? dirname_of(*p) : ".";
 }
 
+namespace {
+std::string& search_path() {
+  static std::string path = "/usr/local/bin:/usr/bin:/bin";
+  return path;
+}
+}  // namespace
+
+void set_search_path(const std::string& path) {
+  if (!path.empty()) search_path() = path;
+}
+
 std::string find_in_path(const std::string& cmd) {
   if (cmd.find('/') != std::string::npos) return ::access(cmd.c_str(), X_OK) == 0 ? cmd : "";
-  const char* path = std::getenv("PATH");
-  std::string p = path ? path : "/usr/local/bin:/usr/bin:/bin";
+  const std::string& p = search_path();
   for (size_t start = 0; start <= p.size();) {
     size_t end = p.find(':', start);
     if (end == std::string::npos) end = p.size();

@@ -92,8 +92,11 @@ std::string iso_time(double t);
 std::string self_dir();
 
 // Where execvp would find cmd: cmd itself if it has a '/', else the first
-// executable PATH entry; "" if there is none.
+// executable entry of the search path; "" if there is none.  The search
+// path is the process's PATH, as the settings read it (set_search_path,
+// from cli/main.cc), else /usr/local/bin:/usr/bin:/bin.
 std::string find_in_path(const std::string& cmd);
+void set_search_path(const std::string& path);
 
 // Runs argv[0] (searched in PATH) with `input` on its stdin and waits for
 // it.  Returns its stdout; a failure names the command and carries its stderr.

@@ -5,6 +5,7 @@
 #include "base/fault.h"
 #include "base/log.h"
 #include "base/parallel.h"
+#include "base/sys.h"
 #include "base/version.h"
 #include "cli/common.h"
 #include "cli/help.h"
@@ -26,6 +27,7 @@ cryo::Result<cryo::config::Settings> load_settings() {
   cryo::set_default_threads(s->threads);
   cryo::store::configure({s->key, s->zstd_level, s->hash_during_dump});
   cryo::job::configure({s->init, s->apptainer});
+  cryo::sys::set_search_path(s->get("PATH"));
   return s;
 }
 

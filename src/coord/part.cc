@@ -162,7 +162,7 @@ Status PartRuntime::start(const StartPart& s) {
   pid_ = launched->pid;
   serve_ = std::move(serve_w);
   for (auto [name, fd] : {std::pair{"stdout", &launched->out}, std::pair{"stderr", &launched->err}}) {
-    auto o = job::open_output(dir_.path(), name, std::move(*fd), part_.tee() ? (std::string(name) == "stdout" ? 1 : 2) : -1);
+    auto o = job::open_output(dir_, name, std::move(*fd), part_.tee() ? (std::string(name) == "stdout" ? 1 : 2) : -1);
     if (!o) return o.error();
     outputs_.push_back(std::move(*o));
   }

@@ -101,10 +101,10 @@ Result<Dumped> dump_into(DumpSpec& s, const store::Pending& p, uint64_t expected
   std::thread ticker([&] {
     std::unique_lock<std::mutex> lock(mu);
     while (!cv.wait_for(lock, std::chrono::milliseconds(250), [&] { return !dumping; }))
-      send_progress(s.progress_fd, "dumping", sys::tree_size(p.dir + "/images"), expected);
+      send_progress(s.progress_fd, "dumping", sys::tree_size(p.dir + "/" + store::kImagesDir), expected);
   });
   std::optional<store::DumpFollower> follower;
-  if (store::hash_during_dump()) follower.emplace(p.dir + "/images");
+  if (store::hash_during_dump()) follower.emplace(p.dir + "/" + store::kImagesDir);
   criu::DumpRequest req;
   req.pid = s.job_pid;
   req.images_dir_fd = images->get();
@@ -164,7 +164,7 @@ Result<Dumped> dump_into(DumpSpec& s, const store::Pending& p, uint64_t expected
       // What an armed CRIU wrote into this directory is not this dump's log.
       if (p.armed) ::unlinkat(work->get(), req.log_file.c_str(), 0);
       auto session = criu::Session::start(s.criu_path);
-      dumped = session ? session->dump(req, p.dir + "/criu-dump.log") : Status(session.error());
+      dumped = session ? session->dump(req, p.dir + "/" + store::kDumpLog) : Status(session.error());
     }
   }
   d.resumed = sys::now();

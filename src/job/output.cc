@@ -7,10 +7,10 @@
 
 namespace cryo::job {
 
-Result<Output> open_output(const std::string& job_dir, const std::string& name, UniqueFd pipe, int tee) {
+Result<Output> open_output(const store::JobDir& dir, const std::string& name, UniqueFd pipe, int tee) {
   Output o;
   o.name = name;
-  auto log = sys::open(job_dir + "/" + name + ".log", O_WRONLY | O_CREAT | O_APPEND, 0600);
+  auto log = sys::open(dir.output_log(name), O_WRONLY | O_CREAT | O_APPEND, 0600);
   if (!log) return log.error();
   o.log = std::move(*log);
   int fl = ::fcntl(pipe.get(), F_GETFL);

@@ -11,6 +11,7 @@
 
 #include "base/fd.h"
 #include "base/result.h"
+#include "store/store.h"
 
 namespace cryo::job {
 
@@ -23,7 +24,7 @@ struct Output {
 };
 
 // Opens <job dir>/<name>.log for appending and makes the pipe non-blocking.
-Result<Output> open_output(const std::string& job_dir, const std::string& name, UniqueFd pipe, int tee);
+Result<Output> open_output(const store::JobDir& dir, const std::string& name, UniqueFd pipe, int tee);
 // Moves whatever the pipe holds now into the log; sets eof at end of file.
 Status drain(Output& o);
 // The "pipe:[inode]" key CRIU uses for the pipe.

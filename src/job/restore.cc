@@ -51,7 +51,7 @@ Result<RestoredOutputs> restored_outputs(const store::JobDir& dir, const std::st
     if (cut->second.pipe.empty())
       return make_error(ErrorKind::corrupt, "checkpoint " + id + " names no pipe for the job's " + name);
     r.inherit.emplace_back(cut->second.pipe, wr.get());
-    auto o = open_output(dir.path(), name, std::move(rd), tee ? (std::string(name) == "stdout" ? 1 : 2) : -1);
+    auto o = open_output(dir, name, std::move(rd), tee ? (std::string(name) == "stdout" ? 1 : 2) : -1);
     if (!o) return o.error();
     r.outputs.push_back(std::move(*o));
     r.write_ends.push_back(std::move(wr));
@@ -79,7 +79,7 @@ Result<pid_t> criu_restore(const std::string& criu_path, const std::string& id, 
   if (before_request) CRYO_TRY(before_request());
   req.images_dir_fd = files.stream ? files.stream->images_dir() : images.get();
   req.work_dir_fd = work->get();
-  req.log_file = "criu-restore-" + id + "-" + std::to_string(static_cast<long>(sys::now())) + ".log";
+  req.log_file = store::restore_log_name(id);
   // The page images are checked while CRIU reads them (a fast copy's by
   // check_pages, a stream's as it serves them); the restored tree resumes
   // only after CRIU's post-restore notification is answered.
@@ -171,7 +171,7 @@ Result<Restored> restore_from(RestoreRun& run, const store::Manifest& m, const R
     if (!launched) return launched.error();
     r.pid = launched->pid;
     for (auto [name, fd] : {std::pair{"stdout", &launched->out}, std::pair{"stderr", &launched->err}}) {
-      auto o = open_output(dir.path(), name, std::move(*fd), run.tee ? (std::string(name) == "stdout" ? 1 : 2) : -1);
+      auto o = open_output(dir, name, std::move(*fd), run.tee ? (std::string(name) == "stdout" ? 1 : 2) : -1);
       if (!o) return o.error();
       r.outputs.push_back(std::move(*o));
     }

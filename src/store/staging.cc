@@ -16,6 +16,10 @@
 
 namespace cryo::store {
 
+std::string restore_log_name(const std::string& id) {
+  return "criu-restore-" + id + "-" + std::to_string(static_cast<long>(sys::now())) + ".log";
+}
+
 namespace {
 
 constexpr const char* kDefaultFastRoot = "/dev/shm/cryo";

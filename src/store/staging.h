@@ -36,6 +36,9 @@ namespace cryo::store {
 inline constexpr const char* kImagesDir = "images";
 inline constexpr const char* kDumpLog = "criu-dump.log";
 inline constexpr const char* kSavedFilesDir = "files";
+// CRIU's log of a restore of checkpoint id, in the job's restore logs
+// (JobFile::restore_logs): a new name each time.
+std::string restore_log_name(const std::string& id);
 
 struct FastTier {
   std::string root;    // "" = no fast tier
