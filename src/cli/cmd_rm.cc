@@ -13,7 +13,7 @@ namespace cryo::cli {
 
 namespace {
 
-int rm(const Globals& g, const std::string& name, const std::string& id) {
+int rm(const Globals& g, const std::string& name, const std::string& id, bool json) {
   auto dir = open_job(g, name);
   if (!dir) return fail(dir.error());
   auto lock = job::lock_job(*dir);
@@ -30,7 +30,10 @@ int rm(const Globals& g, const std::string& name, const std::string& id) {
     if (auto st = dir->remove(); !st) return fail(st.error());
     for (const auto& f : fast) (void)sys::remove_tree(f);
     (void)sys::remove_tree(job::mpi_shm_dir(name));  // left by an MPI job whose supervisor was killed
-    std::printf("removed job '%s'\n", name.c_str());
+    if (json)
+      print_json({{"job", name}, {"removed", "job"}});
+    else
+      std::printf("removed job '%s'\n", name.c_str());
     return 0;
   }
   if (auto m = dir->load_manifest(id); !m && !std::filesystem::exists(dir->checkpoint_dir(id))) return fail(m.error());
@@ -41,7 +44,10 @@ int rm(const Globals& g, const std::string& name, const std::string& id) {
   if (auto st = dir->remove_checkpoint(id); !st) return fail(st.error());
   // Its chunks that no other checkpoint uses go too.
   if (auto st = job::flush_pending(*dir, *tier, 0, true); !st) return fail(st.error());
-  std::printf("removed checkpoint %s of job '%s'\n", id.c_str(), name.c_str());
+  if (json)
+    print_json({{"job", name}, {"removed", "checkpoint"}, {"id", id}});
+  else
+    std::printf("removed checkpoint %s of job '%s'\n", id.c_str(), name.c_str());
   return 0;
 }
 
@@ -50,12 +56,17 @@ int rm(const Globals& g, const std::string& name, const std::string& id) {
 void add_rm_verb(CLI::App& app, Globals& g) {
   struct O {
     std::string name, id;
+    bool json = false;
   };
   auto o = std::make_shared<O>();
   auto* cmd = add_verb(app, "rm", "Delete a job (not running) or one of its checkpoints");
   cmd->add_option("name", o->name, "Job name")->required()->type_name("NAME");
   cmd->add_option("id", o->id, "Only this checkpoint (not the latest)")->type_name("ID");
-  cmd->callback([&g, o] { g_exit_code = rm(g, o->name, o->id); });
+  cmd->add_flag("--json", o->json, "Print what was removed as JSON");
+  cmd->callback([&g, o] {
+    g_json_errors = o->json;
+    g_exit_code = rm(g, o->name, o->id, o->json);
+  });
 }
 
 }  // namespace cryo::cli

@@ -9,7 +9,7 @@ namespace cryo::cli {
 
 namespace {
 
-int verify(const Globals& g, const std::string& name, std::string id, bool all) {
+int verify(const Globals& g, const std::string& name, std::string id, bool all, bool json) {
   auto dir = open_job(g, name);
   if (!dir) return fail(dir.error());
   recover_with_progress(g, *dir);
@@ -28,6 +28,7 @@ int verify(const Globals& g, const std::string& name, std::string id, bool all) 
     ids.push_back(id);
   }
   int bad = 0;
+  nlohmann::json results = nlohmann::json::array();
   for (const auto& i : ids) {
     Progress progress;
     auto st = store::verify(*dir, i, progress.fn());
@@ -37,22 +38,25 @@ int verify(const Globals& g, const std::string& name, std::string id, bool all) 
     if (st && !record) st = record.error();
     if (st && record->coordinated)
       for (const auto& p : record->parts) {
-        st = store::verify(dir->part(p.index), p.checkpoint,
-                           progress.fn());
+        st = store::verify(dir->part(p.index), p.checkpoint, progress.fn());
         if (!st) {
           st = st.error().context(fmt::format("part {} of checkpoint {}", p.index, i));
           break;
         }
       }
     progress.finish();
-    if (st) {
-      std::printf("checkpoint %s of job '%s': OK\n", i.c_str(), name.c_str());
-    } else {
-      fail(st.error());
+    nlohmann::json r = {{"id", i}, {"ok", st.ok()}};
+    if (!st) {
+      print_error(st.error());
+      r.update(error_json(st.error()));
       bad++;
+    } else if (!json) {
+      std::printf("checkpoint %s of job '%s': OK\n", i.c_str(), name.c_str());
     }
+    results.push_back(r);
   }
-  return bad ? 1 : 0;
+  if (json) print_json({{"job", name}, {"checkpoints", results}});
+  return bad ? kExitError : 0;
 }
 
 }  // namespace
@@ -61,6 +65,7 @@ void add_verify_verb(CLI::App& app, Globals& g) {
   struct O {
     std::string name, id;
     bool all = false;
+    bool json = false;
   };
   auto o = std::make_shared<O>();
   auto* cmd = add_verb(app, "verify", "Check a checkpoint's signature, and its every byte against its manifest",
@@ -72,7 +77,11 @@ void add_verify_verb(CLI::App& app, Globals& g) {
   cmd->add_option("name", o->name, "Job name")->required()->type_name("NAME");
   cmd->add_option("id", o->id, "Checkpoint ID (default: the latest)")->type_name("ID");
   cmd->add_flag("--all", o->all, "Verify every checkpoint of the job");
-  cmd->callback([&g, o] { g_exit_code = verify(g, o->name, o->id, o->all); });
+  cmd->add_flag("--json", o->json, "Print the result as JSON: each checkpoint, sound or the error");
+  cmd->callback([&g, o] {
+    g_json_errors = o->json;
+    g_exit_code = verify(g, o->name, o->id, o->all, o->json);
+  });
 }
 
 }  // namespace cryo::cli

@@ -18,17 +18,22 @@ namespace cryo::cli {
 int g_exit_code = 0;
 bool g_json_errors = false;
 
-int fail(const Error& e) {
+void print_error(const Error& e) {
   std::string s = "cryo: error: " + e.message + "\n";
   if (!e.hint.empty()) s += "cryo: hint: " + e.hint + "\n";
   std::fputs(s.c_str(), stderr);
-  ErrorKind kind = kind_of(e);
-  if (g_json_errors) {
-    nlohmann::json j = {{"error", e.message}, {"kind", kind_name(kind)}};
-    if (!e.hint.empty()) j["hint"] = e.hint;
-    print_json(j);
-  }
-  return exit_status(kind);
+}
+
+nlohmann::json error_json(const Error& e) {
+  nlohmann::json j = {{"error", e.message}, {"kind", kind_name(kind_of(e))}};
+  if (!e.hint.empty()) j["hint"] = e.hint;
+  return j;
+}
+
+int fail(const Error& e) {
+  print_error(e);
+  if (g_json_errors) print_json(error_json(e));
+  return exit_status(kind_of(e));
 }
 
 int exit_status(ErrorKind kind) {

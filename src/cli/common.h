@@ -42,6 +42,9 @@ int exit_status(ErrorKind kind);
 // HINT}, for scripts that read stdout.
 int fail(const Error& e);
 extern bool g_json_errors;
+// The parts of fail(): the error on stderr, and as JSON.
+void print_error(const Error& e);
+nlohmann::json error_json(const Error& e);
 // app::recover, showing its progress.
 void recover_with_progress(const Globals& g, const store::JobDir& dir);
 // Prints JSON on stdout.

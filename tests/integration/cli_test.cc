@@ -69,6 +69,25 @@ TEST_F(CliTest, JsonErrorsCarryTheirKind) {
   EXPECT_EQ(j.value("kind", ""), "not_found") << out;
 }
 
+// Every verb that prints has --json: verify and rm too.
+TEST_F(CliTest, VerifyAndRmSpeakJson) {
+  ASSERT_TRUE(stopped_counter("vj"));
+  std::string out, err;
+  ASSERT_EQ(cryo({"verify", "--json", "vj"}, &out, &err), 0) << err;
+  auto v = nlohmann::json::parse(out, nullptr, false);
+  ASSERT_TRUE(v.is_object()) << out;
+  ASSERT_EQ(v["checkpoints"].size(), 1u) << out;
+  EXPECT_EQ(v["checkpoints"][0].value("id", ""), "0001") << out;
+  EXPECT_TRUE(v["checkpoints"][0].value("ok", false)) << out;
+  ASSERT_EQ(cryo({"rm", "--json", "vj"}, &out, &err), 0) << err;
+  auto r = nlohmann::json::parse(out, nullptr, false);
+  ASSERT_TRUE(r.is_object()) << out;
+  EXPECT_EQ(r.value("removed", ""), "job") << out;
+  EXPECT_FALSE(fs::exists(store_ + "/vj"));
+  EXPECT_EQ(cryo({"verify", "--json", "vj"}, &out, &err), 1);
+  EXPECT_EQ(nlohmann::json::parse(out, nullptr, false).value("kind", ""), "not_found") << out;
+}
+
 TEST_F(CliTest, BrokenSettingsFileSaysWhereAndStopsEveryVerb) {
   std::string conf = work_ + "/cryo.conf";
   std::ofstream(conf) << "[store]\npath = \"/x\"\nzstd_levl = 3\n";
