@@ -10,6 +10,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <regex>
 #include <sstream>
 #include <thread>
@@ -251,7 +252,14 @@ nlohmann::json CryoTest::status(const std::string& job) {
   return nlohmann::json::parse(out, nullptr, false);
 }
 
-pid_t CryoTest::job_pid(const std::string& job) { return status(job).value("job_pid", 0); }
+pid_t CryoTest::job_pid(const std::string& job) {
+  pid_t pid = status(job).value("job_pid", 0);
+  if (pid > 0) return pid;
+  // kill(0) or kill(-1) would end the test run itself: fail instead, with
+  // a pid no process has.
+  ADD_FAILURE() << "job " << job << " reports no job pid";
+  return std::numeric_limits<pid_t>::max();
+}
 
 std::string CryoTest::checkpoint(const std::string& job, const std::vector<std::string>& extra) {
   std::vector<std::string> args{"checkpoint", job, "--json", "--wait"};
