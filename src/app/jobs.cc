@@ -13,7 +13,7 @@
 #include "container/engine.h"
 #include "coord/agent.h"
 #include "coord/coordinator.h"
-#include "coord/supervise.h"
+#include "coord/runtime.h"
 #include "criu/client.h"
 #include "job/apptainer.h"
 #include "job/config.h"
@@ -21,6 +21,7 @@
 #include "job/control.h"
 #include "job/events.h"
 #include "job/launch.h"
+#include "job/local.h"
 #include "job/mpi.h"
 #include "job/restore.h"
 #include "job/supervisor.h"
@@ -89,6 +90,41 @@ std::string pick_name(const std::string& root, const std::string& cmd) {
   }
 }
 
+job::Supervised supervised(store::JobDir& dir, const job::JobConfig& c, job::JobState state, UniqueFd lock,
+                           bool quiet, const std::optional<slurm::Env>& sl) {
+  job::Supervised s;
+  s.dir = &dir;
+  s.config = c;
+  s.state = std::move(state);
+  s.lock = std::move(lock);
+  s.quiet = quiet;
+  s.slurm = sl;
+  return s;
+}
+
+// The state of a job that continues from checkpoint c.id.
+job::JobState restored_state(const Continue& c) {
+  job::JobState st = c.state;
+  st.exit_code = -1;
+  st.message.clear();
+  st.restores++;
+  st.restored_from = c.id;
+  return st;
+}
+
+coord::CoordinatedJob coordinated(store::JobDir& dir, const job::JobConfig& c, coord::Coordinator& co, pid_t srun,
+                                  bool quiet, const std::optional<slurm::Env>& sl, const std::string& restored_from) {
+  coord::CoordinatedJob j;
+  j.dir = &dir;
+  j.config = c;
+  j.coordinator = &co;
+  j.srun = srun;
+  j.tee = sl.has_value();
+  j.restored_from = restored_from;
+  j.quiet = quiet;
+  return j;
+}
+
 // Starts the job's command afresh and supervises it.  A launch failure
 // removes the job directory if this run created it.
 Result<int> launch_and_supervise(const Context& g, store::JobDir& dir, const job::JobConfig& c, job::JobState state,
@@ -117,24 +153,20 @@ Result<int> launch_and_supervise(const Context& g, store::JobDir& dir, const job
     Error e = launched.error();
     return e.code == ENOENT || e.code == EACCES ? e.of_kind(ErrorKind::exec) : e;
   }
-  job::Supervised s;
-  s.dir = &dir;
-  s.config = c;
-  s.state = std::move(state);
-  s.state.state = job::State::running;
-  s.state.job_pid = launched->pid;
-  s.criu_path = g.criu_path();
-  s.criu_version = o.criu_version;
-  s.init_path = spec.init_path;
+  job::LocalJob j;
+  j.dir = &dir;
+  j.config = c;
+  j.job_pid = launched->pid;
+  j.criu_path = g.criu_path();
+  j.criu_version = o.criu_version;
+  j.init_path = spec.init_path;
+  j.quiet = o.quiet;
   auto tier = g.tier();
   if (!tier) {
     ::kill(launched->pid, SIGKILL);
     return (tier.error());
   }
-  s.tier = *tier;
-  s.lock = std::move(lock);
-  s.quiet = o.quiet;
-  s.slurm = sl;
+  j.tier = *tier;
   bool tee = o.tee || sl;
   for (auto [name, fd, tee_fd] : {std::tuple{"stdout", &launched->out, 1}, std::tuple{"stderr", &launched->err, 2}}) {
     auto out = job::open_output(dir, name, std::move(*fd), tee ? tee_fd : -1);
@@ -142,12 +174,14 @@ Result<int> launch_and_supervise(const Context& g, store::JobDir& dir, const job
       ::kill(launched->pid, SIGKILL);
       return (out.error());
     }
-    s.outputs.push_back(std::move(*out));
+    j.outputs.push_back(std::move(*out));
   }
   std::string where = sl ? fmt::format(" in Slurm job {}", sl->job_id) : "";
   job::event(dir, fmt::format("job '{}' started{} (pid {}); output in {}/stdout.log and stderr.log", c.name, where,
                               launched->pid, dir.path()), o.quiet);
-  return job::supervise(std::move(s));
+  job::LocalRuntime rt(std::move(j));
+  state.job_pid = launched->pid;
+  return job::supervise(supervised(dir, c, std::move(state), std::move(lock), o.quiet, sl), rt);
 }
 
 // A multi-node job: its parts start on the agents, and this process
@@ -177,14 +211,8 @@ Result<int> run_coordinated(const Context& g, store::JobDir& dir, job::JobConfig
   for (size_t k = 0; k < c.nodes.size(); k++) where += (k ? ", " : "") + fmt::format("part {} on {}", k, c.nodes[k]);
   job::event(dir, fmt::format("job '{}' started{} on {} nodes ({}); output in {}/stdout.log", c.name,
                               sl ? " in Slurm job " + sl->job_id : "", c.nodes.size(), where, dir.path()), o.quiet);
-  coord::Coordinated s;
-  s.dir = &dir;
-  s.config = c;
-  s.lock = std::move(lock);
-  s.quiet = o.quiet;
-  s.slurm = sl;
-  s.srun = srun;
-  return coord::supervise_coordinated(std::move(s), co);
+  coord::CoordinatedRuntime rt(coordinated(dir, c, co, srun, o.quiet, sl, ""));
+  return job::supervise(supervised(dir, c, job::JobState{}, std::move(lock), o.quiet, sl), rt);
 }
 
 // A requeued Slurm job runs its batch script again: continue the job from
@@ -394,19 +422,8 @@ Result<int> restore_coordinated(const Context& g, store::JobDir& dir, Continue c
     where += (k ? ", " : "") + fmt::format("part {} on {}", k, c.config.nodes[k]);
   job::event(dir, fmt::format("job '{}' restored from checkpoint {} in {} ({})", dir.name(), c.id,
                               format_duration(sys::now() - t0), where), c.quiet);
-  coord::Coordinated s;
-  s.dir = &dir;
-  s.config = c.config;
-  s.state = c.state;
-  s.state.restores++;
-  s.state.restored_from = c.id;
-  s.state.exit_code = -1;
-  s.state.message.clear();
-  s.lock = std::move(c.lock);
-  s.quiet = c.quiet;
-  s.slurm = c.slurm;
-  s.srun = srun;
-  return coord::supervise_coordinated(std::move(s), co);
+  coord::CoordinatedRuntime rt(coordinated(dir, c.config, co, srun, c.quiet, c.slurm, c.id));
+  return job::supervise(supervised(dir, c.config, restored_state(c), std::move(c.lock), c.quiet, c.slurm), rt);
 }
 
 Result<int> restore_and_supervise(const Context& g, store::JobDir& dir, Continue c) {
@@ -435,28 +452,23 @@ Result<int> restore_and_supervise(const Context& g, store::JobDir& dir, Continue
     job::event(dir, "warning: the fast copy of checkpoint " + c.id + " was not used: " + restored->warning +
                         "; restored from the store", c.quiet);
 
-  job::Supervised s;
-  s.dir = &dir;
-  s.config = c.config;
-  s.state = c.state;
-  s.state.state = job::State::running;
-  s.state.job_pid = restored->pid;
-  s.state.exit_code = -1;
-  s.state.message.clear();
-  s.state.restores++;
-  s.state.restored_from = c.id;
-  s.outputs = std::move(restored->outputs);
-  s.criu_path = run.criu_path;
-  s.criu_version = restored->criu_version;
-  s.init_path = restored->init_path;
-  s.tier = run.tier;
-  s.lock = std::move(c.lock);
-  s.quiet = c.quiet;
-  s.slurm = c.slurm;
+  job::LocalJob j;
+  j.dir = &dir;
+  j.config = c.config;
+  j.job_pid = restored->pid;
+  j.outputs = std::move(restored->outputs);
+  j.criu_path = run.criu_path;
+  j.criu_version = restored->criu_version;
+  j.init_path = restored->init_path;
+  j.tier = run.tier;
+  j.quiet = c.quiet;
+  job::JobState state = restored_state(c);
+  state.job_pid = restored->pid;
   std::string where = c.slurm ? fmt::format(" in Slurm job {} (restart {})", c.slurm->job_id, c.slurm->restart_count) : "";
   job::event(dir, fmt::format("job '{}' restored from checkpoint {}{} ({}) in {} (pid {})", dir.name(), c.id, where,
                               restored->source, format_duration(sys::now() - t0), restored->pid), c.quiet);
-  return job::supervise(std::move(s));
+  job::LocalRuntime rt(std::move(j));
+  return job::supervise(supervised(dir, c.config, std::move(state), std::move(c.lock), c.quiet, c.slurm), rt);
 }
 
 

@@ -137,7 +137,7 @@ int status(const Globals& g, const std::string& name, bool json) {
   std::printf("command:   %s\n", cmd.c_str());
   std::printf("directory: %s\n", j.value("cwd", "").c_str());
   std::printf("state:     %s", state.c_str());
-  if (state == "running" || state == "checkpointing")
+  if (state == "running" || state == "checkpointing" || state == "stopping")
     std::printf(" on %s (job pid %d, supervisor pid %d)", j.value("host", "").c_str(), j.value("job_pid", 0), j.value("supervisor_pid", 0));
   if (j.contains("exit_code")) std::printf(", exit status %d", j["exit_code"].get<int>());
   if (j.contains("message")) std::printf(" (%s)", j["message"].get<std::string>().c_str());

@@ -1,6 +1,4 @@
-// A supervised job's time in one Slurm allocation, for both supervisors
-// (a single-node job's, job/supervisor.h, and a multi-node job's,
-// coord/supervise.h): its record in state.json's allocations, the end of
+// A supervised job's time in one Slurm allocation (job/supervisor.h): its record in state.json's allocations, the end of
 // the allocation (the warning signal or a preemption's SIGTERM, told from
 // a cancel's), the advice on the warning margin, and the requeue.
 #pragma once

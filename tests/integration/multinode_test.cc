@@ -3,7 +3,8 @@
 // 192.0.2.0/24 (the "nodes" of these tests), checkpointed as one cut (twice,
 // keeping one) and restored onto the agents in the other order, one part from its fast
 // copy and one, whose fast copy is damaged, from the store; and agents
-// killed in every phase of a checkpoint.
+// killed in every phase of a checkpoint; 'cryo status' answering while a
+// checkpoint waits for an agent.
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -128,6 +129,31 @@ TEST_F(MultiNodeTest, OpenMpiAcrossTwoNodesRestoredInTheOtherOrder) {
   EXPECT_EQ(events.find("warning: the fast copy of part 0"), std::string::npos) << events;
   auto s = status("ring");
   EXPECT_EQ(s["state"], "finished");
+}
+
+// The supervisor answers while a coordinated checkpoint waits for an agent
+// (here one stopped with SIGSTOP): 'cryo status' says it is checkpointing,
+// and once the agent goes on, the checkpoint completes and the job ends as
+// an uninterrupted run.
+TEST_F(MultiNodeTest, StatusAnswersWhileACheckpointWaitsForAnAgent) {
+  std::string a = agent("a"), b = agent("b");
+  pid_t sup = run("slow", a + "," + b);
+  ASSERT_TRUE(wait_for("slow", "round 15", 60)) << log("slow");
+  ::kill(agents_["b"], SIGSTOP);
+  pid_t ck = spawn({"checkpoint", "slow", "--json", "--wait"});
+  bool seen = false;
+  for (int i = 0; i < 100 && !seen; i++) {
+    seen = status("slow").value("state", "") == "checkpointing";
+    if (!seen) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ::kill(agents_["b"], SIGCONT);
+  EXPECT_TRUE(seen) << "cryo status did not report the checkpoint while it ran";
+  EXPECT_EQ(wait_exit(ck, 60), 0);
+  EXPECT_EQ(wait_exit(sup, 120), 0);
+  EXPECT_EQ(log("slow"), ref_);
+  std::string events;
+  read_text(store_ + "/slow/cryo.log", &events);
+  EXPECT_NE(events.find("checkpoint 0001 committed: 2 parts"), std::string::npos) << events;
 }
 
 class AgentKilledTest : public MultiNodeTest, public ::testing::WithParamInterface<const char*> {};

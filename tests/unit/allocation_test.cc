@@ -4,32 +4,19 @@
 #include "job/allocation.h"
 
 #include <signal.h>
-#include <unistd.h>
-
-#include <filesystem>
-#include <fstream>
-#include <sstream>
 
 #include <gtest/gtest.h>
 
-#include "base/sys.h"
-#include "store/store.h"
+#include "job_dir_test.h"
 
 namespace cryo::job {
 namespace {
 
-namespace fs = std::filesystem;
-
-class AllocationTest : public ::testing::Test {
+class AllocationTest : public test::JobDirTest {
  protected:
+  AllocationTest() : JobDirTest("slurm-7") {}
   void SetUp() override {
-    root_ = fs::temp_directory_path() / ("cryo-alloc-" + std::to_string(::getpid()));
-    fs::create_directories(root_);
-    store::Tuning t;
-    t.key_path = (root_ / "key").string();
-    store::configure(t);
-    dir_ = std::make_unique<store::JobDir>((root_ / "store").string(), "slurm-7");
-    ASSERT_TRUE(dir_->create().ok());
+    JobDirTest::SetUp();
     env_.job_id = "7";
     env_.restart_count = 2;
     seam_.now = [this] { return now_; };
@@ -42,26 +29,10 @@ class AllocationTest : public ::testing::Test {
     state_.host = "n1";
     state_.since = now_;
   }
-  void TearDown() override {
-    store::configure(store::Tuning{});
-    fs::remove_all(root_);
-  }
-  void commit(const std::string& id) {
-    store::Manifest m = store::new_manifest("slurm-7", id, now_);
-    ASSERT_TRUE(dir_->commit(m).ok());
-  }
-  std::string events() const {
-    std::ifstream in(dir_->file(store::JobFile::events));
-    std::stringstream s;
-    s << in.rdbuf();
-    return s.str();
-  }
 
-  fs::path root_;
-  std::unique_ptr<store::JobDir> dir_;
   slurm::Env env_;
   SlurmSeam seam_;
-  double now_ = 1000, end_ = 1120;
+  double end_ = 1120;
   slurm::Ending why_ = slurm::Ending::time_limit;
   std::vector<std::string> requeued_;
   JobState state_;
