@@ -9,6 +9,7 @@
 #include <set>
 #include <sstream>
 
+#include "base/fd.h"
 #include "base/sys.h"
 #include "store/staging.h"
 
@@ -146,16 +147,32 @@ Status put_back_files(const std::vector<SavedFile>& files, const std::string& ck
       if (::chown(f.path.c_str(), f.uid, f.gid) < 0 && ::getuid() == 0) return fail(sys_error("cannot set the owner"));
       continue;
     }
-    std::string tmp = f.path + ".cryo-restore";
     auto in = sys::open(ckpt_dir + "/" + f.saved_as, O_RDONLY);
     if (!in) return fail(in.error());
-    auto out = sys::open(tmp, O_WRONLY | O_CREAT | O_TRUNC, f.mode);
-    if (!out) return fail(out.error());
-    if (auto st = copy_fd(in->get(), out->get(), f.size, "'" + f.path + "'"); !st) return fail(st.error());
-    ::fchmod(out->get(), f.mode);
-    if (::fchown(out->get(), f.uid, f.gid) < 0 && ::getuid() == 0) return fail(sys_error("cannot set the owner"));
-    if (auto st = sys::fsync_fd(out->get(), "'" + tmp + "'"); !st) return fail(st.error());
-    if (auto st = sys::rename(tmp, f.path); !st) return fail(st.error());
+    // The file still there takes the saved bytes itself: it keeps its
+    // inode, so its hard links, owner, mode and extended attributes stay,
+    // and whoever outside the job has it open sees what the job sees.  A
+    // link in its place is not followed; it is replaced, as a missing file
+    // is created.
+    UniqueFd out(::open(f.path.c_str(), O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
+    struct stat st {};
+    if (out.valid() && ::fstat(out.get(), &st) == 0 && S_ISREG(st.st_mode)) {
+      if (auto r = copy_fd(in->get(), out.get(), f.size, "'" + f.path + "'"); !r) return fail(r.error());
+      if (::ftruncate(out.get(), static_cast<off_t>(f.size)) < 0) return fail(sys_error("cannot set its size"));
+      if (auto r = sys::fsync_fd(out.get(), "'" + f.path + "'"); !r) return fail(r.error());
+      continue;
+    }
+    if (!out.valid() && errno != ENOENT && errno != ELOOP && errno != ENXIO && errno != EISDIR)
+      return fail(sys_error("cannot open it"));
+    out.reset();
+    std::string tmp = f.path + ".cryo-restore";
+    auto created = sys::open(tmp, O_WRONLY | O_CREAT | O_TRUNC, f.mode);
+    if (!created) return fail(created.error());
+    if (auto r = copy_fd(in->get(), created->get(), f.size, "'" + f.path + "'"); !r) return fail(r.error());
+    ::fchmod(created->get(), f.mode);
+    if (::fchown(created->get(), f.uid, f.gid) < 0 && ::getuid() == 0) return fail(sys_error("cannot set the owner"));
+    if (auto r = sys::fsync_fd(created->get(), "'" + tmp + "'"); !r) return fail(r.error());
+    if (auto r = sys::rename(tmp, f.path); !r) return fail(r.error());
   }
   return {};
 }

@@ -35,7 +35,9 @@ uint64_t tree_rss(pid_t root);
 // Copies the regular files that the tree has open for writing, or maps
 // shared and writable, into ckpt_dir/files/.  The tree must be frozen.
 Result<std::vector<SavedFile>> save_written_files(pid_t root, const std::string& ckpt_dir);
-// Puts the saved copies back in place.  The error names the file.
+// Puts the saved copies back: into each file that is still there (its
+// inode, links, owner, mode and extended attributes stay), or as a new file
+// with the saved owner and mode.  The error names the file.
 Status put_back_files(const std::vector<SavedFile>& files, const std::string& ckpt_dir);
 
 

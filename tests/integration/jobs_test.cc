@@ -1,11 +1,14 @@
 // Jobs that carry their own state through checkpoint and restore.
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/xattr.h>
 #include <unistd.h>
 
+#include <cstring>
 #include <filesystem>
 #include <thread>
 
@@ -131,6 +134,47 @@ TEST_F(JobTest, ProcessTreeJoinedByPipes) { stop_and_restore(*this, "tree", {pro
 TEST_F(JobTest, ResultFileWrittenOnceEachLine) {
   ASSERT_GE(wrote_past_checkpoint("rf", work_ + "/result.txt"), 10);
   restore_ticking("rf", 10, {}, "wrote");
+}
+
+// The result file is put back into the file itself: its inode, hard links,
+// owner, mode and extended attributes stay, and a process outside the job
+// that has it open sees the restored bytes.
+TEST_F(JobTest, RestoredFileKeepsItsIdentity) {
+  std::string result = work_ + "/result.txt", link = work_ + "/result.link";
+  pid_t run = spawn({"run", "--name", "id", "--", prog("resultfile"), go_file("id"), result});
+  ASSERT_TRUE(wait_for("id", "wrote 10"));
+  ASSERT_EQ(::chmod(result.c_str(), 0640), 0);
+  ASSERT_EQ(::chown(result.c_str(), 65534, 65534), 0);
+  ASSERT_EQ(::setxattr(result.c_str(), "user.cryo", "kept", 4, 0), 0) << std::strerror(errno);
+  ASSERT_EQ(::link(result.c_str(), link.c_str()), 0);
+  struct stat before {};
+  ASSERT_EQ(::stat(result.c_str(), &before), 0);
+  ASSERT_EQ(checkpoint("id"), "0001");
+  long at = last("id", "wrote");
+  ASSERT_TRUE(wait_for("id", "wrote " + std::to_string(at + 20)));
+  ::kill(job_pid("id"), SIGKILL);
+  wait_exit(run);
+  int outside = ::open(result.c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(outside, 0);
+
+  restore_ticking("id", 10, {}, "wrote");  // the job checks its file: lines 1..N, each once
+  struct stat after {};
+  ASSERT_EQ(::stat(result.c_str(), &after), 0);
+  EXPECT_EQ(after.st_ino, before.st_ino) << "the file was replaced";
+  EXPECT_EQ(after.st_nlink, 2u);
+  EXPECT_EQ(after.st_mode & 07777, 0640u);
+  EXPECT_EQ(after.st_uid, 65534u);
+  char value[16] = {};
+  EXPECT_EQ(::getxattr(result.c_str(), "user.cryo", value, sizeof value), 4);
+  EXPECT_STREQ(value, "kept");
+  std::string by_path, by_link;
+  read_text(result, &by_path);
+  read_text(link, &by_link);
+  EXPECT_EQ(by_link, by_path);
+  std::string seen(by_path.size(), '\0');
+  EXPECT_EQ(::pread(outside, seen.data(), seen.size(), 0), static_cast<ssize_t>(seen.size()));
+  EXPECT_EQ(seen, by_path) << "a reader outside the job sees another file";
+  ::close(outside);
 }
 
 std::string ask(int port) {
