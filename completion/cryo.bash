@@ -32,7 +32,7 @@ _cryo() {
   local args=() j
   for ((j = i + 1; j < COMP_CWORD; j++)); do
     case ${COMP_WORDS[j]} in
-      --from|--every|--keep|--name|-n|--checkpoint-on|--net|--mpi|--agents) ((j++)) ;;
+      --from|--every|--keep|--name|-n|--checkpoint-on|--net|--ipc|--mpi|--agents) ((j++)) ;;
       -*) ;;
       *) args+=("${COMP_WORDS[j]}") ;;
     esac
@@ -42,6 +42,7 @@ _cryo() {
     --criu|--apptainer|--announce) COMPREPLY=($(compgen -f -- "$cur")); return ;;
     --checkpoint-on|--signal) COMPREPLY=($(compgen -W "USR1 USR2 TERM INT HUP" -- "$cur")); return ;;
     --net) COMPREPLY=($(compgen -W "host private" -- "$cur")); return ;;
+    --ipc) COMPREPLY=($(compgen -W "private host" -- "$cur")); return ;;
     --mpi) COMPREPLY=($(compgen -W "auto openmpi mpich none" -- "$cur")); return ;;
     --from) [ ${#args[@]} -gt 0 ] && COMPREPLY=($(compgen -W "$(_cryo_checkpoints "${args[0]}")" -- "$cur")); return ;;
   esac

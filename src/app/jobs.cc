@@ -295,6 +295,12 @@ Result<int> run(const Context& g, Run& o) {
   if (o.net != "host" && o.net != "private")
     return (make_error("--net must be 'host' or 'private', not '" + o.net + "'"));
   c.private_net = o.net == "private";
+  // SysV IPC objects of the host's namespace are not the job's to dump:
+  // CRIU refuses a job that maps their shared memory.
+  if (o.ipc.empty()) o.ipc = "private";
+  if (o.ipc != "host" && o.ipc != "private")
+    return (make_error(ErrorKind::usage, "--ipc must be 'private' or 'host', not '" + o.ipc + "'"));
+  c.private_ipc = o.ipc == "private";
   c.tcp_established = o.tcp_established;
   if (!o.podman.empty() + !o.docker.empty() + !o.apptainer.empty() > 1)
     return (make_error("--podman, --docker and --apptainer exclude each other"));
@@ -344,6 +350,10 @@ Result<int> run(const Context& g, Run& o) {
     mpi = *m;
   }
   if (mpi != job::Mpi::none) {
+    if (o.ipc == "host")
+      return (make_error(ErrorKind::usage, "--ipc host does not combine with an MPI job: its ranks' shared memory "
+                                           "is checkpointed in the job's own IPC namespace")
+                  .with_hint("leave out --ipc host, or give --mpi none"));
     // What every MPI needs to come back (job/mpi.h).
     c.mpi = mpi;
     c.private_net = true;

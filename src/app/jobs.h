@@ -24,6 +24,7 @@ struct JobOptions {
   int keep = -1;  // -1: not given
   bool tcp_established = false;
   std::string net;  // "" = host
+  std::string ipc;  // "" = private
   std::string mpi = "auto";
   std::string podman, docker, apptainer;  // the image, in that engine
   std::vector<std::string> engine_options;

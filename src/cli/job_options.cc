@@ -12,6 +12,7 @@ std::vector<std::string> run_args(const JobOptions& o) {
   if (o.keep >= 0) add("--keep", std::to_string(o.keep));
   if (o.tcp_established) a.push_back("--tcp-established");
   add("--net", o.net);
+  add("--ipc", o.ipc);
   if (o.mpi != "auto") add("--mpi", o.mpi);
   add("--podman", o.podman);
   add("--docker", o.docker);
@@ -32,6 +33,10 @@ void add_job_options(CLI::App* cmd, JobOptions& o, const std::string& keep_help)
       ->check([](const std::string& v) { return v.find('-') == 0 ? "must be 0 (keep all) or more" : ""; })->type_name("N");
   cmd->add_flag("--tcp-established", o.tcp_established, "Checkpoint established TCP connections too");
   cmd->add_option("--net", o.net, "Network: 'host' (default) or 'private' (own namespace with loopback only)")->type_name("host|private");
+  cmd->add_option("--ipc", o.ipc,
+                  "SysV IPC: 'private' (default: its own namespace, checkpointed with the job) or 'host' (the host's "
+                  "objects, which CRIU cannot checkpoint if the job maps their shared memory)")
+      ->type_name("private|host");
   cmd->add_option("--mpi", o.mpi,
                   "MPI job handling: auto (default: when COMMAND is mpirun or mpiexec), openmpi, mpich or none")->type_name("auto|openmpi|mpich|none");
   cmd->add_option("--podman", o.podman, "Run COMMAND in a Podman container of IMAGE (docs/containers.md)")

@@ -130,6 +130,19 @@ TEST_F(JobTest, OpenMPContinues) { stop_and_restore(*this, "omp", {prog("openmp"
 
 TEST_F(JobTest, ProcessTreeJoinedByPipes) { stop_and_restore(*this, "tree", {prog("pipetree"), go_file("tree")}, "round"); }
 
+// SysV shared memory, in the job's own IPC namespace (the default): its
+// segment is checkpointed with the job and the counter in it goes on.
+TEST_F(JobTest, SysVSharedMemoryContinues) {
+  pid_t run = spawn({"run", "--name", "shm", "--", prog("shmcounter"), go_file("shm")});
+  ASSERT_TRUE(wait_for("shm", "tick 5"));
+  ASSERT_EQ(checkpoint("shm"), "0001");
+  long at = last("shm", "tick");
+  ASSERT_TRUE(wait_for("shm", "tick " + std::to_string(at + 10)));
+  ::kill(job_pid("shm"), SIGKILL);
+  wait_exit(run);
+  restore_ticking("shm", 10, {}, "tick");
+}
+
 // The job's own result file, appended after the checkpoint, is put back.
 TEST_F(JobTest, ResultFileWrittenOnceEachLine) {
   ASSERT_GE(wrote_past_checkpoint("rf", work_ + "/result.txt"), 10);
