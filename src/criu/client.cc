@@ -104,11 +104,12 @@ Error failure(const std::string& what, const ::criu_resp& resp, const std::strin
     auto r = sys::read_file(log_path);
     if (r) log = *r;
   }
-  // The log's last real error says more than cr_errmsg, which holds the
-  // first error CRIU logged (often the harmless RLIMIT_NOFILE one, where cryo lacks CAP_SYS_RESOURCE).
+  // The log's first real error is the cause; what CRIU logs after it
+  // ("Dumping FAILED") only says that it gave up.  cr_errmsg may hold a
+  // harmless one (RLIMIT_NOFILE, where cryo lacks CAP_SYS_RESOURCE).
   std::string msg = what + " failed";
-  if (std::string errs = last_errors(log, 2); !errs.empty())
-    msg += ": " + errs;
+  if (std::string cause = first_error(log); !cause.empty())
+    msg += ": " + cause;
   else if (resp.has_cr_errmsg() && !resp.cr_errmsg().empty() && resp.cr_errmsg().find("RLIMIT_NOFILE") == std::string::npos)
     msg += ": " + resp.cr_errmsg();
   else if (resp.has_cr_errno() && resp.cr_errno() != 0)
@@ -378,20 +379,16 @@ Result<Version> probe(const std::string& criu_path) {
   return v;
 }
 
-std::string last_errors(const std::string& log, int max_lines) {
-  std::vector<std::string> errs;
+std::string first_error(const std::string& log) {
   std::stringstream ss(log);
   std::string line;
   while (std::getline(ss, line)) {
     if (line.find("Error (") == std::string::npos) continue;
     if (line.find("RLIMIT_NOFILE") != std::string::npos) continue;  // harmless: logged where CRIU may not raise its own limit
     auto p = line.find("): ");
-    errs.push_back(p == std::string::npos ? line : line.substr(p + 3));
+    return p == std::string::npos ? line : line.substr(p + 3);
   }
-  std::string out;
-  int start = std::max(0, static_cast<int>(errs.size()) - max_lines);
-  for (size_t i = static_cast<size_t>(start); i < errs.size(); i++) out += (out.empty() ? "" : "; ") + errs[i];
-  return out;
+  return "";
 }
 
 std::string hint_for_log(const std::string& log) {
@@ -407,6 +404,8 @@ std::string hint_for_log(const std::string& log) {
       {"Can't fork for", "a PID the job needs is taken; cryo restores into a new PID namespace, so this job was not started by 'cryo run'"},
       {"Connected TCP socket", "the job has established TCP connections: checkpoint it with --tcp-established"},
       {"unix socket", "the job is connected to a UNIX socket outside itself, which CRIU cannot checkpoint"},
+      {"doesn't live in IPC ns", "the job uses SysV shared memory in the host's IPC namespace, which CRIU cannot "
+                                 "checkpoint: run it without --ipc host, in an IPC namespace of its own"},
   };
   for (const auto& r : rules)
     if (log.find(r.needle) != std::string::npos) return r.hint;

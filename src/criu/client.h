@@ -170,7 +170,8 @@ Result<Version> probe(const std::string& criu_path);
 
 // A hint for a CRIU failure whose log says `log`, or "" if cryo knows none.
 std::string hint_for_log(const std::string& log);
-// The last "Error" lines of a CRIU log.
-std::string last_errors(const std::string& log, int max_lines = 3);
+// The first "Error" line of a CRIU log that says why it failed (not a
+// harmless one), without its source location.
+std::string first_error(const std::string& log);
 
 }  // namespace cryo::criu

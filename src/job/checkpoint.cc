@@ -230,8 +230,16 @@ Result<Dump> dump_job(DumpSpec& s) {
   }
   resumed();
   if (!d) {
+    // CRIU's log is the evidence: it outlives the failed dump's directory,
+    // and the error names where.
+    Error e = d.error();
+    std::string log = pending->dir + "/" + store::kDumpLog;
+    if (std::string kept = store::keep_failed_dump_log(dir, *pending); !kept.empty()) {
+      if (auto at = e.hint.find(log); at != std::string::npos) e.hint.replace(at, log.size(), kept);
+      else if (e.kind == ErrorKind::criu) e.hint += (e.hint.empty() ? "" : "; ") + std::string("CRIU's log: ") + kept;
+    }
     store::abort_dump(*pending);
-    return d.error();
+    return e;
   }
   fault_point("checkpoint.after_dump");
 

@@ -213,7 +213,7 @@ Result<Restored> restore_from(RestoreRun& run, const store::Manifest& m, const R
   if (run.progress) run.progress("restoring", 0, m.total_bytes);
   double t1 = sys::now();
   const auto& saved = record.files;
-  auto pid = criu_restore(run.criu_path, run.id, req, files, dir.file(store::JobFile::restore_logs), [&] { return outputs->cut_logs(); },
+  auto pid = criu_restore(run.criu_path, run.id, req, files, dir.file(store::JobFile::criu_logs), [&] { return outputs->cut_logs(); },
                           pages_damaged, [&]() -> Status {
                             CRYO_TRY(criu_ready());
                             return put_back_files(saved, files.dir);

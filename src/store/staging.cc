@@ -344,6 +344,27 @@ Result<Staged> end_dump(const Pending& p, const Manifest& base) {
 
 void abort_dump(const Pending& p) { (void)sys::remove_tree(p.dir); }
 
+std::string keep_failed_dump_log(const JobDir& job, const Pending& p) {
+  auto log = sys::read_file(p.dir + "/" + kDumpLog);
+  if (!log) return "";
+  std::string logs = job.file(JobFile::criu_logs);
+  // A zero-padded time in microseconds: the names sort oldest first, and
+  // failures of the same checkpoint id in one second keep apart.
+  std::string path = fmt::format("{}/criu-dump-{}-failed-{:016}.log", logs, p.id,
+                                 static_cast<long long>(sys::now() * 1e6));
+  if (!sys::mkdir_p(logs, 0700) || !sys::write_file_atomic(path, *log, 0600, false)) return "";
+  if (auto names = sys::list_dir(logs)) {
+    std::vector<std::string> failed;
+    for (const auto& n : *names)
+      if (n.rfind("criu-dump-", 0) == 0 && n.find("-failed-") != std::string::npos) failed.push_back(n);
+    std::sort(failed.begin(), failed.end(), [](const std::string& a, const std::string& b) {
+      return a.substr(a.find("-failed-")) < b.substr(b.find("-failed-"));
+    });
+    for (size_t i = 0; i + kFailedDumpLogs < failed.size(); i++) (void)sys::remove_tree(logs + "/" + failed[i]);
+  }
+  return path;
+}
+
 Result<std::vector<Staged>> list_staged(const JobDir& job, const FastTier& tier) {
   std::vector<Staged> out;
   std::string boot = boot_id();

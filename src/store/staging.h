@@ -36,8 +36,8 @@ namespace cryo::store {
 inline constexpr const char* kImagesDir = "images";
 inline constexpr const char* kDumpLog = "criu-dump.log";
 inline constexpr const char* kSavedFilesDir = "files";
-// CRIU's log of a restore of checkpoint id, in the job's restore logs
-// (JobFile::restore_logs): a new name each time.
+// CRIU's log of a restore of checkpoint id, in the job's CRIU logs
+// (JobFile::criu_logs): a new name each time.
 std::string restore_log_name(const std::string& id);
 
 struct FastTier {
@@ -104,6 +104,13 @@ Result<std::string> make_armed_dir(const JobDir& job, const FastTier& tier);
 // The dump in p is complete: writes base as dump.json and renames p into place.
 Result<Staged> end_dump(const Pending& p, const Manifest& base);
 void abort_dump(const Pending& p);
+// How many failed dumps' CRIU logs a job keeps.
+inline constexpr size_t kFailedDumpLogs = 5;
+// Before abort_dump of a dump that failed: copies CRIU's log of it into the
+// job's CRIU logs as criu-dump-ID-failed-TIME.log, and removes all but the
+// newest kFailedDumpLogs of them.  Returns the copy's path, "" if there
+// was no log or it could not be copied.
+std::string keep_failed_dump_log(const JobDir& job, const Pending& p);
 // A new pending dump in the store's staging directory, for a dump that
 // failed in the fast tier for lack of room.
 Result<Pending> begin_dump_in_store(const JobDir& job, const std::string& id);

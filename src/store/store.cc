@@ -74,7 +74,7 @@ std::string JobDir::file(JobFile f) const {
     case JobFile::lock: name = "lock"; break;
     case JobFile::control: name = "control.sock"; break;
     case JobFile::events: name = "cryo.log"; break;
-    case JobFile::restore_logs: name = "logs"; break;
+    case JobFile::criu_logs: name = "logs"; break;
     case JobFile::init_copy: name = "cryo-init"; break;
     case JobFile::mpi: name = "mpi"; break;
     case JobFile::agents: name = "agents"; break;

@@ -63,7 +63,7 @@ enum class JobFile {
   lock,             // the supervisor's flock
   control,          // control.sock: the supervisor's socket
   events,           // cryo.log: the job's event lines
-  restore_logs,     // logs/: CRIU's restore logs
+  criu_logs,        // logs/: CRIU's restore logs, and its logs of the latest failed dumps
   init_copy,        // cryo-init: the job's own copy (job/launch.h)
   mpi,              // mpi/: an MPI job's session directories
   agents,           // agents/: where a multi-node job's agents announce themselves

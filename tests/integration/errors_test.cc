@@ -1,6 +1,7 @@
 // Bad input gets a clear one-line error, a non-zero exit, and loses nothing.
 #include <signal.h>
 #include <sys/mount.h>
+#include <sys/shm.h>
 #include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -148,6 +149,42 @@ TEST_F(ErrorTest, ReadOnlyStore) {
   EXPECT_EQ(rc, 1);
   EXPECT_NE(err.find("Read-only file system"), std::string::npos) << err;
   EXPECT_NE(err.find("hint:"), std::string::npos) << err;
+}
+
+// A dump that fails keeps its evidence: the error quotes CRIU's first real
+// error (not its closing "Dumping FAILED"), with a hint, and names CRIU's
+// log, which is kept in the job's logs/ (the newest few of them).  A job
+// that is then killed says it has no checkpoint to continue from.
+TEST_F(ErrorTest, AFailedDumpKeepsItsLogAndNamesTheCause) {
+  // SysV shared memory of the host's IPC namespace: CRIU refuses it.
+  pid_t run = spawn({"run", "--name", "hostipc", "--ipc", "host", "--", prog("shmcounter"), go_file("hostipc")});
+  ASSERT_TRUE(wait_for("hostipc", "tick 5"));
+  std::string out;
+  EXPECT_EQ(cryo({"checkpoint", "hostipc", "--json"}, &out), 1);
+  auto e = nlohmann::json::parse(out, nullptr, false);
+  ASSERT_TRUE(e.is_object()) << out;
+  std::string message = e.value("error", ""), hint = e.value("hint", "");
+  EXPECT_NE(message.find("doesn't live in IPC ns"), std::string::npos) << message;
+  EXPECT_NE(hint.find("--ipc host"), std::string::npos) << hint;
+  std::string logs = store_ + "/hostipc/logs/";
+  auto at = hint.find(logs + "criu-dump-0001-failed-");
+  ASSERT_NE(at, std::string::npos) << hint;
+  std::string log = hint.substr(at, hint.find(".log", at) + 4 - at), text;
+  ASSERT_TRUE(read_text(log, &text)) << log << " is gone";
+  EXPECT_NE(text.find("doesn't live in IPC ns"), std::string::npos);
+  EXPECT_EQ(::kill(job_pid("hostipc"), 0), 0) << "the job must keep running";
+  for (int i = 0; i < 6; i++) EXPECT_EQ(cryo({"checkpoint", "hostipc"}), 1);
+  int kept = 0;
+  for (const auto& f : fs::directory_iterator(logs)) kept += f.path().filename().string().find("-failed-") != std::string::npos;
+  EXPECT_EQ(kept, 5) << "the newest five failed dumps' logs are kept";
+  ::kill(job_pid("hostipc"), SIGKILL);
+  wait_exit(run);
+  ::shmctl(static_cast<int>(last("hostipc", "shm")), IPC_RMID, nullptr);  // the host's, which the job left
+  std::string events;
+  read_text(store_ + "/hostipc/cryo.log", &events);
+  EXPECT_NE(events.find("CRIU's log: " + logs + "criu-dump-"), std::string::npos) << events;
+  EXPECT_NE(events.find("it has no checkpoint to continue from"), std::string::npos) << events;
+  EXPECT_EQ(events.find("continues it from"), std::string::npos) << events;
 }
 
 TEST_F(ErrorTest, FullStoreKeepsPreviousCheckpointAndJob) {

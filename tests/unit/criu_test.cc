@@ -4,17 +4,21 @@
 
 namespace cryo::criu {
 
-TEST(CriuLog, LastErrorsSkipsTheHarmlessRlimitLine) {
+TEST(CriuLog, TheFirstRealErrorIsTheCause) {
   std::string log =
       "(00.01) Error (criu/util.c:1533): rlimit: Can't setup RLIMIT_NOFILE for self: Operation not permitted\n"
       "(00.02) Warn  something\n"
-      "(00.03) Error (criu/sockets.c:628): sockets: Can't get 1:16 opt: Operation not supported\n";
-  EXPECT_EQ(last_errors(log), "sockets: Can't get 1:16 opt: Operation not supported");
+      "(00.03) Error (criu/shmem.c:863): SysVIPC shmem map 7f00 doesn't live in IPC ns\n"
+      "(00.04) Error (criu/cr-dump.c:1630): Dump mappings (pid: 5) failed with -1\n"
+      "(00.05) Error (criu/cr-dump.c:2090): Dumping FAILED.\n";
+  EXPECT_EQ(first_error(log), "SysVIPC shmem map 7f00 doesn't live in IPC ns");
+  EXPECT_EQ(first_error("(00.01) Warn  nothing wrong\n"), "");
 }
 
 TEST(CriuLog, HintsForKnownCauses) {
   EXPECT_NE(hint_for_log("write: No space left on device").find("full"), std::string::npos);
   EXPECT_NE(hint_for_log("Can't get 1:16 opt: Operation not supported").find("4.2"), std::string::npos);
+  EXPECT_NE(hint_for_log("SysVIPC shmem map 7f00 doesn't live in IPC ns").find("--ipc host"), std::string::npos);
   EXPECT_EQ(hint_for_log("all fine"), "");
 }
 
