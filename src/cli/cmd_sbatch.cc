@@ -104,7 +104,8 @@ void add_sbatch_verb(CLI::App& app, Globals& g, const std::vector<std::string>& 
       "restores the latest checkpoint, until the job finishes.  The job's output\n"
       "goes to the Slurm output file, each line once.\n\n"
       "cryo's options come first, then any sbatch options (passed to sbatch as\n"
-      "they are), then -- and the command.  See docs/slurm.md.");
+      "they are; --print and --json may come among them), then -- and the\n"
+      "command.  See docs/slurm.md.");
   cmd->prefix_command();
   cmd->fallthrough(false);  // unknown options are sbatch's, not the parent's
   cmd->add_option("--margin", o->margin, "Warning before the time limit, e.g. 120s, 5m (default 120s)")->type_name("DURATION");
@@ -118,8 +119,16 @@ void add_sbatch_verb(CLI::App& app, Globals& g, const std::vector<std::string>& 
       "  cryo sbatch --margin 5m --every 1h --time=24:00:00 -p long -o solver.out -- ./solver big.dat\n"
       "  cryo sbatch --print --time=30:00 -- ./solver input.dat     # show the script");
   cmd->callback([&g, o, cmd, &command] {
+    // Parsing stops at sbatch's first option; cryo's flags that no sbatch
+    // option shares may still follow it.
+    std::vector<std::string> sbatch_args;
+    for (auto& a : cmd->remaining()) {
+      if (a == "--print") o->print = true;
+      else if (a == "--json") o->json = true;
+      else sbatch_args.push_back(std::move(a));
+    }
     g_json_errors = o->json;
-    g_exit_code = sbatch(g, *o, cmd->remaining(), command);
+    g_exit_code = sbatch(g, *o, sbatch_args, command);
   });
 }
 

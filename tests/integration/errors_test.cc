@@ -117,6 +117,12 @@ TEST_F(ErrorTest, SbatchTakesTheCommandAfterDashDash) {
       EXPECT_NE(out.find(" run --checkpoint-on USR1 --keep 3 "), std::string::npos) << out;
     }
   }
+  // --print among sbatch's options is cryo's, not sbatch's.
+  std::string out, err;
+  ASSERT_EQ(cryo({"--fast-tier=none", "sbatch", "--time=30:00", "--print", "--", prog("solver")}, &out, &err), 0) << err;
+  std::string sbatch_line = out.substr(0, out.find('\n'));
+  EXPECT_NE(sbatch_line.find("--time=30:00"), std::string::npos) << sbatch_line;
+  EXPECT_EQ(sbatch_line.find("--print"), std::string::npos) << sbatch_line;
 }
 
 TEST_F(ErrorTest, CommandNotFound) {
