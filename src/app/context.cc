@@ -33,6 +33,23 @@ Status need_root(const std::string& verb) {
                  " ...'; under Slurm, through a sudo rule for cryo (docs/slurm.md)");
 }
 
+std::vector<store::FastCopy> tidy_fast_tier(const Context& ctx) {
+  auto tier = ctx.tier();
+  if (!tier) return {};
+  std::string host = sys::hostname();
+  return store::sweep_fast_tier(*tier, [&](const std::string& store_job_dir) {
+    auto slash = store_job_dir.rfind('/');
+    store::JobDir dir(store_job_dir.substr(0, slash), store_job_dir.substr(slash + 1));
+    auto st = job::load_state(dir);
+    if (!st) return true;  // cannot tell
+    if (st->host != host) return false;  // it went on elsewhere
+    if (st->state == job::State::running) return sys::pid_alive(st->supervisor_pid);
+    if (st->state != job::State::stopped) return false;
+    auto c = job::load_config(dir);
+    return c && c->slurm_job_id.empty();  // under Slurm the next allocation may be anywhere
+  });
+}
+
 Result<store::JobDir> open_job(const Context& ctx, const std::string& name) {
   CRYO_TRY(store::validate_job_name(name));
   store::JobDir dir(ctx.store_root(), name);

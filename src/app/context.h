@@ -40,6 +40,11 @@ void recover(const Context& ctx, const store::JobDir& dir, const store::Progress
 // before stay as they are.
 void commit_pending(const store::JobDir& dir, const store::FastTier& tier, int keep, bool quiet,
                     const store::ProgressFn& progress = {});
+// Frees what this node's fast tier holds for nothing (store::sweep_fast_tier):
+// a durable copy stays only while its job runs on this node, or is stopped
+// here outside Slurm (a restore here reads it).  Cheap enough for every
+// verb to run.  Returns the copies freed.
+std::vector<store::FastCopy> tidy_fast_tier(const Context& ctx);
 // Container engines find CRIU as 'criu' in PATH: put cryo's first.
 void prepare_engine_environment(const Context& ctx);
 // A multi-node job under Slurm: its agents, started with srun on every node

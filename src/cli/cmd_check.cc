@@ -8,6 +8,7 @@
 
 #include "base/duration.h"
 #include "base/sys.h"
+#include "app/context.h"
 #include "cli/common.h"
 #include "container/engine.h"
 #include "criu/client.h"
@@ -16,6 +17,7 @@
 #include "job/mpi.h"
 #include "slurm/slurm.h"
 #include "store/signing.h"
+#include "store/staging.h"
 #include "store/stream.h"
 
 namespace cryo::cli {
@@ -184,6 +186,22 @@ int check(const Globals& g, bool json) {
                        "as root, while no job keeps a fast copy there: mount -t tmpfs -o "
                        "huge=within_size,size=50%,mode=1777 cryo-fast " + tier->root +
                            " (scripts/mount-fast-tier.sh in cryo's sources does this)"});
+  }
+  // What the fast tier holds, once what it held for nothing is freed.
+  if (auto tier = g.tier(); tier && tier->enabled()) {
+    auto freed = app::tidy_fast_tier(g);
+    auto copies = store::list_fast_copies(*tier);
+    uint64_t bytes = 0;
+    std::string which;
+    for (const auto& c : copies) {
+      bytes += c.bytes;
+      std::string job = c.store_job_dir.substr(c.store_job_dir.rfind('/') + 1);
+      if (c.store_job_dir.rfind(g.store_root() + "/", 0) != 0) job = c.store_job_dir;  // another store's
+      which += fmt::format("{}{} {}{}", which.empty() ? "" : ", ", job, c.id, c.durable ? "" : " (not yet durable)");
+    }
+    std::string what = copies.empty() ? "none" : fmt::format("{}, {}: {}", copies.size(), format_bytes(static_cast<double>(bytes)), which);
+    if (!freed.empty()) what += fmt::format("; freed {} that no job here needed", freed.size());
+    items.push_back({"fast copies", "info", what, ""});
   }
   // A restore streams its images to CRIU (store/stream.h).
   if (Status st = store::ImageStream::available())

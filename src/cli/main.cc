@@ -135,5 +135,9 @@ int main(int argc, char** argv) {
     // --help and --version end parsing with status 0; the rest are usage errors.
     return app.exit(e) == 0 ? 0 : cryo::cli::kExitUsage;
   }
+  // After any verb that deals with jobs (not the agent's or CRIU's hook,
+  // which serve others): what the node's fast tier holds for nothing goes.
+  for (const auto* sub : app.get_subcommands())
+    if (sub->get_name() != "agent" && sub->get_name() != "criu-hook") (void)cryo::app::tidy_fast_tier(g);
   return cryo::cli::g_exit_code;
 }

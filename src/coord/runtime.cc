@@ -187,7 +187,7 @@ void CoordinatedRuntime::spawn(const control::SpawnRequest& r, UniqueFd client, 
   (void)job::send_message(client.get(), ok);
 }
 
-void CoordinatedRuntime::finish(job::State final) {
+void CoordinatedRuntime::finish(job::State final, bool) {
   tee();
   if (final != job::State::stopped) c_.stop_all();  // part 0's command ended: the others' daemons with it
   stop_slurm_agents(j_.srun);

@@ -46,7 +46,7 @@ class CoordinatedRuntime final : public job::Runtime {
   void kill_job() override;
   void fill_status(control::JobStatus& st) const override;
   void spawn(const control::SpawnRequest& r, UniqueFd client, const control::Reply& ok) override;
-  void finish(job::State final) override;
+  void finish(job::State final, bool leaves_node) override;
 
  private:
   void checkpoint_done();

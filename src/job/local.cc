@@ -242,7 +242,7 @@ void LocalRuntime::discard_armed_dir() {
   armed_dir_.clear();
 }
 
-void LocalRuntime::finish(State final) {
+void LocalRuntime::finish(State final, bool leaves_node) {
   // Whatever is left in the pipes belongs to the job's last moments.
   for (auto& o : j_.outputs)
     if (!o.eof && !gated_) (void)drain(o);
@@ -250,9 +250,12 @@ void LocalRuntime::finish(State final) {
   // job's state says where to continue from.
   if (auto st = flush_pending(dir_, j_.tier, j_.config.keep, j_.quiet); !st)
     event(dir_, "warning: " + st.error().message + ", ignoring", j_.quiet);
-  // A finished job's fast copies only hold memory the node needs.
+  // A finished job's fast copies only hold memory the node needs; so do
+  // the durable ones of a job that goes on elsewhere.
   if (final == State::finished)
     for (const auto& d : store::fast_dirs(j_.tier, dir_)) (void)sys::remove_tree(d);
+  else if (leaves_node)
+    store::free_durable_copies(j_.tier, dir_);
   // An MPI job's live files: the checkpoints hold their contents, and a
   // restore puts them back.
   if (j_.config.mpi != Mpi::none) {

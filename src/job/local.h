@@ -48,7 +48,7 @@ class LocalRuntime final : public Runtime {
   void forward_signal(int sig) override;
   void kill_job() override;
   void fill_status(control::JobStatus& st) const override;
-  void finish(State final) override;
+  void finish(State final, bool leaves_node) override;
 
  private:
   void on_worker_note();

@@ -190,7 +190,7 @@ void Supervisor::job_ended(int wait_status) {
 int Supervisor::finish() {
   JobState& st = s_.state;
   State final = stopped_ ? State::stopped : WIFEXITED(job_status_) ? State::finished : State::failed;
-  rt_.finish(final);
+  rt_.finish(final, alloc_.has_value());
   st.state = final;
   st.since = now();
   auto latest = dir_.latest_id();

@@ -111,8 +111,9 @@ class Runtime {
   // 'cryo rsh': runs argv in a part; answers client with `ok` or a failure.
   virtual void spawn(const control::SpawnRequest& r, UniqueFd client, const control::Reply& ok);
   // The job has ended (as `final`): what it leaves behind.  Called once,
-  // before the job's state is saved.
-  virtual void finish(State final) = 0;
+  // before the job's state is saved.  leaves_node: the job goes on, if at
+  // all, in another allocation (anywhere).
+  virtual void finish(State final, bool leaves_node) = 0;
 
  protected:
   Listener* listener_ = nullptr;

@@ -404,6 +404,61 @@ void discard_staged(const Staged& s) {
   if (auto trash = set_aside(s); !trash.empty()) (void)sys::remove_tree(trash);
 }
 
+std::vector<FastCopy> list_fast_copies(const FastTier& tier) {
+  std::vector<FastCopy> out;
+  if (!tier.enabled()) return out;
+  std::string boot = boot_id();
+  auto jobs = sys::list_dir(tier.root);
+  if (!jobs) return out;
+  for (const auto& j : *jobs) {
+    auto ids = sys::list_dir(tier.root + "/" + j);
+    if (!ids) continue;
+    for (const auto& id : *ids) {
+      if (!is_checkpoint_id(id)) continue;
+      FastCopy c;
+      c.dir = tier.root + "/" + j + "/" + id;
+      c.id = id;
+      auto text = sys::read_file(c.dir + "/dump.json");
+      if (!text) continue;  // being deleted
+      auto m = nlohmann::json::parse(*text, nullptr, false);
+      if (!m.is_object()) continue;
+      c.store_job_dir = m.value("store_job_dir", "");
+      c.stale = m.value("boot_id", "") != boot;
+      c.durable = durable_elsewhere(c.dir);
+      c.bytes = sys::tree_size(c.dir);
+      out.push_back(std::move(c));
+    }
+  }
+  return out;
+}
+
+std::vector<FastCopy> sweep_fast_tier(const FastTier& tier,
+                                      const std::function<bool(const std::string& store_job_dir)>& keep) {
+  std::vector<FastCopy> freed;
+  for (auto& c : list_fast_copies(tier)) {
+    if (c.store_job_dir.empty()) continue;
+    bool job_gone = !sys::exists(c.store_job_dir) && sys::exists(c.store_job_dir.substr(0, c.store_job_dir.rfind('/')));
+    if (!job_gone && !c.stale && !(c.durable && !keep(c.store_job_dir))) continue;
+    Staged s{c.id, c.dir, true};
+    if (auto trash = set_aside(s); !trash.empty()) {
+      CRYO_LOG("store", info) << "freeing the fast copy " << c.dir
+                              << (job_gone ? ": its job is gone" : c.stale ? ": written before this boot" : "");
+      (void)sys::remove_tree(trash);
+      freed.push_back(std::move(c));
+    }
+  }
+  return freed;
+}
+
+void free_durable_copies(const FastTier& tier, const JobDir& job) {
+  for (const auto& d : fast_dirs(tier, job)) {
+    auto ids = sys::list_dir(d);
+    if (!ids) continue;
+    for (const auto& id : *ids)
+      if (is_checkpoint_id(id) && durable_elsewhere(d + "/" + id)) discard_staged(Staged{id, d + "/" + id, true});
+  }
+}
+
 Result<UniqueFd> hold_copy(const Staged& s, bool wait) {
   auto lock = sys::lock_file(s.dir + "/.lock", false, wait);
   if (!lock) return lock.error();

@@ -19,6 +19,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -124,6 +125,28 @@ void discard_staged(const Staged& s);
 // Removes the .tmp-* and .trash-* entries of dir whose writer is gone;
 // returns how many there were.
 size_t remove_leftovers(const std::string& dir);
+
+// A complete dump in the fast tier, of any job on this node.
+struct FastCopy {
+  std::string dir;            // FAST/NAME-KEY/ID
+  std::string id;
+  std::string store_job_dir;  // the job's directory in its store, as the dump says
+  bool durable = false;       // that store holds it committed
+  bool stale = false;         // written before this boot: never used
+  uint64_t bytes = 0;
+};
+std::vector<FastCopy> list_fast_copies(const FastTier& tier);
+
+// Frees what the fast tier holds for nothing: copies whose job's directory
+// is gone from a store that is there, copies from before this boot, and
+// durable copies whose job `keep` (given its directory in the store) does
+// not need here.  A copy that a restore is reading stays, and so does
+// every copy that is not durable while its store is there, or whose store
+// cannot be seen.  Returns the copies freed.
+std::vector<FastCopy> sweep_fast_tier(const FastTier& tier,
+                                      const std::function<bool(const std::string& store_job_dir)>& keep);
+// Frees the job's fast copies that are durable (the job leaves this node).
+void free_durable_copies(const FastTier& tier, const JobDir& job);
 
 // A restore reading a fast copy holds this (shared) so that no one
 // deletes the copy meanwhile.

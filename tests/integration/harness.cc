@@ -252,6 +252,15 @@ nlohmann::json CryoTest::status(const std::string& job) {
   return nlohmann::json::parse(out, nullptr, false);
 }
 
+int CryoTest::fast_copies(const std::string& job) const {
+  int n = 0;
+  for (const auto& d : fs::directory_iterator(fast_))
+    if (d.path().filename().string().rfind(job + "-", 0) == 0)
+      for (const auto& c : fs::directory_iterator(d.path()))
+        n += c.path().filename().string().find_first_not_of("0123456789") == std::string::npos;
+  return n;
+}
+
 pid_t CryoTest::job_pid(const std::string& job) {
   pid_t pid = status(job).value("job_pid", 0);
   if (pid > 0) return pid;

@@ -53,6 +53,8 @@ class CryoTest : public ::testing::Test {
                               const std::string& word = "tick");
   nlohmann::json status(const std::string& job);
   pid_t job_pid(const std::string& job);
+  // How many checkpoints of the job the test's fast tier holds.
+  int fast_copies(const std::string& job) const;
   // Takes a checkpoint (with --wait: it is durable on return) and expects
   // success; returns its id.
   std::string checkpoint(const std::string& job, const std::vector<std::string>& extra = {});

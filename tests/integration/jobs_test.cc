@@ -190,6 +190,48 @@ TEST_F(JobTest, RestoredFileKeepsItsIdentity) {
   ::close(outside);
 }
 
+// The node's fast tier keeps only what a job here needs: after a killed
+// supervisor and a removed store, the next cryo commands free those jobs'
+// copies; a job stopped here (outside Slurm) keeps its copy for its
+// restore here; 'cryo check' says what the tier holds.
+TEST_F(JobTest, TheFastTierKeepsOnlyWhatAJobHereNeeds) {
+  pid_t lost = spawn({"run", "--name", "lost", "--", prog("counter"), go_file("lost")});
+  ASSERT_TRUE(wait_for("lost", "tick 5"));
+  ASSERT_EQ(checkpoint("lost"), "0001");
+  EXPECT_EQ(fast_copies("lost"), 1);
+  pid_t job = job_pid("lost");
+  ::kill(lost, SIGKILL);
+  wait_exit(lost);
+  ::kill(job, SIGKILL);
+
+  pid_t gone = spawn({"run", "--name", "gone", "--", prog("counter"), go_file("gone")});
+  ASSERT_TRUE(wait_for("gone", "tick 5"));
+  ASSERT_EQ(checkpoint("gone"), "0001");
+  EXPECT_EQ(fast_copies("gone"), 1);
+  ::kill(job_pid("gone"), SIGKILL);
+  wait_exit(gone);
+  std::filesystem::remove_all(store_ + "/gone");
+
+  pid_t kept = spawn({"run", "--name", "kept", "--", prog("counter"), go_file("kept")});
+  ASSERT_TRUE(wait_for("kept", "tick 5"));
+  ASSERT_EQ(checkpoint("kept", {"--stop"}), "0001");
+  EXPECT_EQ(wait_exit(kept), 75);
+
+  EXPECT_EQ(cryo({"ls"}), 0);
+  EXPECT_EQ(fast_copies("lost"), 0) << "its supervisor is gone: a restore reads the store";
+  EXPECT_EQ(fast_copies("gone"), 0) << "its store directory is gone";
+  EXPECT_EQ(fast_copies("kept"), 1) << "stopped here: its restore here reads the fast copy";
+  std::string out;
+  cryo({"check", "--json"}, &out);
+  auto j = nlohmann::json::parse(out, nullptr, false);
+  ASSERT_TRUE(j.is_object()) << out;
+  std::string held;
+  for (const auto& c : j["checks"])
+    if (c.value("name", "") == "fast copies") held = c.value("detail", "");
+  EXPECT_NE(held.find("kept 0001"), std::string::npos) << held;
+  EXPECT_EQ(held.find("lost"), std::string::npos) << held;
+}
+
 std::string ask(int port) {
   int s = ::socket(AF_INET, SOCK_STREAM, 0);
   sockaddr_in a{};

@@ -159,6 +159,8 @@ TEST_F(SlurmTest, TimeLimitedJobContinuesAcrossRequeuesUntilDone) {
   read_text(err, &errors);
   read_text(result, &file);
   EXPECT_EQ(got, expect) << "the Slurm output file differs from an uninterrupted run; cryo said:\n" << errors;
+  // Each allocation's end freed the fast copy it left: the next one read the store.
+  EXPECT_EQ(errors.find("(fast copy)"), std::string::npos) << errors;
   EXPECT_EQ(log(job), expect);
   EXPECT_EQ(file, expect) << "the result file on the store differs";
 
@@ -318,6 +320,7 @@ TEST_F(SlurmTest, CancelledJobIsNotRequeued) {
   ASSERT_TRUE(wait_event(dir, "checkpoint 0001 committed", 60));
   sh("scancel " + id);
   ASSERT_TRUE(wait_gone(id, 90)) << "the cancelled job is back in the queue: " << slurm_state(id);
+  EXPECT_EQ(fast_copies("slurm-" + id), 0) << "the job left the node: its durable fast copies go with it";
   std::this_thread::sleep_for(std::chrono::seconds(3));
   EXPECT_EQ(slurm_state(id), "") << "requeued after scancel";
   std::string events;

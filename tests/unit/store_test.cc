@@ -857,6 +857,49 @@ TEST_F(StoreTest, RetentionSparesLatestEvenIfOldest) {
   EXPECT_EQ(*job_->checkpoint_ids(), std::vector<std::string>{"0001"});
 }
 
+// The fast tier's sweep, with the job's need of its copy as the seam: a
+// durable copy goes when its job does not need it here (unless a restore
+// reads it), a copy not yet durable stays, and the copies of a job whose
+// directory is gone from the store go.
+TEST_F(StoreTest, TheSweepFreesOnlyWhatNoJobHereNeeds) {
+  add({{"images/pages-1.img", "one"}});  // j: a durable fast copy
+  JobDir other(root_ + "/store", "k");
+  ASSERT_TRUE(other.create().ok());
+  auto p = begin_dump(other, tier_, 0);  // k: a dump not flushed yet
+  ASSERT_TRUE(p.ok());
+  Manifest m;
+  m.job = "k";
+  ASSERT_TRUE(end_dump(*p, m).ok());
+  auto held = [&] {
+    std::set<std::string> out;
+    for (const auto& c : list_fast_copies(tier_))
+      out.insert(c.store_job_dir.substr(c.store_job_dir.rfind('/') + 1) + c.id + (c.durable ? " durable" : ""));
+    return out;
+  };
+  EXPECT_EQ(held(), (std::set<std::string>{"j0001 durable", "k0001"}));
+  auto keep_all = [](const std::string&) { return true; };
+  EXPECT_TRUE(sweep_fast_tier(tier_, keep_all).empty());
+  std::set<std::string> asked;
+  auto keep_none = [&](const std::string& d) {
+    asked.insert(d);
+    return false;
+  };
+  {
+    auto reading = hold_copy(only_staged(), false);  // a restore reads it
+    ASSERT_TRUE(reading.ok());
+    EXPECT_TRUE(sweep_fast_tier(tier_, keep_none).empty());
+  }
+  auto freed = sweep_fast_tier(tier_, keep_none);
+  ASSERT_EQ(freed.size(), 1u);
+  EXPECT_EQ(freed[0].store_job_dir, job_->path());
+  EXPECT_EQ(asked, std::set<std::string>{job_->path()}) << "only durable copies are the job's to give up";
+  EXPECT_EQ(held(), std::set<std::string>{"k0001"}) << "not durable: the next command on the job commits it";
+  fs::remove_all(other.path());
+  freed = sweep_fast_tier(tier_, keep_all);
+  ASSERT_EQ(freed.size(), 1u) << "its job is gone from a store that is there";
+  EXPECT_TRUE(list_fast_copies(tier_).empty());
+}
+
 TEST_F(StoreTest, AFullFastTierSendsTheDumpToTheStore) {
   FastTier small = tier_;
   small.limit = 1 << 20;

@@ -32,11 +32,14 @@ class FakeRuntime final : public Runtime {
   void forward_signal(int sig) override { forwarded.push_back(sig); }
   void kill_job() override { kills++; }
   void fill_status(control::JobStatus& st) const override { st.set_job_pid(42); }
-  void finish(State final) override { finished = final; }
+  void finish(State final, bool leaves) override {
+    finished = final;
+    leaves_node = leaves;
+  }
 
   Listener& listener() { return *listener_; }
 
-  bool started = false, refuse = false, flushing = false;
+  bool started = false, refuse = false, flushing = false, leaves_node = false;
   int children = 0, kills = 0;
   std::vector<CheckpointRequest> begun;
   std::vector<int> forwarded;
@@ -254,6 +257,7 @@ TEST_F(SupervisorTest, SlurmsWarningStopsAndRequeues) {
   rt_.listener().job_ended(W_EXITCODE(0, SIGKILL));
   EXPECT_EQ(sup->finish(), 0) << "requeued: the batch script ends well";
   EXPECT_EQ(requeued_, std::vector<std::string>{"7"});
+  EXPECT_TRUE(rt_.leaves_node) << "its fast copies are of no use here any more";
 }
 
 TEST_F(SupervisorTest, SlurmsWarningDuringADumpStopsRightAfterIt) {
