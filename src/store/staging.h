@@ -14,8 +14,9 @@
 // manifest without checksums; written last, then the directory renamed).
 // Once committed, a dump in the store's staging is deleted; one in the
 // fast tier stays as the job's fast copy, which a restore on this node
-// reads instead of the store, until a newer checkpoint replaces it or
-// room is needed.  Complete dumps from before a reboot are never used.
+// reads instead of the store, until a newer checkpoint replaces it, room
+// is needed, or no job here needs it (sweep_fast_tier).  Complete dumps
+// from before a reboot are never used.
 #pragma once
 
 #include <cstdint>
