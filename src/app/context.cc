@@ -40,8 +40,10 @@ std::vector<store::FastCopy> tidy_fast_tier(const Context& ctx) {
   return store::sweep_fast_tier(*tier, [&](const std::string& store_job_dir) {
     auto slash = store_job_dir.rfind('/');
     store::JobDir dir(store_job_dir.substr(0, slash), store_job_dir.substr(slash + 1));
+    // No state (a multi-node job's part), or one that does not read: cannot tell.
+    if (!sys::exists(dir.file(store::JobFile::state))) return true;
     auto st = job::load_state(dir);
-    if (!st) return true;  // cannot tell
+    if (!st) return true;
     if (st->host != host) return false;  // it went on elsewhere
     if (st->state == job::State::running) return sys::pid_alive(st->supervisor_pid);
     if (st->state != job::State::stopped) return false;
