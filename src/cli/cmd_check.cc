@@ -194,7 +194,7 @@ int check(const Globals& g, bool json) {
     uint64_t bytes = 0;
     std::string which;
     for (const auto& c : copies) {
-      bytes += c.bytes;
+      bytes += sys::tree_size(c.dir);
       std::string job = c.store_job_dir.substr(c.store_job_dir.rfind('/') + 1);
       if (c.store_job_dir.rfind(g.store_root() + "/", 0) != 0) job = c.store_job_dir;  // another store's
       which += fmt::format("{}{} {}{}", which.empty() ? "" : ", ", job, c.id, c.durable ? "" : " (not yet durable)");

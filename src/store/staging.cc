@@ -408,15 +408,22 @@ std::vector<FastCopy> list_fast_copies(const FastTier& tier) {
   std::vector<FastCopy> out;
   if (!tier.enabled()) return out;
   std::string boot = boot_id();
+  // Anyone may write in the tier: only real directories count, so that a
+  // planted link never leads the sweep (and the lock it takes) elsewhere.
+  auto real_dir = [](const std::string& path) {
+    auto st = sys::lstat(path);
+    return st && S_ISDIR(st->st_mode);
+  };
   auto jobs = sys::list_dir(tier.root);
   if (!jobs) return out;
   for (const auto& j : *jobs) {
+    if (!real_dir(tier.root + "/" + j)) continue;
     auto ids = sys::list_dir(tier.root + "/" + j);
     if (!ids) continue;
     for (const auto& id : *ids) {
-      if (!is_checkpoint_id(id)) continue;
       FastCopy c;
       c.dir = tier.root + "/" + j + "/" + id;
+      if (!is_checkpoint_id(id) || !real_dir(c.dir)) continue;
       c.id = id;
       auto text = sys::read_file(c.dir + "/dump.json");
       if (!text) continue;  // being deleted
@@ -425,7 +432,6 @@ std::vector<FastCopy> list_fast_copies(const FastTier& tier) {
       c.store_job_dir = m.value("store_job_dir", "");
       c.stale = m.value("boot_id", "") != boot;
       c.durable = durable_elsewhere(c.dir);
-      c.bytes = sys::tree_size(c.dir);
       out.push_back(std::move(c));
     }
   }

@@ -134,8 +134,8 @@ struct FastCopy {
   std::string store_job_dir;  // the job's directory in its store, as the dump says
   bool durable = false;       // that store holds it committed
   bool stale = false;         // written before this boot: never used
-  uint64_t bytes = 0;
 };
+// Links in the tier are not followed: a copy is a directory of a directory.
 std::vector<FastCopy> list_fast_copies(const FastTier& tier);
 
 // Frees what the fast tier holds for nothing: copies whose job's directory

@@ -894,6 +894,19 @@ TEST_F(StoreTest, TheSweepFreesOnlyWhatNoJobHereNeeds) {
   EXPECT_EQ(freed[0].store_job_dir, job_->path());
   EXPECT_EQ(asked, std::set<std::string>{job_->path()}) << "only durable copies are the job's to give up";
   EXPECT_EQ(held(), std::set<std::string>{"k0001"}) << "not durable: the next command on the job commits it";
+  // A link planted in the tier (anyone may write there) leads nowhere.
+  std::string outside = root_ + "/outside";
+  fs::create_directories(outside + "/0001");
+  std::ofstream(outside + "/0001/dump.json") << R"({"id": "0001", "store_job_dir": ")" << root_ << R"(/store/gone"})";
+  fs::create_directory_symlink(outside, tier_.root + "/planted");
+  fs::create_directories(tier_.root + "/x");
+  fs::create_directory_symlink(outside + "/0001", tier_.root + "/x/0001");
+  EXPECT_EQ(held(), std::set<std::string>{"k0001"});
+  EXPECT_TRUE(sweep_fast_tier(tier_, keep_none).empty());
+  EXPECT_TRUE(fs::exists(outside + "/0001/dump.json"));
+  EXPECT_FALSE(fs::exists(outside + "/0001/.lock")) << "the sweep locked a directory outside the tier";
+  fs::remove(tier_.root + "/planted");
+  fs::remove_all(tier_.root + "/x");
   fs::remove_all(other.path());
   freed = sweep_fast_tier(tier_, keep_all);
   ASSERT_EQ(freed.size(), 1u) << "its job is gone from a store that is there";
