@@ -144,8 +144,8 @@ Result<int> launch_and_supervise(const Context& g, store::JobDir& dir, const job
     spec.workdir = root->workdir;
   }
   if (c.mpi != job::Mpi::none) {
-    if (auto st = job::prepare_mpi_dirs(c.mpi, c.name, dir.file(store::JobFile::mpi)); !st) return st.error();
-    spec.env = job::mpi_environment(c.mpi, c.name, dir.file(store::JobFile::mpi), ::geteuid() == 0);
+    if (auto st = job::prepare_mpi_dirs(c.mpi, dir.file(store::JobFile::mpi)); !st) return st.error();
+    spec.env = job::mpi_environment(c.mpi, dir.file(store::JobFile::mpi), ::geteuid() == 0);
   }
   auto launched = c.traits().engine_checkpoints ? job::launch_container(c, dir) : job::launch(spec);
   if (!launched) {
@@ -378,6 +378,7 @@ Result<int> run(const Context& g, Run& o) {
   c.created = sys::now();
   c.uid = ::getuid();
   c.host = sys::hostname();
+  if (!c.traits().engine_checkpoints) c.cpu_flags = job::cpu_flags_here();
   if (sl) c.slurm_job_id = sl->job_id;
   bool had_key = sys::exists(store::key_path());
   if (auto st = job::save_config(dir, c); !st) {
@@ -394,9 +395,9 @@ Result<int> run(const Context& g, Run& o) {
       return (st.error());
     }
   if (mpi != job::Mpi::none)
-    job::event(dir, fmt::format("{} job: private network and IPC namespaces, TCP connections checkpointed, MPI "
-                                "files in {} and {}", mpi == job::Mpi::openmpi ? "Open MPI" : "MPICH",
-                                dir.file(store::JobFile::mpi), job::mpi_shm_dir(c.name)), o.quiet);
+    job::event(dir, fmt::format("{} job: private network and IPC namespaces, its own /dev/shm, TCP connections "
+                                "checkpointed, MPI session files in {}", mpi == job::Mpi::openmpi ? "Open MPI" : "MPICH",
+                                dir.file(store::JobFile::mpi)), o.quiet);
   auto lock = job::lock_job(dir);
   if (!lock) return (lock.error());
   if (c.coordinated() || c.nodes_from_slurm) return run_coordinated(g, dir, c, std::move(*lock), o, sl);
@@ -532,6 +533,59 @@ Result<int> continue_job(const Context& g, const ContinueRequest& o) {
   return restore_and_supervise(g, *dir, std::move(c));
 }
 
+bool RestoreCheck::ok() const {
+  for (const auto& c : checks)
+    if (c.verdict == job::Verdict::fail) return false;
+  return true;
+}
+
+Result<RestoreCheck> check_restore(const Context& g, const ContinueRequest& o) {
+  auto dir = open_job(g, o.name);
+  if (!dir) return (dir.error());
+  RestoreCheck out;
+  out.job = o.name;
+  auto failed = [](const std::string& name, const Error& e) {
+    return job::Check{name, job::Verdict::fail, e.message, e.hint, kind_of(e)};
+  };
+  {
+    job::Check c{"job", job::Verdict::pass, "job '" + o.name + "' is not running", "", ErrorKind::busy};
+    auto state = job::load_state(*dir);
+    if (auto lock = job::lock_job(*dir); !lock) c = failed("job", lock.error());
+    else if (!state) c = failed("job", state.error());
+    else if (state->state == job::State::finished && !o.force)
+      c = {"job", job::Verdict::fail, fmt::format("job '{}' has finished (exit status {})", o.name, state->exit_code),
+           "add --force to restore it anyway", ErrorKind::usage};
+    out.checks.push_back(c);
+  }
+  out.id = o.from;
+  if (out.id.empty()) {
+    auto latest = dir->latest_id();
+    if (!latest) return (latest.error());
+    if (latest->empty()) return (make_error(ErrorKind::not_found, "job '" + o.name + "' has no checkpoint to restore"));
+    out.id = *latest;
+  }
+  auto m = store::load_signed_manifest(*dir, out.id);
+  if (!m) {
+    out.checks.push_back(failed("key", m.error()));
+    return out;
+  }
+  out.checks.push_back({"key", job::Verdict::pass, "checkpoint " + out.id + " is signed with this node's key (" +
+                        store::key_path() + ")", "", ErrorKind::corrupt});
+  auto record = job::restore_record(*m);
+  if (!record) {
+    out.checks.push_back(failed("key", record.error()));
+    return out;
+  }
+  job::Node here = job::this_node();
+  here.criu = criu::probe(g.criu_path());
+  for (auto& c : job::check_restore(*m, *record, here)) out.checks.push_back(std::move(c));
+  if (record->coordinated)
+    out.checks.push_back({"parts", job::Verdict::warn,
+                          fmt::format("the {} parts' checkpoints are checked on their agents' nodes, as they restore",
+                                      record->parts.size()),
+                          "", ErrorKind::unfit});
+  return out;
+}
 
 Result<control::CheckpointDone> request_checkpoint(const Context& ctx, const CheckpointRequest& o) {
   auto dir = open_job(ctx, o.name);

@@ -11,6 +11,7 @@
 #include "app/context.h"
 #include "base/result.h"
 #include "control.pb.h"
+#include "job/preflight.h"
 #include "slurm/slurm.h"
 #include "store/store.h"
 
@@ -62,6 +63,17 @@ struct ContinueRequest {
 // Restores a job from a checkpoint and supervises it until it ends;
 // returns cryo's exit status.
 Result<int> continue_job(const Context& ctx, const ContinueRequest& r);
+
+// Would continue_job(r) work on this node?  Changes nothing.  The checks
+// (job/preflight.h) after two of its own: "job" (the job is not running,
+// nor finished without r.force) and "key" (the checkpoint's signature
+// verifies with this node's key).  The error: no such job or checkpoint.
+struct RestoreCheck {
+  std::string job, id;
+  std::vector<job::Check> checks;
+  bool ok() const;
+};
+Result<RestoreCheck> check_restore(const Context& ctx, const ContinueRequest& r);
 
 struct CheckpointRequest {
   std::string name;

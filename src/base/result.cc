@@ -37,6 +37,7 @@ const char* kind_name(ErrorKind k) {
     case ErrorKind::no_space: return "no_space";
     case ErrorKind::criu: return "criu";
     case ErrorKind::exec: return "exec";
+    case ErrorKind::unfit: return "unfit";
   }
   return "error";
 }

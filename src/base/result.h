@@ -25,6 +25,7 @@ enum class ErrorKind {
   no_space,     // a disk or quota full
   criu,         // CRIU failed, or is missing or too old
   exec,         // the job's command cannot be executed
+  unfit,        // this node cannot run the checkpoint (CPU, files, mounts, memory)
 };
 
 struct Error {

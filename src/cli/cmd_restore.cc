@@ -1,8 +1,34 @@
-// cryo restore: continue a job from a checkpoint, and supervise it.
+// cryo restore: continue a job from a checkpoint, and supervise it; or
+// (--dry-run) say whether that would work on this node.
+#include <fmt/format.h>
+
 #include "app/jobs.h"
 #include "cli/common.h"
 
 namespace cryo::cli {
+
+namespace {
+
+int dry_run(const Globals& g, const app::ContinueRequest& o, bool json) {
+  if (json) g_json_errors = true;
+  auto r = app::check_restore(g, o);
+  if (!r) return fail(r.error());
+  if (json) {
+    nlohmann::json checks = nlohmann::json::array();
+    for (const auto& c : r->checks) checks.push_back(job::to_json(c));
+    print_json({{"job", r->job}, {"checkpoint", r->id}, {"ok", r->ok()}, {"checks", checks}});
+  } else {
+    std::printf("checkpoint %s of job '%s', restored on this node:\n", r->id.c_str(), r->job.c_str());
+    for (const auto& c : r->checks) {
+      std::printf("  %-4s  %-7s %s\n", job::verdict_name(c.verdict), c.name.c_str(), c.detail.c_str());
+      if (!c.fix.empty()) std::printf("                fix: %s\n", c.fix.c_str());
+    }
+    std::printf("%s\n", r->ok() ? "the restore would pass these checks" : "the restore would be refused");
+  }
+  return r->ok() ? 0 : kExitError;
+}
+
+}  // namespace
 
 void add_restore_verb(CLI::App& app, Globals& g) {
   auto o = std::make_shared<app::ContinueRequest>();
@@ -21,7 +47,16 @@ void add_restore_verb(CLI::App& app, Globals& g) {
       "at the checkpoint, so no output line appears twice.  cryo then supervises the\n"
       "job as 'cryo run' does and exits with its exit status.  Inside a Slurm batch\n"
       "job it handles the end of the allocation as 'cryo run' does there (see\n"
-      "'cryo run --help'); a batch script 'exec cryo restore NAME' restarts a job by hand.");
+      "'cryo run --help'); a batch script 'exec cryo restore NAME' restarts a job by hand.\n"
+      "\n"
+      "Before anything on the node changes, the restore checks that this node can run\n"
+      "the checkpoint: its CPU has the instruction sets of the one the job started on,\n"
+      "the kernel and CRIU are not older than the checkpoint's, every file and\n"
+      "library the job had open or mapped is there unchanged (size, ELF build-ID),\n"
+      "its mount points exist, and the memory is free.  It refuses, saying which and\n"
+      "how to fix it, rather than fail inside CRIU.  --dry-run runs only these checks\n"
+      "(and whether the job is running, and the checkpoint's signature), prints each\n"
+      "as pass, warn or fail with its fix, and exits 1 if the restore would be refused.");
   cmd->add_option("name", o->name, "Job name")->required()->type_name("NAME");
   cmd->add_option("--from", o->from, "Checkpoint ID to restore (default: the latest)")->type_name("ID");
   cmd->add_flag("--force", o->force, "Restore even a job that has finished");
@@ -32,7 +67,18 @@ void add_restore_verb(CLI::App& app, Globals& g) {
   cmd->add_flag("--tee", o->tee, "Also copy the job's output to cryo's stdout and stderr");
   cmd->add_flag("--quiet,-q", o->quiet, "Print no event lines");
   cmd->add_flag("--no-slurm", o->no_slurm, "Inside a Slurm job, behave as outside (no requeue at the time limit)");
-  cmd->callback([&g, o] {
+  auto dry = std::make_shared<std::pair<bool, bool>>();
+  cmd->add_flag("--dry-run", dry->first, "Only check whether the restore would work on this node; change nothing");
+  cmd->add_flag("--json", dry->second, "With --dry-run: print the checks as JSON");
+  cmd->callback([&g, o, dry] {
+    if (dry->first || dry->second) {
+      if (!dry->first) {
+        g_exit_code = fail(make_error(ErrorKind::usage, "--json goes with --dry-run").with_hint("add --dry-run"));
+        return;
+      }
+      g_exit_code = dry_run(g, *o, dry->second);
+      return;
+    }
     Progress progress;
     o->progress = progress.fn();
     auto code = app::continue_job(g, *o);

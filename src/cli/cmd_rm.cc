@@ -29,7 +29,7 @@ int rm(const Globals& g, const std::string& name, const std::string& id, bool js
     std::vector<std::string> fast = store::fast_dirs(*tier, *dir);
     if (auto st = dir->remove(); !st) return fail(st.error());
     for (const auto& f : fast) (void)sys::remove_tree(f);
-    (void)sys::remove_tree(job::mpi_shm_dir(name));  // left by an MPI job whose supervisor was killed
+    (void)sys::remove_tree(job::legacy_shm_dir(name));  // left by an older MPI job whose supervisor was killed
     if (json)
       print_json({{"job", name}, {"removed", "job"}});
     else

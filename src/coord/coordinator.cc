@@ -45,7 +45,10 @@ std::vector<std::string> mpi_environment(const job::JobConfig& c, const std::str
       "OMPI_MCA_ras=^slurm",
       // Between parts only TCP, on the parts' network.
       "OMPI_MCA_btl=self,vader,tcp", "OMPI_MCA_btl_tcp_if_include=" + c.part_net,
-      "OMPI_MCA_oob_tcp_if_include=" + c.part_net, "OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1"};
+      "OMPI_MCA_oob_tcp_if_include=" + c.part_net, "OMPI_ALLOW_RUN_AS_ROOT=1", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1",
+      // Its shared memory in each part's own /dev/shm (job/mounts.h), which
+      // CRIU dumps with the part: two parts on one host share no files.
+      "OMPI_MCA_btl_vader_backing_directory=/dev/shm", "OMPI_MCA_shmem_mmap_backing_file_base_dir=/dev/shm"};
 }
 
 
@@ -149,13 +152,8 @@ Status Coordinator::start() {
     if (k == 0)
       for (const auto& a : config_.command) s->add_command(a);
     for (const auto& e : mpi_environment(config_, hostfile)) s->add_env(e);
-    // Each part its own Open MPI session and shared-memory directories.
+    // Each part its own Open MPI session directory.
     s->add_env("OMPI_MCA_orte_tmpdir_base=" + dir_.part(k).file(store::JobFile::mpi));
-    std::string shm = job::mpi_shm_dir(config_.name, static_cast<int>(k));  // made by the part, on its node
-    s->add_env("OMPI_MCA_btl_vader_backing_directory=" + shm);
-    // Open MPI's other shared memory too: two parts on one host must not
-    // share the deleted files CRIU brings back by name.
-    s->add_env("OMPI_MCA_shmem_mmap_backing_file_base_dir=" + shm);
     s->add_env("CRYO_STORE=" + part(k).store());
     s->set_cwd(config_.cwd);
     CRYO_TRY(sys::mkdir_p(dir_.part(k).file(store::JobFile::mpi), 0700));

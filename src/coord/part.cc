@@ -16,6 +16,7 @@
 #include "job/checkpoint.h"
 #include "job/files.h"
 #include "job/launch.h"
+#include "job/preflight.h"
 #include "job/restore.h"
 #include "store/flush.h"
 #include "store/reader.h"
@@ -138,7 +139,6 @@ PartRuntime::~PartRuntime() { stop(); }
 Status PartRuntime::start(const StartPart& s) {
   // The coordinator may have made the part's directory (its MPI session) already.
   CRYO_TRY(sys::mkdir_p(dir_.checkpoints_dir(), 0700));
-  CRYO_TRY(sys::mkdir_p(shm_dir(), 0700));
   CRYO_TRY(net_.create());
   int serve[2];
   if (::pipe2(serve, O_CLOEXEC) < 0) return sys_error("cannot create the part's command pipe");
@@ -260,9 +260,9 @@ void PartRuntime::stop() {
   outputs_.clear();
   serve_.reset();
   net_.unlock();
-  // The job's shared-memory files: its checkpoints hold their contents,
-  // and a restore puts them back.
-  (void)sys::remove_tree(shm_dir());
+  // A part restored from an older checkpoint kept its shared-memory files
+  // on the node's /dev/shm: its checkpoints hold their contents.
+  (void)sys::remove_tree(legacy_shm_dir());
   net_.remove();
 }
 
@@ -275,12 +275,16 @@ Status PartRuntime::restore(const RestorePart& r) {
   if (record->serve_pipe.empty())
     return make_error(ErrorKind::corrupt, "checkpoint " + id + " of part " + std::to_string(part_.index()) +
                                               " has no command pipe: it is not a part's checkpoint");
+  // What a single-node restore checks first ('cryo restore --dry-run').
+  job::Node here = job::this_node();
+  here.criu = criu::probe(criu_path_);
+  CRYO_TRY(job::first_failure(job::check_restore(*m, *record, here)));
   // Open MPI restores on one host take turns (shared/docs/platform.md):
   // parts of one job on one host too.
   CRYO_TRY(sys::mkdir_p("/run/cryo", 0755));
   auto turn = sys::lock_file("/run/cryo/mpi-restore.lock", true, true);
   if (!turn) return turn.error();
-  CRYO_TRY(sys::mkdir_p(shm_dir(), 0700));
+  if (!record->mounts) CRYO_TRY(sys::mkdir_p(legacy_shm_dir(), 0700));
   CRYO_TRY(net_.create());
   // Locked before anything of the part is back: the networks unlock only
   // once every part is.
@@ -300,6 +304,7 @@ Status PartRuntime::restore(const RestorePart& r) {
   auto netns = sys::open(net_.path(), O_RDONLY);
   if (!netns) return netns.error();
   req.inherit.emplace_back("part-net", netns->get());
+  CRYO_TRY(job::add_host_mounts(*record, req));
   const auto& saved = record->files;
   // As a single-node restore: every byte checked before the part runs, a
   // fast copy's page images while CRIU reads them.

@@ -47,8 +47,9 @@ class PartNet {
   bool locked() const { return guard_ > 0; }
 
  private:
-  // Open MPI's shared-memory files of this part, on this node.
-  std::string shm_dir() const { return job::mpi_shm_dir(part_.job(), static_cast<int>(part_.index())); }
+  // Where Open MPI's shared-memory files of this part were on this node
+  // before parts had their own /dev/shm (job/mpi.h).
+  std::string legacy_shm_dir() const { return job::legacy_shm_dir(part_.job(), static_cast<int>(part_.index())); }
 
   Part part_;
   std::string name_, veth_;
@@ -102,8 +103,9 @@ class PartRuntime {
   void ended() { pid_ = -1; }
 
  private:
-  // Open MPI's shared-memory files of this part, on this node.
-  std::string shm_dir() const { return job::mpi_shm_dir(part_.job(), static_cast<int>(part_.index())); }
+  // Where Open MPI's shared-memory files of this part were on this node
+  // before parts had their own /dev/shm (job/mpi.h).
+  std::string legacy_shm_dir() const { return job::legacy_shm_dir(part_.job(), static_cast<int>(part_.index())); }
 
   Part part_;
   store::FastTier tier_;

@@ -277,6 +277,9 @@ void Session::fill_dump(::criu_req& req, const DumpRequest& r) {
   o->set_leave_running(r.leave_running);
   o->set_tcp_established(r.tcp_established);
   o->set_file_locks(true);
+  // Deleted files the job holds open are dumped whole (MPI's shared memory,
+  // for one, is such a file), up to this size; CRIU's default is 1 MiB.
+  o->set_ghost_limit(kGhostLimit);
   o->set_notify_scripts(static_cast<bool>(r.notify));
   for (const auto& e : r.external) o->add_external(e);
 }
@@ -341,11 +344,8 @@ Result<pid_t> Session::restore(const RestoreRequest& r, const std::string& log_p
   o->set_rst_sibling(true);
   o->set_notify_scripts(static_cast<bool>(r.notify));
   for (const auto& e : r.external) o->add_external(e);
-  if (!r.root.empty()) {
-    o->set_root(r.root);
-    // The mounts go back as they were listed, not through CRIU 4's new mount engine.
-    o->set_mntns_compat_mode(true);
-  }
+  if (!r.root.empty()) o->set_root(r.root);
+  if (r.compat_mounts) o->set_mntns_compat_mode(true);
   for (const auto& [key, fd] : r.inherit) {
     auto* i = o->add_inherit_fd();
     i->set_key(key);
@@ -392,6 +392,11 @@ std::string first_error(const std::string& log) {
 }
 
 std::string hint_for_log(const std::string& log) {
+  // Only CRIU's errors: its ordinary lines name sockets, mounts and files too.
+  std::stringstream ss(log);
+  std::string line, errors;
+  while (std::getline(ss, line))
+    if (line.find("Error (") != std::string::npos) errors += line + "\n";
   struct Rule {
     const char* needle;
     const char* hint;
@@ -406,9 +411,17 @@ std::string hint_for_log(const std::string& log) {
       {"unix socket", "the job is connected to a UNIX socket outside itself, which CRIU cannot checkpoint"},
       {"doesn't live in IPC ns", "the job uses SysV shared memory in the host's IPC namespace, which CRIU cannot "
                                  "checkpoint: run it without --ipc host, in an IPC namespace of its own"},
+      {"Can't lookup mount", "the job has a file open from outside its mount namespace (one that the program "
+                             "that started cryo passed down?): start the job with only its own files open"},
+      {"Can't dump ghost file", "the job holds a deleted file larger than CRIU dumps (4 GiB): keep it under that, "
+                                "or do not delete it while it is open"},
+      {"uild-ID", "an executable or library the job mapped was replaced since the checkpoint: put back the "
+                  "build it ran, or restore on a node that has it ('cryo restore --dry-run' lists them)"},
+      {"Can't open file", "a file the job had open is not where it was: put it back, or restore on a node that "
+                          "has it ('cryo restore --dry-run' lists them)"},
   };
   for (const auto& r : rules)
-    if (log.find(r.needle) != std::string::npos) return r.hint;
+    if (errors.find(r.needle) != std::string::npos) return r.hint;
   return "";
 }
 

@@ -39,6 +39,9 @@ struct Version {
 // kernels >= 6.16, and 3.x cannot run on kernels with [vvar_vclock].
 inline constexpr Version kMinVersion{4, 2, 0};
 
+// The largest deleted file a dump takes along (CRIU's --ghost-limit).
+inline constexpr uint32_t kGhostLimit = 0xffffffffu;
+
 // Called for each notification CRIU sends while notify_scripts is set
 // ("pre-dump", "post-dump", "network-lock", ...).  Returning an error makes
 // CRIU abort the operation.
@@ -68,9 +71,12 @@ struct RestoreRequest {
   // calling process (rst_sibling).
   std::vector<std::pair<std::string, int>> inherit;
   // A job in its own mount namespace: "mnt[KEY]:HOST_PATH" for each bind
-  // mount declared external at the dump, and its root file system.
+  // mount declared external at the dump, and its root file system; with
+  // compat_mounts, the mounts go back as they were listed, not through
+  // CRIU 4's new mount engine (a container's root, job/apptainer.h).
   std::vector<std::string> external;
   std::string root;
+  bool compat_mounts = false;
   NotifyFn notify;
 };
 

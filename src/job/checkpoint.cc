@@ -23,6 +23,7 @@
 #include "job/control.h"
 #include "job/events.h"
 #include "job/files.h"
+#include "job/mounts.h"
 #include "store/flush.h"
 
 namespace cryo::job {
@@ -113,10 +114,17 @@ Result<Dumped> dump_into(DumpSpec& s, const store::Pending& p, uint64_t expected
   // With established TCP connections and --stop, let CRIU kill the job
   // while its network is still locked, so no peer sees it move on.
   req.leave_running = !(s.stop && s.tcp_established);
+  JobMounts mounts;
   if (s.config->traits().mounts_at_dump) {
     auto root = apptainer_root(*s.config, *s.dir, s.init_path);
     if (!root) return root.error();
     req.external = dump_externals(*root);
+  } else {
+    auto m = job_mounts(s.job_pid);
+    if (!m) return m.error();
+    mounts = std::move(*m);
+    req.external = mount_externals(mounts.host);
+    if (mounts.own_namespace) d.record.mounts = mounts.host;
   }
   req.external.insert(req.external.end(), s.external.begin(), s.external.end());
   req.notify = [&](const std::string& script, pid_t) -> Status {
@@ -130,9 +138,11 @@ Result<Dumped> dump_into(DumpSpec& s, const store::Pending& p, uint64_t expected
       if (!key) return key.error();
       d.record.outputs[o->name] = {static_cast<uint64_t>(st->st_size), *key};
     }
-    auto files = save_written_files(s.job_pid, p.dir);
+    auto files = save_written_files(s.job_pid, p.dir, mounts.own);
     if (!files) return files.error();
     d.record.files = std::move(*files);
+    // A container's paths are not the node's.
+    if (!s.config->traits().mounts_at_dump) d.record.needed = needed_files(s.job_pid, mounts.own, d.record.files);
     if (s.at_post_dump) CRYO_TRY(s.at_post_dump(d.record));
     fault_point(s.post_dump_fault);
     // A job stopping at this checkpoint does no more work while it becomes
@@ -169,6 +179,8 @@ Result<Dumped> dump_into(DumpSpec& s, const store::Pending& p, uint64_t expected
   }
   d.resumed = sys::now();
   if (follower) d.digests = follower->finish();
+  add_build_ids(d.record.needed);
+  d.record.cpu_flags = s.config->cpu_flags;
   {
     std::lock_guard<std::mutex> lock(mu);
     dumping = false;

@@ -53,7 +53,7 @@ Status save_config(const store::JobDir& dir, const JobConfig& c) {
                       {"private_ipc", c.private_ipc}, {"mpi", c.mpi == Mpi::none ? "" : mpi_name(c.mpi)}, {"slurm_job_id", c.slurm_job_id},
                       {"engine", c.traits().name}, {"image", c.image}, {"engine_options", c.engine_options},
                       {"nodes", c.nodes}, {"nodes_from_slurm", c.nodes_from_slurm}, {"part_net", c.part_net},
-                      {"bridge", c.bridge}};
+                      {"bridge", c.bridge}, {"cpu_flags", c.cpu_flags}};
   auto key = store::SigningKey::load(store::key_path(), true);
   if (!key) return key.error();
   key->sign(j);
@@ -95,6 +95,7 @@ Result<JobConfig> load_config(const store::JobDir& dir, bool signed_only) {
     c.part_net = j->value("part_net", "");
     c.nodes_from_slurm = j->value("nodes_from_slurm", false);
     c.bridge = j->value("bridge", "");
+    c.cpu_flags = j->value("cpu_flags", std::vector<std::string>{});
     return c;
   } catch (const nlohmann::json::exception& e) {
     return make_error("'" + dir.file(store::JobFile::config) + "' is damaged: " + e.what());

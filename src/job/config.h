@@ -58,6 +58,9 @@ struct JobConfig {
   bool nodes_from_slurm = false;  // the agents start with srun in each allocation
   std::string part_net;
   std::string bridge;
+  // The instruction sets of the CPU it started on (job/preflight.h): its
+  // code may have chosen to use them, wherever it is restored.
+  std::vector<std::string> cpu_flags;
   bool coordinated() const { return !nodes.empty(); }
 };
 

@@ -81,7 +81,7 @@ control::Reply failure_reply(const Error& e) {
 Error failure_error(const control::Failure& f) {
   Error e{f.message(), f.code(), f.hint()};
   for (auto k : {ErrorKind::usage, ErrorKind::config, ErrorKind::not_found, ErrorKind::denied, ErrorKind::busy,
-                 ErrorKind::corrupt, ErrorKind::no_space, ErrorKind::criu, ErrorKind::exec})
+                 ErrorKind::corrupt, ErrorKind::no_space, ErrorKind::criu, ErrorKind::exec, ErrorKind::unfit})
     if (f.kind() == kind_name(k)) e.kind = k;
   return e;
 }

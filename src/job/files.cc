@@ -1,13 +1,17 @@
 #include "job/files.h"
 
+#include <elf.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/sendfile.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstring>
 #include <set>
 #include <sstream>
+
+#include <fmt/format.h>
 
 #include "base/fd.h"
 #include "base/sys.h"
@@ -69,13 +73,14 @@ Status copy_fd(int from, int to, uint64_t size, const std::string& what) {
 
 }  // namespace
 
-Result<std::vector<SavedFile>> save_written_files(pid_t root, const std::string& ckpt_dir) {
+Result<std::vector<SavedFile>> save_written_files(pid_t root, const std::string& ckpt_dir,
+                                                  const std::set<dev_t>& own_devices) {
   std::vector<SavedFile> saved;
   std::set<std::pair<dev_t, ino_t>> seen;
   // link: a /proc magic link to the file, as an open fd or a mapping.
   auto save = [&](const std::string& link, const std::string& why) -> Status {
     auto st = sys::stat(link);
-    if (!st || !S_ISREG(st->st_mode)) return {};
+    if (!st || !S_ISREG(st->st_mode) || own_devices.count(st->st_dev)) return {};
     if (!seen.insert({st->st_dev, st->st_ino}).second) return {};
     auto path = sys::readlink(link);
     if (!path || path->empty() || (*path)[0] != '/') return {};
@@ -100,7 +105,7 @@ Result<std::vector<SavedFile>> save_written_files(pid_t root, const std::string&
   // Named pipes the job opened by path: CRIU reopens them by name.
   auto save_fifo = [&](const std::string& link) {
     auto st = sys::stat(link);
-    if (!st || !S_ISFIFO(st->st_mode) || !seen.insert({st->st_dev, st->st_ino}).second) return;
+    if (!st || !S_ISFIFO(st->st_mode) || own_devices.count(st->st_dev) || !seen.insert({st->st_dev, st->st_ino}).second) return;
     auto path = sys::readlink(link);
     if (!path || path->empty() || (*path)[0] != '/') return;  // "pipe:[...]" is anonymous
     SavedFile f;
@@ -175,6 +180,75 @@ Status put_back_files(const std::vector<SavedFile>& files, const std::string& ck
     if (auto r = sys::rename(tmp, f.path); !r) return fail(r.error());
   }
   return {};
+}
+
+std::vector<NeededFile> needed_files(pid_t root, const std::set<dev_t>& own_devices,
+                                     const std::vector<SavedFile>& saved) {
+  std::vector<NeededFile> out;
+  std::set<std::string> seen;
+  for (const auto& f : saved) seen.insert(f.path);
+  // link: a /proc magic link to the file; path: where the job has it.
+  auto add = [&](const std::string& link, const std::string& path) {
+    if (path.empty() || path[0] != '/' || path.ends_with(" (deleted)") || seen.count(path)) return;
+    auto st = sys::stat(link);
+    if (!st || own_devices.count(st->st_dev) || !(S_ISREG(st->st_mode) || S_ISDIR(st->st_mode))) return;
+    seen.insert(path);
+    out.push_back({path, S_ISDIR(st->st_mode), S_ISREG(st->st_mode) ? static_cast<uint64_t>(st->st_size) : 0, ""});
+  };
+  for (pid_t pid : process_tree(root)) {
+    std::string proc = "/proc/" + std::to_string(pid);
+    for (const char* l : {"/exe", "/cwd"})
+      if (auto p = sys::readlink(proc + l)) add(proc + l, *p);
+    if (auto names = sys::list_dir(proc + "/fd"))
+      for (const auto& fd : *names)
+        if (auto p = sys::readlink(proc + "/fd/" + fd)) add(proc + "/fd/" + fd, *p);
+    auto maps = sys::read_file(proc + "/maps");
+    if (!maps) continue;
+    std::istringstream lines(*maps);
+    std::string line;
+    while (std::getline(lines, line)) {
+      auto slash = line.find(" /");
+      if (slash == std::string::npos) continue;
+      add(proc + "/map_files/" + line.substr(0, line.find(' ')), line.substr(slash + 1));
+    }
+  }
+  return out;
+}
+
+void add_build_ids(std::vector<NeededFile>& files) {
+  for (auto& f : files)
+    if (!f.dir) f.build_id = elf_build_id(f.path);
+}
+
+std::string elf_build_id(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+  if (!fd.valid()) return "";
+  Elf64_Ehdr eh;
+  if (::pread(fd.get(), &eh, sizeof eh, 0) != sizeof eh || std::memcmp(eh.e_ident, ELFMAG, SELFMAG) != 0 ||
+      eh.e_ident[EI_CLASS] != ELFCLASS64 || eh.e_phentsize != sizeof(Elf64_Phdr) || eh.e_phnum > 512)
+    return "";
+  std::vector<Elf64_Phdr> ph(eh.e_phnum);
+  ssize_t want = static_cast<ssize_t>(ph.size() * sizeof(Elf64_Phdr));
+  if (::pread(fd.get(), ph.data(), static_cast<size_t>(want), static_cast<off_t>(eh.e_phoff)) != want) return "";
+  for (const auto& p : ph) {
+    if (p.p_type != PT_NOTE || p.p_filesz > 65536) continue;
+    std::string notes(p.p_filesz, '\0');
+    if (::pread(fd.get(), notes.data(), notes.size(), static_cast<off_t>(p.p_offset)) != static_cast<ssize_t>(notes.size()))
+      continue;
+    for (size_t at = 0; at + sizeof(Elf64_Nhdr) <= notes.size();) {
+      Elf64_Nhdr n;
+      std::memcpy(&n, notes.data() + at, sizeof n);
+      size_t name = at + sizeof n, desc = name + ((n.n_namesz + 3) & ~3u), next = desc + ((n.n_descsz + 3) & ~3u);
+      if (next > notes.size()) break;
+      if (n.n_type == NT_GNU_BUILD_ID && n.n_namesz == 4 && std::memcmp(notes.data() + name, "GNU", 4) == 0) {
+        std::string hex;
+        for (size_t i = 0; i < n.n_descsz; i++) hex += fmt::format("{:02x}", static_cast<unsigned char>(notes[desc + i]));
+        return hex;
+      }
+      at = next;
+    }
+  }
+  return "";
 }
 
 }  // namespace cryo::job

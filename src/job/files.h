@@ -8,6 +8,7 @@
 
 #include <sys/types.h>
 
+#include <set>
 #include <string>
 #include <vector>
 
@@ -27,14 +28,37 @@ struct SavedFile {
   bool fifo = false;     // a named pipe: recreated empty, no content saved
 };
 
+// A file CRIU opens again by its path at a restore: an executable, a mapped
+// library or file, a file or directory the job has open (its working
+// directory too).  CRIU refuses one whose size (or, for an ELF file, whose
+// build-ID) is not what it was; a restore checks first (job/preflight.h).
+struct NeededFile {
+  std::string path;
+  bool dir = false;
+  uint64_t size = 0;      // of a regular file
+  std::string build_id;   // hex, of an ELF file that has one
+};
+
 // Every task in the tree rooted at root (host PID), root included.
 std::vector<pid_t> process_tree(pid_t root);
 // Resident memory of the whole tree, in bytes.
 uint64_t tree_rss(pid_t root);
 
 // Copies the regular files that the tree has open for writing, or maps
-// shared and writable, into ckpt_dir/files/.  The tree must be frozen.
-Result<std::vector<SavedFile>> save_written_files(pid_t root, const std::string& ckpt_dir);
+// shared and writable, into ckpt_dir/files/, but those on the file systems
+// own_devices (the job's own mounts, which CRIU dumps itself: job/mounts.h).
+// The tree must be frozen.
+Result<std::vector<SavedFile>> save_written_files(pid_t root, const std::string& ckpt_dir,
+                                                  const std::set<dev_t>& own_devices);
+// The files the frozen tree needs at a restore, but those on own_devices
+// and those `saved` puts back; build_id is not filled in (add_build_ids
+// reads them, once the tree runs again).
+std::vector<NeededFile> needed_files(pid_t root, const std::set<dev_t>& own_devices,
+                                     const std::vector<SavedFile>& saved);
+void add_build_ids(std::vector<NeededFile>& files);
+// The GNU build-ID of the ELF file at path, in hex; "" if it is not ELF or has none.
+std::string elf_build_id(const std::string& path);
+
 // Puts the saved copies back: into each file that is still there (its
 // inode, links, owner, mode and extended attributes stay), or as a new file
 // with the saved owner and mode.  The error names the file.

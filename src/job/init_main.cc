@@ -1,10 +1,18 @@
 // cryo-init: PID 1 of a job's PID namespace.
 //
 //   cryo-init [--lo-up] [--chdir DIR] [--hostname NAME] [--serve FD]
-//             [--root ROOTFS [--bind SRC:DST]... [--workdir DIR]] -- [COMMAND [ARGS...]]
+//             [--own-proc [--own-shm] | --root ROOTFS [--bind SRC:DST]... [--workdir DIR]]
+//             -- [COMMAND [ARGS...]]
 //
 // --chdir moves init itself (not COMMAND) to DIR: CRIU works in the dumped
 // init's directory, so two jobs dumped at once must not share it.
+//
+// --own-proc (init must be PID 1 of a new mount namespace too) makes the
+// host's mounts slaves of the host's, drops the namespaces bound to files
+// (ip netns's), and mounts a new /proc, of the job's PID namespace, in
+// place of the host's; --own-shm (with a new IPC
+// namespace) a new tmpfs on /dev/shm and a new mqueue on /dev/mqueue
+// (if the host has that directory).  job/mounts.h says why.
 //
 // --root runs the job in a container image's root file system (an
 // Apptainer sandbox; job/apptainer.h).  init must then be PID 1 of a new
@@ -142,6 +150,50 @@ void enter_root(const std::string& root, const std::vector<std::string>& binds) 
   ::close(null);
 }
 
+// Namespaces bound to files (ip netns's /run/netns/NAME, for one) are the
+// host's business, not the job's: a restore elsewhere would have to bind
+// them again.  They go, and the mounts they were in take no new ones.
+void drop_namespace_mounts() {
+  FILE* f = std::fopen("/proc/self/mountinfo", "r");
+  if (!f) fail("cannot read the mounts");
+  std::vector<std::pair<std::string, std::string>> mounts;  // id, point
+  std::vector<std::pair<std::string, std::string>> ns;      // point, parent id
+  char line[8192];
+  while (std::fgets(line, sizeof line, f)) {
+    char id[32], parent[32], devno[32], root[4096], point[4096];
+    if (std::sscanf(line, "%31s %31s %31s %4095s %4095s", id, parent, devno, root, point) != 5) continue;
+    mounts.emplace_back(id, point);
+    const char* dash = std::strstr(line, " - ");
+    if (dash && std::strncmp(dash + 3, "nsfs ", 5) == 0) ns.emplace_back(point, parent);
+  }
+  std::fclose(f);
+  for (const auto& [point, parent] : ns) {
+    (void)::umount2(point.c_str(), MNT_DETACH);
+    for (const auto& [id, p] : mounts)
+      if (id == parent) (void)::mount(nullptr, p.c_str(), nullptr, MS_PRIVATE, nullptr);
+  }
+}
+
+// The job's own /proc (and /dev/shm, /dev/mqueue) in the host's tree.
+void own_mounts(bool shm) {
+  if (::mount(nullptr, "/", nullptr, MS_REC | MS_SLAVE, nullptr) < 0) fail("cannot make the mounts the job's own");
+  drop_namespace_mounts();
+  // The host's go, with what is mounted under them: CRIU would have to
+  // name mounts hidden under the job's.
+  if (::umount2("/proc", MNT_DETACH) < 0) fail("cannot unmount the host's /proc");
+  if (::mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) < 0) fail("cannot mount /proc");
+  struct stat st;
+  if (!shm || ::stat("/dev/shm", &st) < 0) return;
+  while (::umount2("/dev/shm", MNT_DETACH) == 0) {
+  }
+  if (::mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777") < 0) fail("cannot mount /dev/shm");
+  if (::stat("/dev/mqueue", &st) < 0 || !S_ISDIR(st.st_mode)) return;
+  while (::umount2("/dev/mqueue", MNT_DETACH) == 0) {
+  }
+  if (::mount("mqueue", "/dev/mqueue", "mqueue", MS_NOSUID | MS_NODEV | MS_NOEXEC, nullptr) < 0)
+    fail("cannot mount /dev/mqueue");
+}
+
 }  // namespace
 
 // Starts a command that arrived on the serve pipe; false once the pipe is closed.
@@ -177,6 +229,7 @@ bool serve_one(int fd) {
 int main(int argc, char** argv) {
   int i = 1;
   bool lo_up = false;
+  bool own_proc = false, own_shm = false;
   const char* chdir_to = nullptr;
   const char* root = nullptr;
   const char* workdir = nullptr;
@@ -185,6 +238,8 @@ int main(int argc, char** argv) {
   std::vector<std::string> binds;
   for (; i < argc; i++) {
     if (std::strcmp(argv[i], "--lo-up") == 0) lo_up = true;
+    else if (std::strcmp(argv[i], "--own-proc") == 0) own_proc = true;
+    else if (std::strcmp(argv[i], "--own-shm") == 0) own_shm = true;
     else if (std::strcmp(argv[i], "--chdir") == 0 && i + 1 < argc) chdir_to = argv[++i];
     else if (std::strcmp(argv[i], "--root") == 0 && i + 1 < argc) root = argv[++i];
     else if (std::strcmp(argv[i], "--bind") == 0 && i + 1 < argc) binds.push_back(argv[++i]);
@@ -194,10 +249,11 @@ int main(int argc, char** argv) {
     else if (std::strcmp(argv[i], "--") == 0) { i++; break; }
   }
   if (i >= argc && serve < 0) {
-    std::fprintf(stderr, "usage: cryo-init [--lo-up] [--chdir DIR] [--hostname NAME] [--serve FD] [--root ROOTFS [--bind SRC:DST]... [--workdir DIR]] -- [COMMAND [ARGS...]]\n");
+    std::fprintf(stderr, "usage: cryo-init [--lo-up] [--chdir DIR] [--hostname NAME] [--serve FD] [--own-proc [--own-shm] | --root ROOTFS [--bind SRC:DST]... [--workdir DIR]] -- [COMMAND [ARGS...]]\n");
     return 2;
   }
   if (hostname && ::sethostname(hostname, std::strlen(hostname)) < 0) fail("cannot set the host name");
+  if (own_proc) own_mounts(own_shm);
   if (root) {
     enter_root(root, binds);
     // Again, from inside: the same PID 1, its binary now within the mounts.

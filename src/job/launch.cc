@@ -126,7 +126,10 @@ Result<Launched> launch(const LaunchSpec& spec) {
   if (!spec.init_dir.empty()) args.insert(args.end(), {"--chdir", spec.init_dir});
   if (!spec.hostname.empty()) args.insert(args.end(), {"--hostname", spec.hostname});
   if (spec.serve_fd >= 0) args.insert(args.end(), {"--serve", "4"});
-  if (!spec.rootfs.empty()) {
+  if (spec.rootfs.empty()) {
+    args.push_back("--own-proc");
+    if (spec.private_ipc) args.push_back("--own-shm");
+  } else {
     args.insert(args.end(), {"--root", spec.rootfs});
     for (const auto& b : spec.binds) args.insert(args.end(), {"--bind", b});
     if (!spec.workdir.empty()) args.insert(args.end(), {"--workdir", spec.workdir});
@@ -156,11 +159,10 @@ Result<Launched> launch(const LaunchSpec& spec) {
       if (fd.valid()) ::setns(fd.get(), CLONE_NEWNET);
     }
   } back{own_net};
-  unsigned long flags = CLONE_NEWPID | SIGCHLD;
+  unsigned long flags = CLONE_NEWPID | CLONE_NEWNS | SIGCHLD;
   if (!spec.hostname.empty()) flags |= CLONE_NEWUTS;
   if (spec.private_net) flags |= CLONE_NEWNET;
   if (spec.private_ipc) flags |= CLONE_NEWIPC;
-  if (!spec.rootfs.empty()) flags |= CLONE_NEWNS;
   pid_t pid = static_cast<pid_t>(::syscall(SYS_clone, flags, nullptr, nullptr, nullptr, nullptr));
   if (pid < 0) return sys_error("cannot create the job's namespaces").with_hint("cryo must run as root (or with CAP_SYS_ADMIN)");
   if (pid == 0) {

@@ -1,6 +1,7 @@
-// Starting a job: a new PID namespace (and optionally private network, IPC
-// and mount namespaces) whose PID 1 is cryo-init, running the command in its own
-// session with stdout and stderr on pipes that the supervisor reads.
+// Starting a job: new PID and mount namespaces (job/mounts.h), and
+// optionally private network and IPC namespaces, whose PID 1 is cryo-init,
+// running the command in its own session with stdout and stderr on pipes
+// that the supervisor reads.
 #pragma once
 
 #include <sys/types.h>
@@ -18,12 +19,12 @@ struct LaunchSpec {
   std::vector<std::string> command;
   std::string job_name;     // exported to the job as CRYO_JOB
   bool private_net = false;
-  bool private_ipc = false;     // its own SysV IPC namespace
+  bool private_ipc = false;     // its own IPC namespace, /dev/shm and /dev/mqueue
   std::vector<std::string> env; // added to the job's environment, "NAME=value"
   std::string init_dir;         // cryo-init's own working directory, "" = the job's
   std::string init_path;        // the cryo-init executable
-  // A container image's root file system (job/apptainer.h): the job gets its
-  // own mount namespace, and cryo-init sets it up from these.
+  // A container image's root file system (job/apptainer.h): cryo-init
+  // builds the job's mounts from these, instead of the host's.
   std::string rootfs;
   std::vector<std::string> binds;  // SRC:DST
   std::string workdir;             // COMMAND's directory in the container

@@ -16,6 +16,7 @@
 #include "job/control.h"
 #include "job/events.h"
 #include "job/files.h"
+#include "job/mounts.h"
 #include "job/mpi.h"
 
 namespace cryo::job {
@@ -197,8 +198,9 @@ void LocalRuntime::prepare_criu() {
 // Arms the spare CRIU for the next checkpoint into the fast tier, as a
 // worker would ask for it unless told --stop with --tcp-established.  A
 // checkpoint that goes elsewhere, or asks otherwise, disarms it and starts
-// another CRIU.  Jobs in Apptainer name their mounts at each dump, so theirs
-// stays a plain spare; so does any that cannot be armed.
+// another CRIU, and so does one whose host mounts changed since.  Jobs in
+// Apptainer name their mounts at each dump, so theirs stays a plain spare;
+// so does any that cannot be armed.
 void LocalRuntime::arm_criu() {
   if (j_.config.kind != Kind::process || !j_.tier.enabled()) return;
   auto dir = store::make_armed_dir(dir_, j_.tier);
@@ -210,7 +212,9 @@ void LocalRuntime::arm_criu() {
   req.leave_running = true;
   req.tcp_established = j_.config.tcp_established;
   req.notify = [](const std::string&, pid_t) { return Status{}; };
-  Status armed = images && work ? Status{} : Status(make_error("cannot open " + *dir));
+  auto mounts = job_mounts(j_.job_pid);
+  if (mounts) req.external = mount_externals(mounts->host);
+  Status armed = !mounts ? Status(mounts.error()) : images && work ? Status{} : Status(make_error("cannot open " + *dir));
   if (armed) {
     req.images_dir_fd = images->get();
     req.work_dir_fd = work->get();
@@ -256,10 +260,11 @@ void LocalRuntime::finish(State final, bool leaves_node) {
     for (const auto& d : store::fast_dirs(j_.tier, dir_)) (void)sys::remove_tree(d);
   else if (leaves_node)
     store::free_durable_copies(j_.tier, dir_);
-  // An MPI job's live files: the checkpoints hold their contents, and a
-  // restore puts them back.
+  // An MPI job's session files (and those an older one kept on the node's
+  // /dev/shm): the checkpoints hold their contents, and a restore puts
+  // them back.
   if (j_.config.mpi != Mpi::none) {
-    (void)sys::remove_tree(mpi_shm_dir(j_.config.name));
+    (void)sys::remove_tree(legacy_shm_dir(j_.config.name));
     (void)sys::remove_tree(dir_.file(store::JobFile::mpi));
   }
 }

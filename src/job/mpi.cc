@@ -40,18 +40,15 @@ Mpi detect_mpi(const std::vector<std::string>& command) {
   return Mpi::none;
 }
 
-std::string mpi_shm_dir(const std::string& job_name) { return "/dev/shm/cryo-" + job_name; }
-
-std::string mpi_shm_dir(const std::string& job_name, int part) {
-  return mpi_shm_dir(job_name) + "-p" + std::to_string(part);
+std::string legacy_shm_dir(const std::string& job_name, int part) {
+  return "/dev/shm/cryo-" + job_name + (part < 0 ? "" : "-p" + std::to_string(part));
 }
 
-std::vector<std::string> mpi_environment(Mpi m, const std::string& job_name, const std::string& session_dir,
-                                         bool as_root) {
+std::vector<std::string> mpi_environment(Mpi m, const std::string& session_dir, bool as_root) {
   std::vector<std::string> env;
   if (m == Mpi::openmpi) {
     env.push_back("OMPI_MCA_orte_tmpdir_base=" + session_dir);
-    env.push_back("OMPI_MCA_btl_vader_backing_directory=" + mpi_shm_dir(job_name));
+    env.push_back("OMPI_MCA_btl_vader_backing_directory=/dev/shm");
     // Every rank on this node, under the one init: no daemons started
     // elsewhere (by srun or ssh), which the checkpoint would not hold.
     env.push_back("OMPI_MCA_plm=isolated");
@@ -63,17 +60,15 @@ std::vector<std::string> mpi_environment(Mpi m, const std::string& job_name, con
     }
   }
   if (m == Mpi::mpich) {
-    env.push_back("UCX_POSIX_USE_PROC_LINK=n");
     env.push_back("HYDRA_LAUNCHER=fork");
     env.push_back("HYDRA_RMK=user");
   }
   return env;
 }
 
-Status prepare_mpi_dirs(Mpi m, const std::string& job_name, const std::string& session_dir) {
+Status prepare_mpi_dirs(Mpi m, const std::string& session_dir) {
   if (m == Mpi::none) return {};
-  CRYO_TRY(sys::mkdir_p(session_dir, 0700));
-  return sys::mkdir_p(mpi_shm_dir(job_name), 0700);
+  return sys::mkdir_p(session_dir, 0700);
 }
 
 }  // namespace cryo::job

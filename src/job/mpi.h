@@ -5,12 +5,12 @@
 //     (iptables rules that only a successful restore removes) never stays
 //     on the host, and the launcher's TCP connections are dumped with
 //     --tcp-established;
-//   - a private IPC namespace: MPICH maps SysV shared memory;
-//   - a per-job shared-memory directory and session directory, so that two
-//     MPI jobs (whose launchers are both PID 1 of their namespace, and so
-//     get the same MPI job ID) never share files;
-//   - UCX_POSIX_USE_PROC_LINK=n: UCX opens /proc/PID/fd links, which break
-//     when the job's PIDs are not the host's;
+//   - a private IPC namespace: MPICH maps SysV shared memory; with it the
+//     job has its own /dev/shm (job/mounts.h), where Open MPI's
+//     shared-memory files go, dumped by CRIU with the job;
+//   - a per-job session directory, so that two MPI jobs (whose launchers
+//     are both PID 1 of their namespace, and so get the same MPI job ID)
+//     never share files;
 //   - every rank on this node, even inside a Slurm allocation: the
 //     launcher starts no daemons elsewhere (Open MPI's plm=isolated and
 //     ras=^slurm, Hydra's fork launcher and user RMK).
@@ -33,18 +33,17 @@ Result<Mpi> parse_mpi(const std::string& name);  // "openmpi", "mpich", "none"
 // MPICH); none if it is not an MPI launcher.
 Mpi detect_mpi(const std::vector<std::string>& command);
 
-// The per-job directory for MPI's shared-memory files (in /dev/shm).
-std::string mpi_shm_dir(const std::string& job_name);
-// The same for part k of a multi-node job, on the part's node.
-std::string mpi_shm_dir(const std::string& job_name, int part);
+// Where MPI jobs kept their shared-memory files on the node's /dev/shm
+// before they had their own (checkpoints whose restore record has no
+// mounts): a restore of such a checkpoint makes it again, and the job's
+// end removes it.  part: a multi-node job's part k, or -1.
+std::string legacy_shm_dir(const std::string& job_name, int part = -1);
 
 // The environment the job starts with ("NAME=value" strings).  session_dir
 // is a directory of the job's own (in its store directory).
-std::vector<std::string> mpi_environment(Mpi m, const std::string& job_name, const std::string& session_dir,
-                                         bool as_root);
+std::vector<std::string> mpi_environment(Mpi m, const std::string& session_dir, bool as_root);
 
-// Creates the directories the job's files live in; before launch and
-// before a restore (CRIU puts deleted shared-memory files back there).
-Status prepare_mpi_dirs(Mpi m, const std::string& job_name, const std::string& session_dir);
+// Creates the session directory; before launch and before a restore.
+Status prepare_mpi_dirs(Mpi m, const std::string& session_dir);
 
 }  // namespace cryo::job

@@ -23,6 +23,19 @@ nlohmann::json to_json(const RestoreRecord& r) {
   }
   j["outputs"] = outputs;
   j["files"] = to_json(r.files);
+  if (r.mounts) j["mounts"] = *r.mounts;
+  if (!r.needed.empty()) {
+    nlohmann::json a = nlohmann::json::array();
+    for (const auto& f : r.needed) {
+      nlohmann::json e = {{"path", f.path}};
+      if (f.dir) e["dir"] = true;
+      else e["size"] = f.size;
+      if (!f.build_id.empty()) e["build_id"] = f.build_id;
+      a.push_back(e);
+    }
+    j["needed"] = a;
+  }
+  if (!r.cpu_flags.empty()) j["cpu_flags"] = r.cpu_flags;
   if (r.container)
     j["container"] = {{"engine", r.container->engine},
                       {"log_cut", r.container->log_cut},
@@ -77,11 +90,27 @@ Result<RestoreRecord> record_from_json(const nlohmann::json& j, const std::strin
       }
     }
     r.tcp_established = j.value("tcp_established", false);
+    if (j.contains("mounts")) {
+      r.mounts = j.at("mounts").get<std::vector<std::string>>();
+      // Each is bound back from the node's same path, by CRIU, as root.
+      for (const auto& p : *r.mounts)
+        if (p.empty() || p[0] != '/' || p.find("/../") != std::string::npos || p.ends_with("/..") ||
+            p.find(']') != std::string::npos)
+          return bad("a mount at '" + p + "'");
+    }
     if (j.contains("container")) {
       const auto& c = j.at("container");
       r.container = ContainerCut{c.at("engine").get<std::string>(), c.at("log_cut").get<uint64_t>(),
                                  c.value("blocked_ip", "")};
     }
+    if (j.contains("needed"))
+      for (const auto& f : j.at("needed")) {
+        NeededFile n{f.at("path").get<std::string>(), f.value("dir", false), f.value("size", uint64_t{0}),
+                     f.value("build_id", "")};
+        if (n.path.empty() || n.path[0] != '/') return bad("a needed file at '" + n.path + "'");
+        r.needed.push_back(std::move(n));
+      }
+    if (j.contains("cpu_flags")) r.cpu_flags = j.at("cpu_flags").get<std::vector<std::string>>();
     r.serve_pipe = j.value("serve_pipe", "");
     r.address = j.value("address", "");
     r.coordinated = j.value("coordinated", false);

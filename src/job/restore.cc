@@ -15,7 +15,9 @@
 #include "job/container.h"
 #include "job/launch.h"
 #include "job/files.h"
+#include "job/mounts.h"
 #include "job/mpi.h"
+#include "job/preflight.h"
 #include "store/reader.h"
 #include "store/signing.h"
 
@@ -148,6 +150,19 @@ Status with_checkpoint_files(const store::JobDir& dir, const store::FastTier& ti
   return st;
 }
 
+Status add_host_mounts(const RestoreRecord& record, criu::RestoreRequest& req) {
+  if (!record.mounts) return {};
+  if (auto missing = missing_mount_points(*record.mounts); !missing.empty()) {
+    std::string list;
+    for (const auto& p : missing) list += (list.empty() ? "" : ", ") + p;
+    return make_error(ErrorKind::not_found, "the job had " + list + " mounted from its node, and this node has no " + list)
+        .with_hint("mount " + list + " here as on the node that took the checkpoint, or restore on such a node");
+  }
+  req.external = mount_externals(*record.mounts);
+  req.root = "/";
+  return {};
+}
+
 namespace {
 
 // One attempt at restoring checkpoint run.id from the laid-out files.
@@ -181,12 +196,14 @@ Result<Restored> restore_from(RestoreRun& run, const store::Manifest& m, const R
   // changes: before the MPI or Apptainer set-up, else before the job's
   // files go back (while CRIU starts).
   if (run.config->mpi != Mpi::none || run.config->traits().mounts_at_dump) CRYO_TRY(criu_ready());
-  // MPI jobs: their shared-memory files go back into these.
+  // MPI jobs: their session files go back into this (and the shared-memory
+  // files of a job that had the node's /dev/shm, into that).
   // Open MPI jobs restore one at a time: concurrent restores collide on
   // those files (shared/docs/platform.md).
   UniqueFd mpi_lock;
   if (run.config->mpi != Mpi::none) {
-    CRYO_TRY(prepare_mpi_dirs(run.config->mpi, run.config->name, dir.file(store::JobFile::mpi)));
+    CRYO_TRY(prepare_mpi_dirs(run.config->mpi, dir.file(store::JobFile::mpi)));
+    if (!record.mounts) CRYO_TRY(sys::mkdir_p(legacy_shm_dir(run.config->name), 0700));
     if (run.config->mpi == Mpi::openmpi) {
       CRYO_TRY(sys::mkdir_p("/run/cryo", 0755));
       auto l = sys::open("/run/cryo/mpi-restore.lock", O_RDWR | O_CREAT, 0600);
@@ -209,6 +226,9 @@ Result<Restored> restore_from(RestoreRun& run, const store::Manifest& m, const R
     if (!root) return root.error();
     req.external = restore_externals(*root);
     req.root = root->rootfs;
+    req.compat_mounts = true;
+  } else {
+    CRYO_TRY(add_host_mounts(record, req));
   }
   if (run.progress) run.progress("restoring", 0, m.total_bytes);
   double t1 = sys::now();
@@ -241,9 +261,14 @@ Result<Restored> restore_job(RestoreRun& run) {
   std::optional<Result<criu::Version>> version;
   auto criu_ready = [&]() -> Status {
     if (!version) version = probing.get();
-    if (!*version) return version->error();
-    return {};
+    return first_failure({criu_check(*m, *version)});
   };
+  // Whatever else this node lacks, before anything on it changes: the
+  // checks of 'cryo restore --dry-run'.
+  if (auto st = first_failure(check_restore(*m, *record, this_node())); !st) {
+    (void)probing.wait();
+    return st.error();
+  }
   // Every byte is checked before the job runs.  The page images of a fast
   // copy may be checked while CRIU restores, unless a container engine
   // restores (it gives no such notification).

@@ -66,6 +66,12 @@ struct RestoredOutputs {
 Result<RestoredOutputs> restored_outputs(const store::JobDir& dir, const std::string& id,
                                          const std::map<std::string, OutputCut>& outputs, bool pipes, bool tee);
 
+// A job checkpointed in its own mount namespace (job/mounts.h): the
+// node's root as its root, and the host's mounts it had bound back from
+// the same paths.  Refused, naming them, if a mount point is not on this
+// node.  Nothing for a job that had the host's namespace.
+Status add_host_mounts(const RestoreRecord& record, criu::RestoreRequest& req);
+
 // Has CRIU restore checkpoint id, laid out in `files`, as a child of this
 // process (req's directories, log file and the fds CRIU keeps for
 // req.inherit are set here; its log goes to logs_dir).  A fast

@@ -16,10 +16,17 @@ TEST(CriuLog, TheFirstRealErrorIsTheCause) {
 }
 
 TEST(CriuLog, HintsForKnownCauses) {
-  EXPECT_NE(hint_for_log("write: No space left on device").find("full"), std::string::npos);
-  EXPECT_NE(hint_for_log("Can't get 1:16 opt: Operation not supported").find("4.2"), std::string::npos);
-  EXPECT_NE(hint_for_log("SysVIPC shmem map 7f00 doesn't live in IPC ns").find("--ipc host"), std::string::npos);
+  auto hint = [](const std::string& error) { return hint_for_log("(00.01) Error (criu/x.c:1): " + error + "\n"); };
+  EXPECT_NE(hint("write: No space left on device").find("full"), std::string::npos);
+  EXPECT_NE(hint("Can't get 1:16 opt: Operation not supported").find("4.2"), std::string::npos);
+  EXPECT_NE(hint("SysVIPC shmem map 7f00 doesn't live in IPC ns").find("--ipc host"), std::string::npos);
+  EXPECT_NE(hint("Can't dump ghost file /dev/shm/x of 5000000000 size, increase limit").find("4 GiB"), std::string::npos);
+  EXPECT_NE(hint("Can't lookup mount=24 for fd=10 path=/dev/null").find("outside its mount namespace"),
+            std::string::npos);
+  EXPECT_NE(hint("File /usr/lib/libx.so has bad build-ID").find("--dry-run"), std::string::npos);
   EXPECT_EQ(hint_for_log("all fine"), "");
+  // Only CRIU's errors count: its ordinary lines name sockets and files too.
+  EXPECT_EQ(hint_for_log("(00.01) Dumping unix socket 5\n(00.02) Error (criu/x.c:1): something else\n"), "");
 }
 
 TEST(CriuProbe, MissingBinaryGivesTheExactFix) {
