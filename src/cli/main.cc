@@ -25,7 +25,7 @@ cryo::Result<cryo::config::Settings> load_settings() {
   cryo::log::configure(s->log);
   cryo::set_fault_points(s->fault);
   cryo::set_default_threads(s->threads);
-  cryo::store::configure({s->key, s->zstd_level, s->hash_during_dump});
+  cryo::store::configure({s->key, s->zstd_level, s->hash_during_dump, s->stream});
   cryo::job::configure({s->init, s->apptainer});
   cryo::sys::set_search_path(s->get("PATH"));
   return s;

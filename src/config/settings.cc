@@ -130,6 +130,12 @@ Status read_file(const std::string& path, Settings& s) {
          st.hash_during_dump = *n.value<bool>();
          return {};
        }},
+      {"store", "stream",
+       [&](const toml::node& n, Settings& st) -> Status {
+         if (!n.is_boolean()) return bad_value(path, n, "store.stream", "true or false");
+         st.stream = *n.value<bool>();
+         return {};
+       }},
       string_key("fast_tier", "path", &Settings::fast_tier, path),
       string_key("fast_tier", "size", &Settings::fast_tier_size, path),
       string_key("criu", "path", &Settings::criu, path),
@@ -206,6 +212,7 @@ Result<Settings> load(const Environment& env, const User& user) {
   if (int l = to_int(var("CRYO_ZSTD_LEVEL")); l != 0) s.zstd_level = l;
   if (int t = to_int(var("CRYO_THREADS")); t > 0) s.threads = t;
   if (std::string h = var("CRYO_HASH_DURING_DUMP"); !h.empty()) s.hash_during_dump = h == "1";
+  if (std::string h = var("CRYO_STREAM"); !h.empty()) s.stream = h != "0";
   if (double t = std::atof(var("CRYO_AGENT_TIMEOUT").c_str()); t > 0) s.agent_timeout = t;
 
   if (s.store.empty()) {

@@ -52,6 +52,7 @@ struct Settings {
   int zstd_level = -1;
   int threads = 0;  // 0 = one per CPU
   bool hash_during_dump = false;
+  bool stream = true;  // restores may stream the images through FUSE
   double agent_timeout = 600;  // seconds a multi-node phase may take on an agent
   std::string init;            // the cryo-init to run, "" = beside cryo
   std::string apptainer;       // the apptainer binary, "" = look for it

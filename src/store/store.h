@@ -45,6 +45,7 @@ struct Tuning {
   std::string key_path = "/etc/cryo/key";  // the site's key (store/signing.h)
   int zstd_level = -1;                     // store/flush.h
   bool hash_during_dump = false;           // store/follow.h
+  bool stream = true;                      // store/stream.h
 };
 void configure(const Tuning& t);
 const Tuning& tuning();

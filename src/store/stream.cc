@@ -484,6 +484,8 @@ struct FuseFds {
   UniqueFd dev, fs;
 };
 Result<FuseFds> open_fuse() {
+  if (!tuning().stream)
+    return make_error("streaming is turned off on this node (store.stream = false, or CRYO_STREAM=0)");
   FuseFds f;
   auto dev = sys::open("/dev/fuse", O_RDWR | O_CLOEXEC | O_NONBLOCK);
   if (!dev) return dev.error();

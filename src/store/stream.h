@@ -40,8 +40,9 @@ namespace cryo::store {
 
 class ImageStream {
  public:
-  // Whether this process can serve a stream: /dev/fuse opens and a FUSE
-  // file system can be created (root, and the fuse module loaded).
+  // Whether this process can serve a stream: streaming is on
+  // (tuning().stream), /dev/fuse opens and a FUSE file system can be
+  // created (root, and the fuse module loaded).
   static Status available();
   // Whether m's images can be streamed: every file under images/ is
   // chunked and directly in it.
