@@ -12,7 +12,7 @@ pkgs=(build-essential cmake ninja-build pkg-config protobuf-compiler libprotobuf
       libcli11-dev libtomlplusplus-dev help2man nlohmann-json3-dev libfmt-dev libxxhash-dev libzstd-dev libssl-dev libfuse3-dev libgtest-dev libbenchmark-dev libgmock-dev
       criu libprotobuf-c1 libnl-3-200 libnet1 libgnutls30 libnftables1 libbsd0 libuuid1
       iproute2 iptables bc procps slurmctld slurmd slurm-client munge
-      openmpi-bin libopenmpi-dev mpich libmpich-dev hpcc
+      openmpi-bin libopenmpi-dev mpich libmpich-dev hpcc scalapack-mpi-test
       podman runc containernetworking-plugins docker.io busybox-static squashfs-tools patchelf)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done

@@ -1,6 +1,7 @@
 // Bad input gets a clear one-line error, a non-zero exit, and loses nothing.
 #include <signal.h>
 #include <sys/mount.h>
+#include <sys/sem.h>
 #include <sys/shm.h>
 #include <fcntl.h>
 #include <sys/wait.h>
@@ -185,7 +186,9 @@ TEST_F(ErrorTest, AFailedDumpKeepsItsLogAndNamesTheCause) {
   EXPECT_EQ(kept, 5) << "the newest five failed dumps' logs are kept";
   ::kill(job_pid("hostipc"), SIGKILL);
   wait_exit(run);
-  ::shmctl(static_cast<int>(last("hostipc", "shm")), IPC_RMID, nullptr);  // the host's, which the job left
+  // The host's, which the job left.
+  ::shmctl(static_cast<int>(last("hostipc", "shm")), IPC_RMID, nullptr);
+  ::semctl(static_cast<int>(last("hostipc", "sem")), 0, IPC_RMID);
   std::string events;
   read_text(store_ + "/hostipc/cryo.log", &events);
   EXPECT_NE(events.find("CRIU's log: " + logs + "criu-dump-"), std::string::npos) << events;
@@ -385,6 +388,53 @@ TEST_F(ErrorTest, CorruptImageIsRefusedBeforeRestore) {
   EXPECT_EQ(status("cor")["state"], "stopped");
   EXPECT_EQ(cryo({"verify", "cor"}, nullptr, &err), 1);
   EXPECT_NE(err.find(image), std::string::npos) << err;
+}
+
+// The node changed since the checkpoint: a library the job mapped is
+// another build, a file it had open is gone.  'cryo restore --dry-run'
+// says so, check by check, and a restore refuses with the same message
+// before anything changes; put back, the job restores and goes on.
+TEST_F(ErrorTest, ARestoreThatWouldFailHereIsRefusedFirst) {
+  std::string lib = work_ + "/libextra.so", input = work_ + "/input.txt";
+  fs::copy_file("/lib/x86_64-linux-gnu/libdl.so.2", lib);
+  std::ofstream(input) << "data\n";
+  pid_t run = spawn({"run", "--name", "dry", "--", "bash", "-c",
+                     "exec 3<" + input + "; exec env LD_PRELOAD=" + lib + " " + prog("counter") + " " + go_file("dry")});
+  ASSERT_TRUE(wait_for("dry", "tick 5"));
+  ASSERT_EQ(checkpoint("dry", {"--stop"}), "0001");
+  EXPECT_EQ(wait_exit(run), 75);
+  auto dry_run = [&](int expect_rc) {
+    std::string out;
+    EXPECT_EQ(cryo({"restore", "dry", "--dry-run", "--json"}, &out), expect_rc) << out;
+    auto j = nlohmann::json::parse(out, nullptr, false);
+    EXPECT_TRUE(j.is_object()) << out;
+    std::map<std::string, nlohmann::json> checks;
+    if (j.is_object())
+      for (const auto& c : j["checks"]) checks[c.value("check", "")] = c;
+    return checks;
+  };
+  auto checks = dry_run(0);
+  for (const char* name : {"job", "key", "cpu", "kernel", "criu", "files", "mounts", "memory"})
+    EXPECT_EQ(checks[name].value("result", ""), "pass") << name << ": " << checks[name].dump();
+
+  fs::copy_file("/lib/x86_64-linux-gnu/libutil.so.1", lib, fs::copy_options::overwrite_existing);
+  fs::rename(input, input + ".away");
+  checks = dry_run(1);
+  std::string detail = checks["files"].value("detail", "");
+  EXPECT_EQ(checks["files"].value("result", ""), "fail");
+  EXPECT_NE(detail.find(lib + " is another build"), std::string::npos) << detail;
+  EXPECT_NE(detail.find(input + " is missing"), std::string::npos) << detail;
+  EXPECT_NE(checks["files"].value("fix", "").find("put them back"), std::string::npos);
+  std::string log_before = log("dry"), err;
+  EXPECT_EQ(cryo({"restore", "dry"}, nullptr, &err), 1);
+  EXPECT_NE(err.find(detail), std::string::npos) << err;
+  EXPECT_EQ(log("dry"), log_before) << "a refused restore must change nothing";
+  EXPECT_EQ(status("dry")["state"], "stopped");
+
+  fs::copy_file("/lib/x86_64-linux-gnu/libdl.so.2", lib, fs::copy_options::overwrite_existing);
+  fs::rename(input + ".away", input);
+  dry_run(0);
+  restore_ticking("dry", 10);
 }
 
 // Someone without the site's key changes a stopped job's store (`change`

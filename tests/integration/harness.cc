@@ -70,7 +70,6 @@ void CryoTest::TearDown() {
     ::kill(p, SIGKILL);
     ::waitpid(p, nullptr, 0);
   }
-  for (const auto& j : jobs_) fs::remove_all("/dev/shm/cryo-" + j);  // an MPI job's, if its supervisor was killed
   for (const auto& m : mounts_) {
     ::umount2(m.c_str(), MNT_DETACH);
     fs::remove(m);
@@ -209,11 +208,11 @@ bool CryoTest::stopped_counter(const std::string& job) {
 }
 
 std::string CryoTest::restore_ticking(const std::string& job, long more, const std::vector<std::string>& extra,
-                                      const std::string& word) {
+                                      const std::string& word, const std::map<std::string, std::string>& env) {
   long at = last(job, word);
   std::vector<std::string> args{"restore", job};
   args.insert(args.end(), extra.begin(), extra.end());
-  pid_t restore = spawn(args);
+  pid_t restore = spawn(args, env);
   EXPECT_TRUE(wait_for(job, word + " " + std::to_string(at + more))) << "job " << job << " did not go on after its restore";
   go(job);
   EXPECT_EQ(wait_exit(restore), 0);

@@ -50,7 +50,7 @@ class CryoTest : public ::testing::Test {
   // tick, lets it end, and checks that it went on: exit status 0, PASS
   // once, every tick once and in order.  Returns the job's event log.
   std::string restore_ticking(const std::string& job, long more, const std::vector<std::string>& extra = {},
-                              const std::string& word = "tick");
+                              const std::string& word = "tick", const std::map<std::string, std::string>& env = {});
   nlohmann::json status(const std::string& job);
   pid_t job_pid(const std::string& job);
   // How many checkpoints of the job the test's fast tier holds.

@@ -6,6 +6,8 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <sstream>
 #include <random>
 #include <thread>
 
@@ -154,6 +156,54 @@ TEST_F(MpiTest, HplResidualUnchangedAfterCheckpointMidHpl) {
   EXPECT_EQ(residual(job_dir), expect);
   read_text(job_dir + "/hpccoutf.txt", &out);
   EXPECT_NE(out.find("End of HPC Challenge tests."), std::string::npos);
+}
+
+// A real MPICH application from Debian: ScaLAPACK's LU test driver (xdlu,
+// scalapack-mpi-test's MPICH build), 2 ranks, 238 factorizations and
+// solves of about 9 s, stopped at a checkpoint in the middle and restored.
+// Every test it prints (sizes, blocking, grid, PASSED) is that of an
+// uninterrupted run.  It runs in the job's own /proc and /dev/shm, where
+// UCX's shared memory works as it does outside cryo.
+TEST_F(MpiTest, ScalapackUnderMpichContinuesFromAStop) {
+  const std::string xdlu = "/usr/lib/x86_64-linux-gnu/scalapack/mpich-tests/xdlu";
+  ASSERT_TRUE(std::filesystem::exists(xdlu)) << "install Debian's scalapack-mpi-test";
+  const char* input =
+      "'SCALAPACK, LU factorization input file'\n'MPI Machine'\n'LU.out' output file name\n6 device out\n"
+      "8 number of problems sizes\n700 740 780 820 860 900 720 800 values of M\n"
+      "700 740 780 820 860 900 720 800 values of N\n4 number of NB's\n8 16 32 64 values of NB\n"
+      "4 number of NRHS's\n1 2 4 8 values of NRHS\n1 Number of NBRHS's\n1 values of NBRHS\n"
+      "2 number of process grids\n1 2 values of P\n2 1 values of Q\n1.0 threshold\n"
+      "F (T or F) Test Cond. Est. and Iter. Ref. Routines\n";
+  std::string ref_dir = work_ + "/ref", job_dir = work_ + "/job";
+  for (const auto& d : {ref_dir, job_dir}) {
+    std::filesystem::create_directories(d);
+    std::ofstream(d + "/LU.dat") << input;
+  }
+  // The tests' lines without their timings.
+  auto tests = [](const std::string& out) {
+    std::istringstream lines(out);
+    std::string line, kept;
+    while (std::getline(lines, line)) {
+      std::istringstream w(line);
+      std::vector<std::string> f{std::istream_iterator<std::string>(w), {}};
+      if (f.size() == 12 && f[0] == "WALL") kept += f[1] + " " + f[2] + " " + f[3] + " " + f[4] + " " + f[5] + " " +
+                                                  f[6] + " " + f[7] + " " + f[11] + "\n";
+      if (line.find("tests completed") != std::string::npos) kept += line + "\n";
+    }
+    return kept;
+  };
+  std::string expect = tests(sh("cd " + ref_dir + " && mpiexec.mpich -n 2 " + xdlu + " 2>&1"));
+  ASSERT_NE(expect.find("238 tests completed and passed"), std::string::npos) << expect;
+
+  std::filesystem::current_path(job_dir);
+  pid_t sup = spawn({"run", "--name", "lu", "--", "mpiexec.mpich", "-n", "2", xdlu});
+  ASSERT_TRUE(wait_for("lu", "PASSED", 60, 60)) << log("lu");
+  ASSERT_EQ(checkpoint("lu", {"--stop"}), "0001");
+  EXPECT_EQ(wait_exit(sup), 75);
+  EXPECT_EQ(log("lu").find("tests completed"), std::string::npos) << "xdlu ended before the checkpoint";
+  pid_t restored = spawn({"restore", "lu"});
+  EXPECT_EQ(wait_exit(restored, 180), 0);
+  EXPECT_EQ(tests(log("lu")), expect);
 }
 
 }  // namespace
