@@ -136,8 +136,10 @@ int main(int argc, char** argv) {
     return app.exit(e) == 0 ? 0 : cryo::cli::kExitUsage;
   }
   // After any verb that deals with jobs (not the agent's or CRIU's hook,
-  // which serve others): what the node's fast tier holds for nothing goes.
+  // which serve others, nor 'check', which tidies before it reports): what
+  // the node's fast tier holds for nothing goes.
   for (const auto* sub : app.get_subcommands())
-    if (sub->get_name() != "agent" && sub->get_name() != "criu-hook") (void)cryo::app::tidy_fast_tier(g);
+    if (sub->get_name() != "agent" && sub->get_name() != "criu-hook" && sub->get_name() != "check")
+      (void)cryo::app::tidy_fast_tier(g);
   return cryo::cli::g_exit_code;
 }

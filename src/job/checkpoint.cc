@@ -141,8 +141,9 @@ Result<Dumped> dump_into(DumpSpec& s, const store::Pending& p, uint64_t expected
     auto files = save_written_files(s.job_pid, p.dir, mounts.own);
     if (!files) return files.error();
     d.record.files = std::move(*files);
-    // A container's paths are not the node's.
+    // A container's paths are not the node's; the job's cryo-init a restore puts back itself.
     if (!s.config->traits().mounts_at_dump) d.record.needed = needed_files(s.job_pid, mounts.own, d.record.files);
+    std::erase_if(d.record.needed, [](const NeededFile& f) { return is_job_init(f.path); });
     if (s.at_post_dump) CRYO_TRY(s.at_post_dump(d.record));
     fault_point(s.post_dump_fault);
     // A job stopping at this checkpoint does no more work while it becomes

@@ -101,6 +101,8 @@ std::string make_job_init(const store::JobDir& dir) {
   return *path;
 }
 
+bool is_job_init(const std::string& path) { return path.rfind(std::string(kInitDir) + "/cryo-init-", 0) == 0; }
+
 Result<std::string> job_init(const store::JobDir& dir) {
   std::string kept = dir.file(store::JobFile::init_copy);
   if (!sys::exists(kept)) return default_init_path();

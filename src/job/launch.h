@@ -68,6 +68,8 @@ std::string default_init_path();
 // where they cannot be made (not root, a full disk), logs why and returns
 // default_init_path().
 std::string make_job_init(const store::JobDir& dir);
+// Whether path is one of those copies (a restore puts it back itself).
+bool is_job_init(const std::string& path);
 // Before a restore: puts the job's cryo-init back at its path from the
 // store's copy if it is not there, and returns that path (a job from
 // before these copies: default_init_path()).
