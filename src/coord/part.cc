@@ -278,7 +278,9 @@ Status PartRuntime::restore(const RestorePart& r) {
   // What a single-node restore checks first ('cryo restore --dry-run').
   job::Node here = job::this_node();
   here.criu = criu::probe(criu_path_);
-  CRYO_TRY(job::first_failure(job::check_restore(*m, *record, here)));
+  auto checks = job::check_restore(*m, *record, here);
+  checks.push_back(job::network_check(part_.bridge(), part_.address(), here));
+  CRYO_TRY(job::first_failure(checks));
   // Open MPI restores on one host take turns (shared/docs/platform.md):
   // parts of one job on one host too.
   CRYO_TRY(sys::mkdir_p("/run/cryo", 0755));

@@ -226,6 +226,9 @@ Node this_node() {
   n.stat = [](const std::string& p) { return sys::stat(p); };
   n.readable = [](const std::string& p) { return ::access(p.c_str(), R_OK) == 0; };
   n.build_id = elf_build_id;
+  n.has_bridge = [](const std::string& name) {
+    return name.find('/') == std::string::npos && sys::exists("/sys/class/net/" + name + "/bridge");
+  };
   return n;
 }
 
@@ -239,6 +242,19 @@ std::vector<Check> check_restore(const store::Manifest& m, const RestoreRecord& 
   if (r.mounts) out.push_back(mounts_check(r, node));
   out.push_back(memory_check(m, node));
   return out;
+}
+
+Check network_check(const std::string& bridge, const std::string& address, const Node& node) {
+  Check c;
+  c.name = "network";
+  if (node.has_bridge(bridge)) {
+    c.detail = "the parts' bridge " + bridge + " is here, for the part's address " + address;
+    return c;
+  }
+  c.verdict = Verdict::fail;
+  c.detail = "this node has no bridge '" + bridge + "', which joins the job's parts (the part's address: " + address + ")";
+  c.fix = "create the bridge on every node that runs parts (docs/mpi.md), or restore the part on such a node";
+  return c;
 }
 
 Status first_failure(const std::vector<Check>& checks) {

@@ -12,7 +12,9 @@
 //             of the same kind and size, the same build (ELF build-ID),
 //             and readable;
 //   mounts    each mount point of the host the job had (job/mounts.h);
-//   memory    the node's available memory holds the checkpoint's pages.
+//   memory    the node's available memory holds the checkpoint's pages;
+//   network   (a part of a multi-node job, network_check) the bridge that
+//             joins the parts is on this node.
 // The key (the manifest's signature) and whether the job runs already are
 // checked by the caller, which has them (app/jobs.cc).
 #pragma once
@@ -55,6 +57,7 @@ struct Node {
   std::function<Result<struct stat>(const std::string&)> stat;
   std::function<bool(const std::string&)> readable;
   std::function<std::string(const std::string&)> build_id;
+  std::function<bool(const std::string&)> has_bridge;  // a network bridge of that name
 };
 // This node; its CRIU is for the caller to probe.
 Node this_node();
@@ -71,6 +74,10 @@ std::vector<Check> check_restore(const store::Manifest& m, const RestoreRecord& 
 
 // The CRIU check alone, for a caller that probes CRIU while it does other work.
 Check criu_check(const store::Manifest& m, const Result<criu::Version>& criu);
+
+// A part of a multi-node job, at `address` on the parts' network: its
+// node must have the bridge that joins the parts.
+Check network_check(const std::string& bridge, const std::string& address, const Node& node);
 
 // The first failed check as an error (its detail, its fix), or success.
 Status first_failure(const std::vector<Check>& checks);

@@ -49,6 +49,7 @@ struct Fixture {
     };
     node.readable = [this](const std::string& p) { return files.count(p) > 0; };
     node.build_id = [this](const std::string& p) { return files.count(p) ? files[p].second : std::string(); };
+    node.has_bridge = [](const std::string& name) { return name == "cryo-br0"; };
   }
   void put(const std::string& path, mode_t type, off_t size, const std::string& build_id) {
     struct stat st {};
@@ -123,6 +124,14 @@ TEST(PreflightTest, AnOlderCriuFailsAnOlderKernelWarns) {
   EXPECT_TRUE(first_failure(check_restore(h.m, h.r, h.node)).ok()) << "a warning does not refuse";
   h.node.kernel = "6.18.2";
   EXPECT_EQ(h.check("kernel").verdict, Verdict::pass);
+}
+
+TEST(PreflightTest, APartNeedsTheBridgeThatJoinsTheParts) {
+  Fixture f;
+  EXPECT_EQ(network_check("cryo-br0", "192.0.2.11/24", f.node).verdict, Verdict::pass);
+  auto c = network_check("br-other", "192.0.2.11/24", f.node);
+  EXPECT_EQ(c.verdict, Verdict::fail);
+  EXPECT_NE(c.detail.find("no bridge 'br-other'"), std::string::npos) << c.detail;
 }
 
 TEST(PreflightTest, TooLittleFreeMemoryFails) {
