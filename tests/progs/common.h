@@ -25,6 +25,29 @@ static inline unsigned long long mix64(unsigned long long* s) {
   return z ^ (z >> 31);
 }
 
+/* The counter (counter.c) that also checks something of its own at every
+ * tick: prints READY, then "tick N" every 20 ms (and `what` N when check
+ * fails) until go_file appears, then PASS if the checksum matches the
+ * counter and every check held.  Returns the exit status. */
+static inline int count_checking(const char* go_file, int (*check)(int), int arg, const char* what) {
+  unsigned long long n = 0, sum = 0, bad = 0;
+  printf("READY\n");
+  while (!go_file_exists(go_file)) {
+    n++;
+    sum += n * n;
+    if (!check(arg)) {
+      bad++;
+      printf("%s %llu\n", what, n);
+    }
+    printf("tick %llu\n", n);
+    sleep_ms(20);
+  }
+  unsigned long long expect = n * (n + 1) * (2 * n + 1) / 6;
+  int ok = sum == expect && bad == 0;
+  printf("%s final=%llu\n", ok ? "PASS" : "FAIL", n);
+  return ok ? 0 : 1;
+}
+
 #define USAGE_GO(argc, argv)                                   \
   if ((argc) < 2) {                                            \
     fprintf(stderr, "usage: %s GO_FILE [ARGS]\n", (argv)[0]); \

@@ -38,20 +38,5 @@ int main(int argc, char** argv) {
     printf("FAIL: cannot lock %s, or /proc/locks does not list the lock\n", argv[2]);
     return 1;
   }
-  unsigned long long n = 0, sum = 0, bad = 0;
-  printf("READY\n");
-  while (!go_file_exists(argv[1])) {
-    n++;
-    sum += n * n;
-    if (!listed(fd)) {
-      bad++;
-      printf("lock not listed at tick %llu\n", n);
-    }
-    printf("tick %llu\n", n);
-    sleep_ms(20);
-  }
-  unsigned long long expect = n * (n + 1) * (2 * n + 1) / 6;
-  int ok = sum == expect && bad == 0;
-  printf("%s final=%llu\n", ok ? "PASS" : "FAIL", n);
-  return ok ? 0 : 1;
+  return count_checking(argv[1], listed, fd, "lock not listed at tick");
 }

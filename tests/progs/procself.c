@@ -36,20 +36,5 @@ int main(int argc, char** argv) {
     printf("FAIL: /proc is not this process's own\n");
     return 1;
   }
-  unsigned long long n = 0, sum = 0, bad = 0;
-  printf("READY\n");
-  while (!go_file_exists(argv[1])) {
-    n++;
-    sum += n * n;
-    if (!own_proc(status_fd)) {
-      bad++;
-      printf("wrong /proc at tick %llu\n", n);
-    }
-    printf("tick %llu\n", n);
-    sleep_ms(20);
-  }
-  unsigned long long expect = n * (n + 1) * (2 * n + 1) / 6;
-  int ok = sum == expect && bad == 0;
-  printf("%s final=%llu\n", ok ? "PASS" : "FAIL", n);
-  return ok ? 0 : 1;
+  return count_checking(argv[1], own_proc, status_fd, "wrong /proc at tick");
 }
