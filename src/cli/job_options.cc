@@ -34,9 +34,8 @@ void add_job_options(CLI::App* cmd, JobOptions& o, const std::string& keep_help)
   cmd->add_flag("--tcp-established", o.tcp_established, "Checkpoint established TCP connections too");
   cmd->add_option("--net", o.net, "Network: 'host' (default) or 'private' (own namespace with loopback only)")->type_name("host|private");
   cmd->add_option("--ipc", o.ipc,
-                  "IPC: 'private' (default: its own SysV IPC namespace, /dev/shm and /dev/mqueue, checkpointed with "
-                  "the job) or 'host' (the host's, shared with processes outside the job; CRIU cannot checkpoint a "
-                  "job that maps SysV shared memory of the host's)")
+                  "IPC: 'private' (default: its own SysV IPC, /dev/shm and /dev/mqueue, checkpointed with it) or "
+                  "'host' (the host's)")
       ->type_name("private|host");
   cmd->add_option("--mpi", o.mpi,
                   "MPI job handling: auto (default: when COMMAND is mpirun or mpiexec), openmpi, mpich or none")->type_name("auto|openmpi|mpich|none");
