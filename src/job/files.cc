@@ -157,11 +157,13 @@ Status put_back_files(const std::vector<SavedFile>& files, const std::string& ck
     // The file still there takes the saved bytes itself: it keeps its
     // inode, so its hard links, owner, mode and extended attributes stay,
     // and whoever outside the job has it open sees what the job sees.  A
-    // link in its place is not followed; it is replaced, as a missing file
-    // is created.
+    // symbolic link in its place is not followed, and a file of another
+    // owner than the job's is not written (a hard link planted there to
+    // someone else's file, for a restore as root to overwrite): either is
+    // replaced, as a missing file is created.
     UniqueFd out(::open(f.path.c_str(), O_WRONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
     struct stat st {};
-    if (out.valid() && ::fstat(out.get(), &st) == 0 && S_ISREG(st.st_mode)) {
+    if (out.valid() && ::fstat(out.get(), &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == f.uid) {
       if (auto r = copy_fd(in->get(), out.get(), f.size, "'" + f.path + "'"); !r) return fail(r.error());
       if (::ftruncate(out.get(), static_cast<off_t>(f.size)) < 0) return fail(sys_error("cannot set its size"));
       if (auto r = sys::fsync_fd(out.get(), "'" + f.path + "'"); !r) return fail(r.error());
@@ -170,8 +172,10 @@ Status put_back_files(const std::vector<SavedFile>& files, const std::string& ck
     if (!out.valid() && errno != ENOENT && errno != ELOOP && errno != ENXIO && errno != EISDIR)
       return fail(sys_error("cannot open it"));
     out.reset();
+    // Made anew, never opened through whatever is at its name.
     std::string tmp = f.path + ".cryo-restore";
-    auto created = sys::open(tmp, O_WRONLY | O_CREAT | O_TRUNC, f.mode);
+    (void)::unlink(tmp.c_str());
+    auto created = sys::open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW, f.mode);
     if (!created) return fail(created.error());
     if (auto r = copy_fd(in->get(), created->get(), f.size, "'" + f.path + "'"); !r) return fail(r.error());
     ::fchmod(created->get(), f.mode);

@@ -59,9 +59,10 @@ void add_build_ids(std::vector<NeededFile>& files);
 // The GNU build-ID of the ELF file at path, in hex; "" if it is not ELF or has none.
 std::string elf_build_id(const std::string& path);
 
-// Puts the saved copies back: into each file that is still there (its
-// inode, links, owner, mode and extended attributes stay), or as a new file
-// with the saved owner and mode.  The error names the file.
+// Puts the saved copies back: into each file that is still there and
+// still the job's owner's (its inode, links, owner, mode and extended
+// attributes stay), or as a new file with the saved owner and mode.  The
+// error names the file.
 Status put_back_files(const std::vector<SavedFile>& files, const std::string& ckpt_dir);
 
 

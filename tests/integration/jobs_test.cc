@@ -10,6 +10,7 @@
 
 #include <cstring>
 #include <filesystem>
+#include <fstream>
 #include <thread>
 
 #include "harness.h"
@@ -188,6 +189,34 @@ TEST_F(JobTest, RestoredFileKeepsItsIdentity) {
   EXPECT_EQ(::pread(outside, seen.data(), seen.size(), 0), static_cast<ssize_t>(seen.size()));
   EXPECT_EQ(seen, by_path) << "a reader outside the job sees another file";
   ::close(outside);
+}
+
+// Someone plants, in place of a file the job writes, a hard link to a file
+// of another owner, and a symbolic link at the name the restore would
+// write its copy to: the restore, as root, writes through neither; the
+// job's file comes back as a new file of the job's owner.
+TEST_F(JobTest, ARestoreWritesThroughNoPlantedLink) {
+  std::string result = work_ + "/result.txt", victim = work_ + "/victim", other = work_ + "/other";
+  std::ofstream(victim) << "victim\n";
+  std::ofstream(other) << "other\n";
+  ASSERT_EQ(::chown(victim.c_str(), 65534, 65534), 0);
+  ASSERT_EQ(::chown(other.c_str(), 65534, 65534), 0);
+  long at = wrote_past_checkpoint("plant", result);
+  ASSERT_GT(at, 0);
+  ASSERT_EQ(::unlink(result.c_str()), 0);
+  ASSERT_EQ(::link(victim.c_str(), result.c_str()), 0);
+  ASSERT_EQ(::symlink(other.c_str(), (result + ".cryo-restore").c_str()), 0);
+  restore_ticking("plant", 10, {}, "wrote");  // the job checks its file: lines 1..N, each once
+  std::string text;
+  read_text(victim, &text);
+  EXPECT_EQ(text, "victim\n");
+  read_text(other, &text);
+  EXPECT_EQ(text, "other\n");
+  struct stat st {}, v {};
+  ASSERT_EQ(::stat(result.c_str(), &st), 0);
+  ASSERT_EQ(::stat(victim.c_str(), &v), 0);
+  EXPECT_NE(st.st_ino, v.st_ino);
+  EXPECT_EQ(st.st_uid, 0u);
 }
 
 // The node's fast tier keeps only what a job here needs: after a killed
