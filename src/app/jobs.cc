@@ -576,14 +576,36 @@ Result<RestoreCheck> check_restore(const Context& g, const ContinueRequest& o) {
     out.checks.push_back(failed("key", record.error()));
     return out;
   }
-  job::Node here = job::this_node();
-  here.criu = criu::probe(g.criu_path());
-  for (auto& c : job::check_restore(*m, *record, here)) out.checks.push_back(std::move(c));
-  if (record->coordinated)
+  if (!record->coordinated) {
+    job::Node here = job::this_node();
+    here.criu = criu::probe(g.criu_path());
+    for (auto& c : job::check_restore(*m, *record, here)) out.checks.push_back(std::move(c));
+    return out;
+  }
+  // A multi-node job: each part is checked by the agent it would restore on.
+  auto config = job::load_config(*dir, true);
+  if (!config) return (config.error());
+  std::vector<std::string> agents = o.nodes.empty() ? config->nodes : o.nodes;
+  if (agents.empty() || agents == std::vector<std::string>{"slurm"}) {
     out.checks.push_back({"parts", job::Verdict::warn,
-                          fmt::format("the {} parts' checkpoints are checked on their agents' nodes, as they restore",
+                          fmt::format("the {} parts are checked on their nodes when their agents restore them",
                                       record->parts.size()),
-                          "", ErrorKind::unfit});
+                          "give the agents with --agents to check them now", ErrorKind::unfit});
+    return out;
+  }
+  coord::Coordinator co(*dir, *config, g.settings.agent_timeout);
+  Status st = co.connect(agents);
+  auto parts = st ? co.check_restore(out.id) : Result<std::vector<std::vector<job::Check>>>(st.error());
+  if (!parts) {
+    out.checks.push_back(failed("parts", parts.error()));
+    return out;
+  }
+  for (size_t k = 0; k < parts->size(); k++)
+    for (auto& c : (*parts)[k]) {
+      c.name = fmt::format("p{} {}", k, c.name);
+      c.detail = fmt::format("on {}: {}", agents[k], c.detail);
+      out.checks.push_back(std::move(c));
+    }
   return out;
 }
 

@@ -18,10 +18,10 @@ int dry_run(const Globals& g, const app::ContinueRequest& o, bool json) {
     for (const auto& c : r->checks) checks.push_back(job::to_json(c));
     print_json({{"job", r->job}, {"checkpoint", r->id}, {"ok", r->ok()}, {"checks", checks}});
   } else {
-    std::printf("checkpoint %s of job '%s', restored on this node:\n", r->id.c_str(), r->job.c_str());
+    std::printf("checkpoint %s of job '%s', restored now:\n", r->id.c_str(), r->job.c_str());
     for (const auto& c : r->checks) {
-      std::printf("  %-4s  %-7s %s\n", job::verdict_name(c.verdict), c.name.c_str(), c.detail.c_str());
-      if (!c.fix.empty()) std::printf("                fix: %s\n", c.fix.c_str());
+      std::printf("  %-4s  %-9s %s\n", job::verdict_name(c.verdict), c.name.c_str(), c.detail.c_str());
+      if (!c.fix.empty()) std::printf("                  fix: %s\n", c.fix.c_str());
     }
     std::printf("%s\n", r->ok() ? "the restore would pass these checks" : "the restore would be refused");
   }
@@ -56,7 +56,8 @@ void add_restore_verb(CLI::App& app, Globals& g) {
       "its mount points exist, and the memory is free.  It refuses, saying which and\n"
       "how to fix it, rather than fail inside CRIU.  --dry-run runs only these checks\n"
       "(and whether the job is running, and the checkpoint's signature), prints each\n"
-      "as pass, warn or fail with its fix, and exits 1 if the restore would be refused.");
+      "as pass, warn or fail with its fix, and exits 1 if the restore would be refused.\n"
+      "A multi-node job's parts are checked by their agents (--agents, or those it ran on).");
   cmd->add_option("name", o->name, "Job name")->required()->type_name("NAME");
   cmd->add_option("--from", o->from, "Checkpoint ID to restore (default: the latest)")->type_name("ID");
   cmd->add_flag("--force", o->force, "Restore even a job that has finished");

@@ -71,6 +71,9 @@ Reply Session::handle(const Request& r) {
     if (!p) return failed(make_error(fmt::format("no part {} here", r.spawn().part())));
     std::vector<std::string> argv(r.spawn().argv().begin(), r.spawn().argv().end());
     if (auto st = p->spawn(argv); !st) return failed(st.error());
+  } else if (r.has_restore() && r.restore().dry_run()) {
+    PartRuntime rt(r.restore().part(), o_.tier, o_.criu_path);
+    for (const auto& c : rt.check_restore(r.restore())) reply.add_checks(job::to_json(c).dump());
   } else if (r.has_restore()) {
     const auto& p = r.restore().part();
     auto rt = std::make_unique<PartRuntime>(p, o_.tier, o_.criu_path);

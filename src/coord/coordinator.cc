@@ -278,7 +278,7 @@ Result<std::vector<std::string>> retain_parts(const store::JobDir& dir, int keep
   return removed;
 }
 
-Status Coordinator::restore(const std::string& id, std::vector<std::string>* warnings) {
+Result<std::vector<Request>> Coordinator::restore_requests(const std::string& id, bool dry_run) {
   auto m = store::load_signed_manifest(dir_, id);
   if (!m) return m.error();
   auto record = job::restore_record(*m);
@@ -293,7 +293,35 @@ Status Coordinator::restore(const std::string& id, std::vector<std::string>* war
     auto* r = reqs[k].mutable_restore();
     *r->mutable_part() = part(k);
     r->set_checkpoint(parts[k].checkpoint);
+    if (dry_run) r->set_dry_run(true);
   }
+  return reqs;
+}
+
+Result<std::vector<std::vector<job::Check>>> Coordinator::check_restore(const std::string& id) {
+  auto reqs = restore_requests(id, true);
+  if (!reqs) return reqs.error();
+  std::vector<Reply> replies;
+  CRYO_TRY(all("checking", *reqs, &replies, timeout_));
+  std::vector<std::vector<job::Check>> out;
+  for (const auto& reply : replies) {
+    out.emplace_back();
+    for (const auto& text : reply.checks()) {
+      auto j = nlohmann::json::parse(text, nullptr, false);
+      if (!j.is_object()) continue;
+      job::Check c{j.value("check", ""), job::Verdict::pass, j.value("detail", ""), j.value("fix", ""), ErrorKind::unfit};
+      std::string verdict = j.value("result", "");
+      c.verdict = verdict == "fail" ? job::Verdict::fail : verdict == "warn" ? job::Verdict::warn : job::Verdict::pass;
+      out.back().push_back(std::move(c));
+    }
+  }
+  return out;
+}
+
+Status Coordinator::restore(const std::string& id, std::vector<std::string>* warnings) {
+  auto reqs_or = restore_requests(id, false);
+  if (!reqs_or) return reqs_or.error();
+  std::vector<Request> reqs = std::move(*reqs_or);
   std::vector<Reply> replies;
   if (auto st = all("restoring", reqs, &replies, timeout_); !st) {
     stop_all();

@@ -27,6 +27,7 @@
 #include "base/result.h"
 #include "coord.pb.h"
 #include "job/config.h"
+#include "job/preflight.h"
 #include "store/store.h"
 
 namespace cryo::coord {
@@ -66,6 +67,9 @@ class Coordinator {
   // part whose fast copy was refused (and restored from the store) adds a
   // warning.
   Status restore(const std::string& id, std::vector<std::string>* warnings);
+  // What restore(id) would meet: each part's checks on its agent's node
+  // (job/preflight.h), in part order.  Nothing is restored.
+  Result<std::vector<std::vector<job::Check>>> check_restore(const std::string& id);
   // A coordinated checkpoint; returns its id.  On failure every agent
   // still reachable aborts, and the job runs on.
   Result<std::string> checkpoint(bool stop, Timings* t = nullptr);
@@ -91,6 +95,8 @@ class Coordinator {
   Status all(const std::string& what, std::vector<Request> requests, std::vector<Reply>* replies, double timeout,
              const std::vector<size_t>& which = {});
   Result<Reply> wait_reply(Agent& a, uint64_t seq, double timeout);
+  // Each part's restore request for the job's checkpoint id.
+  Result<std::vector<Request>> restore_requests(const std::string& id, bool dry_run);
   Part part(uint32_t k) const;
 
   const store::JobDir& dir_;

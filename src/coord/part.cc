@@ -266,21 +266,46 @@ void PartRuntime::stop() {
   net_.remove();
 }
 
-Status PartRuntime::restore(const RestorePart& r) {
-  std::string id = r.checkpoint();
-  auto m = store::load_signed_manifest(dir_, id);
+namespace {
+
+// The part's checkpoint: its signed manifest and restore record.
+Result<std::pair<store::Manifest, job::RestoreRecord>> load_part(const store::JobDir& dir, const std::string& id,
+                                                                 uint32_t index) {
+  auto m = store::load_signed_manifest(dir, id);
   if (!m) return m.error();
   auto record = job::restore_record(*m);
   if (!record) return record.error();
   if (record->serve_pipe.empty())
-    return make_error(ErrorKind::corrupt, "checkpoint " + id + " of part " + std::to_string(part_.index()) +
+    return make_error(ErrorKind::corrupt, "checkpoint " + id + " of part " + std::to_string(index) +
                                               " has no command pipe: it is not a part's checkpoint");
-  // What a single-node restore checks first ('cryo restore --dry-run').
+  return std::pair{std::move(*m), std::move(*record)};
+}
+
+}  // namespace
+
+std::vector<job::Check> PartRuntime::check_restore(const RestorePart& r) const {
+  auto loaded = load_part(dir_, r.checkpoint(), part_.index());
+  if (!loaded) {
+    const Error& e = loaded.error();
+    return {{"key", job::Verdict::fail, e.message, e.hint, kind_of(e)}};
+  }
+  std::vector<job::Check> checks{{"key", job::Verdict::pass, "checkpoint " + r.checkpoint() + " is signed with this node's key",
+                                  "", ErrorKind::corrupt}};
+  // What a single-node restore checks first, and the parts' network.
   job::Node here = job::this_node();
   here.criu = criu::probe(criu_path_);
-  auto checks = job::check_restore(*m, *record, here);
+  for (auto& c : job::check_restore(loaded->first, loaded->second, here)) checks.push_back(std::move(c));
   checks.push_back(job::network_check(part_.bridge(), part_.address(), here));
-  CRYO_TRY(job::first_failure(checks));
+  return checks;
+}
+
+Status PartRuntime::restore(const RestorePart& r) {
+  std::string id = r.checkpoint();
+  CRYO_TRY(job::first_failure(check_restore(r)));
+  auto loaded = load_part(dir_, id, part_.index());
+  if (!loaded) return loaded.error();
+  const store::Manifest* m = &loaded->first;
+  const job::RestoreRecord* record = &loaded->second;
   // Open MPI restores on one host take turns (shared/docs/platform.md):
   // parts of one job on one host too.
   CRYO_TRY(sys::mkdir_p("/run/cryo", 0755));

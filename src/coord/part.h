@@ -23,6 +23,7 @@
 #include "base/fd.h"
 #include "base/result.h"
 #include "coord.pb.h"
+#include "job/preflight.h"
 #include "job/config.h"
 #include "job/mpi.h"
 #include "job/output.h"
@@ -92,6 +93,9 @@ class PartRuntime {
   // Ends the part: its processes, its network namespace.
   void stop();
   Status restore(const RestorePart& r);
+  // The checks restore(r) makes on this node first, the checkpoint's
+  // signature ("key") among them.
+  std::vector<job::Check> check_restore(const RestorePart& r) const;
   // Why the last restore did not use the part's fast copy, if it did not.
   const std::string& restore_warning() const { return restore_warning_; }
   void unlock() { net_.unlock(); }

@@ -14,6 +14,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <set>
 #include <thread>
 
 #include "harness.h"
@@ -117,6 +118,16 @@ TEST_F(MultiNodeTest, OpenMpiAcrossTwoNodesRestoredInTheOtherOrder) {
       }
   }
   ASSERT_GT(flipped, 0) << "no fast copy of part 1 in " << fast_;
+  // The dry run asks each agent to check its part on its node.
+  std::string out;
+  EXPECT_EQ(cryo({"restore", "ring", "--dry-run", "--json", "--agents", b + "," + a}, &out), 0) << out;
+  auto dry = nlohmann::json::parse(out, nullptr, false);
+  std::set<std::string> passed;
+  if (dry.is_object())
+    for (const auto& c : dry["checks"])
+      if (c.value("result", "") == "pass") passed.insert(c.value("check", ""));
+  for (const char* c : {"p0 key", "p0 files", "p0 mounts", "p0 network", "p1 cpu", "p1 memory", "p1 network"})
+    EXPECT_TRUE(passed.count(c)) << c << " did not pass: " << out;
   pid_t restore = spawn({"restore", "ring", "--agents", b + "," + a});
   EXPECT_EQ(wait_exit(restore, 120), 0);
   EXPECT_EQ(log("ring"), ref_);
