@@ -331,7 +331,7 @@ Status PartRuntime::restore(const RestorePart& r) {
   auto netns = sys::open(net_.path(), O_RDONLY);
   if (!netns) return netns.error();
   req.inherit.emplace_back("part-net", netns->get());
-  CRYO_TRY(job::add_host_mounts(*record, req));
+  job::add_host_mounts(*record, req);
   const auto& saved = record->files;
   // As a single-node restore: every byte checked before the part runs, a
   // fast copy's page images while CRIU reads them.

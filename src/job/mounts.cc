@@ -94,11 +94,4 @@ std::vector<std::string> mount_externals(const std::vector<std::string>& host) {
   return out;
 }
 
-std::vector<std::string> missing_mount_points(const std::vector<std::string>& host) {
-  std::vector<std::string> out;
-  for (const auto& p : host)
-    if (!sys::exists(p)) out.push_back(p);
-  return out;
-}
-
 }  // namespace cryo::job

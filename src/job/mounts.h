@@ -54,8 +54,4 @@ Result<JobMounts> job_mounts(pid_t job_pid);
 // CRIU's --external for those mount points, for a dump and a restore alike.
 std::vector<std::string> mount_externals(const std::vector<std::string>& host);
 
-// The recorded mount points that do not exist on this node as
-// directories or files: a restore here would fail in CRIU.
-std::vector<std::string> missing_mount_points(const std::vector<std::string>& host);
-
 }  // namespace cryo::job

@@ -150,17 +150,10 @@ Status with_checkpoint_files(const store::JobDir& dir, const store::FastTier& ti
   return st;
 }
 
-Status add_host_mounts(const RestoreRecord& record, criu::RestoreRequest& req) {
-  if (!record.mounts) return {};
-  if (auto missing = missing_mount_points(*record.mounts); !missing.empty()) {
-    std::string list;
-    for (const auto& p : missing) list += (list.empty() ? "" : ", ") + p;
-    return make_error(ErrorKind::not_found, "the job had " + list + " mounted from its node, and this node has no " + list)
-        .with_hint("mount " + list + " here as on the node that took the checkpoint, or restore on such a node");
-  }
+void add_host_mounts(const RestoreRecord& record, criu::RestoreRequest& req) {
+  if (!record.mounts) return;
   req.external = mount_externals(*record.mounts);
   req.root = "/";
-  return {};
 }
 
 namespace {
@@ -228,7 +221,7 @@ Result<Restored> restore_from(RestoreRun& run, const store::Manifest& m, const R
     req.root = root->rootfs;
     req.compat_mounts = true;
   } else {
-    CRYO_TRY(add_host_mounts(record, req));
+    add_host_mounts(record, req);
   }
   if (run.progress) run.progress("restoring", 0, m.total_bytes);
   double t1 = sys::now();

@@ -68,9 +68,9 @@ Result<RestoredOutputs> restored_outputs(const store::JobDir& dir, const std::st
 
 // A job checkpointed in its own mount namespace (job/mounts.h): the
 // node's root as its root, and the host's mounts it had bound back from
-// the same paths.  Refused, naming them, if a mount point is not on this
-// node.  Nothing for a job that had the host's namespace.
-Status add_host_mounts(const RestoreRecord& record, criu::RestoreRequest& req);
+// the same paths (that they are there, the checks of job/preflight.h
+// said).  Nothing for a job that had the host's namespace.
+void add_host_mounts(const RestoreRecord& record, criu::RestoreRequest& req);
 
 // Has CRIU restore checkpoint id, laid out in `files`, as a child of this
 // process (req's directories, log file and the fds CRIU keeps for
