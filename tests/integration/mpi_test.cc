@@ -160,7 +160,7 @@ TEST_F(MpiTest, HplResidualUnchangedAfterCheckpointMidHpl) {
 
 // A real MPICH application from Debian: ScaLAPACK's LU test driver (xdlu,
 // scalapack-mpi-test's MPICH build), 2 ranks, 238 factorizations and
-// solves of about 9 s, stopped at a checkpoint in the middle and restored.
+// solves, stopped at a checkpoint in the middle and restored.
 // Every test it prints (sizes, blocking, grid, PASSED) is that of an
 // uninterrupted run.  It runs in the job's own /proc and /dev/shm, where
 // UCX's shared memory works as it does outside cryo.
