@@ -29,7 +29,11 @@ works() {  # $1: a criu binary; succeeds when it is new enough and `criu check` 
   [ -n "$code" ] && [ "$code" -ge "$min_version" ] && "$1" check >/dev/null 2>&1
 }
 
+# The wrappers run with sh -p: a CRIU that cryo starts for a user may run
+# with her real uid and root's effective uid (docs/security.md), which a
+# plain sh would give up.
 if [ -x "$prefix/bin/criu" ] && works "$prefix/bin/criu"; then
+  [ "$(head -n1 "$prefix/bin/criu")" = '#!/bin/sh -p' ] || sed -i '1s|.*|#!/bin/sh -p|' "$prefix/bin/criu"
   say "CRIU $("$prefix/bin/criu" --version | awk '/^Version:/{print $2}') already works at $prefix/bin/criu"
   exit 0
 fi
@@ -38,7 +42,7 @@ mkdir -p "$prefix/bin"
 if command -v criu >/dev/null && [ "$(command -v criu)" != "$prefix/bin/criu" ] && works "$(command -v criu)"; then
   sys=$(command -v criu)
   say "the system's CRIU at $sys works; using it"
-  printf '#!/bin/sh\nexec %s "$@"\n' "$sys" > "$prefix/bin/criu"
+  printf '#!/bin/sh -p\nexec %s "$@"\n' "$sys" > "$prefix/bin/criu"
   chmod 755 "$prefix/bin/criu"
   exit 0
 fi
@@ -67,7 +71,7 @@ for d in "$archive_work"/debs/*.deb; do dpkg-deb -x "$d" "$prefix/root"; done
 
 lib=$prefix/root/usr/lib/x86_64-linux-gnu
 cat > "$prefix/bin/criu" <<WRAP
-#!/bin/sh
+#!/bin/sh -p
 # CRIU from Debian unstable, run through its own libc (written by install-criu.sh)
 exec $lib/ld-linux-x86-64.so.2 --library-path $lib:/usr/lib/x86_64-linux-gnu:/lib/x86_64-linux-gnu $prefix/root/usr/sbin/criu "\$@"
 WRAP

@@ -5,7 +5,9 @@
 // the job's event lines (job/events.h).
 #pragma once
 
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "base/result.h"
 #include "config/settings.h"
@@ -20,6 +22,9 @@ struct Context {
   std::string store;  // --store, else settings.store
   std::string criu;   // --criu, else settings.criu, else criu::default_path()
   std::string fast_tier, fast_tier_size;  // --fast-tier, --fast-tier-size; "" = as the settings say
+  // A supervisor that the service started for a user (base/identity.h):
+  // the environment her command gets, which is not this process's.
+  std::optional<std::vector<std::string>> job_env;
 
   std::string store_root() const;
   std::string criu_path() const;

@@ -135,6 +135,8 @@ Result<int> launch_and_supervise(const Context& g, store::JobDir& dir, const job
   spec.private_net = c.private_net;
   spec.private_ipc = c.private_ipc;
   spec.init_dir = dir.path();
+  spec.environment = g.job_env;
+  if (acting_for_other()) spec.user = c.owner().text();
   if (!c.traits().engine_checkpoints) spec.init_path = job::make_job_init(dir);
   if (c.traits().mounts_at_dump) {
     auto root = job::apptainer_root(c, dir, spec.init_path);
@@ -145,7 +147,7 @@ Result<int> launch_and_supervise(const Context& g, store::JobDir& dir, const job
   }
   if (c.mpi != job::Mpi::none) {
     if (auto st = job::prepare_mpi_dirs(c.mpi, dir.file(store::JobFile::mpi)); !st) return st.error();
-    spec.env = job::mpi_environment(c.mpi, dir.file(store::JobFile::mpi), ::geteuid() == 0);
+    spec.env = job::mpi_environment(c.mpi, dir.file(store::JobFile::mpi), acting_for().uid == 0);
   }
   auto launched = c.traits().engine_checkpoints ? job::launch_container(c, dir) : job::launch(spec);
   if (!launched) {
@@ -376,7 +378,10 @@ Result<int> run(const Context& g, Run& o) {
   auto cwd = sys::realpath(".");
   c.cwd = cwd ? *cwd : "/";
   c.created = sys::now();
-  c.uid = ::getuid();
+  const Identity& owner = acting_for();
+  c.uid = owner.uid;
+  c.gid = owner.gid;
+  c.groups = owner.groups;
   c.host = sys::hostname();
   if (!c.traits().engine_checkpoints) c.cpu_flags = job::cpu_flags_here();
   if (sl) c.slurm_job_id = sl->job_id;

@@ -8,6 +8,7 @@
 #include <linux/magic.h>
 #include <spawn.h>
 #include <sys/file.h>
+#include <sys/socket.h>
 #include <sys/vfs.h>
 #include <sys/timerfd.h>
 #include <sys/wait.h>
@@ -464,6 +465,57 @@ std::string find_in_path(const std::string& cmd) {
     start = end + 1;
   }
   return "";
+}
+
+Status send_packet(int sock, std::string_view data, const std::vector<int>& fds) {
+  iovec iov{const_cast<char*>(data.data()), data.size()};
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  std::vector<char> control(CMSG_SPACE(sizeof(int) * fds.size()));
+  if (!fds.empty()) {
+    msg.msg_control = control.data();
+    msg.msg_controllen = control.size();
+    cmsghdr* c = CMSG_FIRSTHDR(&msg);
+    c->cmsg_level = SOL_SOCKET;
+    c->cmsg_type = SCM_RIGHTS;
+    c->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+    std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
+  }
+  ssize_t n;
+  do n = ::sendmsg(sock, &msg, MSG_NOSIGNAL);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) return sys_error("cannot send on the socket");
+  return {};
+}
+
+Result<std::string> recv_packet(int sock, size_t max, std::vector<UniqueFd>* fds) {
+  std::string buf(max + 1, '\0');
+  iovec iov{buf.data(), buf.size()};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 8)];
+  msghdr msg{};
+  msg.msg_iov = &iov;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof control;
+  ssize_t n;
+  do n = ::recvmsg(sock, &msg, MSG_CMSG_CLOEXEC);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) return sys_error("cannot receive on the socket");
+  std::vector<UniqueFd> got;
+  for (cmsghdr* c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c))
+    if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS)
+      for (size_t k = 0; k < (c->cmsg_len - CMSG_LEN(0)) / sizeof(int); k++) {
+        int fd;
+        std::memcpy(&fd, CMSG_DATA(c) + k * sizeof(int), sizeof fd);
+        got.emplace_back(fd);
+      }
+  if (n == 0) return make_error("the peer closed the socket");
+  if (static_cast<size_t>(n) > max || (msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)))
+    return make_error(ErrorKind::usage, fmt::format("a message larger than {} bytes", max));
+  buf.resize(static_cast<size_t>(n));
+  if (fds) *fds = std::move(got);
+  return buf;
 }
 
 Result<std::string> run_command(const std::vector<std::string>& argv, const std::string& input) {

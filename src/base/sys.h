@@ -98,6 +98,13 @@ std::string self_dir();
 std::string find_in_path(const std::string& cmd);
 void set_search_path(const std::string& path);
 
+// One packet on a SOCK_SEQPACKET socket, with descriptors (SCM_RIGHTS).
+Status send_packet(int sock, std::string_view data, const std::vector<int>& fds = {});
+// Receives one packet of at most `max` bytes; a longer one, or a closed
+// peer, is an error.  Descriptors that came with it go to *fds (if given;
+// else they are closed), each close-on-exec.
+Result<std::string> recv_packet(int sock, size_t max, std::vector<UniqueFd>* fds = nullptr);
+
 // Runs argv[0] (searched in PATH) with `input` on its stdin and waits for
 // it.  Returns its stdout; a failure names the command and carries its stderr.
 Result<std::string> run_command(const std::vector<std::string>& argv, const std::string& input = "");

@@ -1,8 +1,13 @@
 // cryo: transparent checkpoint and restart for HPC jobs, built on CRIU.
+#include <unistd.h>
+
+#include <optional>
+
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
 #include "base/fault.h"
+#include "base/identity.h"
 #include "base/log.h"
 #include "base/parallel.h"
 #include "base/sys.h"
@@ -13,14 +18,15 @@
 #include "criu/client.h"
 #include "job/control.h"
 #include "job/launch.h"
+#include "service/service.h"
 #include "store/manifest.h"
 #include "store/store.h"
 
 namespace {
 
 // The settings, once, and what the layers below take from them.
-cryo::Result<cryo::config::Settings> load_settings() {
-  auto s = cryo::config::load(cryo::config::process_environment(), cryo::config::current_user());
+cryo::Result<cryo::config::Settings> load_settings(const cryo::config::Environment& env, const cryo::config::User& user) {
+  auto s = cryo::config::load(env, user);
   if (!s) return s;
   cryo::log::configure(s->log);
   cryo::set_fault_points(s->fault);
@@ -29,6 +35,69 @@ cryo::Result<cryo::config::Settings> load_settings() {
   cryo::job::configure({s->init, s->apptainer});
   cryo::sys::set_search_path(s->get("PATH"));
   return s;
+}
+
+// The global options that only the site chooses for a cryo that the
+// service runs as root: they name what runs as root, and where.
+cryo::Status check_site_options(int argc, char** argv) {
+  for (int i = 1; i < argc; i++) {
+    std::string a = argv[i];
+    if (a == "--") break;
+    for (const char* opt : {"--criu", "--fast-tier", "--fast-tier-size"})
+      if (a == opt || a.rfind(std::string(opt) + "=", 0) == 0)
+        return cryo::make_error(cryo::ErrorKind::denied, std::string(opt) + " is the site's to choose: cryo's service runs "
+                                                         "CRIU and the fast tier as root")
+            .with_hint("leave it out; the admin sets it in " + std::string(cryo::config::kDefaultConfigFile));
+  }
+  return {};
+}
+
+// A cryo that the service (src/service/) started for a user: CRYO_ACT_FOR
+// names her, and fd CRYO_JOB_ENV_FD holds her job's environment.  This
+// process acts for her from now on (base/identity.h); its settings are the
+// service's environment with her home, and the site's cryo.conf.
+struct Acting {
+  cryo::config::User user;
+  std::vector<std::string> job_env;
+};
+cryo::Result<Acting> act_for_caller(cryo::config::Environment& env) {
+  auto who = cryo::Identity::parse(env["CRYO_ACT_FOR"]);
+  if (!who) return who.error();
+  if (::geteuid() != 0)
+    return cryo::make_error(cryo::ErrorKind::usage, "CRYO_ACT_FOR is set only by cryo's service, which runs as root")
+        .with_hint("unset it");
+  Acting a;
+  int fd = std::atoi(env["CRYO_JOB_ENV_FD"].c_str());
+  auto text = cryo::sys::read_all(fd, "the job's environment");
+  if (!text) return text.error();
+  ::close(fd);
+  for (size_t p = 0; p < text->size();) {
+    size_t end = text->find('\0', p);
+    if (end == std::string::npos) end = text->size();
+    a.job_env.push_back(text->substr(p, end - p));
+    p = end + 1;
+  }
+  CRYO_TRY(cryo::act_for(*who));
+  a.user = cryo::config::user_of(who->uid);
+  env.erase("CRYO_ACT_FOR");
+  env.erase("CRYO_JOB_ENV_FD");
+  env.erase("XDG_DATA_HOME");
+  env["HOME"] = a.user.home;
+  return a;
+}
+
+// The first word that is not an option: the verb.
+std::string verb_of(int argc, char** argv) {
+  for (int i = 1; i < argc; i++) {
+    std::string a = argv[i];
+    if (a == "--") return "";
+    if (a.rfind("-", 0) == 0) {
+      if (a.find('=') == std::string::npos) i++;
+      continue;
+    }
+    return a;
+  }
+  return "";
 }
 
 bool asks_for_help(int argc, char** argv) {
@@ -72,11 +141,27 @@ std::string unknown_verb(const CLI::App& app, int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  auto settings = load_settings();
+  auto env = cryo::config::process_environment();
+  std::optional<Acting> acting;
+  if (env.count("CRYO_ACT_FOR")) {
+    auto a = act_for_caller(env);
+    if (!a) return cryo::cli::fail(a.error());
+    if (auto st = check_site_options(argc, argv); !st) return cryo::cli::fail(st.error());
+    acting = std::move(*a);
+  }
+  auto settings = load_settings(env, acting ? acting->user : cryo::config::current_user());
   bool rsh = argc > 1 && std::string(argv[1]) == "rsh";
   // A broken cryo.conf stops every verb, but not the help that explains it.
   if (!settings && (rsh || !asks_for_help(argc, argv))) return cryo::cli::fail(settings.error());
   if (rsh) return cryo::cli::rsh_main(argc, argv, *settings);
+  // A user who is not root runs and restores jobs through cryo's service.
+  if (::geteuid() != 0 && cryo::service::served_verb(verb_of(argc, argv)) && !asks_for_help(argc, argv)) {
+    std::vector<std::string> args(argv + 1, argv + argc);
+    std::vector<std::string> job_env;
+    for (const auto& [k, v] : env) job_env.push_back(k + "=" + v);
+    auto status = cryo::service::run_through_service(settings->service_socket, args, job_env);
+    return status ? *status : cryo::cli::fail(status.error());
+  }
   CLI::App app{
       "cryo: transparent checkpoint and restart for Linux jobs, built on CRIU.\n"
       "A job started with 'cryo run' can be checkpointed at any moment and continued\n"
@@ -87,6 +172,7 @@ int main(int argc, char** argv) {
   app.fallthrough();
   cryo::cli::Globals g;
   if (settings) g.settings = std::move(*settings);
+  if (acting) g.job_env = std::move(acting->job_env);
   app.set_version_flag("--version", [&g] { return version_text(g); });
   app.add_option("--store", g.store, "The store of checkpoints (default: $CRYO_STORE, cryo.conf's [store] path,\n"
                                      "else ~/.local/share/cryo)")

@@ -28,9 +28,11 @@ Environment process_environment() {
   return env;
 }
 
-User current_user() {
+User current_user() { return user_of(::geteuid()); }
+
+User user_of(uint32_t uid) {
   User u;
-  u.uid = ::geteuid();
+  u.uid = uid;
   std::vector<char> buf(16384);
   passwd pw{}, *found = nullptr;
   if (::getpwuid_r(u.uid, &pw, buf.data(), buf.size(), &found) == 0 && found) {
@@ -139,6 +141,7 @@ Status read_file(const std::string& path, Settings& s) {
       string_key("fast_tier", "path", &Settings::fast_tier, path),
       string_key("fast_tier", "size", &Settings::fast_tier_size, path),
       string_key("criu", "path", &Settings::criu, path),
+      string_key("service", "socket", &Settings::service_socket, path),
       string_key("apptainer", "path", &Settings::apptainer, path),
       {"agent", "timeout",
        [&](const toml::node& n, Settings& st) -> Status {
@@ -158,7 +161,7 @@ Status read_file(const std::string& path, Settings& s) {
     };
     if (!t || !known_section())
       return make_error(ErrorKind::config, fmt::format("{}:{}: unknown section '{}'", path, node.source().begin.line, section.str()))
-          .with_hint("the sections are [store], [fast_tier], [criu], [apptainer] and [agent] (docs/admin.md)");
+          .with_hint("the sections are [store], [fast_tier], [criu], [service], [apptainer] and [agent] (docs/admin.md)");
     for (auto&& [name, value] : *t) {
       const Key* key = nullptr;
       for (const auto& k : keys)
@@ -206,6 +209,7 @@ Result<Settings> load(const Environment& env, const User& user) {
   take("CRYO_FAST_TIER_SIZE", s.fast_tier_size);
   take("CRYO_KEY", s.key);
   take("CRYO_INIT", s.init);
+  take("CRYO_SERVICE", s.service_socket);
   take("CRYO_APPTAINER", s.apptainer);
   take("CRYO_LOG", s.log);
   take("CRYO_FAULT", s.fault);

@@ -39,6 +39,9 @@ struct User {
 };
 // The user this process runs as (its effective uid).
 User current_user();
+// A user, from the node's user database (name and home; the uid as name
+// if it has no entry).
+User user_of(uint32_t uid);
 
 struct Settings {
   std::string config_file;  // the configuration file read, "" if there was none
@@ -54,6 +57,9 @@ struct Settings {
   bool hash_during_dump = false;
   bool stream = true;  // restores may stream the images through FUSE
   double agent_timeout = 600;  // seconds a multi-node phase may take on an agent
+  // The socket of cryo's service (cryod), through which a user who is not
+  // root runs and restores jobs (src/service/).
+  std::string service_socket = "/run/cryo/cryod.sock";
   std::string init;            // the cryo-init to run, "" = beside cryo
   std::string apptainer;       // the apptainer binary, "" = look for it
   std::string log;             // CRYO_LOG: debug logging by module

@@ -14,6 +14,7 @@
 #include <sstream>
 
 #include "base/log.h"
+#include "base/identity.h"
 #include "base/sys.h"
 #include "rpc.pb.h"
 
@@ -148,6 +149,7 @@ Result<Session> Session::start(const std::string& criu_path, const std::vector<i
     int null = ::open("/dev/null", O_WRONLY);
     ::dup2(null >= 0 ? null : 2, 1);
     if (null > 2) ::close(null);
+    lend_real_ids_for_criu();
     if (criu_path.find('/') != std::string::npos)
       ::execl(criu_path.c_str(), criu_path.c_str(), "swrk", fdarg.c_str(), nullptr);
     else

@@ -15,6 +15,7 @@
 #include "base/duration.h"
 #include "base/fault.h"
 #include "base/log.h"
+#include "base/identity.h"
 #include "base/sys.h"
 #include "criu/client.h"
 #include "job/apptainer.h"
@@ -90,6 +91,10 @@ Result<Dumped> dump_container_into(DumpSpec& s, const store::Pending& p) {
 // One CRIU dump of the job into p.dir.
 Result<Dumped> dump_into(DumpSpec& s, const store::Pending& p, uint64_t expected) {
   if (s.config->traits().engine_checkpoints) return dump_container_into(s, p);
+  // The dump's directory is root's (store/staging.h), and so is everything
+  // done in it, CRIU's dump included; the job's logs and files are reached
+  // through descriptors and /proc's links to what the job has open.
+  std::optional<AsRoot> root(std::in_place);
   auto images = sys::open_dir(p.dir + "/" + store::kImagesDir);
   if (!images) return images.error();
   auto work = sys::open_dir(p.dir);
@@ -100,6 +105,7 @@ Result<Dumped> dump_into(DumpSpec& s, const store::Pending& p, uint64_t expected
   std::condition_variable cv;
   bool dumping = true;
   std::thread ticker([&] {
+    AsRoot root;
     std::unique_lock<std::mutex> lock(mu);
     while (!cv.wait_for(lock, std::chrono::milliseconds(250), [&] { return !dumping; }))
       send_progress(s.progress_fd, "dumping", sys::tree_size(p.dir + "/" + store::kImagesDir), expected);
@@ -180,6 +186,8 @@ Result<Dumped> dump_into(DumpSpec& s, const store::Pending& p, uint64_t expected
   }
   d.resumed = sys::now();
   if (follower) d.digests = follower->finish();
+  root.reset();
+  // The files the job needs, read as its owner: she may have put anything at their paths since.
   add_build_ids(d.record.needed);
   d.record.cpu_flags = s.config->cpu_flags;
   {
@@ -275,7 +283,10 @@ Result<Dump> dump_job(DumpSpec& s) {
   }
   out.staged = *staged;
   out.digests = std::move(d->digests);
-  out.bytes = sys::tree_size(staged->dir);
+  out.bytes = [&] {
+    AsRoot root;
+    return sys::tree_size(staged->dir);
+  }();
   return out;
 }
 

@@ -47,7 +47,7 @@ Result<Kind> parse_kind(const std::string& name) {
 
 Status save_config(const store::JobDir& dir, const JobConfig& c) {
   nlohmann::json j = {{"name", c.name},   {"command", c.command}, {"cwd", c.cwd},
-                      {"created", c.created}, {"uid", c.uid},     {"host", c.host},
+                      {"created", c.created}, {"uid", c.uid}, {"gid", c.gid}, {"groups", c.groups}, {"host", c.host},
                       {"every", c.every}, {"keep", c.keep},       {"checkpoint_on", c.checkpoint_on},
                       {"tcp_established", c.tcp_established}, {"private_net", c.private_net},
                       {"private_ipc", c.private_ipc}, {"mpi", c.mpi == Mpi::none ? "" : mpi_name(c.mpi)}, {"slurm_job_id", c.slurm_job_id},
@@ -73,6 +73,8 @@ Result<JobConfig> load_config(const store::JobDir& dir, bool signed_only) {
     c.cwd = j->at("cwd");
     c.created = j->at("created");
     c.uid = j->at("uid");
+    c.gid = j->value("gid", gid_t{0});
+    c.groups = j->value("groups", std::vector<gid_t>{});
     c.host = j->at("host");
     c.every = j->at("every");
     c.keep = j->at("keep");

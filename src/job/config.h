@@ -8,6 +8,7 @@
 #include <string>
 #include <vector>
 
+#include "base/identity.h"
 #include "base/result.h"
 #include "job/mpi.h"
 #include "store/store.h"
@@ -36,7 +37,11 @@ struct JobConfig {
   std::vector<std::string> command;
   std::string cwd;
   double created = 0;
+  // Its owner, whom it runs as (base/identity.h): uid, gid and groups.
   uid_t uid = 0;
+  gid_t gid = 0;
+  std::vector<gid_t> groups;
+  Identity owner() const { return {uid, gid, groups}; }
   std::string host;
   double every = 0;              // seconds between periodic checkpoints, 0 = none
   int keep = 0;                  // checkpoints to keep, 0 = all

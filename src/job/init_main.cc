@@ -1,6 +1,6 @@
 // cryo-init: PID 1 of a job's PID namespace.
 //
-//   cryo-init [--lo-up] [--chdir DIR] [--hostname NAME] [--serve FD]
+//   cryo-init [--lo-up] [--chdir DIR] [--hostname NAME] [--user UID:GID:GROUPS] [--serve FD]
 //             [--own-proc [--own-shm] | --root ROOTFS [--bind SRC:DST]... [--workdir DIR]]
 //             -- [COMMAND [ARGS...]]
 //
@@ -25,6 +25,11 @@
 // outside the namespace's mounts (CRIU could not name it).  COMMAND starts
 // in --workdir (default /).  It is statically linked for the same reason.
 //
+// --user UID:GID:G1,G2,... is whom the job runs as: once its namespaces
+// and mounts are built, init takes on that user's ids and groups (all of
+// real, effective and saved), so that it and everything it starts hold no
+// more than she does; it stays dumpable, so her supervisor can read it.
+//
 // --hostname sets the UTS namespace's host name (a part of a multi-node
 // job, src/coord/).  --serve FD also starts the commands that arrive on
 // the pipe FD (each a 4-byte length, then its arguments, each ending in a
@@ -47,7 +52,9 @@
 #include <net/if.h>
 #include <poll.h>
 #include <signal.h>
+#include <grp.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -226,8 +233,30 @@ bool serve_one(int fd) {
   return true;
 }
 
+// Takes on "UID:GID:G1,G2,...": groups, then gid, then uid.
+void become(const char* user) {
+  char* end = nullptr;
+  unsigned long uid = std::strtoul(user, &end, 10);
+  if (*end != ':') fail("bad --user");
+  unsigned long gid = std::strtoul(end + 1, &end, 10);
+  if (*end != ':') fail("bad --user");
+  std::vector<gid_t> groups;
+  for (const char* p = end + 1; *p;) {
+    groups.push_back(static_cast<gid_t>(std::strtoul(p, &end, 10)));
+    if (end == p || (*end && *end != ',')) fail("bad --user");
+    p = *end ? end + 1 : end;
+  }
+  if (::setgroups(groups.size(), groups.data()) < 0) fail("cannot take on the user's groups");
+  if (::setresgid(static_cast<gid_t>(gid), static_cast<gid_t>(gid), static_cast<gid_t>(gid)) < 0)
+    fail("cannot take on the user's group");
+  if (::setresuid(static_cast<uid_t>(uid), static_cast<uid_t>(uid), static_cast<uid_t>(uid)) < 0)
+    fail("cannot take on the user's id");
+  ::prctl(PR_SET_DUMPABLE, 1);
+}
+
 int main(int argc, char** argv) {
   int i = 1;
+  const char* user = nullptr;
   bool lo_up = false;
   bool own_proc = false, own_shm = false;
   const char* chdir_to = nullptr;
@@ -245,11 +274,12 @@ int main(int argc, char** argv) {
     else if (std::strcmp(argv[i], "--bind") == 0 && i + 1 < argc) binds.push_back(argv[++i]);
     else if (std::strcmp(argv[i], "--workdir") == 0 && i + 1 < argc) workdir = argv[++i];
     else if (std::strcmp(argv[i], "--hostname") == 0 && i + 1 < argc) hostname = argv[++i];
+    else if (std::strcmp(argv[i], "--user") == 0 && i + 1 < argc) user = argv[++i];
     else if (std::strcmp(argv[i], "--serve") == 0 && i + 1 < argc) serve = std::atoi(argv[++i]);
     else if (std::strcmp(argv[i], "--") == 0) { i++; break; }
   }
   if (i >= argc && serve < 0) {
-    std::fprintf(stderr, "usage: cryo-init [--lo-up] [--chdir DIR] [--hostname NAME] [--serve FD] [--own-proc [--own-shm] | --root ROOTFS [--bind SRC:DST]... [--workdir DIR]] -- [COMMAND [ARGS...]]\n");
+    std::fprintf(stderr, "usage: cryo-init [--lo-up] [--chdir DIR] [--hostname NAME] [--user UID:GID:GROUPS] [--serve FD] [--own-proc [--own-shm] | --root ROOTFS [--bind SRC:DST]... [--workdir DIR]] -- [COMMAND [ARGS...]]\n");
     return 2;
   }
   if (hostname && ::sethostname(hostname, std::strlen(hostname)) < 0) fail("cannot set the host name");
@@ -260,6 +290,7 @@ int main(int argc, char** argv) {
     std::vector<char*> args{const_cast<char*>("/dev/.cryo-init")};
     if (lo_up) args.push_back(const_cast<char*>("--lo-up"));
     if (workdir) args.insert(args.end(), {const_cast<char*>("--workdir"), const_cast<char*>(workdir)});
+    if (user) args.insert(args.end(), {const_cast<char*>("--user"), const_cast<char*>(user)});
     args.push_back(const_cast<char*>("--"));
     for (int k = i; k < argc; k++) args.push_back(argv[k]);
     args.push_back(nullptr);
@@ -268,6 +299,7 @@ int main(int argc, char** argv) {
   }
   ::setsid();
   if (lo_up && bring_lo_up() < 0) std::fprintf(stderr, "cryo-init: cannot bring up lo: %s\n", std::strerror(errno));
+  if (user) become(user);
 
   // Forward every catchable signal to the job.  SIGCHLD is ours.
   struct sigaction sa {};

@@ -15,6 +15,7 @@
 
 #include "base/hash.h"
 #include "base/log.h"
+#include "base/identity.h"
 #include "base/sys.h"
 
 namespace cryo::job {
@@ -39,6 +40,7 @@ constexpr double kInitIdleSeconds = 24 * 3600;
 // Installs the cryo-init `bytes` at its content's path, unless there, and
 // marks the copy as just handed out (its mtime) for remove_unused_inits.
 Result<std::string> install_init(const std::string& bytes) {
+  AsRoot root;
   std::string path = std::string(kInitDir) + "/cryo-init-" + sha256_bytes(bytes.data(), bytes.size()).substr(0, 16);
   if (auto st = sys::stat(path); st && static_cast<size_t>(st->st_size) == bytes.size()) {
     (void)::utimensat(AT_FDCWD, path.c_str(), nullptr, 0);
@@ -65,6 +67,7 @@ bool drop_executed(std::map<std::pair<dev_t, ino_t>, std::string>& files) {
 }  // namespace
 
 size_t remove_unused_inits(const std::string& dir, double idle_seconds) {
+  AsRoot root;
   auto names = sys::list_dir(dir);
   if (!names) return 0;
   double now = sys::now();
@@ -127,6 +130,7 @@ Result<Launched> launch(const LaunchSpec& spec) {
   if (spec.private_net) args.push_back("--lo-up");
   if (!spec.init_dir.empty()) args.insert(args.end(), {"--chdir", spec.init_dir});
   if (!spec.hostname.empty()) args.insert(args.end(), {"--hostname", spec.hostname});
+  if (!spec.user.empty()) args.insert(args.end(), {"--user", spec.user});
   if (spec.serve_fd >= 0) args.insert(args.end(), {"--serve", "4"});
   if (spec.rootfs.empty()) {
     args.push_back("--own-proc");
@@ -178,6 +182,10 @@ Result<Launched> launch(const LaunchSpec& spec) {
     ::dup2(st_w.get(), 3);
     if (spec.serve_fd >= 0) ::dup2(spec.serve_fd, 4);
     ::syscall(SYS_close_range, spec.serve_fd >= 0 ? 5 : 4, ~0U, 0);
+    if (spec.environment) {
+      ::clearenv();
+      for (const auto& e : *spec.environment) ::putenv(const_cast<char*>(e.c_str()));
+    }
     for (auto& e : env) ::putenv(e.data());
     ::execv(spec.init_path.c_str(), argv.data());
     int e = errno;

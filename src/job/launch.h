@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,12 @@ struct LaunchSpec {
   bool private_net = false;
   bool private_ipc = false;     // its own IPC namespace, /dev/shm and /dev/mqueue
   std::vector<std::string> env; // added to the job's environment, "NAME=value"
+  // The job's whole environment instead of cryo's own (a supervisor that
+  // the service started for a user: hers, not the service's).
+  std::optional<std::vector<std::string>> environment;
+  // Whom the job runs as, "UID:GID:GROUPS" (base/identity.h); "" = as cryo.
+  // cryo-init takes it on once it has built the job's namespaces.
+  std::string user;
   std::string init_dir;         // cryo-init's own working directory, "" = the job's
   std::string init_path;        // the cryo-init executable
   // A container image's root file system (job/apptainer.h): cryo-init

@@ -9,6 +9,7 @@
 #include <optional>
 
 #include "base/log.h"
+#include "base/identity.h"
 #include "base/sys.h"
 #include "criu/client.h"
 #include "job/apptainer.h"
@@ -61,6 +62,47 @@ Result<RestoredOutputs> restored_outputs(const store::JobDir& dir, const std::st
   return r;
 }
 
+namespace {
+
+// CRIU's working directory for a restore: the job's logs directory, or,
+// in a cryo acting for a user (base/identity.h), a new directory of root's
+// in /var/lib/cryo/work, whose log goes into her logs directory at the end.
+class RootWorkDir {
+ public:
+  RootWorkDir(std::string logs_dir, std::string log) : logs_(std::move(logs_dir)), log_(std::move(log)) {}
+  ~RootWorkDir() {
+    if (own_.empty()) return;
+    auto text = [&] {
+      AsRoot root;
+      return sys::read_file(own_ + "/" + log_);
+    }();
+    if (text) (void)sys::write_file_atomic(logs_ + "/" + log_, *text, 0600, false);
+    AsRoot root;
+    (void)sys::remove_tree(own_);
+  }
+  Status make() {
+    if (!acting_for_other()) return {};
+    AsRoot root;
+    CRYO_TRY(sys::mkdir_p(kWorkRoot, 0700));
+    std::string tmpl = std::string(kWorkRoot) + "/restore-XXXXXX";
+    if (!::mkdtemp(tmpl.data())) return sys_error("cannot create a directory in " + std::string(kWorkRoot));
+    own_ = tmpl;
+    return {};
+  }
+  const std::string& path() const { return own_.empty() ? logs_ : own_; }
+  // An error that names the log where it will be.
+  Error repoint(Error e) const {
+    if (auto at = e.hint.find(path()); !own_.empty() && at != std::string::npos) e.hint.replace(at, own_.size(), logs_);
+    return e;
+  }
+
+ private:
+  static constexpr const char* kWorkRoot = "/var/lib/cryo/work";
+  std::string logs_, log_, own_;
+};
+
+}  // namespace
+
 Result<pid_t> criu_restore(const std::string& criu_path, const std::string& id, criu::RestoreRequest req,
                            const store::Materialized& files, const std::string& logs_dir,
                            const std::function<Status()>& at_post_restore, bool* pages_damaged,
@@ -68,11 +110,20 @@ Result<pid_t> criu_restore(const std::string& criu_path, const std::string& id, 
   CRYO_TRY(sys::mkdir_p(logs_dir, 0700));
   UniqueFd images;
   if (!files.stream) {
+    AsRoot root;
     auto d = sys::open_dir(files.dir + "/" + store::kImagesDir);
     if (!d) return d.error();
     images = std::move(*d);
   }
-  auto work = sys::open_dir(logs_dir);
+  // CRIU, as root, writes its log into its working directory: for a job of
+  // another user, a directory of root's, whence the log is copied into her
+  // store once CRIU is done (RootWorkDir).
+  RootWorkDir own_work(logs_dir, store::restore_log_name(id));
+  CRYO_TRY(own_work.make());
+  auto work = [&] {
+    AsRoot root;
+    return sys::open_dir(own_work.path());
+  }();
   if (!work) return work.error();
   std::vector<int> keep_fds;
   for (const auto& [key, fd] : req.inherit) keep_fds.push_back(fd);
@@ -100,7 +151,7 @@ Result<pid_t> criu_restore(const std::string& criu_path, const std::string& id, 
     restored = true;
     return {};
   };
-  auto pid = session->restore(req, logs_dir + "/" + req.log_file);
+  auto pid = session->restore(req, own_work.path() + "/" + req.log_file);
   if (pages.valid()) pages.wait();  // never leave the check reading files about to be released
   if (!pid) {
     // A damaged chunk failed CRIU's read of it: name the chunk.  A damaged
@@ -108,9 +159,9 @@ Result<pid_t> criu_restore(const std::string& criu_path, const std::string& id, 
     if (files.stream)
       if (auto e = files.stream->failure()) {
         if (files.source == "fast copy") *pages_damaged = true;
-        return *e;
+        return own_work.repoint(*e);
       }
-    return pid.error();
+    return own_work.repoint(pid.error());
   }
   if (!restored) {
     ::kill(*pid, SIGKILL);

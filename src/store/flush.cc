@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <optional>
 #include <atomic>
 #include <condition_variable>
 #include <cstdlib>
@@ -17,6 +18,7 @@
 #include "base/hash.h"
 #include "base/log.h"
 #include "base/parallel.h"
+#include "base/identity.h"
 #include "base/sys.h"
 #include "store/signing.h"
 
@@ -252,6 +254,9 @@ Result<Manifest> Flusher::commit(const Staged& s) {
   m.id = s.id;
   m.format = kManifestFormat;
   index_known();
+  // The dump is root's (store/staging.h): every file of it is opened here,
+  // as root, before anything is written into the owner's store.
+  std::optional<AsRoot> root(std::in_place);
   auto rels = sys::files_below(s.dir);
   if (!rels) return rels.error();
   // dump.json and the copy's lock are not part of the checkpoint.
@@ -285,6 +290,7 @@ Result<Manifest> Flusher::commit(const Staged& s) {
     fds.push_back(std::move(*fd));
     pres.push_back(pre);
   }
+  root.reset();
   report(s.id, done, total, t0, true);
   Writers writers(chunks_, fmt::format("{}-{}", s.id, ::getpid()));
   for (size_t i = 0; i < sums.size(); i++) {

@@ -13,6 +13,7 @@
 #include "base/hash.h"
 #include "base/log.h"
 #include "base/parallel.h"
+#include "base/identity.h"
 #include "base/sys.h"
 #include "store/flush.h"
 #include "store/signing.h"
@@ -208,6 +209,10 @@ Status verify(const JobDir& job, const std::string& id, const ProgressFn& progre
 Result<Materialized> materialize(const JobDir& job, const FastTier& tier, const std::string& id,
                                  const Manifest& m, bool prefer_fast, const ProgressFn& progress,
                                  bool defer_pages) {
+  // The copies it reads in the fast tier, and those it lays out, are root's
+  // (store/staging.h); the store's chunks are checked against the signed
+  // manifest whoever reads them.
+  AsRoot root;
   Materialized out;
   if (prefer_fast) {
     auto staged = list_staged(job, tier);
@@ -247,7 +252,10 @@ Result<Materialized> materialize(const JobDir& job, const FastTier& tier, const 
       }
   }
   // Reassemble from the store.
-  auto hold = hold_checkpoints(job);
+  auto hold = [&] {
+    AsOwner owner;  // a lock file in the owner's store
+    return hold_checkpoints(job);
+  }();
   if (!hold) return hold.error();
   out.source = "store";
   if (defer_pages && ImageStream::can_stream(m)) {
@@ -300,6 +308,7 @@ Result<Materialized> materialize(const JobDir& job, const FastTier& tier, const 
 }
 
 void release(Materialized& m) {
+  AsRoot root;
   m.stream.reset();
   if (m.temporary && !m.dir.empty()) (void)sys::remove_tree(m.dir);
   m.hold.reset();

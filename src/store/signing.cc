@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "base/hash.h"
+#include "base/identity.h"
 #include "base/sys.h"
 
 namespace cryo::store {
@@ -45,6 +46,7 @@ Status create_key(const std::string& path) {
 std::string key_path() { return tuning().key_path; }
 
 Result<SigningKey> SigningKey::load(const std::string& path, bool create) {
+  AsRoot root;  // the node's key, even in a cryo acting for a user
   if (create && !sys::exists(path)) CRYO_TRY(create_key(path));
   auto fd = sys::open(path, O_RDONLY | O_NOFOLLOW);
   if (!fd) {

@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "base/log.h"
+#include "base/identity.h"
 #include "base/sys.h"
 
 namespace cryo::store {
@@ -170,6 +171,7 @@ bool fits_fast(const FastTier& tier, uint64_t estimate, uint64_t freeing) {
 // pending one if it can be, rather than a new one made.
 Result<Pending> make_pending(const JobDir& job, const std::string& parent, const std::string& id, bool fast,
                              const std::string& armed = "") {
+  AsRoot root;
   if (auto st = sys::mkdir_p(parent, 0700); !st) return store_error(st.error());
   Pending p;
   p.id = id;
@@ -256,6 +258,7 @@ class Removal {
  public:
   explicit Removal(std::vector<std::string> dirs)
       : thread_([dirs = std::move(dirs)] {
+          AsRoot root;
           for (const auto& d : dirs) (void)sys::remove_tree(d);
         }) {}
   ~Removal() { thread_.join(); }
@@ -269,28 +272,36 @@ class Removal {
 Result<std::string> make_armed_dir(const JobDir& job, const FastTier& tier) {
   if (!tier.enabled()) return make_error("no fast tier");
   std::string fast = fast_dir(tier, job);
-  CRYO_TRY(sys::mkdir_p(fast, 0700));
-  // A name never used before: an earlier armed CRIU's directory may still be
-  // on its way to becoming a dump's (its worker renames it), and a CRIU
-  // armed with a directory that was removed would dump into nothing.
-  static int made = 0;
   std::string dir;
-  for (;;) {
-    dir = temp_path(fast, fmt::format("arm-{}", ++made));
-    if (::mkdir(dir.c_str(), 0700) == 0) break;
-    if (errno != EEXIST) return sys_error("cannot create '" + dir + "'");
+  {
+    AsRoot root;
+    CRYO_TRY(sys::mkdir_p(fast, 0700));
+    // A name never used before: an earlier armed CRIU's directory may still be
+    // on its way to becoming a dump's (its worker renames it), and a CRIU
+    // armed with a directory that was removed would dump into nothing.
+    static int made = 0;
+    for (;;) {
+      dir = temp_path(fast, fmt::format("arm-{}", ++made));
+      if (::mkdir(dir.c_str(), 0700) == 0) break;
+      if (errno != EEXIST) return sys_error("cannot create '" + dir + "'");
+    }
+    CRYO_TRY(sys::mkdir_p(dir + "/images", 0700));
   }
-  CRYO_TRY(sys::mkdir_p(dir + "/images", 0700));
   note_fast_dir(job, fast);
   return dir;
 }
 
 Result<Pending> begin_dump(const JobDir& job, const FastTier& tier, uint64_t estimate, const std::string& armed) {
   std::string fast = fast_dir(tier, job);
+  // Dump directories are root's, in the fast tier and in the store's
+  // staging alike (base/identity.h): CRIU writes there as root, and what it
+  // wrote is read back to be signed.  The checkpoints are the job's owner's.
+  remove_leftovers(job.store_file("checkpoints"));
+  AsRoot root;
   std::vector<std::string> dirs = fast_dirs(tier, job);
   dirs.push_back(staging_dir(job));
-  dirs.push_back(job.store_file("checkpoints"));
   for (const auto& d : dirs) remove_leftovers(d);
+  dirs.push_back(job.store_file("checkpoints"));
   int next = 0;
   if (auto ids = job.checkpoint_ids(); ids && !ids->empty()) next = std::atoi(ids->back().c_str());
   for (const auto& d : dirs) next = std::max(next, max_id_in(d));
@@ -313,22 +324,32 @@ Result<Pending> begin_dump(const JobDir& job, const FastTier& tier, uint64_t est
   if (fits) {
     auto p = make_pending(job, fast, id, true, armed);
     if (p) {
-      note_fast_dir(job, fast);
+      {
+        AsOwner owner;
+        note_fast_dir(job, fast);
+      }
       p->freeing = removal;
       return p;
     }
     CRYO_LOG("store", info) << "fast tier: " << p.error().message << "; dumping to the store";
   }
+  if (acting_for_other())
+    return make_error(ErrorKind::no_space,
+                      tier.enabled() ? "the node's fast tier has no room for this dump" : "this node has no fast tier")
+        .with_hint("a job of a user other than root is dumped only into the fast tier, which only root may enter; the "
+                   "admin sets its size in cryo.conf's [fast_tier] (docs/admin.md), or the job's memory must shrink");
   auto p = make_pending(job, staging_dir(job), id, false);
   if (p) p->freeing = removal;
   return p;
 }
 
 Result<Pending> begin_dump_in_store(const JobDir& job, const std::string& id) {
+  AsRoot root;
   return make_pending(job, staging_dir(job), id, false);
 }
 
 Result<Staged> end_dump(const Pending& p, const Manifest& base) {
+  AsRoot root;
   nlohmann::json j = to_json(base);
   j["id"] = p.id;
   j["boot_id"] = boot_id();
@@ -342,10 +363,16 @@ Result<Staged> end_dump(const Pending& p, const Manifest& base) {
   return Staged{p.id, final_dir, p.fast};
 }
 
-void abort_dump(const Pending& p) { (void)sys::remove_tree(p.dir); }
+void abort_dump(const Pending& p) {
+  AsRoot root;
+  (void)sys::remove_tree(p.dir);
+}
 
 std::string keep_failed_dump_log(const JobDir& job, const Pending& p) {
-  auto log = sys::read_file(p.dir + "/" + kDumpLog);
+  auto log = [&] {
+    AsRoot root;
+    return sys::read_file(p.dir + "/" + kDumpLog);
+  }();
   if (!log) return "";
   std::string logs = job.file(JobFile::criu_logs);
   // A zero-padded time in microseconds: the names sort oldest first, and
@@ -366,6 +393,7 @@ std::string keep_failed_dump_log(const JobDir& job, const Pending& p) {
 }
 
 Result<std::vector<Staged>> list_staged(const JobDir& job, const FastTier& tier) {
+  AsRoot root;
   std::vector<Staged> out;
   std::string boot = boot_id();
   std::vector<std::pair<std::string, bool>> dirs;
@@ -394,6 +422,7 @@ Result<std::vector<Staged>> list_staged(const JobDir& job, const FastTier& tier)
 }
 
 Result<Manifest> load_dump_manifest(const Staged& s) {
+  AsRoot root;
   std::string path = s.dir + "/dump.json";
   auto text = sys::read_file(path);
   if (!text) return text.error();
@@ -401,10 +430,12 @@ Result<Manifest> load_dump_manifest(const Staged& s) {
 }
 
 void discard_staged(const Staged& s) {
+  AsRoot root;
   if (auto trash = set_aside(s); !trash.empty()) (void)sys::remove_tree(trash);
 }
 
 std::vector<FastCopy> list_fast_copies(const FastTier& tier) {
+  AsRoot root;
   std::vector<FastCopy> out;
   if (!tier.enabled()) return out;
   std::string boot = boot_id();
@@ -440,6 +471,7 @@ std::vector<FastCopy> list_fast_copies(const FastTier& tier) {
 
 std::vector<FastCopy> sweep_fast_tier(const FastTier& tier,
                                       const std::function<bool(const std::string& store_job_dir)>& keep) {
+  AsRoot root;
   std::vector<FastCopy> freed;
   for (auto& c : list_fast_copies(tier)) {
     if (c.store_job_dir.empty()) continue;
@@ -457,6 +489,7 @@ std::vector<FastCopy> sweep_fast_tier(const FastTier& tier,
 }
 
 void free_durable_copies(const FastTier& tier, const JobDir& job) {
+  AsRoot root;
   for (const auto& d : fast_dirs(tier, job)) {
     auto ids = sys::list_dir(d);
     if (!ids) continue;
@@ -466,6 +499,7 @@ void free_durable_copies(const FastTier& tier, const JobDir& job) {
 }
 
 Result<UniqueFd> hold_copy(const Staged& s, bool wait) {
+  AsRoot root;
   auto lock = sys::lock_file(s.dir + "/.lock", false, wait);
   if (!lock) return lock.error();
   if (!sys::exists(s.dir + "/dump.json")) return make_error("the fast copy " + s.dir + " was removed");

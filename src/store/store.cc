@@ -10,6 +10,7 @@
 
 #include "base/fault.h"
 #include "base/log.h"
+#include "base/identity.h"
 #include "base/sys.h"
 #include "store/signing.h"
 
@@ -106,9 +107,26 @@ uint64_t JobDir::stored_bytes() const { return sys::disk_usage(path_ + "/chunks"
 
 bool JobDir::exists() const { return sys::exists(path_); }
 
+Status check_store_private(const std::string& root) {
+  uid_t me = acting_for().uid;
+  if (me == 0) return {};
+  auto st = sys::stat(root);
+  if (!st) return st.error();
+  if (st->st_uid != me)
+    return make_error(ErrorKind::denied, "the store " + root + " belongs to user " + sys::user_name(st->st_uid) +
+                      ", not to you (" + sys::user_name(me) + ")")
+        .with_hint("use your own store: the site's cryo.conf names it (docs/admin.md)");
+  if (st->st_mode & 077)
+    return make_error(ErrorKind::denied, fmt::format("the store {} can be read or written by other users (mode {:04o})",
+                                                     root, st->st_mode & 07777))
+        .with_hint("make it yours alone: chmod 700 " + root);
+  return {};
+}
+
 Status JobDir::create() {
   CRYO_TRY(validate_job_name(name_));
-  if (auto st = sys::mkdir_p(root_, 0755); !st) return store_error(st.error().context("cannot create the store"));
+  if (auto st = sys::mkdir_p(root_, 0700); !st) return store_error(st.error().context("cannot create the store"));
+  CRYO_TRY(check_store_private(root_));
   // mkdir is the claim on the name: of two concurrent creators, one fails.
   if (::mkdir(path_.c_str(), 0700) < 0) {
     if (errno == EEXIST)
@@ -126,7 +144,8 @@ Status JobDir::check_access() const {
         .with_hint("'cryo ls' lists the jobs; use --store or CRYO_STORE if the job is in another store");
   auto st = sys::stat(path_);
   if (!st) return st.error();
-  uid_t me = ::getuid();
+  CRYO_TRY(check_store_private(root_));
+  uid_t me = acting_for().uid;
   if (me != 0 && st->st_uid != me)
     return make_error(ErrorKind::denied, "job '" + name_ + "' belongs to user " + sys::user_name(st->st_uid) +
                       "; you are " + sys::user_name(me))

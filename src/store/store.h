@@ -87,6 +87,10 @@ Result<std::vector<std::string>> list_jobs(const std::string& root);
 // full, read-only, over quota or not the user's to write.
 Error store_error(Error e);
 
+// For a user other than root: her store must be hers, and closed to
+// everyone else (mode 0700), or it is refused, with the fix.
+Status check_store_private(const std::string& root);
+
 class JobDir {
  public:
   JobDir(std::string root, std::string name);
