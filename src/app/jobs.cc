@@ -313,6 +313,12 @@ Result<int> run(const Context& g, Run& o) {
     c.image = *image;
     c.engine_options = o.engine_options;
   } else if (!o.podman.empty() || !o.docker.empty()) {
+    if (acting_for_other())
+      return (make_error(ErrorKind::denied, std::string("--") + (o.podman.empty() ? "docker" : "podman") +
+                                                " jobs are root's alone: the engine checkpoints only containers that "
+                                                "root runs (Podman's rootless containers cannot be checkpointed)")
+                  .with_hint("run the image with --apptainer (cryo checkpoints it as any job of yours), or ask the "
+                             "admin to run the container job as root (docs/containers.md)"));
     c.kind = o.podman.empty() ? job::Kind::docker : job::Kind::podman;
     c.image = o.podman.empty() ? o.docker : o.podman;
     c.engine_options = o.engine_options;
@@ -326,6 +332,10 @@ Result<int> run(const Context& g, Run& o) {
     return (make_error("--engine-opt needs --podman or --docker"));
   }
   if (!o.nodes.empty()) {
+    if (acting_for_other())
+      return (make_error(ErrorKind::unfit, "multi-node jobs (--agents) are root's alone for now: the agents do not yet "
+                                           "act for the job's owner")
+                  .with_hint("run the job's ranks on one node, or ask the admin to run it as root (docs/security.md)"));
     if (c.kind != job::Kind::process) return make_error("--agents does not combine with a container");
     size_t parts = o.nodes.size();
     if (o.nodes == std::vector<std::string>{"slurm"}) {

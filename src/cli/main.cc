@@ -86,20 +86,6 @@ cryo::Result<Acting> act_for_caller(cryo::config::Environment& env) {
   return a;
 }
 
-// The first word that is not an option: the verb.
-std::string verb_of(int argc, char** argv) {
-  for (int i = 1; i < argc; i++) {
-    std::string a = argv[i];
-    if (a == "--") return "";
-    if (a.rfind("-", 0) == 0) {
-      if (a.find('=') == std::string::npos) i++;
-      continue;
-    }
-    return a;
-  }
-  return "";
-}
-
 bool asks_for_help(int argc, char** argv) {
   for (int i = 1; i < argc; i++) {
     std::string a = argv[i];
@@ -155,7 +141,7 @@ int main(int argc, char** argv) {
   if (!settings && (rsh || !asks_for_help(argc, argv))) return cryo::cli::fail(settings.error());
   if (rsh) return cryo::cli::rsh_main(argc, argv, *settings);
   // A user who is not root runs and restores jobs through cryo's service.
-  if (::geteuid() != 0 && cryo::service::served_verb(verb_of(argc, argv)) && !asks_for_help(argc, argv)) {
+  if (::geteuid() != 0 && cryo::service::served_verb(cryo::service::verb_of({argv + 1, argv + argc})) && !asks_for_help(argc, argv)) {
     std::vector<std::string> args(argv + 1, argv + argc);
     std::vector<std::string> job_env;
     for (const auto& [k, v] : env) job_env.push_back(k + "=" + v);

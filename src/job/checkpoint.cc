@@ -88,6 +88,31 @@ Result<Dumped> dump_container_into(DumpSpec& s, const store::Pending& p) {
   return d;
 }
 
+// A job runs as its owner, and its checkpoint must hold no more than she
+// does: CRIU restores a process's ids and capabilities from its image, so
+// a process that gained privilege (a setuid program mid-run) would come
+// back with it.  Root's jobs may hold anything.
+Status check_privilege(pid_t job_pid, const Identity& owner, const std::string& job) {
+  if (owner.uid == 0) return {};
+  for (pid_t pid : process_tree(job_pid)) {
+    std::string proc = "/proc/" + std::to_string(pid);
+    auto status = sys::read_file(proc + "/status");
+    if (!status) continue;  // it ended meanwhile
+    auto creds = parse_process_status(*status);
+    if (!creds) return creds.error();
+    if (std::string more = privilege_beyond(*creds, owner); !more.empty()) {
+      auto comm = sys::read_file(proc + "/comm");
+      std::string name = comm ? comm->substr(0, comm->find('\n')) : "?";
+      return make_error(ErrorKind::denied, fmt::format("job '{}' is not checkpointed: its process {} ({}) runs with more "
+                                                       "privilege than its owner {}: {}",
+                                                       job, pid, name, sys::user_name(owner.uid), more))
+          .with_hint("a setuid program or one given capabilities is running in the job; checkpoint it once that "
+                     "program has ended (earlier checkpoints are unchanged)");
+    }
+  }
+  return {};
+}
+
 // One CRIU dump of the job into p.dir.
 Result<Dumped> dump_into(DumpSpec& s, const store::Pending& p, uint64_t expected) {
   if (s.config->traits().engine_checkpoints) return dump_container_into(s, p);
@@ -134,6 +159,10 @@ Result<Dumped> dump_into(DumpSpec& s, const store::Pending& p, uint64_t expected
   }
   req.external.insert(req.external.end(), s.external.begin(), s.external.end());
   req.notify = [&](const std::string& script, pid_t) -> Status {
+    // Before CRIU reads the tree, and again once it is frozen (what it
+    // holds then is what the images hold).
+    if (script == "pre-dump" || script == "post-dump")
+      CRYO_TRY(check_privilege(s.job_pid, s.config->owner(), s.dir->name()));
     if (script == "pre-dump") d.frozen = sys::now();
     if (script != "post-dump") return {};
     for (Output* o : s.outputs) {

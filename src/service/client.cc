@@ -18,6 +18,19 @@ namespace cryo::service {
 
 bool served_verb(const std::string& verb) { return verb == "run" || verb == "restore"; }
 
+std::string verb_of(const std::vector<std::string>& args) {
+  for (size_t i = 0; i < args.size(); i++) {
+    const std::string& a = args[i];
+    if (a == "--") return "";
+    if (a.rfind("-", 0) == 0) {
+      if (a.find('=') == std::string::npos) i++;  // every global option takes a value
+      continue;
+    }
+    return a;
+  }
+  return "";
+}
+
 namespace {
 
 // The signals a user sends her foreground cryo, and Slurm its batch
@@ -53,7 +66,7 @@ Result<UniqueFd> connect_service(const std::string& path, const std::string& ver
 
 Result<int> run_through_service(const std::string& socket, const std::vector<std::string>& args,
                                 const std::vector<std::string>& env) {
-  auto s = connect_service(socket, args.empty() ? "" : args[0]);
+  auto s = connect_service(socket, verb_of(args));
   if (!s) return s.error();
   auto cwd = sys::open(".", O_RDONLY | O_DIRECTORY);
   if (!cwd) return cwd.error().context("cannot open the working directory");

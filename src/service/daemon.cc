@@ -240,7 +240,8 @@ Status join_cgroups(const std::string& cgroups) {
   }
   if (pid == 0) exec_cryo(o, *t, start, fds);
   fds.clear();
-  note(fmt::format("started cryo {} for {} (uid {}), pid {}", start.args(0), t->name, c.uid, pid));
+  note(fmt::format("started cryo {} for {} (uid {}), pid {}", verb_of({start.args().begin(), start.args().end()}),
+                   t->name, c.uid, pid));
   UniqueFd child(static_cast<int>(::syscall(SYS_pidfd_open, pid, 0)));
   bool open = true;
   for (;;) {
@@ -271,7 +272,7 @@ Status check_request(const Caller& c, const ServiceRequest& r, const std::vector
   if (r.version() != kVersion)
     return make_error(ErrorKind::usage, fmt::format("the service speaks protocol {}, the request {}", kVersion, r.version()))
         .with_hint("use the cryo installed on this node");
-  if (!r.has_start() || r.start().args_size() == 0 || !served_verb(r.start().args(0)))
+  if (!r.has_start() || !served_verb(verb_of({r.start().args().begin(), r.start().args().end()})))
     return make_error(ErrorKind::usage, "the service starts only 'cryo run' and 'cryo restore'");
   if (c.uid == 0) return make_error(ErrorKind::usage, "root runs cryo directly, not through the service");
   if (fds.size() != 4) return make_error(ErrorKind::usage, "a request comes with stdin, stdout, stderr and a directory");

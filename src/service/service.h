@@ -32,6 +32,9 @@ inline constexpr uint32_t kVersion = 1;
 
 // The verbs that start a supervisor, which the service runs for users.
 bool served_verb(const std::string& verb);
+// The verb of cryo's arguments (those after 'cryo'): the first word that is
+// not an option or an option's value.
+std::string verb_of(const std::vector<std::string>& args);
 
 // The client: has the service run `args` ("run", ...) for this user, with
 // `env` for her job; forwards this process's signals until it ends, and

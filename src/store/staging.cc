@@ -199,6 +199,7 @@ Result<FastTier> FastTier::configure(const std::string& root_opt, const std::str
   t.limit = *limit;
   // Shared by every user's jobs, like /tmp; each job's directory is its own.
   if (!sys::exists(root)) {
+    AsRoot as_root;
     if (auto st = sys::mkdir_p(root, 0700); !st) {
       CRYO_LOG("store", info) << "no fast tier: " << st.error().message;
       return FastTier{};

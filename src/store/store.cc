@@ -139,12 +139,12 @@ Status JobDir::create() {
 }
 
 Status JobDir::check_access() const {
+  if (sys::exists(root_)) CRYO_TRY(check_store_private(root_));
   if (!exists())
     return make_error(ErrorKind::not_found, "no job named '" + name_ + "' in " + root_)
         .with_hint("'cryo ls' lists the jobs; use --store or CRYO_STORE if the job is in another store");
   auto st = sys::stat(path_);
   if (!st) return st.error();
-  CRYO_TRY(check_store_private(root_));
   uid_t me = acting_for().uid;
   if (me != 0 && st->st_uid != me)
     return make_error(ErrorKind::denied, "job '" + name_ + "' belongs to user " + sys::user_name(st->st_uid) +

@@ -559,33 +559,5 @@ TEST_F(ErrorTest, ACheckpointThatCannotBeginLeavesNoArmedDirectory) {
   EXPECT_EQ(count("nb", "PASS"), 1) << log("nb");
 }
 
-TEST_F(ErrorTest, AnotherUsersJobIsRefused) {
-  pid_t run = spawn({"run", "--name", "mine", "--", prog("counter"), go_file("mine")});
-  ASSERT_TRUE(wait_for("mine", "tick 3"));
-  ASSERT_EQ(checkpoint("mine", {"--stop"}), "0001");
-  wait_exit(run);
-  fs::permissions(store_, fs::perms::owner_all | fs::perms::group_exec | fs::perms::others_exec);
-  std::string err;
-  EXPECT_EQ(as_nobody(work_, {"--store", store_, "restore", "mine"}, nullptr, &err), 1);
-  EXPECT_NE(err.find("belongs to user root"), std::string::npos) << err;
-}
-
-// CRIU needs root: 'cryo run' as another user says so before it makes
-// anything, where it used to fail on the signing key with a hint about
-// copying it.
-TEST_F(ErrorTest, RunAsAnotherUserSaysItNeedsRoot) {
-  std::string store = work_ + "/nobody-store";
-  fs::permissions(work_, fs::perms::others_exec, fs::perm_options::add);
-  fs::create_directory(store);
-  ASSERT_EQ(::chown(store.c_str(), 65534, 65534), 0);
-  std::string err;
-  EXPECT_EQ(as_nobody(work_, {"--store", store, "run", "--name", "theirs", "--", prog("counter"), go_file("theirs")},
-                      nullptr, &err),
-            1);
-  EXPECT_NE(err.find("'cryo run' needs root"), std::string::npos) << err;
-  EXPECT_NE(err.find("sudo cryo run"), std::string::npos) << err;
-  EXPECT_TRUE(fs::is_empty(store)) << "nothing may be made for a job that cannot run";
-}
-
 }  // namespace
 }  // namespace cryo::test

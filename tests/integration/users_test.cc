@@ -1,0 +1,414 @@
+// Jobs of ordinary users, through cryo's service (src/service/): as alice
+// and bob, users this test makes (and removes if it made them), with a
+// cryod it starts for itself and stops, by PID.
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "harness.h"
+
+namespace cryo::test {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct User {
+  std::string name;
+  uid_t uid = 0;
+  gid_t gid = 0;
+  std::string home;
+};
+
+class UsersTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root (it makes users and starts cryo's service)";
+    for (const char* name : {"alice", "bob"}) {
+      if (!::getpwnam(name)) {
+        int rc = 0;
+        sh(std::string("useradd -m -s /bin/sh ") + name + " 2>&1", &rc);
+        ASSERT_EQ(rc, 0) << "cannot make user " << name;
+        made_users_.push_back(name);
+      }
+      passwd* pw = ::getpwnam(name);
+      ASSERT_NE(pw, nullptr);
+      users_[name] = {name, pw->pw_uid, pw->pw_gid, pw->pw_dir};
+    }
+    char t[] = "/tmp/cryo-users-XXXXXX";
+    dir_ = ::mkdtemp(t);
+    fs::permissions(dir_, fs::perms::owner_all | fs::perms::group_read | fs::perms::group_exec |
+                              fs::perms::others_read | fs::perms::others_exec);
+    // Every user's store below one directory, as /shared/cryo/{user} on a site.
+    fs::create_directory(dir_ + "/store");
+    fs::permissions(dir_ + "/store", fs::perms::all | fs::perms::sticky_bit);
+    char f[] = "/dev/shm/cryo-users-fast-XXXXXX";
+    fast_ = ::mkdtemp(f);
+    fs::permissions(fast_, fs::perms::all | fs::perms::sticky_bit);
+    socket_ = dir_ + "/cryod.sock";
+    conf_ = dir_ + "/cryo.conf";
+    std::ofstream(conf_) << "[store]\npath = \"" << dir_ << "/store/{user}\"\n[fast_tier]\npath = \"" << fast_
+                         << "\"\n[service]\nsocket = \"" << socket_ << "\"\n";
+    start_service();
+  }
+
+  void TearDown() override {
+    if (dir_.empty()) return;
+    // The jobs (by the PIDs their supervisors recorded), the clients, the service.
+    for (const auto& [user, job] : jobs_) {
+      std::string text;
+      if (!read_text(store(user) + "/" + job + "/state.json", &text)) continue;
+      auto s = nlohmann::json::parse(text, nullptr, false);
+      if (!s.is_object()) continue;
+      for (const char* k : {"job_pid", "supervisor_pid"})
+        if (s.value(k, 0) > 0) ::kill(s.value(k, 0), SIGKILL);
+    }
+    for (pid_t p : spawned_) {
+      ::kill(p, SIGKILL);
+      ::waitpid(p, nullptr, 0);
+    }
+    if (cryod_ > 0) {
+      ::kill(cryod_, SIGTERM);
+      ::waitpid(cryod_, nullptr, 0);
+    }
+    fs::remove_all(dir_);
+    fs::remove_all(fast_);
+    for (const auto& u : made_users_) sh("userdel -r " + u + " 2>/dev/null");
+  }
+
+  void start_service() {
+    cryod_ = ::fork();
+    if (cryod_ == 0) {
+      int log = ::open((dir_ + "/cryod.log").c_str(), O_WRONLY | O_CREAT | O_APPEND, 0600);
+      ::dup2(log, 1);
+      ::dup2(log, 2);
+      ::setenv("CRYO_CONFIG", conf_.c_str(), 1);
+      ::execl(CRYOD_BIN, CRYOD_BIN, nullptr);
+      ::_exit(127);
+    }
+    for (int i = 0; i < 200 && !fs::exists(socket_); i++) std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    ASSERT_TRUE(fs::exists(socket_)) << "cryod did not start: " << service_log();
+  }
+
+  std::string service_log() const {
+    std::string s;
+    read_text(dir_ + "/cryod.log", &s);
+    return s;
+  }
+  std::string store(const std::string& user) const { return dir_ + "/store/" + user; }
+  std::string job_log(const std::string& user, const std::string& job) const {
+    std::string s;
+    read_text(store(user) + "/" + job + "/stdout.log", &s);
+    return s;
+  }
+  std::string go_file(const std::string& job) const { return dir_ + "/go-" + job; }
+  std::string counter() const { return std::string(CRYO_PROGS) + "/counter"; }
+
+  // cryo as `u`, in her home, with umask 027, stdout and stderr to files.
+  pid_t start_as(const User& u, const std::vector<std::string>& args, const std::string& out_file,
+                 const std::string& err_file, const std::map<std::string, std::string>& env) {
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      int o = ::open(out_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0666);
+      int e = ::open(err_file.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0666);
+      int null = ::open("/dev/null", O_RDONLY);
+      if (o < 0 || e < 0 || ::dup2(o, 1) < 0 || ::dup2(e, 2) < 0 || ::dup2(null, 0) < 0) ::_exit(98);
+      if (::initgroups(u.name.c_str(), u.gid) != 0 || ::setgid(u.gid) != 0 || ::setuid(u.uid) != 0) ::_exit(99);
+      if (::chdir(u.home.c_str()) != 0) ::_exit(97);
+      ::umask(027);
+      ::clearenv();
+      ::setenv("PATH", "/usr/local/bin:/usr/bin:/bin", 1);
+      ::setenv("HOME", u.home.c_str(), 1);
+      ::setenv("USER", u.name.c_str(), 1);
+      ::setenv("CRYO_CONFIG", conf_.c_str(), 1);
+      for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
+      std::vector<char*> argv{const_cast<char*>(CRYO_BIN)};
+      for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+      argv.push_back(nullptr);
+      ::execv(CRYO_BIN, argv.data());
+      ::_exit(127);
+    }
+    return pid;
+  }
+  int as(const std::string& user, const std::vector<std::string>& args, std::string* out = nullptr,
+         std::string* err = nullptr, const std::map<std::string, std::string>& env = {}) {
+    std::string o = dir_ + "/cmd-" + std::to_string(++commands_) + ".out", e = o + ".err";
+    pid_t pid = start_as(users_.at(user), args, o, e, env);
+    int st = 0;
+    ::waitpid(pid, &st, 0);
+    if (out) read_text(o, out);
+    if (err) read_text(e, err);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  }
+  pid_t spawn_as(const std::string& user, const std::string& job, const std::vector<std::string>& args) {
+    std::string o = dir_ + "/spawn-" + std::to_string(++commands_) + ".out";
+    pid_t pid = start_as(users_.at(user), args, o, o + ".err", {});
+    spawned_.push_back(pid);
+    jobs_.emplace_back(user, job);
+    return pid;
+  }
+  int wait_exit(pid_t pid, double timeout = 60) {
+    auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout);
+    while (std::chrono::steady_clock::now() < end) {
+      int st;
+      if (::waitpid(pid, &st, WNOHANG) == pid) {
+        std::erase(spawned_, pid);
+        return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return -1;
+  }
+  bool wait_for(const std::string& user, const std::string& job, const std::string& text, double timeout = 30) {
+    auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout);
+    while (std::chrono::steady_clock::now() < end) {
+      if (job_log(user, job).find(text) != std::string::npos) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    return false;
+  }
+  long last_tick(const std::string& user, const std::string& job) const {
+    std::istringstream ss(job_log(user, job));
+    long best = 0;
+    for (std::string line; std::getline(ss, line);)
+      if (line.rfind("tick ", 0) == 0) best = std::max(best, std::atol(line.c_str() + 5));
+    return best;
+  }
+  pid_t job_pid(const std::string& user, const std::string& job) const {
+    std::string text;
+    read_text(store(user) + "/" + job + "/state.json", &text);
+    auto s = nlohmann::json::parse(text, nullptr, false);
+    return s.is_object() ? s.value("job_pid", 0) : 0;
+  }
+  // A running counter of alice's, named job.
+  pid_t alice_counter(const std::string& job) {
+    pid_t run = spawn_as("alice", job, {"run", "--name", job, "--", counter(), go_file(job)});
+    EXPECT_TRUE(wait_for("alice", job, "tick 5")) << "alice's job " << job << " never ticked: " << service_log();
+    return run;
+  }
+
+  std::map<std::string, User> users_;
+  std::vector<std::string> made_users_;
+  std::string dir_, fast_, socket_, conf_;
+  pid_t cryod_ = -1;
+  std::vector<pid_t> spawned_;
+  std::vector<std::pair<std::string, std::string>> jobs_;
+  int commands_ = 0;
+};
+
+// Every id of a process, from /proc/PID/status.
+std::string ids_of(pid_t pid) {
+  std::string status, out;
+  read_text("/proc/" + std::to_string(pid) + "/status", &status);
+  std::istringstream ss(status);
+  for (std::string line; std::getline(ss, line);)
+    if (line.rfind("Uid:", 0) == 0 || line.rfind("Gid:", 0) == 0) out += line + "\n";
+  return out;
+}
+
+std::string all_four(unsigned id) {
+  return std::to_string(id) + "\t" + std::to_string(id) + "\t" + std::to_string(id) + "\t" + std::to_string(id);
+}
+
+// Her job runs as her, with her umask, makes files that are hers, keeps
+// its store hers alone, and continues from its checkpoint as her.
+TEST_F(UsersTest, AUsersJobRunsAsHerAndContinuesFromItsCheckpoint) {
+  const User& alice = users_.at("alice");
+  pid_t run = spawn_as("alice", "sim", {"run", "--name", "sim", "--", "sh", "-c",
+                                        "id -un; umask; touch made-by-job; exec " + counter() + " " + go_file("sim")});
+  ASSERT_TRUE(wait_for("alice", "sim", "tick 5")) << service_log();
+  std::string out = job_log("alice", "sim");
+  EXPECT_NE(out.find("alice\n0027\n"), std::string::npos) << out;
+  struct stat st {};
+  ASSERT_EQ(::stat((alice.home + "/made-by-job").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, alice.uid);
+  for (const std::string& d : {store("alice"), store("alice") + "/sim"}) {
+    ASSERT_EQ(::stat(d.c_str(), &st), 0) << d;
+    EXPECT_EQ(st.st_uid, alice.uid) << d;
+    EXPECT_EQ(st.st_mode & 0777, 0700u) << d;
+  }
+  pid_t init = job_pid("alice", "sim");
+  ASSERT_GT(init, 0);
+  EXPECT_NE(ids_of(init).find("Uid:\t" + all_four(alice.uid)), std::string::npos) << ids_of(init);
+
+  std::string err;
+  ASSERT_EQ(as("alice", {"checkpoint", "--stop", "sim"}, nullptr, &err), 0) << err;
+  EXPECT_EQ(wait_exit(run), 75);
+  long at = last_tick("alice", "sim");
+  ASSERT_EQ(::stat((store("alice") + "/sim/checkpoints/0001/manifest.json").c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, alice.uid);
+
+  pid_t back = spawn_as("alice", "sim", {"restore", "sim"});
+  ASSERT_TRUE(wait_for("alice", "sim", "tick " + std::to_string(at + 20))) << service_log();
+  init = job_pid("alice", "sim");
+  EXPECT_NE(ids_of(init).find("Uid:\t" + all_four(alice.uid)), std::string::npos) << ids_of(init);
+  EXPECT_NE(ids_of(init).find("Gid:\t" + all_four(alice.gid)), std::string::npos) << ids_of(init);
+  std::ofstream(go_file("sim")) << "go\n";
+  EXPECT_EQ(wait_exit(back), 0);
+  // Every tick once, in order, and the counter's own check of its state.
+  std::istringstream ss(job_log("alice", "sim"));
+  long expect = 1;
+  for (std::string line; std::getline(ss, line);)
+    if (line.rfind("tick ", 0) == 0) {
+      ASSERT_EQ(std::atol(line.c_str() + 5), expect);
+      expect++;
+    }
+  EXPECT_GT(expect, at + 20);
+  EXPECT_NE(job_log("alice", "sim").find("PASS"), std::string::npos);
+}
+
+// bob reaches none of alice's job: not by name, not by pointing at her
+// store, not through the service; her job runs on untouched.
+TEST_F(UsersTest, AnotherUserCannotTouchHerJob) {
+  alice_counter("sim");
+  std::map<std::string, std::string> hers = {{"CRYO_STORE", store("alice")}};
+  std::string err;
+  for (std::vector<std::string> args : {std::vector<std::string>{"status", "sim"}, {"checkpoint", "sim"},
+                                        {"verify", "sim"}, {"rm", "sim"}, {"restore", "sim"}}) {
+    EXPECT_NE(as("bob", args, nullptr, &err, hers), 0) << args[0];
+    // (The service's cryo takes no store from his environment: a restore looks in his own.)
+    EXPECT_TRUE(err.find("Permission denied") != std::string::npos || err.find("belongs to") != std::string::npos ||
+                err.find("not to you") != std::string::npos || err.find("no job named 'sim' in " + store("bob")) != std::string::npos)
+        << args[0] << ": " << err;
+    EXPECT_NE(as("bob", {"--store", store("alice"), args[0], "sim"}, nullptr, &err), 0) << args[0];
+    EXPECT_NE(as("bob", args, nullptr, &err), 0) << args[0] << " by name, in his own store";
+  }
+  long before = last_tick("alice", "sim");
+  EXPECT_TRUE(wait_for("alice", "sim", "tick " + std::to_string(before + 10))) << "her job stopped";
+  EXPECT_FALSE(fs::exists(store("alice") + "/sim/checkpoints/0001"));
+  EXPECT_TRUE(fs::exists(store("alice") + "/sim/job.json"));
+}
+
+// A job one of whose processes runs with more than its owner's privilege
+// (here a setuid-root program) is not checkpointed, and runs on.
+TEST_F(UsersTest, AJobThatGainedPrivilegeIsNotCheckpointed) {
+  std::string suid = dir_ + "/suid-sleep";
+  fs::copy_file("/bin/sleep", suid);
+  ASSERT_EQ(::chmod(suid.c_str(), 04755), 0);
+  spawn_as("alice", "raised", {"run", "--name", "raised", "--", "sh", "-c", "echo started; exec " + suid + " 60"});
+  ASSERT_TRUE(wait_for("alice", "raised", "started"));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  std::string err;
+  EXPECT_EQ(as("alice", {"checkpoint", "raised"}, nullptr, &err), 1);
+  EXPECT_NE(err.find("runs with more privilege than its owner alice"), std::string::npos) << err;
+  EXPECT_NE(err.find("effective uid is 0"), std::string::npos) << err;
+  EXPECT_FALSE(fs::exists(store("alice") + "/raised/checkpoints/0001"));
+  pid_t init = job_pid("alice", "raised");
+  EXPECT_EQ(::kill(init, 0), 0) << "the job must run on";
+}
+
+// What only the site chooses (what runs as root, where) is refused.
+TEST_F(UsersTest, TheServiceRunsNoCriuAUserNames) {
+  std::string err;
+  EXPECT_EQ(as("alice", {"--criu", "/bin/true", "run", "--name", "x", "--", "true"}, nullptr, &err), 1);
+  EXPECT_NE(err.find("--criu is the site's to choose"), std::string::npos) << err;
+  EXPECT_EQ(as("alice", {"run", "--podman", "docker.io/library/alpine", "--", "true"}, nullptr, &err), 1);
+  EXPECT_NE(err.find("root's alone"), std::string::npos) << err;
+  EXPECT_FALSE(fs::exists(store("alice") + "/x"));
+}
+
+// The service under abuse: malformed, oversized and refused requests, a
+// caller gone at once, many connections at once.  It answers each, and
+// serves alice afterwards.
+TEST_F(UsersTest, TheServiceSurvivesBadCallers) {
+  auto connect_as = [&](uid_t uid) {
+    int sv[2];
+    EXPECT_EQ(::socketpair(AF_UNIX, SOCK_STREAM, 0, sv), 0);
+    pid_t pid = ::fork();
+    if (pid == 0) {
+      ::close(sv[0]);
+      if (::setuid(uid) != 0) ::_exit(99);
+      int s = ::socket(AF_UNIX, SOCK_SEQPACKET, 0);
+      sockaddr_un a{};
+      a.sun_family = AF_UNIX;
+      std::strncpy(a.sun_path, socket_.c_str(), sizeof a.sun_path - 1);
+      if (::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) ::_exit(98);
+      // Hand the connection to the test, which speaks through it as bob.
+      msghdr m{};
+      char c = 0;
+      iovec v{&c, 1};
+      m.msg_iov = &v;
+      m.msg_iovlen = 1;
+      alignas(cmsghdr) char ctl[CMSG_SPACE(sizeof(int))];
+      m.msg_control = ctl;
+      m.msg_controllen = sizeof ctl;
+      cmsghdr* h = CMSG_FIRSTHDR(&m);
+      h->cmsg_level = SOL_SOCKET;
+      h->cmsg_type = SCM_RIGHTS;
+      h->cmsg_len = CMSG_LEN(sizeof(int));
+      std::memcpy(CMSG_DATA(h), &s, sizeof s);
+      ::_exit(::sendmsg(sv[1], &m, 0) == 1 ? 0 : 97);
+    }
+    ::close(sv[1]);
+    msghdr m{};
+    char c;
+    iovec v{&c, 1};
+    m.msg_iov = &v;
+    m.msg_iovlen = 1;
+    alignas(cmsghdr) char ctl[CMSG_SPACE(sizeof(int))];
+    m.msg_control = ctl;
+    m.msg_controllen = sizeof ctl;
+    int fd = -1;
+    if (::recvmsg(sv[0], &m, 0) == 1) std::memcpy(&fd, CMSG_DATA(CMSG_FIRSTHDR(&m)), sizeof fd);
+    ::close(sv[0]);
+    ::waitpid(pid, nullptr, 0);
+    return fd;
+  };
+  auto answer = [](int fd) {
+    pollfd p{fd, POLLIN, 0};
+    std::string buf(65536, '\0');
+    if (::poll(&p, 1, 20000) != 1) return std::string("(no answer)");
+    ssize_t n = ::recv(fd, buf.data(), buf.size(), 0);
+    return n > 0 ? buf.substr(0, static_cast<size_t>(n)) : std::string("(closed)");
+  };
+  uid_t bob = users_.at("bob").uid;
+  int fd = connect_as(bob);
+  ASSERT_GE(fd, 0);
+  ::send(fd, "\xff\xff\xff garbage", 12, 0);
+  EXPECT_NE(answer(fd).find("does not parse"), std::string::npos);
+  ::close(fd);
+  fd = connect_as(bob);
+  std::string huge(2 << 20, 'x');
+  int big = 4 << 20;
+  ::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
+  ::send(fd, huge.data(), huge.size(), 0);
+  EXPECT_NE(answer(fd), "(no answer)");
+  ::close(fd);
+  fd = connect_as(bob);
+  ::close(fd);  // gone at once
+  std::vector<int> many;
+  for (int i = 0; i < 300; i++)
+    if (int f = connect_as(bob); f >= 0) many.push_back(f);
+  for (int f : many) ::close(f);
+  EXPECT_EQ(::kill(cryod_, 0), 0) << "cryod died: " << service_log();
+  std::string err;
+  EXPECT_EQ(as("alice", {"run", "--name", "after", "--", "true"}, nullptr, &err), 0) << err << service_log();
+}
+
+// Without the service, a user's run says what is missing and makes nothing.
+TEST_F(UsersTest, WithoutTheServiceARunSaysHowToGetIt) {
+  std::string err;
+  EXPECT_EQ(as("alice", {"run", "--name", "x", "--", "true"}, nullptr, &err, {{"CRYO_SERVICE", dir_ + "/none.sock"}}), 1);
+  EXPECT_NE(err.find("goes through cryo's service on this node, and it is not running"), std::string::npos) << err;
+  EXPECT_NE(err.find("systemctl enable --now cryod.socket"), std::string::npos) << err;
+  EXPECT_FALSE(fs::exists(store("alice") + "/x"));
+}
+
+}  // namespace
+}  // namespace cryo::test
