@@ -342,7 +342,7 @@ Status PartRuntime::restore(const RestorePart& r) {
         CRYO_TRY(job::put_back_files(saved, files.dir));
         if (auto init = job::job_init(dir_); !init) return init.error();  // CRIU reopens it
         fault_point("agent.restore");
-        pid = job::criu_restore(criu_path_, id, req, files, dir_.file(store::JobFile::criu_logs), [&] { return outputs->cut_logs(); },
+        pid = job::criu_restore(criu_path_, id, req, files, dir_.file(store::JobFile::criu_logs), config_.owner(), [&] { return outputs->cut_logs(); },
                                 pages_damaged);
         return pid ? Status{} : Status{pid.error()};
       },

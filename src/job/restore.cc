@@ -11,6 +11,7 @@
 #include "base/log.h"
 #include "base/identity.h"
 #include "base/sys.h"
+#include "job/images.h"
 #include "criu/client.h"
 #include "job/apptainer.h"
 #include "job/container.h"
@@ -104,7 +105,7 @@ class RootWorkDir {
 }  // namespace
 
 Result<pid_t> criu_restore(const std::string& criu_path, const std::string& id, criu::RestoreRequest req,
-                           const store::Materialized& files, const std::string& logs_dir,
+                           const store::Materialized& files, const std::string& logs_dir, const Identity& owner,
                            const std::function<Status()>& at_post_restore, bool* pages_damaged,
                            const std::function<Status()>& before_request) {
   CRYO_TRY(sys::mkdir_p(logs_dir, 0700));
@@ -125,6 +126,20 @@ Result<pid_t> criu_restore(const std::string& criu_path, const std::string& id, 
     return sys::open_dir(own_work.path());
   }();
   if (!work) return work.error();
+  if (Status st = [&] {
+        AsRoot root;
+        return check_image_creds(files.stream ? files.stream->images_dir() : images.get(), owner, id);
+      }();
+      !st) {
+    // A damaged chunk failed the read: the stream names it, and a damaged
+    // fast copy gives way to the store's (with_checkpoint_files).
+    if (files.stream)
+      if (auto e = files.stream->failure()) {
+        if (files.source == "fast copy") *pages_damaged = true;
+        return *e;
+      }
+    return st.error();
+  }
   std::vector<int> keep_fds;
   for (const auto& [key, fd] : req.inherit) keep_fds.push_back(fd);
   auto session = criu::Session::start(criu_path, keep_fds);
@@ -277,7 +292,7 @@ Result<Restored> restore_from(RestoreRun& run, const store::Manifest& m, const R
   if (run.progress) run.progress("restoring", 0, m.total_bytes);
   double t1 = sys::now();
   const auto& saved = record.files;
-  auto pid = criu_restore(run.criu_path, run.id, req, files, dir.file(store::JobFile::criu_logs), [&] { return outputs->cut_logs(); },
+  auto pid = criu_restore(run.criu_path, run.id, req, files, dir.file(store::JobFile::criu_logs), run.config->owner(), [&] { return outputs->cut_logs(); },
                           pages_damaged, [&]() -> Status {
                             CRYO_TRY(criu_ready());
                             return put_back_files(saved, files.dir);

@@ -82,8 +82,10 @@ void add_host_mounts(const RestoreRecord& record, criu::RestoreRequest& req);
 // succeeded.  Otherwise CRIU kills what it restored; *pages_damaged
 // tells that the fast copy failed its check.  before_request, if given, runs once CRIU
 // has started and before it is asked to restore: a failure stops there.
+// Before CRIU starts, the images must give no thread more than `owner`
+// holds (job/images.h).
 Result<pid_t> criu_restore(const std::string& criu_path, const std::string& id, criu::RestoreRequest req,
-                           const store::Materialized& files, const std::string& logs_dir,
+                           const store::Materialized& files, const std::string& logs_dir, const Identity& owner,
                            const std::function<Status()>& at_post_restore, bool* pages_damaged,
                            const std::function<Status()>& before_request = {});
 

@@ -313,6 +313,86 @@ TEST_F(UsersTest, AJobThatGainedPrivilegeIsNotCheckpointed) {
   EXPECT_EQ(::kill(init, 0), 0) << "the job must run on";
 }
 
+// Puts checkpoint 0001 of the job at `from` into the job at `to` as its
+// latest, `id`, with the chunks it names: what a user (or a root who signs
+// what he should not) could make of another job's checkpoint.
+void borrow(const std::string& from, const std::string& to, const std::string& id, const User& as) {
+  fs::copy(from + "/checkpoints/0001", to + "/checkpoints/" + id, fs::copy_options::recursive);
+  for (const auto& e : fs::recursive_directory_iterator(from + "/chunks")) {
+    std::string rel = fs::relative(e.path(), from).string();
+    if (!fs::exists(to + "/" + rel)) {
+      if (e.is_directory()) fs::create_directories(to + "/" + rel);
+      else fs::copy_file(e.path(), to + "/" + rel);
+    }
+  }
+  fs::remove(to + "/latest");
+  fs::create_symlink("checkpoints/" + id, to + "/latest");
+  for (const auto& e : fs::recursive_directory_iterator(to))
+    (void)!::lchown(e.path().c_str(), as.uid, as.gid);
+}
+
+// Checkpoints signed with the site's key but not of her job (root's, whose
+// process runs as root; bob's) are refused before CRIU starts, whatever
+// the signature says; one she edited is refused as damaged.
+TEST_F(UsersTest, BorrowedOrEditedImagesAreRefused) {
+  pid_t run = alice_counter("sim");
+  std::string err;
+  ASSERT_EQ(as("alice", {"checkpoint", "--stop", "sim"}, nullptr, &err), 0) << err;
+  wait_exit(run);
+  // root's own job of the same name, in root's store.
+  std::string root_store = dir_ + "/rootstore";
+  pid_t root_run = ::fork();
+  if (root_run == 0) {
+    ::setenv("CRYO_STORE", root_store.c_str(), 1);
+    ::setenv("CRYO_FAST_TIER", fast_.c_str(), 1);
+    int null = ::open("/dev/null", O_RDWR);
+    ::dup2(null, 0);
+    ::dup2(null, 1);
+    ::dup2(null, 2);
+    ::execl(CRYO_BIN, CRYO_BIN, "run", "--name", "sim", "--", "sleep", "600", nullptr);
+    ::_exit(127);
+  }
+  spawned_.push_back(root_run);
+  for (int i = 0; i < 200 && !fs::exists(root_store + "/sim/control.sock"); i++)
+    std::this_thread::sleep_for(std::chrono::milliseconds(25));
+  ASSERT_EQ(sh("CRYO_STORE=" + root_store + " CRYO_FAST_TIER=" + fast_ + " " + CRYO_BIN +
+               " checkpoint --stop sim >/dev/null 2>&1; echo $?"), "0\n");
+  wait_exit(root_run);
+  // bob's job, checkpointed by bob.
+  pid_t bobs = spawn_as("bob", "sim", {"run", "--name", "sim", "--", counter(), go_file("bobsim")});
+  ASSERT_TRUE(wait_for("bob", "sim", "tick 5"));
+  ASSERT_EQ(as("bob", {"checkpoint", "--stop", "sim"}, nullptr, &err), 0) << err;
+  wait_exit(bobs);
+
+  // The donors' files are there for her to see (the job's directory is its
+  // init's working directory), so that only what the images say differs.
+  for (const std::string& d : {root_store, root_store + "/sim", store("bob"), store("bob") + "/sim"})
+    fs::permissions(d, fs::perms::others_read | fs::perms::others_exec, fs::perm_options::add);
+  std::string hers = store("alice") + "/sim";
+  struct Donor {
+    std::string dir, id, why;
+  } donors[] = {{root_store + "/sim", "0002", "its real uid is 0"},
+                {store("bob") + "/sim", "0003", "its real uid is " + std::to_string(users_.at("bob").uid)}};
+  for (const auto& d : donors) {
+    borrow(d.dir, hers, d.id, users_.at("alice"));
+    EXPECT_EQ(as("alice", {"restore", "sim"}, nullptr, &err), 1) << d.dir;
+    EXPECT_NE(err.find("checkpoint " + d.id + " is not restored: its thread"), std::string::npos) << err;
+    EXPECT_NE(err.find(d.why), std::string::npos) << err;
+    EXPECT_EQ(sh("ps -u 0 -o args= | grep -c '^sleep 600$'"), "0\n") << "root's process came back";
+  }
+  // Her own checkpoint, edited in place, is refused as damaged.
+  fs::remove(hers + "/latest");
+  fs::create_symlink("checkpoints/0001", hers + "/latest");
+  for (const auto& e : fs::recursive_directory_iterator(hers + "/chunks"))
+    if (e.is_regular_file() && e.path().extension() == ".pack") {
+      std::fstream f(e.path(), std::ios::in | std::ios::out | std::ios::binary);
+      f.seekp(4200);
+      f.put('\x5a');
+    }
+  EXPECT_EQ(as("alice", {"restore", "--durable", "--from", "0001", "sim"}, nullptr, &err), 1);
+  EXPECT_TRUE(err.find("damaged") != std::string::npos || err.find("does not match") != std::string::npos) << err;
+}
+
 // What only the site chooses (what runs as root, where) is refused.
 TEST_F(UsersTest, TheServiceRunsNoCriuAUserNames) {
   std::string err;
