@@ -9,6 +9,7 @@
 #include <cstdlib>
 
 #include <algorithm>
+#include <cctype>
 #include <sstream>
 
 #include <fmt/format.h>
@@ -21,6 +22,9 @@ bool g_other = false;
 
 Result<uint64_t> number(const std::string& s, const std::string& what, int base = 10) {
   if (s.empty()) return make_error(ErrorKind::usage, "no " + what);
+  for (char c : s)
+    if (!(base == 16 ? std::isxdigit(static_cast<unsigned char>(c)) : std::isdigit(static_cast<unsigned char>(c))))
+      return make_error(ErrorKind::usage, "bad " + what + ": '" + s + "'");
   size_t end = 0;
   uint64_t v = 0;
   try {

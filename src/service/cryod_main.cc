@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <cstdlib>
 
 #include <CLI/CLI.hpp>
 
@@ -46,6 +47,11 @@ int main(int argc, char** argv) {
   if (::geteuid() != 0)
     return fail(cryo::make_error(cryo::ErrorKind::denied, "cryod runs as root: it starts CRIU for users")
                                .with_hint("start it as root, or through its systemd unit (docs/admin.md)"));
+  // Started by systemd's cryod.socket: the socket is fd 3 (sd_listen_fds(3)).
+  if (env.count("LISTEN_FDS") && std::atoi(env["LISTEN_FDS"].c_str()) == 1 &&
+      std::atoi(env["LISTEN_PID"].c_str()) == ::getpid())
+    o.listen_fd = 3;
+  for (const char* k : {"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES"}) env.erase(k);
   for (const auto& [k, v] : env) o.env.push_back(k + "=" + v);
   auto st = cryo::service::serve(o);
   return st ? 0 : fail(st.error());

@@ -319,8 +319,18 @@ Status prepare_criu_cache(const std::string& criu) {
   return {};
 }
 
-Status serve(const DaemonOptions& o) {
-  CRYO_TRY(prepare_criu_cache(o.criu));
+namespace {
+
+// The service's socket: its own, made 0666 (every user may ask: who she is
+// comes from the socket, not from her), or the one systemd's cryod.socket
+// made and handed over.
+Result<UniqueFd> listening_socket(const DaemonOptions& o) {
+  if (o.listen_fd >= 0) {
+    UniqueFd s(o.listen_fd);
+    ::fcntl(s.get(), F_SETFD, FD_CLOEXEC);
+    ::fcntl(s.get(), F_SETFL, ::fcntl(s.get(), F_GETFL) | O_NONBLOCK);
+    return s;
+  }
   UniqueFd s(::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
   if (!s.valid()) return sys_error("cannot create the service's socket");
   sockaddr_un a{};
@@ -331,9 +341,18 @@ Status serve(const DaemonOptions& o) {
   if (slash != std::string::npos && slash > 0) CRYO_TRY(sys::mkdir_p(o.socket.substr(0, slash), 0755));
   ::unlink(o.socket.c_str());
   if (::bind(s.get(), reinterpret_cast<sockaddr*>(&a), sizeof a) < 0) return sys_error("cannot bind " + o.socket);
-  // Every user may connect: who she is comes from the socket, not from her.
   if (::chmod(o.socket.c_str(), 0666) < 0) return sys_error("cannot open " + o.socket + " to every user");
   if (::listen(s.get(), 128) < 0) return sys_error("cannot listen on " + o.socket);
+  return s;
+}
+
+}  // namespace
+
+Status serve(const DaemonOptions& o) {
+  CRYO_TRY(prepare_criu_cache(o.criu));
+  auto listening = listening_socket(o);
+  if (!listening) return listening.error();
+  UniqueFd s = std::move(*listening);
 
   sigset_t set;
   sigemptyset(&set);
@@ -407,7 +426,7 @@ Status serve(const DaemonOptions& o) {
       pending.push_back({std::move(conn), std::move(*c), sys::now() + kRequestTimeout});
     }
   }
-  ::unlink(o.socket.c_str());
+  if (o.listen_fd < 0) ::unlink(o.socket.c_str());
   return {};
 }
 
