@@ -10,6 +10,7 @@
 #include "base/sys.h"
 #include "app/context.h"
 #include "cli/common.h"
+#include "service/service.h"
 #include "container/engine.h"
 #include "criu/client.h"
 #include "job/apptainer.h"
@@ -39,6 +40,12 @@ void add_containers(std::vector<Item>& items) {
   for (auto kind : {container::Kind::podman, container::Kind::docker}) {
     container::Engine e(kind);
     std::string name = kind == container::Kind::podman ? "Podman" : "Docker";
+    if (::geteuid() != 0) {
+      items.push_back({name, "info", std::string("--") + e.client() + " jobs are root's alone (the engine checkpoints "
+                                                                     "only root's containers); use --apptainer",
+                       ""});
+      continue;
+    }
     if (!in_path(e.client())) {
       items.push_back({name, "info", std::string("not installed (needed for 'cryo run --") + e.client() + "')", ""});
       continue;
@@ -115,12 +122,22 @@ int check(const Globals& g, bool json) {
   bool pidns = sys::exists("/proc/self/ns/pid");
   items.push_back({"PID namespaces", pidns ? "pass" : "fail", pidns ? "available" : "missing",
                    pidns ? "" : "use a kernel built with CONFIG_PID_NS=y"});
+  // CRIU needs root: a user's jobs run and restore through cryo's service.
   bool root = ::geteuid() == 0;
-  items.push_back({"privileges", root ? "pass" : "fail", root ? "running as root" : "not root",
-                   root ? "" : "run cryo as root (CRIU needs CAP_SYS_ADMIN and CAP_CHECKPOINT_RESTORE)"});
+  if (root) {
+    items.push_back({"privileges", "pass", "running as root", ""});
+  } else {
+    Status up = service::reachable(g.settings.service_socket);
+    items.push_back({"service", up ? "pass" : "fail",
+                     up ? "not root: your jobs run and restore through cryo's service at " + g.settings.service_socket
+                        : up.error().message,
+                     up ? "" : up.error().hint});
+  }
   std::string criu_path = g.criu_path();
   auto v = criu::probe(criu_path);
-  if (v) {
+  if (v && !root) {
+    items.push_back({"CRIU", "pass", "CRIU " + v->text() + " at " + criu_path + " (the service runs it as root)", ""});
+  } else if (v) {
     items.push_back({"CRIU", "pass", "CRIU " + v->text() + " at " + criu_path, ""});
     auto s = criu::Session::start(criu_path);
     Status ck = s ? s->check() : Status(s.error());
@@ -146,11 +163,16 @@ int check(const Globals& g, bool json) {
     double free_b = static_cast<double>(vfs.f_bavail) * static_cast<double>(vfs.f_frsize);
     bool ro = vfs.f_flag & ST_RDONLY;
     bool writable = !ro && ::access(probe_dir.c_str(), W_OK) == 0;
-    items.push_back({"store", writable ? "pass" : "fail",
-                     fmt::format("{} ({} free; from {})", root_dir, format_bytes(free_b),
-                                 g.store.empty() ? g.settings.store_origin : "--store"),
-                     writable ? "" : "choose a writable store with --store, CRYO_STORE or [store] path in " +
-                                         std::string(config::kDefaultConfigFile)});
+    // A user's store must be hers alone (store::check_store_private).
+    Status mine = sys::exists(root_dir) ? store::check_store_private(root_dir) : Status{};
+    if (!mine)
+      items.push_back({"store", "fail", mine.error().message, mine.error().hint});
+    else
+      items.push_back({"store", writable ? "pass" : "fail",
+                       fmt::format("{} ({} free; from {})", root_dir, format_bytes(free_b),
+                                   g.store.empty() ? g.settings.store_origin : "--store"),
+                       writable ? "" : "choose a writable store with --store, CRYO_STORE or [store] path in " +
+                                           std::string(config::kDefaultConfigFile)});
   }
   // The key that signs checkpoints (store/signing.h): made at the first
   // checkpoint when there is none.
@@ -160,6 +182,14 @@ int check(const Globals& g, bool json) {
                      key + " does not exist yet: the first checkpoint makes it; nodes that restore each other's "
                            "checkpoints need the same one",
                      ""});
+  } else if (::geteuid() != 0) {
+    // Only root reads it: the service signs and checks for users.
+    auto st = sys::stat(key);
+    bool closed = st && !(st->st_mode & 077);
+    items.push_back({"signing key", closed ? "pass" : "fail",
+                     closed ? key + " (root's alone; the service signs and checks your checkpoints with it)"
+                            : key + " can be read by users other than root",
+                     closed ? "" : "ask the admin to 'chmod 600 " + key + "' and make a new key: it may have leaked"});
   } else if (auto k = store::SigningKey::load(key, false)) {
     items.push_back({"signing key", "pass", key + " (key " + k->id() + ")", ""});
   } else {

@@ -64,6 +64,12 @@ Result<UniqueFd> connect_service(const std::string& path, const std::string& ver
 
 }  // namespace
 
+Status reachable(const std::string& socket) {
+  auto s = connect_service(socket, "run");
+  if (!s) return s.error();
+  return {};
+}
+
 Result<int> run_through_service(const std::string& socket, const std::vector<std::string>& args,
                                 const std::vector<std::string>& env) {
   auto s = connect_service(socket, verb_of(args));

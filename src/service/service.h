@@ -42,6 +42,10 @@ std::string verb_of(const std::vector<std::string>& args);
 Result<int> run_through_service(const std::string& socket, const std::vector<std::string>& args,
                                 const std::vector<std::string>& env);
 
+// Whether the service listens at `socket` (for 'cryo check'): connects,
+// and goes.
+Status reachable(const std::string& socket);
+
 struct DaemonOptions {
   std::string socket;           // where it listens (made 0666: every user may ask)
   std::string cryo;             // the cryo binary it starts

@@ -481,6 +481,35 @@ TEST_F(UsersTest, TheServiceSurvivesBadCallers) {
   EXPECT_EQ(as("alice", {"run", "--name", "after", "--", "true"}, nullptr, &err), 0) << err << service_log();
 }
 
+// 'cryo check' as a user says whether the node is ready for her: its
+// service, her store, the key only root reads.
+TEST_F(UsersTest, CheckSaysWhetherTheNodeIsReadyForHer) {
+  auto item = [](const std::string& out, const std::string& name) {
+    auto j = nlohmann::json::parse(out, nullptr, false);
+    if (j.is_object())
+      for (const auto& i : j["checks"])
+        if (i["name"] == name) return i;
+    return nlohmann::json::object();
+  };
+  std::string out;
+  as("alice", {"check", "--json"}, &out);
+  EXPECT_EQ(item(out, "service")["status"], "pass") << out;
+  EXPECT_EQ(item(out, "store")["status"], "pass") << out;
+  as("alice", {"check", "--json"}, &out, nullptr, {{"CRYO_SERVICE", dir_ + "/none.sock"}});
+  EXPECT_EQ(item(out, "service")["status"], "fail") << out;
+  EXPECT_NE(item(out, "service").value("fix", "").find("systemctl enable --now cryod.socket"), std::string::npos) << out;
+  // A store others may enter is named, with the fix.
+  fs::create_directories(store("alice"));
+  ASSERT_EQ(::chown(store("alice").c_str(), users_.at("alice").uid, users_.at("alice").gid), 0);
+  fs::permissions(store("alice"), fs::perms::owner_all | fs::perms::others_read | fs::perms::others_exec);
+  as("alice", {"check", "--json"}, &out);
+  EXPECT_EQ(item(out, "store")["status"], "fail") << out;
+  EXPECT_NE(item(out, "store").value("fix", "").find("chmod 700 " + store("alice")), std::string::npos) << out;
+  std::string err;
+  EXPECT_EQ(as("alice", {"run", "--name", "open", "--", "true"}, nullptr, &err), 1);
+  EXPECT_NE(err.find("can be read or written by other users (mode 0705)"), std::string::npos) << err;
+}
+
 // Without the service, a user's run says what is missing and makes nothing.
 TEST_F(UsersTest, WithoutTheServiceARunSaysHowToGetIt) {
   std::string err;
