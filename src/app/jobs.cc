@@ -375,6 +375,13 @@ Result<int> run(const Context& g, Run& o) {
 
   // A job that cannot be checkpointed is worth refusing before it starts.
   if (auto st = need_root("run"); !st) return (st.error());
+  if (acting_for_other() && lends_real_ids() && (c.private_net || c.tcp_established))
+    return (make_error(ErrorKind::unfit, std::string("this node's root lacks CAP_SYS_RESOURCE, so CRIU works for users "
+                                                     "with their real uid, and then cannot save a job's own network or "
+                                                     "TCP connections (its netfilter tools refuse to run so)") +
+                                             (mpi != job::Mpi::none ? ": MPI jobs need both" : ""))
+                .with_hint("run it on a node whose root has CAP_SYS_RESOURCE (not in a container that drops it), or ask "
+                           "the admin to run it as root (docs/security.md)"));
   auto version = criu::probe(g.criu_path());
   if (!version) return (version.error());
   o.criu_version = version->text();

@@ -119,8 +119,10 @@ bool lacks_sys_resource() {
   return !(bounding & (uint64_t{1} << CAP_SYS_RESOURCE));
 }
 
+bool lends_real_ids() { return g_other && lacks_sys_resource(); }
+
 void lend_real_ids_for_criu() {
-  if (!g_other || !lacks_sys_resource()) return;
+  if (!lends_real_ids()) return;
   (void)!::setresgid(g_acting.gid, 0, 0);
   (void)!::setresuid(g_acting.uid, 0, 0);
 }

@@ -68,7 +68,12 @@ bool lacks_sys_resource();
 // resource limits (prlimit) of processes whose ids all equal its real ids,
 // and otherwise only with CAP_SYS_RESOURCE; CRIU does that for every
 // process it dumps.  She may then signal that CRIU, as she could kill her
-// job, but not trace it (its effective and saved ids are root's).
+// job, but not trace it (its effective and saved ids are root's).  The
+// netfilter tools that CRIU runs for a job's own network namespace, or its
+// TCP connections, refuse real and effective ids apart: such jobs of users
+// cannot be checkpointed on these nodes (app/jobs.cc refuses them).
+// Whether lend_real_ids_for_criu() changes anything in this process.
+bool lends_real_ids();
 void lend_real_ids_for_criu();
 
 // The credentials of a process, from /proc/PID/status.

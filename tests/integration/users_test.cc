@@ -393,6 +393,42 @@ TEST_F(UsersTest, BorrowedOrEditedImagesAreRefused) {
   EXPECT_TRUE(err.find("damaged") != std::string::npos || err.find("does not match") != std::string::npos) << err;
 }
 
+// An MPI job of hers, on one node.  Where root lacks CAP_SYS_RESOURCE (as
+// on cryo's test machines), CRIU cannot save a user's job network, and the
+// run is refused at once, saying so; elsewhere it checkpoints and goes on.
+TEST_F(UsersTest, AnMpiJobOfHersOnOneNode) {
+  std::string status;
+  read_text("/proc/self/status", &status);
+  auto at = status.find("CapBnd:");
+  bool lacks = at != std::string::npos && !(std::stoull(status.substr(at + 7, 20), nullptr, 16) & (1ull << 24));
+  std::vector<std::string> ring = {"mpiexec.mpich", "-n", "2", std::string(CRYO_PROGS) + "/ring_mpich", "100000", "20"};
+  std::vector<std::string> args = {"run", "--name", "ring", "--"};
+  args.insert(args.end(), ring.begin(), ring.end());
+  if (lacks) {
+    std::string err;
+    EXPECT_EQ(as("alice", args, nullptr, &err), 1);
+    EXPECT_NE(err.find("this node's root lacks CAP_SYS_RESOURCE"), std::string::npos) << err;
+    EXPECT_FALSE(fs::exists(store("alice") + "/ring"));
+    return;
+  }
+  pid_t run = spawn_as("alice", "ring", args);
+  ASSERT_TRUE(wait_for("alice", "ring", "round 20")) << service_log();
+  std::string err;
+  ASSERT_EQ(as("alice", {"checkpoint", "--stop", "ring"}, nullptr, &err), 0) << err;
+  EXPECT_EQ(wait_exit(run), 75);
+  auto rounds = [&] {
+    std::istringstream ss(job_log("alice", "ring"));
+    long n = 0;
+    for (std::string line; std::getline(ss, line);)
+      if (line.rfind("round ", 0) == 0) n++;
+    return n;
+  };
+  long at_stop = rounds();
+  spawn_as("alice", "ring", {"restore", "ring"});
+  ASSERT_TRUE(wait_for("alice", "ring", "round " + std::to_string(at_stop + 20))) << service_log();
+  EXPECT_NE(ids_of(job_pid("alice", "ring")).find("Uid:\t" + all_four(users_.at("alice").uid)), std::string::npos);
+}
+
 // What only the site chooses (what runs as root, where) is refused.
 TEST_F(UsersTest, TheServiceRunsNoCriuAUserNames) {
   std::string err;
