@@ -22,6 +22,7 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "containers.h"
 #include "harness.h"
 
 namespace cryo::test {
@@ -427,6 +428,31 @@ TEST_F(UsersTest, AnMpiJobOfHersOnOneNode) {
   spawn_as("alice", "ring", {"restore", "ring"});
   ASSERT_TRUE(wait_for("alice", "ring", "round " + std::to_string(at_stop + 20))) << service_log();
   EXPECT_NE(ids_of(job_pid("alice", "ring")).find("Uid:\t" + all_four(users_.at("alice").uid)), std::string::npos);
+}
+
+// Her Apptainer image, run by cryo as her, stopped at a checkpoint and
+// continued: the ticker checks its memory and its sum at the end.
+TEST_F(UsersTest, HerApptainerJobContinuesFromItsCheckpoint) {
+  std::string rootfs = build_rootfs(dir_ + "/image");
+  std::string sif = sif_image(rootfs, dir_ + "/image");
+  if (sif.empty()) GTEST_SKIP() << "needs Apptainer (scripts/install-apptainer.sh)";
+  sh("chmod -R a+rX " + dir_ + "/image");
+  std::string go = dir_ + "/go-app";
+  fs::create_directory(go);
+  fs::permissions(go, fs::perms::all);
+  pid_t run = spawn_as("alice", "app", {"run", "--name", "app", "--apptainer", sif, "--engine-opt=--bind=" + go + ":/go",
+                                        "--", "/bin/ticker", "/go/go"});
+  ASSERT_TRUE(wait_for("alice", "app", "tick 5")) << service_log();
+  std::string err;
+  ASSERT_EQ(as("alice", {"checkpoint", "--stop", "app"}, nullptr, &err), 0) << err;
+  EXPECT_EQ(wait_exit(run), 75);
+  long at = last_tick("alice", "app");
+  pid_t back = spawn_as("alice", "app", {"restore", "app"});
+  ASSERT_TRUE(wait_for("alice", "app", "tick " + std::to_string(at + 10))) << service_log();
+  EXPECT_NE(ids_of(job_pid("alice", "app")).find("Uid:\t" + all_four(users_.at("alice").uid)), std::string::npos);
+  std::ofstream(go + "/go") << "go\n";
+  EXPECT_EQ(wait_exit(back), 0);
+  EXPECT_NE(job_log("alice", "app").find("PASS"), std::string::npos) << job_log("alice", "app");
 }
 
 // What only the site chooses (what runs as root, where) is refused.
