@@ -53,8 +53,10 @@ SlurmctldPidFile=$dir/slurmctld.pid
 SlurmdPidFile=$dir/slurmd-%n.pid
 SlurmctldLogFile=$dir/slurmctld.log
 SlurmdLogFile=$dir/slurmd-%n.log
-ProctrackType=proctrack/linuxproc
-TaskPlugin=task/none
+# Each job's processes, and whatever cryo restores for it, in the job's
+# cgroups: scancel ends them all, and its limits apply (docs/security.md).
+ProctrackType=proctrack/cgroup
+TaskPlugin=task/cgroup
 SelectType=select/cons_tres
 SelectTypeParameters=CR_CPU
 SchedulerType=sched/backfill
@@ -70,6 +72,15 @@ SlurmdTimeout=60
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 EOF
+  cat > "$dir/cgroup.conf" <<CGEOF
+CgroupPlugin=autodetect
+CgroupMountpoint=/sys/fs/cgroup
+CgroupAutomount=no
+IgnoreSystemd=yes
+ConstrainCores=no
+ConstrainRAMSpace=no
+ConstrainDevices=no
+CGEOF
   for i in $(seq 1 "$nodes"); do
     echo "NodeName=n$i NodeHostname=$host NodeAddr=127.0.0.1 Port=$((ctld_port + 100 + i)) CPUs=2 RealMemory=8000 State=UNKNOWN" >>"$conf"
   done

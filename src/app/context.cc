@@ -29,8 +29,8 @@ Status need_root(const std::string& verb) {
   if (::geteuid() == 0) return {};
   return make_error(ErrorKind::denied,
                     "'cryo " + verb + "' needs root: CRIU, which checkpoints and restores the job, runs as root")
-      .with_hint("run it as root, for example 'sudo cryo " + verb +
-                 " ...'; under Slurm, through a sudo rule for cryo (docs/slurm.md)");
+      .with_hint("an admin runs it as root; users run and restore their jobs through cryo's service, which "
+                 "'cryo run' and 'cryo restore' use by themselves (docs/admin.md)");
 }
 
 std::vector<store::FastCopy> tidy_fast_tier(const Context& ctx) {

@@ -32,7 +32,8 @@ struct Context {
 };
 
 // CRIU checkpoints and restores processes only as root: an error that says
-// so, and how to run the verb, unless cryo runs as root.
+// so unless cryo runs as root (a user's run and restore go through cryo's
+// service before they get here: src/service/).
 Status need_root(const std::string& verb);
 // Opens an existing job that the caller may use.
 Result<store::JobDir> open_job(const Context& ctx, const std::string& name);

@@ -290,7 +290,9 @@ Result<int> run(const Context& g, Run& o) {
     if (sig == SIGKILL || sig == SIGSTOP || sig == SIGCHLD) sig = 0;
     if (!sig) return (make_error("unknown or unusable signal '" + o.checkpoint_on + "'").with_hint("use a name such as USR1, USR2 or HUP"));
     c.checkpoint_on = sigabbrev_np(sig);
-    if (sl && sl->batch)
+    // (A user's cryo is started by the service: her own cryo, the batch
+    // script's process, checked this before it asked: cli/main.cc.)
+    if (sl && sl->batch && !acting_for_other())
       if (std::string hazard = slurm::shell_hazard(sig); !hazard.empty()) std::fprintf(stderr, "cryo: warning: %s\n", hazard.c_str());
   }
   if (o.net.empty()) o.net = "host";

@@ -51,13 +51,6 @@ int sbatch(const Globals& g, const Options& o, const std::vector<std::string>& s
     std::printf("# submit with: %s < this-script\n%s", line.c_str(), script.c_str());
     return 0;
   }
-  // The batch job runs as the user who submits it: 'cryo run' would stop
-  // at once in the allocation, after the wait in the queue.
-  if (::geteuid() != 0)
-    return fail(make_error("'cryo sbatch' needs root: the batch job runs 'cryo run' as the user who submits it, "
-                           "and CRIU runs as root")
-                    .with_hint("submit it as root, for example 'sudo cryo sbatch ...'; 'cryo sbatch --print ...' "
-                               "shows the script without submitting it"));
   auto dir = sys::realpath(".");
   auto out = sys::run_command(argv, script);
   if (!out) return fail(Error(out.error()).with_hint("check the sbatch options; 'cryo sbatch --print ...' shows the script"));

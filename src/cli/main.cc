@@ -1,6 +1,9 @@
 // cryo: transparent checkpoint and restart for HPC jobs, built on CRIU.
 #include <unistd.h>
 
+#include <csignal>
+
+#include <map>
 #include <optional>
 
 #include <CLI/CLI.hpp>
@@ -18,6 +21,7 @@
 #include "criu/client.h"
 #include "job/control.h"
 #include "job/launch.h"
+#include "slurm/slurm.h"
 #include "service/service.h"
 #include "store/manifest.h"
 #include "store/store.h"
@@ -79,6 +83,26 @@ cryo::Result<Acting> act_for_caller(cryo::config::Environment& env) {
   }
   CRYO_TRY(cryo::act_for(*who));
   a.user = cryo::config::user_of(who->uid);
+  // Her Slurm job, from her environment, once Slurm says it is hers: the
+  // supervisor treats it as its allocation (its time limit, its requeue).
+  // The cluster's own SLURM_CONF stays the service's.
+  std::map<std::string, std::string> slurm;
+  for (const auto& e : a.job_env) {
+    auto eq = e.find('=');
+    std::string k = e.substr(0, eq);
+    if (eq != std::string::npos && (k.rfind("SLURM_", 0) == 0 || k == "SLURMD_NODENAME") && k != "SLURM_CONF")
+      slurm[k] = e.substr(eq + 1);
+  }
+  if (slurm.count("SLURM_JOB_ID")) {
+    const std::string& id = slurm["SLURM_JOB_ID"];
+    auto owner = cryo::slurm::job_owner(id);
+    if (!owner)
+      return owner.error().context("cannot tell whose Slurm job " + id + " is");
+    if (*owner != who->uid)
+      return cryo::make_error(cryo::ErrorKind::denied, "Slurm job " + id + " is not yours")
+          .with_hint("run cryo in your own Slurm job");
+    for (const auto& [k, v] : slurm) env[k] = v;
+  }
   env.erase("CRYO_ACT_FOR");
   env.erase("CRYO_JOB_ENV_FD");
   env.erase("XDG_DATA_HOME");
@@ -143,6 +167,11 @@ int main(int argc, char** argv) {
   // A user who is not root runs and restores jobs through cryo's service.
   if (::geteuid() != 0 && cryo::service::served_verb(cryo::service::verb_of({argv + 1, argv + argc})) && !asks_for_help(argc, argv)) {
     std::vector<std::string> args(argv + 1, argv + argc);
+    // Slurm signals the batch script's own process: this one, which
+    // forwards the signal, must be it.
+    if (settings->slurm && settings->slurm->batch && cryo::service::verb_of(args) == "run")
+      if (std::string hazard = cryo::slurm::shell_hazard(SIGUSR1); !hazard.empty())
+        std::fprintf(stderr, "cryo: warning: %s\n", hazard.c_str());
     std::vector<std::string> job_env;
     for (const auto& [k, v] : env) job_env.push_back(k + "=" + v);
     auto status = cryo::service::run_through_service(settings->service_socket, args, job_env);

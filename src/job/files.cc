@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 
 #include "base/fd.h"
+#include "base/identity.h"
 #include "base/sys.h"
 #include "store/staging.h"
 
@@ -152,7 +153,10 @@ Status put_back_files(const std::vector<SavedFile>& files, const std::string& ck
       if (::chown(f.path.c_str(), f.uid, f.gid) < 0 && ::getuid() == 0) return fail(sys_error("cannot set the owner"));
       continue;
     }
-    auto in = sys::open(ckpt_dir + "/" + f.saved_as, O_RDONLY);
+    auto in = [&] {
+      AsRoot root;  // the checkpoint's copy, laid out in root's directory
+      return sys::open(ckpt_dir + "/" + f.saved_as, O_RDONLY);
+    }();
     if (!in) return fail(in.error());
     // The file still there takes the saved bytes itself: it keeps its
     // inode, so its hard links, owner, mode and extended attributes stay,

@@ -48,6 +48,17 @@ Result<double> end_time(const std::string& job_id) {
   return static_cast<double>(::mktime(&tm));
 }
 
+Result<uint32_t> job_owner(const std::string& job_id) {
+  if (job_id.empty() || job_id.find_first_not_of("0123456789_") != std::string::npos)
+    return make_error(ErrorKind::usage, "'" + job_id + "' is not a Slurm job id");
+  auto out = sys::run_command({"squeue", "-h", "-j", job_id, "-o", "%U"});
+  if (!out) return out.error();
+  std::string text = trim(*out);
+  if (text.empty() || text.find_first_not_of("0123456789") != std::string::npos)
+    return make_error(ErrorKind::not_found, "Slurm has no job " + job_id);
+  return static_cast<uint32_t>(std::stoul(text));
+}
+
 Result<Ending> why_terminated(const std::string& job_id) {
   auto out = sys::run_command({"squeue", "-h", "-j", job_id, "-o", "%T %r"});
   if (!out) return out.error();

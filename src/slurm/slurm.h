@@ -30,6 +30,9 @@ Result<double> end_time(const std::string& job_id);
 enum class Ending { preempted, time_limit, cancelled };
 Result<Ending> why_terminated(const std::string& job_id);
 
+// The uid of the job's owner, as Slurm knows it.
+Result<uint32_t> job_owner(const std::string& job_id);
+
 // Puts the job back in the queue ('scontrol requeue').
 Status requeue(const std::string& job_id);
 

@@ -66,8 +66,11 @@ class UsersTest : public ::testing::Test {
     conf_ = dir_ + "/cryo.conf";
     std::ofstream(conf_) << "[store]\npath = \"" << dir_ << "/store/{user}\"\n[fast_tier]\npath = \"" << fast_
                          << "\"\n[service]\nsocket = \"" << socket_ << "\"\n";
+    before_service();
     start_service();
   }
+  // What a fixture brings up before the service (a Slurm cluster).
+  virtual void before_service() {}
 
   void TearDown() override {
     if (dir_.empty()) return;
@@ -100,6 +103,7 @@ class UsersTest : public ::testing::Test {
       ::dup2(log, 1);
       ::dup2(log, 2);
       ::setenv("CRYO_CONFIG", conf_.c_str(), 1);
+      if (!slurm_conf_.empty()) ::setenv("SLURM_CONF", slurm_conf_.c_str(), 1);
       ::execl(CRYOD_BIN, CRYOD_BIN, nullptr);
       ::_exit(127);
     }
@@ -197,6 +201,16 @@ class UsersTest : public ::testing::Test {
     auto s = nlohmann::json::parse(text, nullptr, false);
     return s.is_object() ? s.value("job_pid", 0) : 0;
   }
+  // The job's init once the supervisor has recorded it, other than `old`.
+  pid_t wait_job_pid(const std::string& user, const std::string& job, pid_t old = 0, double timeout = 30) {
+    auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout);
+    while (std::chrono::steady_clock::now() < end) {
+      pid_t p = job_pid(user, job);
+      if (p > 0 && p != old && ::kill(p, 0) == 0) return p;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return 0;
+  }
   // A running counter of alice's, named job.
   pid_t alice_counter(const std::string& job) {
     pid_t run = spawn_as("alice", job, {"run", "--name", job, "--", counter(), go_file(job)});
@@ -207,6 +221,7 @@ class UsersTest : public ::testing::Test {
   std::map<std::string, User> users_;
   std::vector<std::string> made_users_;
   std::string dir_, fast_, socket_, conf_;
+  std::string slurm_conf_;  // the cluster the service's cryo asks about Slurm jobs
   pid_t cryod_ = -1;
   std::vector<pid_t> spawned_;
   std::vector<std::pair<std::string, std::string>> jobs_;
@@ -579,6 +594,142 @@ TEST_F(UsersTest, WithoutTheServiceARunSaysHowToGetIt) {
   EXPECT_NE(err.find("goes through cryo's service on this node, and it is not running"), std::string::npos) << err;
   EXPECT_NE(err.find("systemctl enable --now cryod.socket"), std::string::npos) << err;
   EXPECT_FALSE(fs::exists(store("alice") + "/x"));
+}
+
+// alice's jobs under a real Slurm cluster (scripts/slurm-cluster.sh, with
+// proctrack/cgroup and task/cgroup), submitted by her with 'cryo sbatch'.
+class UsersSlurmTest : public UsersTest {
+ protected:
+  void before_service() override {
+    cluster_ = dir_ + "/slurm";
+    int rc;
+    std::string out = sh(script("up --nodes 2"), &rc);
+    ASSERT_EQ(rc, 0) << out;
+    slurm_conf_ = cluster_ + "/slurm.conf";
+    ::setenv("SLURM_CONF", slurm_conf_.c_str(), 1);
+    out_ = dir_ + "/alice-out";
+    fs::create_directory(out_);
+    ASSERT_EQ(::chown(out_.c_str(), users_.at("alice").uid, users_.at("alice").gid), 0);
+  }
+  void TearDown() override {
+    if (!cluster_.empty()) {
+      for (const auto& id : slurm_jobs_) sh("scancel " + id + " 2>/dev/null");
+      for (int i = 0; i < 300 && !trim(sh("squeue -h -o %i 2>/dev/null")).empty(); i++)
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      sh(script("down"));
+      ::unsetenv("SLURM_CONF");
+    }
+    UsersTest::TearDown();
+  }
+  static std::string trim(std::string s) {
+    while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
+    return s;
+  }
+  std::string script(const std::string& args) const {
+    return "CRYO_SLURM_DIR=" + cluster_ + " CRYO_SLURM_PORT=27817 " + CRYO_SOURCE_DIR + "/scripts/slurm-cluster.sh " +
+           args + " 2>&1";
+  }
+  // 'cryo sbatch' as alice; returns the Slurm job id.
+  std::string submit(const std::vector<std::string>& args) {
+    std::vector<std::string> all = {"sbatch", "--json"};
+    all.insert(all.end(), args.begin(), args.end());
+    std::string out, err;
+    EXPECT_EQ(as("alice", all, &out, &err, {{"SLURM_CONF", slurm_conf_}}), 0) << err;
+    auto j = nlohmann::json::parse(out, nullptr, false);
+    std::string id = j.is_object() ? j.value("slurm_job_id", "") : "";
+    EXPECT_FALSE(id.empty()) << out << err;
+    slurm_jobs_.push_back(id);
+    jobs_.emplace_back("alice", "slurm-" + id);
+    return id;
+  }
+  std::string slurm_state(const std::string& id) { return trim(sh("squeue -h -j " + id + " -o %T 2>/dev/null")); }
+  bool wait_gone(const std::string& id, double timeout) {
+    auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout);
+    while (std::chrono::steady_clock::now() < end) {
+      if (slurm_state(id).empty()) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(250));
+    }
+    return false;
+  }
+  bool wait_event(const std::string& job, const std::string& text, double timeout) {
+    auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout);
+    while (std::chrono::steady_clock::now() < end) {
+      std::string l;
+      read_text(store("alice") + "/" + job + "/cryo.log", &l);
+      if (l.find(text) != std::string::npos) return true;
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+    }
+    return false;
+  }
+  std::string solver() const { return std::string(CRYO_PROGS) + "/solver"; }
+
+  std::string cluster_, out_;
+  std::vector<std::string> slurm_jobs_;
+};
+
+// The Slurm acceptance test, submitted by alice: a computation that needs
+// several one-minute allocations finishes with the output of an
+// uninterrupted run; every allocation ran it as her, in the Slurm job's
+// cgroup.
+TEST_F(UsersSlurmTest, HerTimeLimitedJobContinuesAcrossRequeuesUntilDone) {
+  const std::string steps = "400";  // 400 x 250 ms: at least 3 allocations of at most 40 s
+  std::string expect = sh(solver() + " " + steps + " 0");
+  ASSERT_NE(expect.find("RESULT "), std::string::npos);
+  std::string out = out_ + "/slurm.out", err = out_ + "/slurm.err", result = out_ + "/result.txt";
+  std::string id = submit({"--margin", "20s", "--time=1", "--output=" + out, "--error=" + err, "--", solver(), steps,
+                           "250", result});
+  std::string job = "slurm-" + id;
+  ASSERT_TRUE(wait_event(job, "started in Slurm job", 60)) << service_log();
+  pid_t init = wait_job_pid("alice", job);
+  EXPECT_NE(ids_of(init).find("Uid:\t" + all_four(users_.at("alice").uid)), std::string::npos) << ids_of(init);
+  std::string cgroup;
+  read_text("/proc/" + std::to_string(init) + "/cgroup", &cgroup);
+  EXPECT_NE(cgroup.find("/job_" + id + "/"), std::string::npos) << cgroup;
+  ASSERT_TRUE(wait_event(job, "restored from checkpoint", 120)) << service_log();
+  init = wait_job_pid("alice", job, init);
+  read_text("/proc/" + std::to_string(init) + "/cgroup", &cgroup);
+  EXPECT_NE(cgroup.find("/job_" + id + "/"), std::string::npos) << "a restored process left the job's cgroup: " << cgroup;
+  EXPECT_NE(ids_of(init).find("Uid:\t" + all_four(users_.at("alice").uid)), std::string::npos) << ids_of(init);
+  ASSERT_TRUE(wait_gone(id, 420)) << "still " << slurm_state(id) << " after 7 minutes";
+
+  std::string got, errors, file;
+  read_text(out, &got);
+  read_text(err, &errors);
+  read_text(result, &file);
+  EXPECT_EQ(got, expect) << "the Slurm output file differs from an uninterrupted run; cryo said:\n" << errors;
+  EXPECT_EQ(file, expect) << "the result file differs";
+  struct stat st {};
+  ASSERT_EQ(::stat(result.c_str(), &st), 0);
+  EXPECT_EQ(st.st_uid, users_.at("alice").uid);
+  std::string status_out;
+  ASSERT_EQ(as("alice", {"status", "--json", job}, &status_out), 0);
+  auto s = nlohmann::json::parse(status_out, nullptr, false);
+  EXPECT_EQ(s.value("state", ""), "finished") << status_out;
+  EXPECT_GE(s.value("allocations", nlohmann::json::array()).size(), 3u) << status_out;
+}
+
+// scancel ends her job and every process cryo started or restored for it:
+// they are all in the Slurm job's cgroup.
+TEST_F(UsersSlurmTest, ScancelEndsEverythingOfHerJob) {
+  std::string id = submit({"--every", "2s", "-o", "/dev/null", "-e", out_ + "/slurm.err", "--", solver(), "600", "100"});
+  std::string job = "slurm-" + id;
+  ASSERT_TRUE(wait_event(job, "checkpoint 0001 committed", 60)) << service_log();
+  pid_t init = wait_job_pid("alice", job);
+  std::string state;
+  read_text(store("alice") + "/" + job + "/state.json", &state);
+  auto j = nlohmann::json::parse(state, nullptr, false);
+  pid_t supervisor = j.is_object() ? j.value("supervisor_pid", 0) : 0;
+  ASSERT_GT(init, 0);
+  ASSERT_GT(supervisor, 0);
+  std::string cgroup;
+  read_text("/proc/" + std::to_string(supervisor) + "/cgroup", &cgroup);
+  EXPECT_NE(cgroup.find("/job_" + id + "/"), std::string::npos) << "the service's cryo is outside her job: " << cgroup;
+  sh("scancel " + id);
+  ASSERT_TRUE(wait_gone(id, 90));
+  for (int i = 0; i < 100 && (::kill(init, 0) == 0 || ::kill(supervisor, 0) == 0); i++)
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  EXPECT_NE(::kill(init, 0), 0) << "her job outlived scancel";
+  EXPECT_NE(::kill(supervisor, 0), 0) << "its supervisor outlived scancel";
 }
 
 }  // namespace
