@@ -117,9 +117,26 @@ Result<Taken> take_from(const Caller& c) {
   for (const auto& g : status_field(*status, "Groups")) t.who.groups.push_back(static_cast<gid_t>(std::stoul(g)));
   auto um = status_field(*status, "Umask");
   if (um.size() == 1) t.umask = static_cast<mode_t>(std::stoul(um[0], nullptr, 8)) & 0777;
-  for (int r = 0; r < RLIM_NLIMITS; r++) {
-    rlimit lim;
-    if (::prlimit(c.pid, static_cast<__rlimit_resource>(r), nullptr, &lim) == 0) t.limits.emplace_back(r, lim);
+  // Her limits from /proc/PID/limits, one line per resource in the
+  // kernel's order (prlimit on another user's process would need
+  // CAP_SYS_RESOURCE, which some nodes' root lacks).
+  auto limits = sys::read_file(proc + "limits");
+  if (!limits) return limits.error();
+  std::stringstream lines(*limits);
+  std::string line;
+  std::getline(lines, line);  // the header
+  for (int r = 0; r < RLIM_NLIMITS && std::getline(lines, line); r++) {
+    if (line.size() < 26) continue;
+    std::stringstream f(line.substr(26));
+    std::string soft, hard;
+    f >> soft >> hard;
+    auto value = [](const std::string& v) -> rlim_t {
+      return v == "unlimited" ? RLIM_INFINITY : static_cast<rlim_t>(std::stoull(v));
+    };
+    try {
+      t.limits.emplace_back(r, rlimit{value(soft), value(hard)});
+    } catch (...) {
+    }
   }
   auto cg = sys::read_file(proc + "cgroup");
   if (cg) t.cgroups = *cg;
@@ -365,7 +382,7 @@ Status serve(const DaemonOptions& o) {
 
   std::vector<Pending> pending;
   for (;;) {
-    std::vector<pollfd> p{{sigfd.get(), POLLIN, 0}, {pending.size() < static_cast<size_t>(o.max_requests) ? s.get() : -1, POLLIN, 0}};
+    std::vector<pollfd> p{{sigfd.get(), POLLIN, 0}, {s.get(), POLLIN, 0}};
     for (const auto& q : pending) p.push_back({q.conn.get(), POLLIN, 0});
     ::poll(p.data(), p.size(), 1000);
     if (p[0].revents & POLLIN) {
@@ -413,11 +430,15 @@ Status serve(const DaemonOptions& o) {
       }
       if (h < 0) refuse(taken.conn.get(), sys_error("cannot start a handler"));
     }
-    // New callers.
+    // New callers; past max_requests waiting, each is told to come back.
     for (;;) {
-      if (pending.size() >= static_cast<size_t>(o.max_requests)) break;
       UniqueFd conn(::accept4(s.get(), nullptr, nullptr, SOCK_CLOEXEC));
       if (!conn.valid()) break;
+      if (pending.size() >= static_cast<size_t>(o.max_requests)) {
+        refuse(conn.get(), make_error(ErrorKind::busy, fmt::format("cryo's service has {} requests waiting", pending.size()))
+                               .with_hint("try again in a moment"));
+        continue;
+      }
       auto c = identify(conn.get());
       if (!c) {
         refuse(conn.get(), c.error());

@@ -51,7 +51,7 @@ struct DaemonOptions {
   std::string cryo;             // the cryo binary it starts
   std::string criu;             // the CRIU that cryo uses (prepare_criu_cache)
   std::vector<std::string> env; // the environment of the cryo it starts
-  int max_requests = 256;       // requests being read at once; more wait in the backlog
+  int max_requests = 256;       // requests being read at once; more are refused (busy)
   int listen_fd = -1;           // a listening socket systemd handed over (cryod.socket), else -1
 };
 // Where root lacks CAP_SYS_RESOURCE, the CRIU that works for a user runs

@@ -12,14 +12,10 @@
 
 #include "containers.h"
 #include "harness.h"
+#include "slurm_cluster.h"
 
 namespace cryo::test {
 namespace {
-
-std::string trim(std::string s) {
-  while (!s.empty() && (s.back() == '\n' || s.back() == ' ')) s.pop_back();
-  return s;
-}
 
 class SlurmTest : public CryoTest {
  public:
@@ -28,10 +24,8 @@ class SlurmTest : public CryoTest {
     if (IsSkipped()) return;
     cluster_ = work_ + "/slurm";
     ::chmod(work_.c_str(), 0711);  // munged runs as the munge user, below it
-    int rc;
-    std::string out = sh(script("up --nodes 2"), &rc);
-    ASSERT_EQ(rc, 0) << out;
-    ::setenv("SLURM_CONF", (cluster_ + "/slurm.conf").c_str(), 1);
+    std::string out;
+    ASSERT_TRUE(slurm_.up(cluster_, 26817, 2, &out)) << out;
     ::setenv("CRYO_STORE", store_.c_str(), 1);
     ::setenv("CRYO_FAST_TIER", fast_.c_str(), 1);
   }
@@ -39,13 +33,7 @@ class SlurmTest : public CryoTest {
   void TearDown() override {
     for (const auto& j : jobs_) sh("podman rm -f cryo-" + j + " >/dev/null 2>&1");
     if (jobs_cleanup_) jobs_cleanup_();
-    if (!cluster_.empty()) {
-      // The jobs first, while slurmd can still end their processes.
-      for (const auto& id : slurm_jobs_) sh("scancel " + id + " 2>/dev/null");
-      for (int i = 0; i < 300 && !trim(sh("squeue -h -o %i 2>/dev/null")).empty(); i++)
-        std::this_thread::sleep_for(std::chrono::milliseconds(100));
-      sh(script("down"));
-    }
+    slurm_.down(slurm_jobs_);
     CryoTest::TearDown();
   }
 
@@ -61,18 +49,6 @@ class SlurmTest : public CryoTest {
     slurm_jobs_.push_back(id);
     jobs_.push_back("slurm-" + id);
     return id;
-  }
-
-  // Slurm's view of the job: PENDING, RUNNING, ..., or "" once it has left the queue.
-  std::string slurm_state(const std::string& id) { return trim(sh("squeue -h -j " + id + " -o %T 2>/dev/null")); }
-
-  bool wait_gone(const std::string& id, double timeout) {
-    auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout);
-    while (std::chrono::steady_clock::now() < end) {
-      if (slurm_state(id).empty()) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(250));
-    }
-    return false;
   }
 
   // Waits until the cryo.log in job directory `dir` holds `text` `times` times.
@@ -121,20 +97,14 @@ class SlurmTest : public CryoTest {
     interrupt(id);
     ASSERT_TRUE(wait_event(dir, "received " + signal + " from Slurm", 30));
     ASSERT_TRUE(wait_event(dir, "restored from checkpoint 0001", 60));
-    ASSERT_TRUE(wait_gone(id, 60));
+    ASSERT_TRUE(wait_slurm_gone(id, 60));
     std::string got;
     read_text(out, &got);
     EXPECT_EQ(got, expect);
   }
 
-  // The repository's cluster script, on its own directory and ports, so that
-  // a cluster brought up by hand keeps running beside the tests.
-  std::string script(const std::string& args) const {
-    return "CRYO_SLURM_DIR=" + cluster_ + " CRYO_SLURM_PORT=26817 " + CRYO_SOURCE_DIR + "/scripts/slurm-cluster.sh " +
-           args + " 2>&1";
-  }
-
   std::string cluster_;
+  SlurmCluster slurm_;
   std::vector<std::string> slurm_jobs_;
   std::function<void()> jobs_cleanup_;
 };
@@ -152,7 +122,7 @@ TEST_F(SlurmTest, TimeLimitedJobContinuesAcrossRequeuesUntilDone) {
   std::string id = submit({"--margin", "20s", "--time=1", "--output=" + out, "--error=" + err, "--", prog("solver"), steps,
                            "250", result});
   std::string job = "slurm-" + id;
-  ASSERT_TRUE(wait_gone(id, 420)) << "still " << slurm_state(id) << " after 7 minutes";
+  ASSERT_TRUE(wait_slurm_gone(id, 420)) << "still " << slurm_state(id) << " after 7 minutes";
 
   std::string got, errors, file;
   read_text(out, &got);
@@ -234,7 +204,7 @@ TEST_F(SlurmTest, FailedCheckpointFallsBackToThePreviousOne) {
   ::unlink((store + "/filler").c_str());
 
   ASSERT_TRUE(wait_in("restored from checkpoint 0001", 60, 2)) << events();
-  ASSERT_TRUE(wait_gone(id, 120));
+  ASSERT_TRUE(wait_slurm_gone(id, 120));
   std::string got;
   read_text(dir + "/stdout.log", &got);
   EXPECT_EQ(got, expect) << events();
@@ -319,7 +289,7 @@ TEST_F(SlurmTest, CancelledJobIsNotRequeued) {
   std::string dir = store_ + "/slurm-" + id;
   ASSERT_TRUE(wait_event(dir, "checkpoint 0001 committed", 60));
   sh("scancel " + id);
-  ASSERT_TRUE(wait_gone(id, 90)) << "the cancelled job is back in the queue: " << slurm_state(id);
+  ASSERT_TRUE(wait_slurm_gone(id, 90)) << "the cancelled job is back in the queue: " << slurm_state(id);
   EXPECT_EQ(fast_copies("slurm-" + id), 0) << "the job left the node: its durable fast copies go with it";
   std::this_thread::sleep_for(std::chrono::seconds(3));
   EXPECT_EQ(slurm_state(id), "") << "requeued after scancel";
@@ -347,7 +317,7 @@ TEST_F(SlurmTest, HardTimeLimitContinuesFromPeriodicCheckpoint) {
   ASSERT_EQ(rc, 0) << id;
   slurm_jobs_.push_back(id);
   jobs_.push_back("slurm-" + id);
-  ASSERT_TRUE(wait_gone(id, 240));
+  ASSERT_TRUE(wait_slurm_gone(id, 240));
   std::string events;
   read_text(store_ + "/slurm-" + id + "/cryo.log", &events);
   EXPECT_NE(events.find("at the time limit"), std::string::npos) << events;
@@ -369,7 +339,7 @@ TEST_F(SlurmTest, RestartByHandInANewSlurmJob) {
   signal_batch(id, "USR1");
   ASSERT_TRUE(wait_event(dir, "requeued", 30));
   sh("scancel " + id);
-  ASSERT_TRUE(wait_gone(id, 30));
+  ASSERT_TRUE(wait_slurm_gone(id, 30));
 
   int rc;
   std::string id2 = trim(sh("sbatch --parsable --requeue --open-mode=append --signal=B:USR1@120 -o " + work_ +
@@ -377,7 +347,7 @@ TEST_F(SlurmTest, RestartByHandInANewSlurmJob) {
                             &rc));
   ASSERT_EQ(rc, 0) << id2;
   slurm_jobs_.push_back(id2);
-  ASSERT_TRUE(wait_gone(id2, 60));
+  ASSERT_TRUE(wait_slurm_gone(id2, 60));
   EXPECT_EQ(log(job), expect);
   auto st = status(job);
   EXPECT_EQ(st.value("state", ""), "finished");
@@ -399,7 +369,7 @@ TEST_F(SlurmTest, WarnsWhenTheBatchShellWouldTakeTheSignal) {
   ASSERT_EQ(rc, 0) << id;
   slurm_jobs_.push_back(id);
   jobs_.push_back("slurm-" + id);
-  ASSERT_TRUE(wait_gone(id, 60));
+  ASSERT_TRUE(wait_slurm_gone(id, 60));
   std::string text;
   read_text(err, &text);
   EXPECT_NE(text.find("warning: cryo is not the batch script itself but a child of '"), std::string::npos) << text;
