@@ -48,6 +48,27 @@ std::string sh(const std::string& cmd, int* rc) {
   return out;
 }
 
+void exec_cryo(const std::vector<std::string>& args) {
+  std::vector<char*> argv{const_cast<char*>(CRYO_BIN)};
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  ::execv(CRYO_BIN, argv.data());
+  ::_exit(127);
+}
+
+bool wait_for_text(const std::string& file, const std::string& text, double timeout, int times) {
+  auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout);
+  while (std::chrono::steady_clock::now() < end) {
+    std::string l;
+    read_text(file, &l);
+    int n = 0;
+    for (size_t p = l.find(text); p != std::string::npos; p = l.find(text, p + 1)) n++;
+    if (n >= times) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  return false;
+}
+
 void CryoTest::SetUp() {
   if (::geteuid() != 0) GTEST_SKIP() << "needs root (CRIU dumps and restores processes)";
   char t1[] = "/tmp/cryo-it-store-XXXXXX", t2[] = "/tmp/cryo-it-work-XXXXXX";
@@ -99,11 +120,7 @@ pid_t start(const std::vector<std::string>& args, const std::string& store, cons
     ::setenv("CRYO_STORE", store.c_str(), 1);
     ::setenv("CRYO_FAST_TIER", fast.c_str(), 1);
     for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
-    std::vector<char*> argv{const_cast<char*>(CRYO_BIN)};
-    for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    ::execv(CRYO_BIN, argv.data());
-    ::_exit(127);
+    exec_cryo(args);
   }
   return pid;
 }

@@ -73,6 +73,10 @@ class CryoTest : public ::testing::Test {
 bool read_text(const std::string& path, std::string* out);
 // Damages a file: flips the low bit of its byte at offset `at`.
 void flip_byte(const std::string& path, long at);
+// In a forked child: executes the cryo under test with args.
+[[noreturn]] void exec_cryo(const std::vector<std::string>& args);
+// Waits until the file holds `text` `times` times.
+bool wait_for_text(const std::string& file, const std::string& text, double timeout, int times = 1);
 // Runs a shell command line; returns its stdout (and its exit status in *rc).
 std::string sh(const std::string& cmd, int* rc = nullptr);
 

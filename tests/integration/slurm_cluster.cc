@@ -5,6 +5,9 @@
 #include <chrono>
 #include <thread>
 
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
 #include "harness.h"
 
 namespace cryo::test {
@@ -41,6 +44,13 @@ std::string trim(std::string s) {
 }
 
 std::string slurm_state(const std::string& id) { return trim(sh("squeue -h -j " + id + " -o %T 2>/dev/null")); }
+
+std::string submitted_job(const std::string& out, const std::string& err) {
+  auto j = nlohmann::json::parse(out, nullptr, false);
+  std::string id = j.is_object() ? j.value("slurm_job_id", "") : "";
+  EXPECT_FALSE(id.empty()) << out << err;
+  return id;
+}
 
 bool wait_slurm_gone(const std::string& id, double timeout) {
   auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout);

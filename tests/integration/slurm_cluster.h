@@ -31,6 +31,8 @@ class SlurmCluster {
 std::string trim(std::string s);
 // Slurm's view of a job: PENDING, RUNNING, ..., or "" once it has left the queue.
 std::string slurm_state(const std::string& id);
+// The Slurm job id in what 'cryo sbatch --json' printed (a failure if none).
+std::string submitted_job(const std::string& out, const std::string& err);
 // Waits until the job has left the queue.
 bool wait_slurm_gone(const std::string& id, double timeout);
 

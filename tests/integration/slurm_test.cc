@@ -43,9 +43,7 @@ class SlurmTest : public CryoTest {
     all.insert(all.end(), args.begin(), args.end());
     std::string out, err;
     EXPECT_EQ(cryo(all, &out, &err, {{"SLURM_CONF", cluster_ + "/slurm.conf"}}), 0) << err;
-    auto j = nlohmann::json::parse(out, nullptr, false);
-    std::string id = j.is_object() ? j.value("slurm_job_id", "") : "";
-    EXPECT_FALSE(id.empty()) << out << err;
+    std::string id = submitted_job(out, err);
     slurm_jobs_.push_back(id);
     jobs_.push_back("slurm-" + id);
     return id;
@@ -53,16 +51,7 @@ class SlurmTest : public CryoTest {
 
   // Waits until the cryo.log in job directory `dir` holds `text` `times` times.
   bool wait_event(const std::string& dir, const std::string& text, double timeout, int times = 1) {
-    auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout);
-    while (std::chrono::steady_clock::now() < end) {
-      std::string l;
-      read_text(dir + "/cryo.log", &l);
-      int n = 0;
-      for (size_t p = l.find(text); p != std::string::npos; p = l.find(text, p + 1)) n++;
-      if (n >= times) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    return false;
+    return wait_for_text(dir + "/cryo.log", text, timeout, times);
   }
 
   // What an uninterrupted run of the solver prints (its pace does not change its output).

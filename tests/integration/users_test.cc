@@ -151,11 +151,7 @@ class UsersTest : public ::testing::Test {
       ::setenv("USER", u.name.c_str(), 1);
       ::setenv("CRYO_CONFIG", conf_.c_str(), 1);
       for (const auto& [k, v] : env) ::setenv(k.c_str(), v.c_str(), 1);
-      std::vector<char*> argv{const_cast<char*>(CRYO_BIN)};
-      for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-      argv.push_back(nullptr);
-      ::execv(CRYO_BIN, argv.data());
-      ::_exit(127);
+      exec_cryo(args);
     }
     return pid;
   }
@@ -644,22 +640,13 @@ class UsersSlurmTest : public UsersTest {
     all.insert(all.end(), args.begin(), args.end());
     std::string out, err;
     EXPECT_EQ(as("alice", all, &out, &err, {{"SLURM_CONF", slurm_conf_}}), 0) << err;
-    auto j = nlohmann::json::parse(out, nullptr, false);
-    std::string id = j.is_object() ? j.value("slurm_job_id", "") : "";
-    EXPECT_FALSE(id.empty()) << out << err;
+    std::string id = submitted_job(out, err);
     slurm_jobs_.push_back(id);
     jobs_.emplace_back("alice", "slurm-" + id);
     return id;
   }
   bool wait_event(const std::string& job, const std::string& text, double timeout) {
-    auto end = std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout);
-    while (std::chrono::steady_clock::now() < end) {
-      std::string l;
-      read_text(store("alice") + "/" + job + "/cryo.log", &l);
-      if (l.find(text) != std::string::npos) return true;
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    return false;
+    return wait_for_text(store("alice") + "/" + job + "/cryo.log", text, timeout);
   }
   std::string solver() const { return std::string(CRYO_PROGS) + "/solver"; }
 
