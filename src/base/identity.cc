@@ -5,7 +5,6 @@
 #include <linux/capability.h>
 #include <unistd.h>
 
-#include <cstdio>
 #include <cstdlib>
 
 #include <algorithm>
@@ -13,6 +12,8 @@
 #include <sstream>
 
 #include <fmt/format.h>
+
+#include "base/sys.h"
 
 namespace cryo {
 
@@ -104,19 +105,15 @@ FsIdentity::~FsIdentity() {
 }
 
 bool lacks_sys_resource() {
-  auto status = [] {
-    FILE* f = std::fopen("/proc/self/status", "r");
-    std::string text;
-    if (!f) return text;
-    char buf[4096];
-    for (size_t n; (n = std::fread(buf, 1, sizeof buf, f)) > 0;) text.append(buf, n);
-    std::fclose(f);
-    return text;
+  // The bounding set does not grow: read once.
+  static const bool lacks = [] {
+    auto status = sys::read_file("/proc/self/status");
+    auto at = status ? status->find("CapBnd:") : std::string::npos;
+    if (at == std::string::npos) return false;
+    uint64_t bounding = std::strtoull(status->c_str() + at + 7, nullptr, 16);
+    return !(bounding & (uint64_t{1} << CAP_SYS_RESOURCE));
   }();
-  auto at = status.find("CapBnd:");
-  if (at == std::string::npos) return false;
-  uint64_t bounding = std::strtoull(status.c_str() + at + 7, nullptr, 16);
-  return !(bounding & (uint64_t{1} << CAP_SYS_RESOURCE));
+  return lacks;
 }
 
 bool lends_real_ids() { return g_other && lacks_sys_resource(); }

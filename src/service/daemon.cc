@@ -114,7 +114,9 @@ Result<Taken> take_from(const Caller& c) {
   std::string proc = fmt::format("/proc/{}/", c.pid);
   auto status = sys::read_file(proc + "status");
   if (!status) return status.error();
-  for (const auto& g : status_field(*status, "Groups")) t.who.groups.push_back(static_cast<gid_t>(std::stoul(g)));
+  auto creds = parse_process_status(*status);
+  if (!creds) return creds.error();
+  t.who.groups = creds->groups;
   auto um = status_field(*status, "Umask");
   if (um.size() == 1) t.umask = static_cast<mode_t>(std::stoul(um[0], nullptr, 8)) & 0777;
   // Her limits from /proc/PID/limits, one line per resource in the
@@ -158,39 +160,44 @@ Result<Taken> take_from(const Caller& c) {
 Status join_cgroups(const std::string& cgroups) {
   auto mountinfo = sys::read_file("/proc/self/mountinfo");
   if (!mountinfo) return mountinfo.error();
-  // hierarchy ("" for v2, else its controllers, sorted) -> where it is mounted
-  std::map<std::string, std::string> where;
-  auto key = [](std::string list) {
-    std::vector<std::string> parts;
+  // Each cgroup mount: where, and its options ("" for v2).  A v1
+  // hierarchy is the mount whose options include every controller (or
+  // name=) that a line of /proc/PID/cgroup names; other options (rw,
+  // xattr, ...) do not matter.
+  auto split = [](const std::string& list) {
+    std::set<std::string> out;
     std::stringstream ss(list);
-    for (std::string p; std::getline(ss, p, ',');)
-      if (p != "rw" && p != "ro" && p.rfind("clone_children", 0) != 0 && p.find('=') == std::string::npos) parts.push_back(p);
-      else if (p.rfind("name=", 0) == 0) parts.push_back(p);
-    std::sort(parts.begin(), parts.end());
-    std::string k;
-    for (const auto& p : parts) k += (k.empty() ? "" : ",") + p;
-    return k;
+    for (std::string p; std::getline(ss, p, ',');) out.insert(p);
+    return out;
   };
+  std::vector<std::pair<std::set<std::string>, std::string>> mounts;
+  std::string v2;
   std::stringstream in(*mountinfo);
   for (std::string line; std::getline(in, line);) {
     std::stringstream f(line);
     std::vector<std::string> w;
     for (std::string x; f >> x;) w.push_back(x);
     auto dash = std::find(w.begin(), w.end(), "-");
-    if (dash == w.end() || dash + 3 >= w.end() + 1 || w.size() < 5) continue;
-    std::string type = *(dash + 1), options = dash + 3 < w.end() ? *(dash + 3) : "";
-    if (type == "cgroup2") where.emplace("", w[4]);
-    else if (type == "cgroup") where.emplace(key(options), w[4]);
+    if (w.size() < 5 || dash == w.end() || w.end() - dash < 4) continue;
+    if (*(dash + 1) == "cgroup2" && v2.empty()) v2 = w[4];
+    else if (*(dash + 1) == "cgroup") mounts.emplace_back(split(*(dash + 3)), w[4]);
   }
+  auto where = [&](const std::string& controllers) -> std::string {
+    if (controllers.empty()) return v2;
+    auto want = split(controllers);
+    for (const auto& [options, point] : mounts)
+      if (std::includes(options.begin(), options.end(), want.begin(), want.end())) return point;
+    return "";
+  };
   std::stringstream cg(cgroups);
   for (std::string line; std::getline(cg, line);) {
     auto a = line.find(':'), b = a == std::string::npos ? a : line.find(':', a + 1);
     if (b == std::string::npos) continue;
     std::string path = line.substr(b + 1);
     if (path.empty() || path[0] != '/' || path.find("/..") != std::string::npos) continue;
-    auto m = where.find(key(line.substr(a + 1, b - a - 1)));
-    if (m == where.end()) continue;
-    std::string procs = m->second + path + "/cgroup.procs";
+    std::string point = where(line.substr(a + 1, b - a - 1));
+    if (point.empty()) continue;  // a hierarchy this node does not mount
+    std::string procs = point + path + "/cgroup.procs";
     auto fd = sys::open(procs, O_WRONLY);
     if (!fd) return fd.error().context("cannot join the caller's cgroup");
     CRYO_TRY(sys::write_all(fd->get(), std::to_string(::getpid()), procs));
