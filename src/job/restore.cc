@@ -18,6 +18,7 @@
 #include "job/launch.h"
 #include "job/files.h"
 #include "job/mounts.h"
+#include "job/reopened.h"
 #include "job/mpi.h"
 #include "job/preflight.h"
 #include "store/reader.h"
@@ -146,6 +147,19 @@ Result<pid_t> criu_restore(const std::string& criu_path, const std::string& id, 
   if (!session) return session.error();
   if (before_request) CRYO_TRY(before_request());
   req.images_dir_fd = files.stream ? files.stream->images_dir() : images.get();
+  // The files CRIU opens again by path, opened first as the job's owner
+  // (job/reopened.h), once the saved ones are back.
+  HeldFiles held;
+  if (owner.uid != 0) {
+    auto listed = [&] {
+      AsRoot root;
+      return image_files(req.images_dir_fd, id);
+    }();
+    if (!listed) return listed.error();
+    auto h = HeldFiles::open_as_owner(*listed, req, id);
+    if (!h) return h.error();
+    held = std::move(*h);
+  }
   req.work_dir_fd = work->get();
   req.log_file = store::restore_log_name(id);
   // The page images are checked while CRIU reads them (a fast copy's by
@@ -154,8 +168,24 @@ Result<pid_t> criu_restore(const std::string& criu_path, const std::string& id, 
   std::future<Status> pages;
   if (files.check_pages) pages = std::async(std::launch::async, files.check_pages);
   bool restored = false;
-  req.notify = [&](const std::string& script, pid_t) -> Status {
+  pid_t restored_root = 0;
+  std::optional<Error> not_hers;
+  req.notify = [&](const std::string& script, pid_t root) -> Status {
+    // The last moment before the tree runs, once CRIU has closed its own
+    // descriptors in it.  CRIU does not stop for an error here, and waits
+    // on the tasks it traces: each is sent SIGKILL, which it takes before
+    // it runs again, and CRIU is ended, which lets them go.
+    if (script == "pre-resume" && owner.uid != 0 && restored_root > 0) {
+      Status st = held.check_tree(restored_root, own_work.path() + "/" + req.log_file, id);
+      if (!st) {
+        for (pid_t p : process_tree(restored_root)) ::kill(p, SIGKILL);
+        ::kill(session->pid(), SIGKILL);
+        not_hers = st.error();
+      }
+      return st;
+    }
     if (script != "post-restore") return {};
+    restored_root = root;
     if (pages.valid())
       if (Status st = pages.get(); !st) {
         *pages_damaged = true;
@@ -168,6 +198,10 @@ Result<pid_t> criu_restore(const std::string& criu_path, const std::string& id, 
   };
   auto pid = session->restore(req, own_work.path() + "/" + req.log_file);
   if (pages.valid()) pages.wait();  // never leave the check reading files about to be released
+  if (not_hers) {
+    if (pid) ::kill(*pid, SIGKILL);
+    return *not_hers;
+  }
   if (!pid) {
     // A damaged chunk failed CRIU's read of it: name the chunk.  A damaged
     // fast copy gives way to the store's (with_checkpoint_files).

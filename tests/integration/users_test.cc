@@ -424,6 +424,75 @@ TEST_F(UsersTest, BorrowedOrEditedImagesAreRefused) {
   EXPECT_TRUE(err.find("damaged") != std::string::npos || err.find("does not match") != std::string::npos) << err;
 }
 
+// A restore opens her job's files only as she could: each file the job
+// held (open for reading, mapped, its executable, its working directory),
+// replaced after the checkpoint by a link to a root-only file of the same
+// size, or by a hard link to one where the kernel allows it, is refused
+// before anything runs; put back, the job continues with its own data.
+TEST_F(UsersTest, FilesSwappedAfterTheCheckpointAreNotOpenedForHer) {
+  const User& alice = users_.at("alice");
+  auto hers = [&](const std::string& name) { return alice.home + "/" + name; };
+  // Her files; root's, of the same sizes and modes (CRIU itself refuses
+  // another mode), in a directory she can search.
+  std::string secret = dir_ + "/secret";
+  fs::create_directories(secret + "/work");
+  fs::create_directories(hers("work"));
+  auto fill = [](const std::string& path, const std::string& head, size_t size) {
+    std::ofstream(path) << head << "\n" << std::string(size - head.size() - 1, '.');
+  };
+  for (const auto& [name, size] : {std::pair<std::string, size_t>{"data.txt", 4096}, {"map.bin", 8192}}) {
+    fill(hers(name), "alice's " + name, size);
+    fill(secret + "/" + name, "SECRET " + name, size);
+  }
+  fill(hers("work/note"), "alice's note", 64);
+  fill(secret + "/work/note", "SECRET note", 64);
+  fs::copy_file(std::string(CRYO_PROGS) + "/holdfiles", hers("holdfiles"), fs::copy_options::overwrite_existing);
+  fs::copy_file(std::string(CRYO_PROGS) + "/holdfiles", secret + "/holdfiles");  // the same build, root's alone
+  for (const std::string& side : {hers(""), secret + "/"}) {
+    for (const char* f : {"data.txt", "map.bin", "work/note"}) ASSERT_EQ(::chmod((side + f).c_str(), 0640), 0);
+    for (const char* f : {"holdfiles", "work"}) ASSERT_EQ(::chmod((side + f).c_str(), 0750), 0);
+  }
+  sh("chown -R alice: " + hers("work") + " " + hers("data.txt") + " " + hers("map.bin") + " " + hers("holdfiles"));
+
+  pid_t run = spawn_as("alice", "files", {"run", "--name", "files", "--", "sh", "-c",
+                                          "cd work && exec ../holdfiles " + go_file("files") + " ../data.txt ../map.bin note"});
+  ASSERT_TRUE(wait_for("alice", "files", "tick 5")) << service_log() << job_log("alice", "files");
+  std::string err;
+  ASSERT_EQ(as("alice", {"checkpoint", "--stop", "files"}, nullptr, &err), 0) << err;
+  EXPECT_EQ(wait_exit(run), 75);
+  long at = last_tick("alice", "files");
+
+  auto as_alice = [&](const std::string& cmd) {
+    int rc = 0;
+    sh("runuser -u alice -- sh -c 'cd && " + cmd + "' 2>&1", &rc);
+    return rc;
+  };
+  for (std::string name : {"data.txt", "map.bin", "holdfiles", "work"}) {
+    ASSERT_EQ(as_alice("mv " + name + " " + name + ".real && ln -s " + secret + "/" + name + " " + name), 0) << name;
+    EXPECT_EQ(as("alice", {"restore", "files"}, nullptr, &err), 1) << name;
+    EXPECT_NE(err.find(hers(name)), std::string::npos) << name << ": " << err;
+    EXPECT_EQ(sh("pgrep -c -u alice holdfiles"), "0\n") << name << ": a process came back";
+    ASSERT_EQ(as_alice("rm " + name + " && mv " + name + ".real " + name), 0) << name;
+  }
+  // protected_hardlinks stops this where it is set; where it is not, the restore must.
+  if (as_alice("mv data.txt data.txt.real && ln " + secret + "/data.txt data.txt") == 0) {
+    EXPECT_EQ(as("alice", {"restore", "files"}, nullptr, &err), 1) << "a hard link to root's file";
+    EXPECT_NE(err.find(hers("data.txt")), std::string::npos) << err;
+    as_alice("rm data.txt");
+  }
+  as_alice("test -e data.txt || mv data.txt.real data.txt");
+
+  pid_t back = spawn_as("alice", "files", {"restore", "files"});
+  ASSERT_TRUE(wait_for("alice", "files", "tick " + std::to_string(at + 10))) << service_log();
+  std::ofstream(go_file("files")) << "go\n";
+  EXPECT_EQ(wait_exit(back), 0);
+  std::string out = job_log("alice", "files");
+  EXPECT_NE(out.find("PASS"), std::string::npos) << out;
+  EXPECT_NE(out.find("data: alice's data.txt\nmap: alice's map.bin\nnote: alice's note\n"), std::string::npos) << out;
+  EXPECT_EQ(out.find("SECRET"), std::string::npos) << out;
+  EXPECT_EQ(out.find("changed"), std::string::npos) << out;
+}
+
 // An MPI job of hers, on one node.  Where root lacks CAP_SYS_RESOURCE (as
 // on cryo's test machines), CRIU cannot save a user's job network, and the
 // run is refused at once, saying so; elsewhere it checkpoints and goes on.

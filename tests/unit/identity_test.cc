@@ -1,13 +1,21 @@
-// Whom cryo acts for, what a process or an image holds, and the service's
-// units and protocol helpers.
+// Whom cryo acts for, what a process or an image holds, which files a
+// restore for a user opens, and the service's units and protocol helpers.
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
 #include "base/identity.h"
 #include "config/settings.h"
 #include "job/images.h"
+#include "job/reopened.h"
 #include "service/service.h"
 
 namespace cryo {
@@ -80,6 +88,116 @@ TEST(ImagesTest, ACoreImageSaysWhatItsThreadHolds) {
   EXPECT_FALSE(job::image_creds(bad, "x"));
   std::string cut = image.substr(0, image.size() - 40);
   EXPECT_FALSE(job::image_creds(cut, "x"));
+}
+
+// The files and mounts of a checkpoint CRIU 4.2 wrote of `sh -c 'exec
+// 3</etc/hostname; exec sleep 600'` in its own mount namespace
+// (tests/unit/data).
+TEST(ImagesTest, TheImagesSayWhichFilesCriuOpensAgain) {
+  job::ImageFiles f;
+  std::string data = std::string(CRYO_SOURCE_DIR) + "/tests/unit/data/";
+  ASSERT_TRUE(job::add_image_files(slurp(data + "files-sleep.img"), "files.img", "0001", f));
+  ASSERT_TRUE(job::add_image_files(slurp(data + "mountpoints-sleep.img"), "mountpoints-11.img", "0001", f));
+  ASSERT_EQ(f.files.size(), 23u);
+  const job::ImageFile* hostname = nullptr;
+  for (const auto& e : f.files)
+    if (e.path == "/etc/hostname") hostname = &e;
+  ASSERT_NE(hostname, nullptr);
+  EXPECT_EQ(hostname->flags & O_ACCMODE, static_cast<uint32_t>(O_RDONLY));
+  EXPECT_EQ(hostname->mnt_id, 66);
+  bool dev = false, shm = false;
+  for (const auto& m : f.mounts) {
+    if (m.point == "/dev") dev = m.ext_key == "/dev";
+    if (m.point == "/dev/shm") shm = m.ext_key.empty();
+  }
+  EXPECT_TRUE(dev && shm);
+  EXPECT_TRUE(f.remapped.empty());
+  // Other images add nothing; damage is an error.
+  EXPECT_TRUE(job::add_image_files("anything", "pstree.img", "0001", f));
+  std::string cut = slurp(data + "files-sleep.img");
+  EXPECT_FALSE(job::add_image_files(cut.substr(0, cut.size() - 5), "files.img", "0001", f));
+}
+
+namespace fs = std::filesystem;
+
+// Where each file lies on the node: under the root given to CRIU, under
+// the path given for an external mount's key, or nowhere (a mount of the
+// job's own, made from the images).
+TEST(ReopenedTest, EachFileIsOpenedWhereTheRestoreBindsItsMount) {
+  fs::path root = fs::temp_directory_path() / ("cryo-reopened-" + std::to_string(::getpid()));
+  fs::create_directories(root / "etc");
+  fs::create_directories(root / "node-data");
+  std::ofstream(root / "etc/motd") << "root\n";
+  std::ofstream(root / "node-data/x") << "data\n";
+  job::ImageFiles images;
+  images.mounts = {{10, 9, "/", ""}, {11, 10, "/data", "/data"}, {12, 10, "/dev/shm", ""}};
+  images.files = {{1, O_RDONLY, "/etc/motd", 10, false},
+                  {2, O_RDONLY, "/data/x", 11, false},
+                  {3, O_RDWR, "/dev/shm/seg", 12, false},
+                  {4, O_RDONLY, "/gone", 10, false}};
+  images.remapped = {4};
+  criu::RestoreRequest req;
+  req.root = root.string();
+  req.external = {"mnt[/data]:" + (root / "node-data").string()};
+  auto held = job::HeldFiles::open_as_owner(images, req, "0001");
+  ASSERT_TRUE(held) << held.error().message;
+  std::set<std::string> paths;
+  for (const auto& [inode, path] : held->inodes()) paths.insert(path);
+  EXPECT_EQ(paths, (std::set<std::string>{"/etc/motd", "/data/x"}));
+  // A file that is not there is refused, naming the job's path.
+  images.files.push_back({5, O_RDONLY, "/etc/missing", 10, false});
+  auto refused = job::HeldFiles::open_as_owner(images, req, "0001");
+  ASSERT_FALSE(refused);
+  EXPECT_NE(refused.error().message.find("the job had '/etc/missing' open"), std::string::npos)
+      << refused.error().message;
+  fs::remove_all(root);
+}
+
+// A restored tree holding a file that was not opened for its owner is
+// caught, whether it holds it open or as its working directory.
+TEST(ReopenedTest, AFileTheOwnerDidNotOpenIsCaught) {
+  fs::path dir = fs::temp_directory_path() / ("cryo-held-" + std::to_string(::getpid()));
+  fs::create_directories(dir);
+  std::ofstream(dir / "f") << "x\n";
+  int go[2];
+  ASSERT_EQ(::pipe(go), 0);
+  pid_t child = ::fork();
+  if (child == 0) {
+    int fd = ::open((dir / "f").c_str(), O_RDONLY);
+    if (fd < 0 || ::chdir(dir.c_str()) < 0) ::_exit(1);
+    (void)::write(go[1], "r", 1);
+    for (;;) ::pause();  // until the parent kills it
+  }
+  char c;
+  ASSERT_EQ(::read(go[0], &c, 1), 1);
+  struct stat f {}, d {};
+  ASSERT_EQ(::stat((dir / "f").c_str(), &f), 0);
+  ASSERT_EQ(::stat(dir.c_str(), &d), 0);
+  // Everything the child holds, as a restore would have opened it for her.
+  std::map<job::Inode, std::string> held;
+  std::string proc = "/proc/" + std::to_string(child);
+  std::vector<std::string> links = {proc + "/exe", proc + "/cwd", proc + "/root"};
+  for (const char* sub : {"/fd", "/map_files"})
+    for (const auto& e : fs::directory_iterator(proc + sub)) links.push_back(e.path().string());
+  for (const auto& l : links) {
+    struct stat s {};
+    if (::stat(l.c_str(), &s) == 0) held[{s.st_dev, s.st_ino}] = l;
+  }
+  auto st = job::check_held(child, held, {}, "0001");
+  EXPECT_TRUE(st) << st.error().message;
+  for (const auto& [missing, path] : {std::pair{job::Inode{f.st_dev, f.st_ino}, (dir / "f").string()},
+                                      std::pair{job::Inode{d.st_dev, d.st_ino}, dir.string()}}) {
+    auto without = held;
+    without.erase(missing);
+    st = job::check_held(child, without, {}, "0001");
+    ASSERT_FALSE(st) << path;
+    EXPECT_NE(st.error().message.find("CRIU opened '" + path + "'"), std::string::npos) << st.error().message;
+    // On a device of the job's own, it is not the node's file.
+    EXPECT_TRUE(job::check_held(child, without, {missing.first}, "0001")) << path;
+  }
+  ::kill(child, SIGKILL);
+  ::waitpid(child, nullptr, 0);
+  fs::remove_all(dir);
 }
 
 TEST(ServiceTest, TheVerbIsFoundPastGlobalOptions) {
