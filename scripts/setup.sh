@@ -13,7 +13,8 @@ pkgs=(build-essential cmake ninja-build pkg-config protobuf-compiler libprotobuf
       criu libprotobuf-c1 libnl-3-200 libnet1 libgnutls30 libnftables1 libbsd0 libuuid1
       iproute2 iptables bc procps slurmctld slurmd slurm-client munge
       openmpi-bin libopenmpi-dev mpich libmpich-dev hpcc scalapack-mpi-test
-      podman runc containernetworking-plugins docker.io busybox-static squashfs-tools patchelf)
+      podman runc containernetworking-plugins docker.io busybox-static squashfs-tools patchelf
+      clang libclang-rt-14-dev)
 missing=()
 for p in "${pkgs[@]}"; do dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

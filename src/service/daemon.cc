@@ -291,14 +291,8 @@ Status join_cgroups(const std::string& cgroups) {
   ::_exit(0);
 }
 
-// Checks a request before anything is started for it.
-Status check_request(const Caller& c, const ServiceRequest& r, const std::vector<UniqueFd>& fds) {
-  if (r.version() != kVersion)
-    return make_error(ErrorKind::usage, fmt::format("the service speaks protocol {}, the request {}", kVersion, r.version()))
-        .with_hint("use the cryo installed on this node");
-  if (!r.has_start() || !served_verb(verb_of({r.start().args().begin(), r.start().args().end()})))
-    return make_error(ErrorKind::usage, "the service starts only 'cryo run' and 'cryo restore'");
-  if (c.uid == 0) return make_error(ErrorKind::usage, "root runs cryo directly, not through the service");
+// Checks a request's descriptors before anything is started for it.
+Status check_fds(const std::vector<UniqueFd>& fds) {
   if (fds.size() != 4) return make_error(ErrorKind::usage, "a request comes with stdin, stdout, stderr and a directory");
   auto st = sys::fstat(fds[3].get(), "the working directory");
   if (!st || !S_ISDIR(st->st_mode)) return make_error(ErrorKind::usage, "the request's fourth descriptor is not a directory");
@@ -312,6 +306,18 @@ struct Pending {
 };
 
 }  // namespace
+
+Result<ServiceRequest> parse_request(const std::string& packet, uid_t caller) {
+  ServiceRequest r;
+  if (!r.ParseFromString(packet)) return make_error(ErrorKind::usage, "a request that does not parse");
+  if (r.version() != kVersion)
+    return make_error(ErrorKind::usage, fmt::format("the service speaks protocol {}, the request {}", kVersion, r.version()))
+        .with_hint("use the cryo installed on this node");
+  if (!r.has_start() || !served_verb(verb_of({r.start().args().begin(), r.start().args().end()})))
+    return make_error(ErrorKind::usage, "the service starts only 'cryo run' and 'cryo restore'");
+  if (caller == 0) return make_error(ErrorKind::usage, "root runs cryo directly, not through the service");
+  return r;
+}
 
 Status prepare_criu_cache(const std::string& criu) {
   if (!lacks_sys_resource()) return {};
@@ -415,10 +421,8 @@ Status serve(const DaemonOptions& o) {
       }
       std::vector<UniqueFd> fds;
       auto packet = sys::recv_packet(taken.conn.get(), kMaxRequest, &fds);
-      ServiceRequest req;
-      Status ok = !packet ? Status(packet.error())
-                  : !req.ParseFromString(*packet) ? Status(make_error(ErrorKind::usage, "a request that does not parse"))
-                                                  : check_request(taken.caller, req, fds);
+      auto parsed = packet ? parse_request(*packet, taken.caller.uid) : Result<ServiceRequest>(packet.error());
+      Status ok = !parsed ? Status(parsed.error()) : check_fds(fds);
       if (!ok) {
         note(fmt::format("refused uid {} (pid {}): {}", taken.caller.uid, taken.caller.pid, ok.error().message));
         refuse(taken.conn.get(), ok.error());
@@ -433,7 +437,7 @@ Status serve(const DaemonOptions& o) {
         sigemptyset(&none);
         ::sigprocmask(SIG_SETMASK, &none, nullptr);
         ::signal(SIGCHLD, SIG_DFL);
-        handle(o, std::move(taken.conn), std::move(taken.caller), req.start(), std::move(fds));
+        handle(o, std::move(taken.conn), std::move(taken.caller), parsed->start(), std::move(fds));
       }
       if (h < 0) refuse(taken.conn.get(), sys_error("cannot start a handler"));
     }

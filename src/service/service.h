@@ -21,10 +21,13 @@
 // cryo, which parses and checks them acting for her.
 #pragma once
 
+#include <sys/types.h>
+
 #include <string>
 #include <vector>
 
 #include "base/result.h"
+#include "service.pb.h"
 
 namespace cryo::service {
 
@@ -54,6 +57,11 @@ struct DaemonOptions {
   int max_requests = 256;       // requests being read at once; more are refused (busy)
   int listen_fd = -1;           // a listening socket systemd handed over (cryod.socket), else -1
 };
+// A caller's request, as the daemon reads it from her packet: it parses,
+// speaks this protocol, starts a verb the service runs, and `caller` (her
+// uid from the socket) is not root.  Her descriptors are checked apart.
+Result<ServiceRequest> parse_request(const std::string& packet, uid_t caller);
+
 // Where root lacks CAP_SYS_RESOURCE, the CRIU that works for a user runs
 // with her real uid (base/identity.h), and CRIU's probe of the kernel
 // refuses to run that way (its netfilter library will not run with real

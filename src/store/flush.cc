@@ -219,8 +219,9 @@ void Flusher::index_known() {
 
 std::string Flusher::seen(const std::string& xxh3, uint32_t size) {
   std::unique_lock<std::mutex> lock(mu_);
-  auto [it, fresh] = by_xxh3_.emplace(xxh3, std::make_pair(size, std::string()));
-  if (fresh || it->second.first != size) return "";
+  auto placed = by_xxh3_.emplace(xxh3, std::make_pair(size, std::string()));
+  auto it = placed.first;
+  if (placed.second || it->second.first != size) return "";
   hashed_cv_.wait(lock, [&] { return !it->second.second.empty(); });
   return it->second.second;
 }
