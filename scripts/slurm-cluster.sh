@@ -55,10 +55,13 @@ SlurmctldLogFile=$dir/slurmctld.log
 SlurmdLogFile=$dir/slurmd-%n.log
 # Each job's processes, and whatever cryo restores for it, in the job's
 # cgroups: scancel ends them all, and its limits apply (docs/security.md).
+# Memory is scheduled, so that --mem is the job's cgroup's limit; a job
+# that asks for none gets 3000 MB per CPU.
 ProctrackType=proctrack/cgroup
 TaskPlugin=task/cgroup
 SelectType=select/cons_tres
-SelectTypeParameters=CR_CPU
+SelectTypeParameters=CR_CPU_Memory
+DefMemPerCPU=3000
 SchedulerType=sched/backfill
 # Schedule often, so that a requeued job starts as soon as its hold ends.
 SchedulerParameters=sched_interval=2,bf_interval=2
@@ -78,7 +81,7 @@ CgroupMountpoint=/sys/fs/cgroup
 CgroupAutomount=no
 IgnoreSystemd=yes
 ConstrainCores=no
-ConstrainRAMSpace=no
+ConstrainRAMSpace=yes
 ConstrainDevices=no
 CGEOF
   for i in $(seq 1 "$nodes"); do

@@ -724,17 +724,43 @@ class UsersSlurmTest : public UsersTest {
   std::vector<std::string> slurm_jobs_;
 };
 
+// The smallest memory limit on the cgroups of process `pid`, from its own
+// up (cgroup v1's memory controller, or v2's memory.max); 0 if none.
+uint64_t memory_limit(pid_t pid) {
+  std::string cgroups;
+  read_text("/proc/" + std::to_string(pid) + "/cgroup", &cgroups);
+  std::istringstream ss(cgroups);
+  std::string base, path, file;
+  for (std::string line; std::getline(ss, line);) {
+    auto a = line.find(':'), b = line.find(':', a + 1);
+    std::string controllers = line.substr(a + 1, b - a - 1);
+    if (controllers.find("memory") != std::string::npos) {
+      base = "/sys/fs/cgroup/memory", path = line.substr(b + 1), file = "memory.limit_in_bytes";
+      break;
+    }
+    if (controllers.empty() && base.empty()) base = "/sys/fs/cgroup", path = line.substr(b + 1), file = "memory.max";
+  }
+  uint64_t least = 0;
+  for (; !path.empty(); path = path.substr(0, path.rfind('/'))) {
+    std::string text;
+    if (!read_text(base + path + "/" + file, &text) || text.rfind("max", 0) == 0) continue;
+    uint64_t v = std::strtoull(text.c_str(), nullptr, 10);
+    if (v > 0 && (least == 0 || v < least)) least = v;
+  }
+  return least;
+}
+
 // The Slurm acceptance test, submitted by alice: a computation that needs
 // several one-minute allocations finishes with the output of an
 // uninterrupted run; every allocation ran it as her, in the Slurm job's
-// cgroup.
+// cgroup, under the memory limit she asked for.
 TEST_F(UsersSlurmTest, HerTimeLimitedJobContinuesAcrossRequeuesUntilDone) {
   const std::string steps = "400";  // 400 x 250 ms: at least 3 allocations of at most 40 s
   std::string expect = sh(solver() + " " + steps + " 0");
   ASSERT_NE(expect.find("RESULT "), std::string::npos);
   std::string out = out_ + "/slurm.out", err = out_ + "/slurm.err", result = out_ + "/result.txt";
-  std::string id = submit({"--margin", "20s", "--time=1", "--output=" + out, "--error=" + err, "--", solver(), steps,
-                           "250", result});
+  std::string id = submit({"--margin", "20s", "--time=1", "--mem=200M", "--output=" + out, "--error=" + err, "--",
+                           solver(), steps, "250", result});
   std::string job = "slurm-" + id;
   ASSERT_TRUE(wait_event(job, "started in Slurm job", 60)) << service_log();
   pid_t init = wait_job_pid("alice", job);
@@ -746,6 +772,7 @@ TEST_F(UsersSlurmTest, HerTimeLimitedJobContinuesAcrossRequeuesUntilDone) {
   init = wait_job_pid("alice", job, init);
   read_text("/proc/" + std::to_string(init) + "/cgroup", &cgroup);
   EXPECT_NE(cgroup.find("/job_" + id + "/"), std::string::npos) << "a restored process left the job's cgroup: " << cgroup;
+  EXPECT_EQ(memory_limit(init), 200u << 20) << "the restored job is not under its --mem: " << cgroup;
   EXPECT_NE(ids_of(init).find("Uid:\t" + all_four(users_.at("alice").uid)), std::string::npos) << ids_of(init);
   ASSERT_TRUE(wait_slurm_gone(id, 420)) << "still " << slurm_state(id) << " after 7 minutes";
 
