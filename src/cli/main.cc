@@ -132,20 +132,13 @@ std::string version_text(const cryo::cli::Globals& g) {
       g.settings.config_file.empty() ? "no " + std::string(cryo::config::kDefaultConfigFile) : g.settings.config_file);
 }
 
-// The verb that argv names, if it is not one of app's: its options that
-// take a value are skipped, so 'cryo --store S bogus' names "bogus".
+// The verb that argv names (service::verb_of), if it is not one of app's:
+// its options that take a value are skipped, so 'cryo --store S bogus' names "bogus".
 std::string unknown_verb(const CLI::App& app, int argc, char** argv) {
-  for (int i = 1; i < argc; i++) {
-    std::string a = argv[i];
-    if (a == "--") return "";
-    if (a.rfind("-", 0) == 0) {
-      if (a.find('=') == std::string::npos && a != "-h" && a != "--help" && a != "--version") i++;
-      continue;
-    }
-    auto known = app.get_subcommands([&](const CLI::App* sub) { return sub->get_name() == a; });
-    return known.empty() ? a : "";
-  }
-  return "";
+  std::string verb = cryo::service::verb_of({argv + 1, argv + argc});
+  if (verb.empty()) return "";
+  auto known = app.get_subcommands([&](const CLI::App* sub) { return sub->get_name() == verb; });
+  return known.empty() ? verb : "";
 }
 
 }  // namespace

@@ -23,7 +23,8 @@ std::string verb_of(const std::vector<std::string>& args) {
     const std::string& a = args[i];
     if (a == "--") return "";
     if (a.rfind("-", 0) == 0) {
-      if (a.find('=') == std::string::npos) i++;  // every global option takes a value
+      // Every global option takes a value, but these.
+      if (a.find('=') == std::string::npos && a != "-h" && a != "--help" && a != "--version") i++;
       continue;
     }
     return a;

@@ -205,6 +205,7 @@ TEST(ServiceTest, TheVerbIsFoundPastGlobalOptions) {
   EXPECT_EQ(service::verb_of({"--store", "/s", "restore", "x"}), "restore");
   EXPECT_EQ(service::verb_of({"--criu=/bin/true", "run"}), "run");
   EXPECT_EQ(service::verb_of({"--", "run"}), "");
+  EXPECT_EQ(service::verb_of({"--help", "run"}), "run");  // the flags that take no value
   EXPECT_TRUE(service::served_verb("run"));
   EXPECT_TRUE(service::served_verb("restore"));
   EXPECT_FALSE(service::served_verb("rm"));
