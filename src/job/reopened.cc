@@ -21,10 +21,10 @@ namespace {
 // under the deepest of the job's mounts that holds it, bound back from
 // the node (its root file system, or an external mount), or "" on a mount
 // of the job's own that CRIU makes from the images.
-std::string node_path(const std::string& path, const ImageFiles& images, const criu::RestoreRequest& req) {
+// `ids`: those of images.mounts.
+std::string node_path(const std::string& path, const ImageFiles& images, const std::set<uint32_t>& ids,
+                      const criu::RestoreRequest& req) {
   if (images.mounts.empty()) return path;  // a job in the node's own mount namespace
-  std::set<uint32_t> ids;
-  for (const auto& m : images.mounts) ids.insert(m.id);
   const ImageMount* best = nullptr;
   for (const auto& m : images.mounts) {
     bool holds = m.point == "/" || path == m.point || path.starts_with(m.point + "/");
@@ -60,10 +60,12 @@ Result<HeldFiles> HeldFiles::open_as_owner(const ImageFiles& images, const criu:
                                            const std::string& checkpoint) {
   HeldFiles out;
   std::set<std::pair<std::string, int>> done;
+  std::set<uint32_t> ids;
+  for (const auto& m : images.mounts) ids.insert(m.id);
   AsOwner her;
   for (const auto& f : images.files) {
     if (f.external || images.remapped.count(f.id)) continue;
-    std::string path = node_path(f.path, images, req);
+    std::string path = node_path(f.path, images, ids, req);
     if (path.empty()) continue;
     int flags = open_flags(f.flags);
     if (!done.insert({path, flags}).second) continue;

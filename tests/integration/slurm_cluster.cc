@@ -45,10 +45,15 @@ std::string trim(std::string s) {
 
 std::string slurm_state(const std::string& id) { return trim(sh("squeue -h -j " + id + " -o %T 2>/dev/null")); }
 
-std::string submitted_job(const std::string& out, const std::string& err) {
+std::string sbatch(const CryoFn& cryo, const std::vector<std::string>& args, std::vector<std::string>& submitted) {
+  std::vector<std::string> all = {"sbatch", "--json"};
+  all.insert(all.end(), args.begin(), args.end());
+  std::string out, err;
+  EXPECT_EQ(cryo(all, &out, &err), 0) << err;
   auto j = nlohmann::json::parse(out, nullptr, false);
   std::string id = j.is_object() ? j.value("slurm_job_id", "") : "";
   EXPECT_FALSE(id.empty()) << out << err;
+  submitted.push_back(id);
   return id;
 }
 

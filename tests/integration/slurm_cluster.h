@@ -3,6 +3,7 @@
 // port, so that a cluster brought up by hand keeps running beside it.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -31,8 +32,11 @@ class SlurmCluster {
 std::string trim(std::string s);
 // Slurm's view of a job: PENDING, RUNNING, ..., or "" once it has left the queue.
 std::string slurm_state(const std::string& id);
-// The Slurm job id in what 'cryo sbatch --json' printed (a failure if none).
-std::string submitted_job(const std::string& out, const std::string& err);
+// 'cryo sbatch --json ARGS' through `cryo` (as root, or as a user: it
+// returns cryo's exit status and fills out and err); the Slurm job id it
+// submitted (a failure if none), also added to `submitted` for clean-up.
+using CryoFn = std::function<int(const std::vector<std::string>& args, std::string* out, std::string* err)>;
+std::string sbatch(const CryoFn& cryo, const std::vector<std::string>& args, std::vector<std::string>& submitted);
 // Waits until the job has left the queue.
 bool wait_slurm_gone(const std::string& id, double timeout);
 

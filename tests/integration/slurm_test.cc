@@ -39,12 +39,11 @@ class SlurmTest : public CryoTest {
 
   // Submits with 'cryo sbatch'; returns the Slurm job id.
   std::string submit(const std::vector<std::string>& args) {
-    std::vector<std::string> all = {"sbatch", "--json"};
-    all.insert(all.end(), args.begin(), args.end());
-    std::string out, err;
-    EXPECT_EQ(cryo(all, &out, &err, {{"SLURM_CONF", cluster_ + "/slurm.conf"}}), 0) << err;
-    std::string id = submitted_job(out, err);
-    slurm_jobs_.push_back(id);
+    std::string id = sbatch(
+        [&](const std::vector<std::string>& a, std::string* out, std::string* err) {
+          return cryo(a, out, err, {{"SLURM_CONF", cluster_ + "/slurm.conf"}});
+        },
+        args, slurm_jobs_);
     jobs_.push_back("slurm-" + id);
     return id;
   }

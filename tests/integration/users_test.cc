@@ -705,12 +705,11 @@ class UsersSlurmTest : public UsersTest {
   }
   // 'cryo sbatch' as alice; returns the Slurm job id.
   std::string submit(const std::vector<std::string>& args) {
-    std::vector<std::string> all = {"sbatch", "--json"};
-    all.insert(all.end(), args.begin(), args.end());
-    std::string out, err;
-    EXPECT_EQ(as("alice", all, &out, &err, {{"SLURM_CONF", slurm_conf_}}), 0) << err;
-    std::string id = submitted_job(out, err);
-    slurm_jobs_.push_back(id);
+    std::string id = sbatch(
+        [&](const std::vector<std::string>& a, std::string* out, std::string* err) {
+          return as("alice", a, out, err, {{"SLURM_CONF", slurm_conf_}});
+        },
+        args, slurm_jobs_);
     jobs_.emplace_back("alice", "slurm-" + id);
     return id;
   }
