@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
+#include "base/json.h"
 #include "base/log.h"
 #include "base/sys.h"
 
@@ -180,7 +181,12 @@ pid_t container_pid(const store::JobDir& dir) {
   auto text = sys::read_file(dir.file(store::JobFile::container));
   if (!text) return 0;
   auto j = nlohmann::json::parse(*text, nullptr, false);
-  return j.is_object() ? j.value("pid", 0) : 0;
+  if (!j.is_object()) return 0;
+  try {
+    return json_int(j, "pid", pid_t{0});
+  } catch (const nlohmann::json::exception&) {
+    return 0;
+  }
 }
 
 container::RunSpec container_spec(const JobConfig& c, const store::JobDir& dir) {

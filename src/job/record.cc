@@ -2,6 +2,8 @@
 
 #include <fmt/format.h>
 
+#include "base/json.h"
+
 namespace cryo::job {
 
 namespace {
@@ -61,7 +63,7 @@ Result<RestoreRecord> record_from_json(const nlohmann::json& j, const std::strin
   if (!j.is_object()) return bad("not an object");
   RestoreRecord r;
   try {
-    r.version = j.value("version", 1);
+    r.version = json_int(j, "version", 1);
     if (r.version < 1 || r.version > kRecordVersion)
       return make_error(ErrorKind::corrupt,
                         fmt::format("the restore record of {} has version {}, which this cryo does not read (it "
@@ -71,14 +73,14 @@ Result<RestoreRecord> record_from_json(const nlohmann::json& j, const std::strin
       if (!j.at("outputs").is_object()) return bad("'outputs' is not an object");
       for (const auto& [name, o] : j.at("outputs").items()) {
         if (name != "stdout" && name != "stderr") return bad("an output named '" + name + "'");
-        r.outputs[name] = {o.at("size").get<uint64_t>(), o.value("pipe", "")};
+        r.outputs[name] = {json_int<uint64_t>(o.at("size")), o.value("pipe", "")};
       }
     }
     if (j.contains("files")) {
       if (!j.at("files").is_array()) return bad("'files' is not an array");
       for (const auto& f : j.at("files")) {
-        SavedFile s{f.at("path").get<std::string>(), f.at("saved_as").get<std::string>(), f.at("size").get<uint64_t>(),
-                    f.at("mode").get<mode_t>(), f.at("uid").get<uid_t>(), f.at("gid").get<gid_t>(),
+        SavedFile s{f.at("path").get<std::string>(), f.at("saved_as").get<std::string>(), json_int<uint64_t>(f.at("size")),
+                    json_int<mode_t>(f.at("mode")), json_int<uid_t>(f.at("uid")), json_int<gid_t>(f.at("gid")),
                     f.value("fifo", false)};
         // Saved copies live in the checkpoint; the files go back where the job had them.
         // (A named pipe has no copy: it is made again, empty.)
@@ -100,12 +102,12 @@ Result<RestoreRecord> record_from_json(const nlohmann::json& j, const std::strin
     }
     if (j.contains("container")) {
       const auto& c = j.at("container");
-      r.container = ContainerCut{c.at("engine").get<std::string>(), c.at("log_cut").get<uint64_t>(),
+      r.container = ContainerCut{c.at("engine").get<std::string>(), json_int<uint64_t>(c.at("log_cut")),
                                  c.value("blocked_ip", "")};
     }
     if (j.contains("needed"))
       for (const auto& f : j.at("needed")) {
-        NeededFile n{f.at("path").get<std::string>(), f.value("dir", false), f.value("size", uint64_t{0}),
+        NeededFile n{f.at("path").get<std::string>(), f.value("dir", false), json_int(f, "size", uint64_t{0}),
                      f.value("build_id", "")};
         if (n.path.empty() || n.path[0] != '/') return bad("a needed file at '" + n.path + "'");
         r.needed.push_back(std::move(n));
@@ -116,8 +118,8 @@ Result<RestoreRecord> record_from_json(const nlohmann::json& j, const std::strin
     r.coordinated = j.value("coordinated", false);
     if (r.coordinated) {
       for (const auto& p : j.at("parts"))
-        r.parts.push_back({p.at("index").get<uint32_t>(), p.at("checkpoint").get<std::string>(), p.value("node", ""),
-                           p.value("agent", ""), p.value("address", ""), p.value("bytes", uint64_t{0})});
+        r.parts.push_back({json_int<uint32_t>(p.at("index")), p.at("checkpoint").get<std::string>(), p.value("node", ""),
+                           p.value("agent", ""), p.value("address", ""), json_int(p, "bytes", uint64_t{0})});
       if (j.contains("phases")) {
         r.prepare_seconds = j.at("phases").value("prepare", 0.0);
         r.dump_seconds = j.at("phases").value("dump", 0.0);

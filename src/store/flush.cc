@@ -19,6 +19,7 @@
 #include "base/log.h"
 #include "base/parallel.h"
 #include "base/identity.h"
+#include "base/json.h"
 #include "base/sys.h"
 #include "store/signing.h"
 
@@ -484,12 +485,12 @@ FlushState flush_state(const JobDir& job) {
   if (!text) return s;
   auto j = nlohmann::json::parse(*text, nullptr, false);
   if (!j.is_object()) return s;
-  s.pid = j.value("pid", 0);
+  s.pid = json_int(j, "pid", pid_t{0});
   if (!sys::pid_alive(s.pid)) return s;
   s.running = true;
   s.id = j.value("id", "");
-  s.done = j.value("done", uint64_t{0});
-  s.total = j.value("total", uint64_t{0});
+  s.done = json_int(j, "done", uint64_t{0});
+  s.total = json_int(j, "total", uint64_t{0});
   s.since = j.value("since", 0.0);
   return s;
 }

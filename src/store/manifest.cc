@@ -1,5 +1,6 @@
 #include "store/manifest.h"
 
+#include "base/json.h"
 #include "base/sys.h"
 #include "base/version.h"
 
@@ -73,7 +74,7 @@ Result<Manifest> manifest_from_json(const nlohmann::json& j, const std::string& 
   if (j.is_discarded() || !j.is_object()) return bad("it is not valid JSON");
   try {
     Manifest m;
-    m.format = j.at("format").get<int>();
+    m.format = json_int<int>(j.at("format"));
     if (m.format < 1 || m.format > kManifestFormat)
       return make_error("the manifest '" + where + "' has format " + std::to_string(m.format) +
                         ", which this cryo does not read (it reads 1 to " + std::to_string(kManifestFormat) + ")")
@@ -91,12 +92,12 @@ Result<Manifest> manifest_from_json(const nlohmann::json& j, const std::string& 
     m.dump_seconds = j.at("dump_seconds").get<double>();
     m.durable_seconds = j.value("durable_seconds", 0.0);
     m.dumped_to = j.value("dumped_to", "store");
-    m.total_bytes = j.at("total_bytes").get<uint64_t>();
-    m.stored_bytes = j.value("stored_bytes", m.total_bytes);
+    m.total_bytes = json_int<uint64_t>(j.at("total_bytes"));
+    m.stored_bytes = json_int(j, "stored_bytes", m.total_bytes);
     for (const auto& f : j.at("files")) {
       FileSum s;
       s.path = f.at("path").get<std::string>();
-      s.size = f.at("size").get<uint64_t>();
+      s.size = json_int<uint64_t>(f.at("size"));
       if (f.contains("chunks")) {
         s.chunked = true;
         uint64_t sum = 0;
@@ -105,15 +106,15 @@ Result<Manifest> manifest_from_json(const nlohmann::json& j, const std::string& 
         for (const auto& c : f.at("chunks")) {
           ChunkRef r;
           r.hash = c.at(0).get<std::string>();
-          r.size = c.at(1).get<uint32_t>();
+          r.size = json_int<uint32_t>(c.at(1));
           if (m.format >= 3) r.xxh3 = c.at(2).get<std::string>();
           if (!is_hex(r.hash, name_len) || (m.format >= 3 && !is_hex(r.xxh3, 32)))
             return bad("a chunk of " + s.path + " has a malformed hash");
           // Format 4: where in which pack (else a chunk stored by format 3).
           if (m.format >= 4 && c.size() > 3) {
             r.pack = c.at(3).get<std::string>();
-            r.offset = c.at(4).get<uint64_t>();
-            r.stored = c.at(5).get<uint32_t>();
+            r.offset = json_int<uint64_t>(c.at(4));
+            r.stored = json_int<uint32_t>(c.at(5));
             if (!is_pack_name(r.pack) || r.offset % 4096 != 0 || r.stored == 0)
               return bad("a chunk of " + s.path + " has a malformed place: " + c.dump());
           }

@@ -5,6 +5,7 @@
 #include "base/buffer.h"
 #include "base/duration.h"
 #include "base/hash.h"
+#include "base/json.h"
 #include "base/sys.h"
 
 namespace cryo {
@@ -57,6 +58,22 @@ TEST(Hash, PieceHasherMatchesTheWholeData) {
 
 // The mount that holds a path: the deepest mount point at or above it,
 // the last one mounted where two share a point.
+TEST(JsonInt, TakesOnlyAWholeNumberThatFits) {
+  using nlohmann::json;
+  EXPECT_EQ(json_int<int>(json::parse("-7")), -7);
+  EXPECT_EQ(json_int<uint64_t>(json::parse("18446744073709551615")), UINT64_MAX);
+  EXPECT_EQ(json_int<uint32_t>(json::parse("4294967295")), UINT32_MAX);
+  EXPECT_EQ(json_int(json::parse(R"({"a": 3})"), "a", 0), 3);
+  EXPECT_EQ(json_int(json::parse(R"({"b": 3})"), "a", 9), 9);
+  EXPECT_THROW(json_int<int>(json::parse("1e300")), json::type_error);
+  EXPECT_THROW(json_int<int>(json::parse("2.0")), json::type_error);
+  EXPECT_THROW(json_int<int>(json::parse("\"2\"")), json::type_error);
+  EXPECT_THROW(json_int<int>(json::parse("true")), json::type_error);
+  EXPECT_THROW(json_int<uint64_t>(json::parse("-1")), json::out_of_range);
+  EXPECT_THROW(json_int<uint32_t>(json::parse("4294967296")), json::out_of_range);
+  EXPECT_THROW(json_int<int>(json::parse("9223372036854775808")), json::out_of_range);
+}
+
 TEST(ScratchBuffer, GrowsAlignedAndKeepsItsMemoryWhenSmallerWillDo) {
   ScratchBuffer b;
   EXPECT_EQ(b.capacity(), 0u);

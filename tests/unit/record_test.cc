@@ -100,6 +100,13 @@ TEST(RecordTest, ADamagedRecordIsRefusedNotThrown) {
   refused(R"({"files": [{"path": "/a", "saved_as": "../../etc/shadow", "size": 1, "mode": 420, "uid": 0, "gid": 0}]})");
   refused(R"({"files": [{"path": "a", "saved_as": "files/0", "size": 1, "mode": 420, "uid": 0, "gid": 0}]})");
   refused(R"({"files": [{"path": "/a", "saved_as": "", "size": 1, "mode": 420, "uid": 0, "gid": 0}]})");
+  // Numbers that do not fit their field: a cast would be undefined
+  // behaviour (1e300 into an int) or a huge size (-1).
+  refused(R"({"version": 1e300})");
+  refused(R"({"version": 1.5})");
+  refused(R"({"outputs": {"stdout": {"size": -1}}})");
+  refused(R"({"files": [{"path": "/a", "saved_as": "f/0", "size": 1, "mode": 420, "uid": 4294967296, "gid": 0}]})");
+  refused(R"({"coordinated": true, "parts": [{"index": -3, "checkpoint": "0001"}]})");
   // A named pipe has no copy.
   EXPECT_TRUE(record_from_json(nlohmann::json::parse(
                                    R"({"files": [{"path": "/p", "saved_as": "", "size": 0, "mode": 420, "uid": 0,
