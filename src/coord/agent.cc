@@ -20,6 +20,7 @@
 #include "base/sys.h"
 #include "coord/part.h"
 #include "coord/wire.h"
+#include "store/signing.h"
 
 namespace cryo::coord {
 
@@ -31,7 +32,7 @@ void say(const AgentOptions& o, const std::string& line) {
 
 class Session {
  public:
-  Session(const AgentOptions& o, UniqueFd conn) : o_(o), conn_(std::move(conn)) {}
+  Session(const AgentOptions& o, Channel conn) : o_(o), conn_(std::move(conn)) {}
   void run(int sigfd);
 
  private:
@@ -40,7 +41,7 @@ class Session {
   void reap();
 
   const AgentOptions& o_;
-  UniqueFd conn_;
+  Channel conn_;
   std::map<uint32_t, std::unique_ptr<PartRuntime>> parts_;
 };
 
@@ -136,13 +137,13 @@ void Session::reap() {
         Envelope e;
         e.mutable_event()->set_part(index);
         e.mutable_event()->set_wait_status(status);
-        (void)send(conn_.get(), e);
+        (void)conn_.send(e);
       }
 }
 
 void Session::run(int sigfd) {
   for (;;) {
-    std::vector<pollfd> fds{{conn_.get(), POLLIN, 0}, {sigfd, POLLIN, 0}};
+    std::vector<pollfd> fds{{conn_.fd(), POLLIN, 0}, {sigfd, POLLIN, 0}};
     for (auto& [i, p] : parts_)
       for (int fd : p->output_fds()) fds.push_back({fd, POLLIN, 0});
     if (::poll(fds.data(), fds.size(), 1000) < 0 && errno != EINTR) return;
@@ -155,14 +156,17 @@ void Session::run(int sigfd) {
     for (auto& [i, p] : parts_) p->drain();
     if (fds[0].revents) {
       Envelope in;
-      if (auto st = recv(conn_.get(), in, 30); !st) {
-        say(o_, "the coordinator went away: " + st.error().message + "; ending its parts");
+      if (auto st = conn_.recv(in, 30); !st) {
+        if (st.error().code == EBADMSG)
+          say(o_, "refused a coordinator: " + st.error().message + "; ending its parts");
+        else
+          say(o_, "the coordinator went away: " + st.error().message + "; ending its parts");
         return;  // the parts end with the session
       }
       if (!in.has_request()) continue;
       Envelope out;
       *out.mutable_reply() = handle(in.request());
-      if (auto st = send(conn_.get(), out); !st) return;
+      if (auto st = conn_.send(out); !st) return;
     }
   }
 }
@@ -250,6 +254,12 @@ int run_agent(const AgentOptions& o) {
   UniqueFd sigfd(::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK));
   ::signal(SIGPIPE, SIG_IGN);
 
+  auto key = store::SigningKey::load(store::key_path(), true);
+  if (!key) {
+    std::fprintf(stderr, "cryo: error: %s\n", key.error().message.c_str());
+    if (!key.error().hint.empty()) std::fprintf(stderr, "cryo: hint: %s\n", key.error().hint.c_str());
+    return 1;
+  }
   auto l = listen_tcp(o.listen);
   if (!l) {
     std::fprintf(stderr, "cryo: error: %s\n", l.error().message.c_str());
@@ -263,21 +273,21 @@ int run_agent(const AgentOptions& o) {
     if (auto st = sys::write_file_atomic(announce, o.node + " " + address + "\n", 0644); !st)
       say(o, "warning: " + st.error().message + ", ignoring");
   for (;;) {
-    UniqueFd c(::accept4(l->get(), nullptr, nullptr, SOCK_CLOEXEC));
+    sockaddr_in from{};
+    socklen_t from_len = sizeof from;
+    UniqueFd c(::accept4(l->get(), reinterpret_cast<sockaddr*>(&from), &from_len, SOCK_CLOEXEC));
     if (!c.valid()) continue;
-    Envelope hello;
-    if (!recv(c.get(), hello, 10) || !hello.has_hello()) continue;
-    Envelope answer;
-    answer.mutable_hello()->set_version(kVersion);
-    answer.mutable_hello()->set_node(o.node);
-    (void)send(c.get(), answer);
-    if (hello.hello().version() != kVersion) {
-      say(o, fmt::format("refused a coordinator speaking protocol {} (this agent speaks {})", hello.hello().version(),
-                         kVersion));
+    char ip[INET_ADDRSTRLEN] = "?";
+    ::inet_ntop(AF_INET, &from.sin_addr, ip, sizeof ip);
+    // Only a holder of the site's key is served (coord/wire.h): anyone
+    // else who reaches the port is refused before any request is read.
+    auto channel = handshake(std::move(c), *key, false, o.node, fmt::format("a coordinator from {}", ip), 10);
+    if (!channel) {
+      say(o, "refused: " + channel.error().message.substr(0, 300));
       continue;
     }
     say(o, "a coordinator connected");
-    Session(o, std::move(c)).run(sigfd.get());
+    Session(o, std::move(*channel)).run(sigfd.get());
     if (o.once) return 0;
   }
 }

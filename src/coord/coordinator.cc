@@ -64,20 +64,17 @@ Part Coordinator::part(uint32_t k) const {
 
 Status Coordinator::connect(const std::vector<std::string>& agents) {
   agents_.clear();
+  // The agents run what they are asked as root: each connection proves
+  // that both ends hold the site's key.
+  auto key = store::SigningKey::load(store::key_path(), true);
+  if (!key) return key.error();
   for (const auto& address : agents) {
     auto c = connect_tcp(address, 30);
     if (!c) return c.error().with_hint("start 'cryo agent --listen " + address + "' on that node");
-    Envelope hello;
-    hello.mutable_hello()->set_version(kVersion);
-    CRYO_TRY(send(c->get(), hello));
-    Envelope answer;
-    if (auto st = recv(c->get(), answer, 10); !st || !answer.has_hello())
-      return make_error("the agent at " + address + " did not answer the handshake");
-    if (answer.hello().version() != kVersion)
-      return make_error(fmt::format("the agent at {} speaks protocol {}, this cryo {}", address, answer.hello().version(),
-                                    kVersion))
-          .with_hint("run the same cryo version on every node");
-    agents_.push_back({address, answer.hello().node(), std::move(*c), {}});
+    auto channel = handshake(std::move(*c), *key, true, "", "the agent at " + address, 10);
+    if (!channel) return channel.error();
+    std::string node = channel->peer().node();
+    agents_.push_back({address, node, std::move(*channel), {}});
   }
   return {};
 }
@@ -85,7 +82,7 @@ Status Coordinator::connect(const std::vector<std::string>& agents) {
 Result<Reply> Coordinator::wait_reply(Agent& a, uint64_t seq, double limit) {
   for (;;) {
     Envelope e;
-    if (auto st = recv(a.conn.get(), e, limit); !st) {
+    if (auto st = a.conn.recv(e, limit); !st) {
       Error err = st.error().context(fmt::format("the agent on {} ({})", a.node, a.address));
       if (st.error().code == ECONNRESET) err.message = fmt::format("the agent on {} ({}) went away", a.node, a.address);
       a.conn.reset();
@@ -118,7 +115,7 @@ Status Coordinator::all(const std::string& what, std::vector<Request> requests, 
     seqs[i] = seq_;
     Envelope e;
     *e.mutable_request() = r;
-    if (auto st = send(a.conn.get(), e); !st && first) first = st.error().context("the agent on " + a.node);
+    if (auto st = a.conn.send(e); !st && first) first = st.error().context("the agent on " + a.node);
   }
   if (replies) replies->assign(agents_.size(), Reply());
   for (size_t i : targets) {
@@ -346,18 +343,18 @@ void Coordinator::stop_all() {
 std::vector<int> Coordinator::fds() const {
   std::vector<int> out;
   for (const auto& a : agents_)
-    if (a.conn.valid()) out.push_back(a.conn.get());
+    if (a.conn.valid()) out.push_back(a.conn.fd());
   return out;
 }
 
 Result<int> Coordinator::event(int fd) {
   for (auto& a : agents_) {
-    if (a.conn.get() != fd && !(fd < 0 && !a.queued.empty())) continue;
+    if (a.conn.fd() != fd && !(fd < 0 && !a.queued.empty())) continue;
     Envelope e;
     if (!a.queued.empty()) {
       e = a.queued.front();
       a.queued.erase(a.queued.begin());
-    } else if (auto st = recv(a.conn.get(), e, 10); !st) {
+    } else if (auto st = a.conn.recv(e, 10); !st) {
       a.conn.reset();
       return make_error(fmt::format("the agent on {} ({}) went away", a.node, a.address));
     }

@@ -26,6 +26,7 @@
 #include "base/fd.h"
 #include "base/result.h"
 #include "coord.pb.h"
+#include "coord/wire.h"
 #include "job/config.h"
 #include "job/preflight.h"
 #include "store/store.h"
@@ -87,7 +88,7 @@ class Coordinator {
  private:
   struct Agent {
     std::string address, node;
-    UniqueFd conn;
+    Channel conn;
     std::vector<Envelope> queued;  // events that came while waiting for a reply
   };
   // Sends r to every agent in `which` (all if empty), then waits for every

@@ -78,6 +78,15 @@ Result<SigningKey> SigningKey::load(const std::string& path, bool create) {
   return k;
 }
 
+std::string SigningKey::mac(std::string_view text) const { return hmac_sha256(key_, text); }
+
+Status SigningKey::same_key(const std::string& other_id, const std::string& who) const {
+  if (other_id == id_) return {};
+  return make_error(who + " holds key " + (other_id.empty() ? "(none)" : other_id) + ", and this node's key (" + path_ +
+                    ") is " + id_)
+      .with_hint(copy_hint(path_));
+}
+
 void SigningKey::sign(nlohmann::json& manifest) const {
   manifest.erase("signature");
   manifest["signature"] = {{"key", id_}, {"hmac_sha256", hmac_sha256(key_, manifest.dump())}};

@@ -20,6 +20,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 #include <nlohmann/json.hpp>
 
@@ -40,6 +41,12 @@ class SigningKey {
 
   const std::string& id() const { return id_; }
   const std::string& path() const { return path_; }
+  // The hex HMAC-SHA256 of text under the key: for keys derived from it
+  // (coord/wire.h), without the key itself leaving this class.
+  std::string mac(std::string_view text) const;
+  // An error unless other_id, the id of the key that `who` holds, is this
+  // key's: nodes that work together need the same key.
+  Status same_key(const std::string& other_id, const std::string& who) const;
   // Adds "signature" to a manifest's JSON.
   void sign(nlohmann::json& manifest) const;
   // Checks the "signature" of a manifest's JSON; `what` names it in

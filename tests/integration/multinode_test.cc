@@ -4,8 +4,14 @@
 // keeping one) and restored onto the agents in the other order, one part from its fast
 // copy and one, whose fast copy is damaged, from the store; and agents
 // killed in every phase of a checkpoint; 'cryo status' answering while a
-// checkpoint waits for an agent.
+// checkpoint waits for an agent; an agent refusing whoever lacks the
+// site's key.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -17,6 +23,7 @@
 #include <set>
 #include <thread>
 
+#include "coord.pb.h"
 #include "harness.h"
 #include "param_name.h"
 
@@ -165,6 +172,123 @@ TEST_F(MultiNodeTest, StatusAnswersWhileACheckpointWaitsForAnAgent) {
   std::string events;
   read_text(store_ + "/slow/cryo.log", &events);
   EXPECT_NE(events.find("checkpoint 0001 committed: 2 parts"), std::string::npos) << events;
+}
+
+// What someone who reaches an agent's port without the site's key can try
+// (run as a user, who cannot read the key): a coordinator's Hello with
+// key_id, then a request to start part 0 of a job in `store` on `bridge`
+// that runs `command`, followed by `check` where the message's HMAC
+// belongs.  Returns 0 if the agent closed the connection without a reply,
+// 1 if it replied, and 2 and up if the attack could not be made; sets
+// agent_key_id to the key id the agent's Hello named.
+struct Attack {
+  std::string key_id, check, store, bridge;
+  std::vector<std::string> command;
+};
+int attack_agent(const std::string& address, const Attack& attack, std::string* agent_key_id) {
+  int out[2];
+  if (::pipe(out) < 0) return 2;
+  pid_t pid = ::fork();
+  if (pid == 0) {
+    ::close(out[0]);
+    passwd* nobody = ::getpwnam("nobody");
+    if (!nobody || ::setgroups(0, nullptr) < 0 || ::setgid(nobody->pw_gid) < 0 || ::setuid(nobody->pw_uid) < 0)
+      ::_exit(3);
+    if (::open("/etc/cryo/key", O_RDONLY) >= 0) ::_exit(4);  // she cannot read the key
+    int s = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_port = htons(static_cast<uint16_t>(std::stoi(address.substr(address.find(':') + 1))));
+    ::inet_pton(AF_INET, address.substr(0, address.find(':')).c_str(), &a.sin_addr);
+    if (::connect(s, reinterpret_cast<sockaddr*>(&a), sizeof a) < 0) ::_exit(5);
+    auto frame = [&](const std::string& body) {
+      uint32_t len = htonl(static_cast<uint32_t>(body.size()));
+      std::string f(reinterpret_cast<const char*>(&len), 4);
+      (void)::send(s, (f + body).data(), f.size() + body.size(), MSG_NOSIGNAL);
+    };
+    coord::Envelope hello;
+    hello.mutable_hello()->set_version(2);
+    hello.mutable_hello()->set_nonce(std::string(32, 'n'));
+    hello.mutable_hello()->set_key_id(attack.key_id);
+    frame(hello.SerializeAsString());
+    uint32_t len = 0;
+    if (::recv(s, &len, 4, MSG_WAITALL) != 4) ::_exit(6);
+    std::string body(ntohl(len), '\0');
+    if (::recv(s, body.data(), body.size(), MSG_WAITALL) != static_cast<ssize_t>(body.size())) ::_exit(6);
+    coord::Envelope answer;
+    if (!answer.ParseFromString(body)) ::_exit(7);
+    (void)!::write(out[1], answer.hello().key_id().data(), answer.hello().key_id().size());
+    coord::Envelope req;
+    req.mutable_request()->set_seq(1);
+    auto* start = req.mutable_request()->mutable_start();
+    auto* part = start->mutable_part();
+    part->set_job("evil");
+    part->set_index(0);
+    part->set_store(attack.store);
+    part->set_address("192.0.2.99/24");
+    part->set_bridge(attack.bridge);
+    for (const auto& w : attack.command) start->add_command(w);
+    frame(req.SerializeAsString() + attack.check);
+    // The agent answers a request it acts on; a refused one closes the connection.
+    char c;
+    ::_exit(::recv(s, &c, 1, 0) > 0 ? 1 : 0);
+  }
+  ::close(out[1]);
+  char buf[64];
+  ssize_t n = ::read(out[0], buf, sizeof buf);
+  ::close(out[0]);
+  if (agent_key_id && n > 0) agent_key_id->assign(buf, static_cast<size_t>(n));
+  int status;
+  ::waitpid(pid, &status, 0);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : 100;
+}
+
+// An agent runs what it is asked as root, so it serves only a coordinator
+// that proves it holds the site's key.  A user on the cluster, who cannot
+// read the key, reaches an agent's port: with no key id, then with the
+// agent's own key id (it says it in its Hello) and a request to run a
+// command whose check she cannot compute, then with no check at all.
+// Each time the agent closes the connection without acting, and says so;
+// the command never runs.  A coordinator whose node holds another key is
+// refused with both keys named.  The agent still serves the real
+// coordinator: a job across it and another agent ends as an uninterrupted
+// run.
+TEST_F(MultiNodeTest, AnAgentServesOnlyHoldersOfTheSiteKey) {
+  std::string a = agent("a"), b = agent("b");
+  std::string marker = work_ + "/run-by-the-agent";
+  Attack attack{"", "", store_, bridge_, {"/bin/sh", "-c", "touch " + marker}};
+  std::string key_id;
+  EXPECT_EQ(attack_agent(a, attack, &key_id), 0);
+  ASSERT_EQ(key_id.size(), 16u) << "the agent's Hello named no key";
+  attack.key_id = key_id;
+  attack.check = std::string(64, '0');
+  EXPECT_EQ(attack_agent(a, attack, nullptr), 0);
+  attack.check = "";
+  EXPECT_EQ(attack_agent(a, attack, nullptr), 0);
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_FALSE(fs::exists(marker)) << "the agent ran what a user without the key asked";
+  std::string said;
+  for (const auto& e : fs::directory_iterator(work_))
+    if (e.path().extension() == ".err") {
+      std::string t;
+      read_text(e.path(), &t);
+      said += t;
+    }
+  EXPECT_NE(said.find("refused: a coordinator from 127.0.0.1 holds key (none)"), std::string::npos) << said;
+  EXPECT_NE(said.find("refused a coordinator: a coordination message fails its check"), std::string::npos) << said;
+
+  // A coordinator on a node with another key.
+  std::string other = work_ + "/other-key";
+  std::string out, err;
+  EXPECT_NE(cryo({"run", "--name", "otherkey", "--agents", a + "," + b, "--bridge", bridge_, "--", "true"}, &out, &err,
+                 {{"CRYO_KEY", other}}),
+            0);
+  EXPECT_NE(err.find("the agent at " + a + " holds key " + key_id), std::string::npos) << err;
+  EXPECT_NE(err.find("copy"), std::string::npos) << err;
+
+  pid_t sup = run("ring", a + "," + b);
+  EXPECT_EQ(wait_exit(sup, 120), 0);
+  EXPECT_EQ(log("ring"), ref_);
 }
 
 class AgentKilledTest : public MultiNodeTest, public ::testing::WithParamInterface<const char*> {};
