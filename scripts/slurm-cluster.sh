@@ -72,7 +72,10 @@ MinJobAge=600
 KillWait=30
 InactiveLimit=0
 SlurmdTimeout=60
-JobAcctGatherType=jobacct_gather/none
+# Accounting gathers from the job's cgroups, where cryo's restored
+# processes are: sstat sees them (no database: sacct has nothing).
+JobAcctGatherType=jobacct_gather/cgroup
+JobAcctGatherFrequency=task=5
 AccountingStorageType=accounting_storage/none
 EOF
   cat > "$dir/cgroup.conf" <<CGEOF
