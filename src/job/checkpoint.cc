@@ -113,6 +113,25 @@ Status check_privilege(pid_t job_pid, const Identity& owner, const std::string& 
   return {};
 }
 
+// A restore binds a Unix socket again, and connects its peers to it, by
+// its path and as root (CRIU removes a socket found there first): for a
+// user's job, a path she could point elsewhere after the checkpoint.  So
+// her job is checkpointed only if its sockets are abstract, unbound, or on
+// its own mounts (job/reopened.h refuses such images at a restore too).
+Status check_sockets(pid_t job_pid, const Identity& owner, const std::set<dev_t>& own, const std::string& job) {
+  if (owner.uid == 0) return {};
+  auto bound = bound_sockets(job_pid, own);
+  if (bound.empty()) return {};
+  auto comm = sys::read_file("/proc/" + std::to_string(bound[0].pid) + "/comm");
+  return make_error(ErrorKind::denied,
+                    fmt::format("job '{}' is not checkpointed: its process {} ({}) has a Unix socket bound at '{}', "
+                                "which a restore would bind again by that path as root; cryo does not do that for "
+                                "a user's job",
+                                job, bound[0].pid, comm ? comm->substr(0, comm->find('\n')) : "?", bound[0].path))
+      .with_hint("a socket with an abstract name (one that starts with a NUL byte) has no path and is checkpointed; "
+                 "earlier checkpoints are unchanged (docs/security.md)");
+}
+
 // One CRIU dump of the job into p.dir.
 Result<Dumped> dump_into(DumpSpec& s, const store::Pending& p, uint64_t expected) {
   if (s.config->traits().engine_checkpoints) return dump_container_into(s, p);
@@ -161,8 +180,10 @@ Result<Dumped> dump_into(DumpSpec& s, const store::Pending& p, uint64_t expected
   req.notify = [&](const std::string& script, pid_t) -> Status {
     // Before CRIU reads the tree, and again once it is frozen (what it
     // holds then is what the images hold).
-    if (script == "pre-dump" || script == "post-dump")
+    if (script == "pre-dump" || script == "post-dump") {
       CRYO_TRY(check_privilege(s.job_pid, s.config->owner(), s.dir->name()));
+      CRYO_TRY(check_sockets(s.job_pid, s.config->owner(), mounts.own, s.dir->name()));
+    }
     if (script == "pre-dump") d.frozen = sys::now();
     if (script != "post-dump") return {};
     for (Output* o : s.outputs) {

@@ -8,6 +8,7 @@
 
 #include <cstdio>
 #include <cstring>
+#include <map>
 #include <set>
 #include <sstream>
 
@@ -188,6 +189,58 @@ Status put_back_files(const std::vector<SavedFile>& files, const std::string& ck
     if (auto r = sys::rename(tmp, f.path); !r) return fail(r.error());
   }
   return {};
+}
+
+namespace {
+
+// The paths of the Unix sockets in a network namespace's table
+// (/proc/PID/net/unix: "Num RefCount Protocol Flags Type St Inode Path"),
+// by inode; abstract names ("@...") and unbound sockets are left out.
+std::map<ino_t, std::string> unix_socket_paths(const std::string& table) {
+  std::map<ino_t, std::string> out;
+  auto text = sys::read_file(table);
+  if (!text) return out;
+  std::istringstream lines(*text);
+  std::string line;
+  std::getline(lines, line);  // the header
+  while (std::getline(lines, line)) {
+    std::istringstream f(line);
+    std::string field, path;
+    unsigned long long inode = 0;
+    for (int k = 0; k < 6; k++) f >> field;
+    f >> inode >> std::ws;
+    std::getline(f, path);
+    if (!path.empty() && path[0] != '@') out[static_cast<ino_t>(inode)] = path;
+  }
+  return out;
+}
+
+}  // namespace
+
+std::vector<BoundSocket> bound_sockets(pid_t root, const std::set<dev_t>& own_devices) {
+  std::vector<BoundSocket> out;
+  std::map<std::string, std::map<ino_t, std::string>> by_net;  // the table of each network namespace
+  for (pid_t pid : process_tree(root)) {
+    std::string proc = "/proc/" + std::to_string(pid);
+    auto fds = sys::list_dir(proc + "/fd");
+    auto net = sys::readlink(proc + "/ns/net");
+    if (!fds || !net) continue;  // it ended meanwhile
+    for (const auto& fd : *fds) {
+      auto link = sys::readlink(proc + "/fd/" + fd);
+      if (!link || !link->starts_with("socket:[")) continue;
+      auto [table, fresh] = by_net.try_emplace(*net);
+      if (fresh) table->second = unix_socket_paths(proc + "/net/unix");
+      auto named = table->second.find(static_cast<ino_t>(std::strtoull(link->c_str() + 8, nullptr, 10)));
+      if (named == table->second.end()) continue;
+      // A relative name, or one whose file is gone, is not on the job's own mounts.
+      struct stat st {};
+      if (named->second[0] == '/' && ::stat((proc + "/root" + named->second).c_str(), &st) == 0 &&
+          own_devices.count(st.st_dev))
+        continue;
+      out.push_back({pid, named->second});
+    }
+  }
+  return out;
 }
 
 std::vector<NeededFile> needed_files(pid_t root, const std::set<dev_t>& own_devices,

@@ -59,6 +59,16 @@ void add_build_ids(std::vector<NeededFile>& files);
 // The GNU build-ID of the ELF file at path, in hex; "" if it is not ELF or has none.
 std::string elf_build_id(const std::string& path);
 
+// A Unix socket that a process of the tree has bound to a path (not an
+// abstract name), as the job's mount namespace names the path.  CRIU
+// binds it again, and connects its peers to it, by that path.
+struct BoundSocket {
+  pid_t pid = 0;
+  std::string path;
+};
+// Those the tree rooted at root holds, but those on own_devices.
+std::vector<BoundSocket> bound_sockets(pid_t root, const std::set<dev_t>& own_devices);
+
 // Puts the saved copies back: into each file that is still there and
 // still the job's owner's (its inode, links, owner, mode and extended
 // attributes stay), or as a new file with the saved owner and mode.  The

@@ -76,6 +76,12 @@ Status add_image_files(const std::string& image, const std::string& name, const 
       if (!e.ParseFromArray(p, n)) return false;
       if (e.type() == 1 && e.has_reg())
         out.files.push_back({e.reg().id(), e.reg().flags(), e.reg().name(), e.reg().mnt_id(), e.reg().ext()});
+      if (e.type() == 5 && e.has_usk() && !e.usk().name().empty() && e.usk().name()[0] != '\0') {
+        // As the kernel gave it: a path ends at its NUL.
+        std::string name = e.usk().name().substr(0, e.usk().name().find('\0'));
+        out.socket_paths.push_back(name[0] == '/' || e.usk().name_dir().empty() ? name
+                                                                                 : e.usk().name_dir() + "/" + name);
+      }
       return true;
     });
   if (name.starts_with("mountpoints-"))

@@ -46,6 +46,9 @@ struct ImageFiles {
   std::vector<ImageFile> files;
   std::vector<ImageMount> mounts;
   std::set<uint32_t> remapped;  // ids of files CRIU makes again, or links from another name
+  // The paths of the Unix sockets bound to one (not unbound or abstract),
+  // which CRIU binds and connects to again: absolute, or relative as bound.
+  std::vector<std::string> socket_paths;
 };
 // Reads them from the images directory `dir_fd`; a damaged image is corrupt.
 Result<ImageFiles> image_files(int dir_fd, const std::string& checkpoint);

@@ -54,6 +54,23 @@ int open_flags(uint32_t job_flags) {
   return static_cast<int>(job_flags & O_ACCMODE) | O_NOCTTY | O_NONBLOCK | O_CLOEXEC;
 }
 
+// A named pipe the job had open only for writing, its reader outside the
+// job: opened so without blocking, it fails (ENXIO) while nobody reads.
+// Her right to write it is checked on the inode instead, which the
+// descriptor (O_PATH) holds.
+UniqueFd writable_fifo(const std::string& path) {
+  UniqueFd fd(::open(path.c_str(), O_PATH | O_CLOEXEC));
+  struct stat st {};
+  if (!fd.valid() || ::fstat(fd.get(), &st) < 0) return {};
+  if (!S_ISFIFO(st.st_mode)) {
+    errno = ENXIO;
+    return {};
+  }
+  // AT_EACCESS: with her fsuid and groups, not the real ids.
+  if (::faccessat(fd.get(), "", W_OK, AT_EMPTY_PATH | AT_EACCESS) < 0) return {};
+  return fd;
+}
+
 }  // namespace
 
 Result<HeldFiles> HeldFiles::open_as_owner(const ImageFiles& images, const criu::RestoreRequest& req,
@@ -62,6 +79,20 @@ Result<HeldFiles> HeldFiles::open_as_owner(const ImageFiles& images, const criu:
   std::set<std::pair<std::string, int>> done;
   std::set<uint32_t> ids;
   for (const auto& m : images.mounts) ids.insert(m.id);
+  // CRIU removes a socket found at a bound socket's path, binds it there
+  // and connects its peers to it, all as root, by a path she could point
+  // anywhere: her checkpoints have none (job/checkpoint.cc), and a
+  // checkpoint that has one is not restored for her.
+  for (const auto& path : images.socket_paths) {
+    if (path[0] == '/' && node_path(path, images, ids, req).empty()) continue;  // on a mount of the job's own
+    return make_error(ErrorKind::denied,
+                      fmt::format("checkpoint {} is not restored: the job had a Unix socket bound at '{}', which "
+                                  "CRIU would bind again, and connect to, by that path as root; a restore for {} "
+                                  "does not do that",
+                                  checkpoint, path, sys::user_name(acting_for().uid)))
+        .with_hint("a checkpoint of a user's job holds no such socket; this one was taken another way "
+                   "(docs/security.md)");
+  }
   AsOwner her;
   for (const auto& f : images.files) {
     if (f.external || images.remapped.count(f.id)) continue;
@@ -70,6 +101,7 @@ Result<HeldFiles> HeldFiles::open_as_owner(const ImageFiles& images, const criu:
     int flags = open_flags(f.flags);
     if (!done.insert({path, flags}).second) continue;
     UniqueFd fd(::open(path.c_str(), flags));
+    if (!fd.valid() && errno == ENXIO && (flags & O_ACCMODE) == O_WRONLY) fd = writable_fifo(path);
     struct stat st {};
     if (!fd.valid() || ::fstat(fd.get(), &st) < 0)
       return make_error(ErrorKind::denied,
@@ -107,7 +139,7 @@ Status check_held(pid_t root, const std::map<Inode, std::string>& held, const st
     auto st = sys::stat(link);
     if (!st || st->st_nlink == 0 || own.count(st->st_dev)) return {};
     bool device = S_ISCHR(st->st_mode) || S_ISBLK(st->st_mode);
-    if (!device && !S_ISREG(st->st_mode) && !S_ISDIR(st->st_mode)) return {};
+    if (!device && !S_ISREG(st->st_mode) && !S_ISDIR(st->st_mode) && !S_ISFIFO(st->st_mode)) return {};
     if (held.count({st->st_dev, st->st_ino})) return {};
     if (device) {
       AsOwner her;

@@ -3,17 +3,21 @@
 // CRIU runs as root and reopens, by path and with root's rights, every
 // file the job had open or mapped, its executable and its working and
 // root directories.  Between her checkpoint and her restore the user may
-// have put anything at those paths: a symbolic link to a file of root's,
-// her directory swapped for a link to one she cannot enter.  So a restore
+// have put anything at those paths: a symbolic link to a file or named
+// pipe of root's, her directory swapped for a link to one she cannot
+// enter.  So a restore
 // for her first opens each such file as her (her fsuid, fsgid and groups),
 // with the access the job had it open for, and refuses the checkpoint if
 // she cannot; it holds those files open, so that their inodes stay.  Once
-// CRIU has restored the tree, and before it runs (CRIU's post-restore
-// notification), every file the tree holds on a file system of the node
-// must be one of those inodes: a path changed while CRIU opened it kills
-// the restored tree instead of handing it what she could not open.
-// (CRIU's pre-resume notification: at post-restore, CRIU's own
-// descriptors are still open in the tree.)
+// CRIU has restored the tree, and before it runs (CRIU's pre-resume
+// notification; at post-restore, CRIU's own descriptors are still open in
+// the tree), every file the tree holds on a file system of the node must
+// be one of those inodes: a path changed while CRIU opened it kills the
+// restored tree instead of handing it what she could not open.
+//
+// A Unix socket bound to a path on the node is refused instead: CRIU
+// removes what socket is there, binds it and connects its peers to it by
+// that path, as root, and no descriptor of hers can stand in for it.
 //
 // CRIU's inherit-fd would hand it her descriptors instead, but it matches
 // them by path alone: two descriptors the job had on one file, at two
@@ -46,7 +50,8 @@ class HeldFiles {
   // root file system at req.root, each external mount at the path given
   // for its key.  Files on the job's own mounts (its /proc, /dev/shm),
   // and files that had lost their name, come from the images; they are
-  // left out.  Fails (kind denied) naming the first file she cannot open.
+  // left out.  Fails (kind denied) naming the first file she cannot open,
+  // or the first Unix socket bound to a path on the node.
   static Result<HeldFiles> open_as_owner(const ImageFiles& images, const criu::RestoreRequest& req,
                                          const std::string& checkpoint);
   // After CRIU restored the tree rooted at `root` (host PID), before it
@@ -63,11 +68,11 @@ class HeldFiles {
 };
 
 // The check, given the inodes she opened and the devices of the tree's
-// own mounts: every regular file, directory or device with a name that a
-// process of the tree holds (open, mapped, as its executable, working or
-// root directory) on another device is one she opened, or (a device:
-// a terminal CRIU made again) one she can open.  The error names the
-// first that is not.
+// own mounts: every regular file, directory, named pipe or device with a
+// name that a process of the tree holds (open, mapped, as its executable,
+// working or root directory) on another device is one she opened, or (a
+// device: a terminal CRIU made again) one she can open.  The error names
+// the first that is not.
 Status check_held(pid_t root, const std::map<Inode, std::string>& held, const std::set<dev_t>& own,
                   const std::string& checkpoint);
 

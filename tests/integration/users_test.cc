@@ -425,10 +425,11 @@ TEST_F(UsersTest, BorrowedOrEditedImagesAreRefused) {
 }
 
 // A restore opens her job's files only as she could: each file the job
-// held (open for reading, mapped, its executable, its working directory),
-// replaced after the checkpoint by a link to a root-only file of the same
-// size, or by a hard link to one where the kernel allows it, is refused
-// before anything runs; put back, the job continues with its own data.
+// held (open for reading, mapped, its executable, its working directory, a
+// named pipe), replaced after the checkpoint by a link to a root-only file
+// of the same size, or by a hard link to one where the kernel allows it,
+// is refused before anything runs; put back, the job continues with its
+// own data, and its pipe works.
 TEST_F(UsersTest, FilesSwappedAfterTheCheckpointAreNotOpenedForHer) {
   const User& alice = users_.at("alice");
   auto hers = [&](const std::string& name) { return alice.home + "/" + name; };
@@ -446,16 +447,18 @@ TEST_F(UsersTest, FilesSwappedAfterTheCheckpointAreNotOpenedForHer) {
   }
   fill(hers("work/note"), "alice's note", 64);
   fill(secret + "/work/note", "SECRET note", 64);
+  for (const std::string& side : {hers(""), secret + "/"}) ASSERT_EQ(::mkfifo((side + "pipe").c_str(), 0640), 0);
   fs::copy_file(std::string(CRYO_PROGS) + "/holdfiles", hers("holdfiles"), fs::copy_options::overwrite_existing);
   fs::copy_file(std::string(CRYO_PROGS) + "/holdfiles", secret + "/holdfiles");  // the same build, root's alone
   for (const std::string& side : {hers(""), secret + "/"}) {
-    for (const char* f : {"data.txt", "map.bin", "work/note"}) ASSERT_EQ(::chmod((side + f).c_str(), 0640), 0);
+    for (const char* f : {"data.txt", "map.bin", "work/note", "pipe"}) ASSERT_EQ(::chmod((side + f).c_str(), 0640), 0);
     for (const char* f : {"holdfiles", "work"}) ASSERT_EQ(::chmod((side + f).c_str(), 0750), 0);
   }
-  sh("chown -R alice: " + hers("work") + " " + hers("data.txt") + " " + hers("map.bin") + " " + hers("holdfiles"));
+  sh("chown -R alice: " + hers("work") + " " + hers("data.txt") + " " + hers("map.bin") + " " + hers("holdfiles") + " " +
+     hers("pipe"));
 
   pid_t run = spawn_as("alice", "files", {"run", "--name", "files", "--", "sh", "-c",
-                                          "cd work && exec ../holdfiles " + go_file("files") + " ../data.txt ../map.bin note"});
+                                          "cd work && exec ../holdfiles " + go_file("files") + " ../data.txt ../map.bin note ../pipe"});
   ASSERT_TRUE(wait_for("alice", "files", "tick 5")) << service_log() << job_log("alice", "files");
   std::string err;
   ASSERT_EQ(as("alice", {"checkpoint", "--stop", "files"}, nullptr, &err), 0) << err;
@@ -467,7 +470,7 @@ TEST_F(UsersTest, FilesSwappedAfterTheCheckpointAreNotOpenedForHer) {
     sh("runuser -u alice -- sh -c 'cd && " + cmd + "' 2>&1", &rc);
     return rc;
   };
-  for (std::string name : {"data.txt", "map.bin", "holdfiles", "work"}) {
+  for (std::string name : {"data.txt", "map.bin", "holdfiles", "work", "pipe"}) {
     ASSERT_EQ(as_alice("mv " + name + " " + name + ".real && ln -s " + secret + "/" + name + " " + name), 0) << name;
     EXPECT_EQ(as("alice", {"restore", "files"}, nullptr, &err), 1) << name;
     EXPECT_NE(err.find(hers(name)), std::string::npos) << name << ": " << err;
@@ -488,9 +491,47 @@ TEST_F(UsersTest, FilesSwappedAfterTheCheckpointAreNotOpenedForHer) {
   EXPECT_EQ(wait_exit(back), 0);
   std::string out = job_log("alice", "files");
   EXPECT_NE(out.find("PASS"), std::string::npos) << out;
-  EXPECT_NE(out.find("data: alice's data.txt\nmap: alice's map.bin\nnote: alice's note\n"), std::string::npos) << out;
+  EXPECT_NE(out.find("data: alice's data.txt\nmap: alice's map.bin\nnote: alice's note\npipe: through the pipe\n"),
+            std::string::npos)
+      << out;
+  // Root's named pipe is still root's.
+  struct stat pipe_st {};
+  ASSERT_EQ(::stat((secret + "/pipe").c_str(), &pipe_st), 0);
+  EXPECT_EQ(pipe_st.st_uid, 0u);
   EXPECT_EQ(out.find("SECRET"), std::string::npos) << out;
   EXPECT_EQ(out.find("changed"), std::string::npos) << out;
+}
+
+// CRIU binds a Unix socket again, and connects its peers to it, by its
+// path and as root: her job with a socket bound in her home is not
+// checkpointed, saying why, and runs on; with an abstract name (no path)
+// it is checkpointed and continues from its checkpoint, connected.
+TEST_F(UsersTest, HerJobsSocketIsCheckpointedOnlyWithoutAPath) {
+  const User& alice = users_.at("alice");
+  std::string prog = std::string(CRYO_PROGS) + "/unixsock";
+  pid_t run = spawn_as("alice", "sock", {"run", "--name", "sock", "--", prog, go_file("sock"), alice.home + "/app.sock"});
+  ASSERT_TRUE(wait_for("alice", "sock", "tick 5")) << service_log() << job_log("alice", "sock");
+  std::string err;
+  EXPECT_EQ(as("alice", {"checkpoint", "sock"}, nullptr, &err), 1);
+  EXPECT_NE(err.find("has a Unix socket bound at '" + alice.home + "/app.sock'"), std::string::npos) << err;
+  EXPECT_FALSE(fs::exists(store("alice") + "/sock/checkpoints/0001"));
+  long at = last_tick("alice", "sock");
+  EXPECT_TRUE(wait_for("alice", "sock", "tick " + std::to_string(at + 5))) << "the job did not run on";
+  std::ofstream(go_file("sock")) << "go\n";
+  EXPECT_EQ(wait_exit(run), 0);
+
+  pid_t abstract = spawn_as("alice", "asock", {"run", "--name", "asock", "--", prog, go_file("asock"), "@cryo-alice"});
+  ASSERT_TRUE(wait_for("alice", "asock", "tick 5")) << service_log() << job_log("alice", "asock");
+  ASSERT_EQ(as("alice", {"checkpoint", "--stop", "asock"}, nullptr, &err), 0) << err;
+  EXPECT_EQ(wait_exit(abstract), 75);
+  at = last_tick("alice", "asock");
+  pid_t back = spawn_as("alice", "asock", {"restore", "asock"});
+  ASSERT_TRUE(wait_for("alice", "asock", "tick " + std::to_string(at + 10))) << service_log();
+  std::ofstream(go_file("asock")) << "go\n";
+  EXPECT_EQ(wait_exit(back), 0);
+  std::string out = job_log("alice", "asock");
+  EXPECT_NE(out.find("PASS"), std::string::npos) << out;
+  EXPECT_EQ(out.find("lost"), std::string::npos) << out;
 }
 
 // An MPI job of hers, on one node.  Where root lacks CAP_SYS_RESOURCE (as
@@ -772,6 +813,12 @@ TEST_F(UsersSlurmTest, HerTimeLimitedJobContinuesAcrossRequeuesUntilDone) {
   read_text("/proc/" + std::to_string(init) + "/cgroup", &cgroup);
   EXPECT_NE(cgroup.find("/job_" + id + "/"), std::string::npos) << "a restored process left the job's cgroup: " << cgroup;
   EXPECT_EQ(memory_limit(init), 200u << 20) << "the restored job is not under its --mem: " << cgroup;
+  // Slurm's accounting sees the restored processes: sstat lists them among
+  // the batch step's.
+  std::string step = trim(sh("sstat -n -P -i -j " + id + ".batch 2>&1"));
+  std::string pids = "," + step.substr(step.rfind('|') + 1) + ",";
+  EXPECT_NE(pids.find("," + std::to_string(init) + ","), std::string::npos)
+      << "Slurm's accounting does not see the restored job (pid " << init << "): " << step;
   EXPECT_NE(ids_of(init).find("Uid:\t" + all_four(users_.at("alice").uid)), std::string::npos) << ids_of(init);
   ASSERT_TRUE(wait_slurm_gone(id, 420)) << "still " << slurm_state(id) << " after 7 minutes";
 

@@ -1,9 +1,11 @@
-/* holdfiles GO DATA MAP NOTE: a counter that holds files the way a
+/* holdfiles GO DATA MAP NOTE [PIPE]: a counter that holds files the way a
  * solver holds its input.  It opens DATA for reading, maps MAP privately,
- * and at every tick checks that both still start with what they held at
- * READY.  When GO appears it prints the first line of DATA (read through
- * its descriptor), of MAP (through its mapping) and of NOTE (opened by
- * its relative name from its working directory), then PASS or FAIL. */
+ * holds the named pipe PIPE open for reading and writing, and at every
+ * tick checks that both files still start with what they held at READY.
+ * When GO appears it prints the first line of DATA (read through its
+ * descriptor), of MAP (through its mapping), of NOTE (opened by its
+ * relative name from its working directory) and what it reads back
+ * through PIPE after writing a line into it, then PASS or FAIL. */
 #include <fcntl.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
@@ -42,6 +44,11 @@ int main(int argc, char** argv) {
   }
   setvbuf(stdout, NULL, _IOLBF, 0);
   data_fd = open(argv[2], O_RDONLY);
+  int pipe_fd = argc > 5 ? open(argv[5], O_RDWR) : -1;
+  if (argc > 5 && pipe_fd < 0) {
+    printf("FAIL cannot open %s\n", argv[5]);
+    return 1;
+  }
   int m = open(argv[3], O_RDONLY);
   struct stat st;
   if (data_fd < 0 || m < 0 || fstat(m, &st) < 0 || st.st_size < 64) {
@@ -70,5 +77,11 @@ int main(int argc, char** argv) {
   first_line(data_head, buf, n > 0 ? (size_t)n : 0);
   first_line(map_head, map, 64);
   printf("data: %s\nmap: %s\nnote: %s\n", data_head, map_head, note);
+  if (pipe_fd >= 0) {
+    char line[64] = "";
+    if (write(pipe_fd, "through the pipe\n", 17) == 17 && (n = read(pipe_fd, buf, sizeof buf)) > 0)
+      first_line(line, buf, (size_t)n);
+    printf("pipe: %s\n", line);
+  }
   return rc;
 }

@@ -118,6 +118,19 @@ TEST(ImagesTest, TheImagesSayWhichFilesCriuOpensAgain) {
   EXPECT_FALSE(job::add_image_files(cut.substr(0, cut.size() - 5), "files.img", "0001", f));
 }
 
+// The Unix sockets of checkpoints CRIU 4.2 wrote of tests/progs/unixsock
+// listening at /tmp/cryo-test.sock, and at the abstract @cryo-abstract.
+TEST(ImagesTest, TheImagesSayWhichSocketsAreBoundToAPath) {
+  std::string data = std::string(CRYO_SOURCE_DIR) + "/tests/unit/data/";
+  job::ImageFiles bound, abstract;
+  ASSERT_TRUE(job::add_image_files(slurp(data + "files-unixsock.img"), "files.img", "0001", bound));
+  ASSERT_TRUE(job::add_image_files(slurp(data + "files-abstract.img"), "files.img", "0001", abstract));
+  // The listening socket and the one it accepted carry the name.
+  ASSERT_FALSE(bound.socket_paths.empty());
+  for (const auto& p : bound.socket_paths) EXPECT_EQ(p, "/tmp/cryo-test.sock");
+  EXPECT_TRUE(abstract.socket_paths.empty());
+}
+
 namespace fs = std::filesystem;
 
 // Where each file lies on the node: under the root given to CRIU, under
@@ -129,12 +142,15 @@ TEST(ReopenedTest, EachFileIsOpenedWhereTheRestoreBindsItsMount) {
   fs::create_directories(root / "node-data");
   std::ofstream(root / "etc/motd") << "root\n";
   std::ofstream(root / "node-data/x") << "data\n";
+  // A named pipe the job only wrote to, whose reader is not here.
+  ASSERT_EQ(::mkfifo((root / "etc/pipe").c_str(), 0600), 0);
   job::ImageFiles images;
   images.mounts = {{10, 9, "/", ""}, {11, 10, "/data", "/data"}, {12, 10, "/dev/shm", ""}};
   images.files = {{1, O_RDONLY, "/etc/motd", 10, false},
                   {2, O_RDONLY, "/data/x", 11, false},
                   {3, O_RDWR, "/dev/shm/seg", 12, false},
-                  {4, O_RDONLY, "/gone", 10, false}};
+                  {4, O_RDONLY, "/gone", 10, false},
+                  {6, O_WRONLY, "/etc/pipe", 10, false}};
   images.remapped = {4};
   criu::RestoreRequest req;
   req.root = root.string();
@@ -143,7 +159,17 @@ TEST(ReopenedTest, EachFileIsOpenedWhereTheRestoreBindsItsMount) {
   ASSERT_TRUE(held) << held.error().message;
   std::set<std::string> paths;
   for (const auto& [inode, path] : held->inodes()) paths.insert(path);
-  EXPECT_EQ(paths, (std::set<std::string>{"/etc/motd", "/data/x"}));
+  EXPECT_EQ(paths, (std::set<std::string>{"/etc/motd", "/data/x", "/etc/pipe"}));
+  // A Unix socket bound to a path on the node is refused; on a mount of
+  // the job's own it is not the node's.
+  images.socket_paths = {"/dev/shm/app.sock"};
+  EXPECT_TRUE(job::HeldFiles::open_as_owner(images, req, "0001"));
+  images.socket_paths = {"/data/app.sock"};
+  auto socket = job::HeldFiles::open_as_owner(images, req, "0001");
+  ASSERT_FALSE(socket);
+  EXPECT_NE(socket.error().message.find("a Unix socket bound at '/data/app.sock'"), std::string::npos)
+      << socket.error().message;
+  images.socket_paths.clear();
   // A file that is not there is refused, naming the job's path.
   images.files.push_back({5, O_RDONLY, "/etc/missing", 10, false});
   auto refused = job::HeldFiles::open_as_owner(images, req, "0001");
@@ -154,24 +180,35 @@ TEST(ReopenedTest, EachFileIsOpenedWhereTheRestoreBindsItsMount) {
 }
 
 // A restored tree holding a file that was not opened for its owner is
-// caught, whether it holds it open or as its working directory.
+// caught, whether it holds it open (a file, a named pipe) or as its
+// working directory.
 TEST(ReopenedTest, AFileTheOwnerDidNotOpenIsCaught) {
   fs::path dir = fs::temp_directory_path() / ("cryo-held-" + std::to_string(::getpid()));
   fs::create_directories(dir);
   std::ofstream(dir / "f") << "x\n";
+  ASSERT_EQ(::mkfifo((dir / "p").c_str(), 0600), 0);
   int go[2];
   ASSERT_EQ(::pipe(go), 0);
   pid_t child = ::fork();
   if (child == 0) {
     int fd = ::open((dir / "f").c_str(), O_RDONLY);
-    if (fd < 0 || ::chdir(dir.c_str()) < 0) ::_exit(1);
+    int pipe_fd = ::open((dir / "p").c_str(), O_RDWR);
+    if (fd < 0 || pipe_fd < 0 || ::chdir(dir.c_str()) < 0) ::_exit(1);
     (void)::write(go[1], "r", 1);
     for (;;) ::pause();  // until the parent kills it
   }
+  struct Reap {
+    pid_t pid;
+    ~Reap() {
+      ::kill(pid, SIGKILL);
+      ::waitpid(pid, nullptr, 0);
+    }
+  } reap{child};  // also when an assertion ends the test
   char c;
   ASSERT_EQ(::read(go[0], &c, 1), 1);
-  struct stat f {}, d {};
+  struct stat f {}, p {}, d {};
   ASSERT_EQ(::stat((dir / "f").c_str(), &f), 0);
+  ASSERT_EQ(::stat((dir / "p").c_str(), &p), 0);
   ASSERT_EQ(::stat(dir.c_str(), &d), 0);
   // Everything the child holds, as a restore would have opened it for her.
   std::map<job::Inode, std::string> held;
@@ -186,6 +223,7 @@ TEST(ReopenedTest, AFileTheOwnerDidNotOpenIsCaught) {
   auto st = job::check_held(child, held, {}, "0001");
   EXPECT_TRUE(st) << st.error().message;
   for (const auto& [missing, path] : {std::pair{job::Inode{f.st_dev, f.st_ino}, (dir / "f").string()},
+                                      std::pair{job::Inode{p.st_dev, p.st_ino}, (dir / "p").string()},
                                       std::pair{job::Inode{d.st_dev, d.st_ino}, dir.string()}}) {
     auto without = held;
     without.erase(missing);
@@ -195,8 +233,6 @@ TEST(ReopenedTest, AFileTheOwnerDidNotOpenIsCaught) {
     // On a device of the job's own, it is not the node's file.
     EXPECT_TRUE(job::check_held(child, without, {missing.first}, "0001")) << path;
   }
-  ::kill(child, SIGKILL);
-  ::waitpid(child, nullptr, 0);
   fs::remove_all(dir);
 }
 
