@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
-# cryo against itself with one environment setting changed: how the
-# choices in bench/NOTES.md are measured.
+# cryo against itself with one environment setting changed, or against
+# another build of cryo: how the choices in bench/NOTES.md are measured.
 #
 #   bench/ab.sh -e VAR=VALUE [-s "256 1024"] [-k "random halfzero matrix"] [-r 6] [-i 3] [-t DIR] [-o FILE.json]
+#   bench/ab.sh -c OTHER/build/src/cryo [...]
 #
 # For each size (MiB) and kind of memory (tests/progs/memhog.c), -r times:
 # start two memhog jobs, "a" with VAR=VALUE in its environment (its
-# supervisor, and so its checkpoint workers, see it) and "b" without, idle
+# supervisor, and so its checkpoint workers, see it), or run by the cryo
+# that -c names (with the cryo-init beside it, and a store of its own), and
+# "b" as cryo on PATH runs it, idle
 # -i seconds, take each one's first checkpoint with 'cryo checkpoint
 # --wait' (who goes first alternates: the second of a pair gets the memory
 # the first just freed, which these VMs hand out faster than fresh), then
@@ -18,15 +21,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
-setting="" sizes="256 1024" kinds="random halfzero matrix" reps=6 idle=3 out="" tdir=/dev/shm/cryo
-while getopts "e:s:k:r:i:t:o:" o; do
+setting="" other="" sizes="256 1024" kinds="random halfzero matrix" reps=6 idle=3 out="" tdir=/dev/shm/cryo
+while getopts "e:c:s:k:r:i:t:o:" o; do
   case $o in
-    e) setting=$OPTARG ;; s) sizes=$OPTARG ;; k) kinds=$OPTARG ;; r) reps=$OPTARG ;; i) idle=$OPTARG ;;
+    e) setting=$OPTARG ;; c) other=$OPTARG ;; s) sizes=$OPTARG ;; k) kinds=$OPTARG ;; r) reps=$OPTARG ;; i) idle=$OPTARG ;;
     t) tdir=$OPTARG ;; o) out=$OPTARG ;;
-    *) sed -n '2,17p' "$0"; exit 2 ;;
+    *) sed -n '2,20p' "$0"; exit 2 ;;
   esac
 done
-[[ $setting == *=* ]] || { echo "bench: give the setting to compare, e.g. -e CRYO_FOLLOW=0" >&2; exit 2; }
+[ -z "$other" ] || [ -x "$other" ] || { echo "bench: $other is not an executable cryo" >&2; exit 2; }
+[[ -n $other || $setting == *=* ]] || { echo "bench: give the setting to compare (-e CRYO_FOLLOW=0) or another build (-c DIR/cryo)" >&2; exit 2; }
 [ "$(id -u)" = 0 ] || { echo "bench: run as root" >&2; exit 1; }
 out=${out:-bench/ab-$(hostname)-$(date +%Y%m%d-%H%M).json}
 memhog=$PWD/build/tests/progs/memhog
@@ -49,7 +53,9 @@ add() { S[$1,$2,$3,$4]="${S[$1,$2,$3,$4]:-} $5"; }
 # tier of its own, say, must be known to its 'cryo rm' too).
 side() {  # SIDE CRYO-ARGS...
   local s=$1; shift
-  if [ "$s" = a ]; then env "$setting" cryo "$@"; else cryo "$@"; fi
+  if [ "$s" = b ]; then cryo "$@"
+  elif [ -n "$other" ]; then env ${setting:+"$setting"} CRYO_STORE="$work/store-a" "$other" "$@"
+  else env "$setting" cryo "$@"; fi
 }
 
 checkpoint() {  # MIB KIND SIDE NAME
@@ -67,7 +73,8 @@ for mib in $sizes; do
         name=$side$mib-$kind-$r
         side $side run --quiet --name "$name" -- "$memhog" "$work/go-$name" "$mib" "$kind" &
         echo $! > "$work/$side.sup"
-        wait_line "$CRYO_STORE/$name/stdout.log" READY
+        store=$CRYO_STORE; [ "$side" = a ] && [ -n "$other" ] && store=$work/store-a
+        wait_line "$store/$name/stdout.log" READY
       done
       sleep "$idle"
       order="a b"; (( r % 2 )) || order="b a"
@@ -88,4 +95,6 @@ for mib in $sizes; do
   done
 done
 
-write_results "$out" "\"a\": \"$setting\", \"reps\": $reps, \"idle_s\": $idle,"
+a_is=$setting
+[ -n "$other" ] && a_is="$other ($("$other" --version 2>&1 | head -1))${setting:+ with $setting}"
+write_results "$out" "\"a\": \"$a_is\", \"b\": \"$(cryo --version 2>&1 | head -1)\", \"reps\": $reps, \"idle_s\": $idle,"
