@@ -2,31 +2,33 @@
 # cryo against itself with one environment setting changed, or against
 # another build of cryo: how the choices in bench/NOTES.md are measured.
 #
-#   bench/ab.sh -e VAR=VALUE [-s "256 1024"] [-k "random halfzero matrix"] [-r 6] [-i 3] [-t DIR] [-o FILE.json]
+#   bench/ab.sh -e VAR=VALUE [-s "256 1024"] [-k "random halfzero matrix"] [-r 6] [-i 3] [-w] [-t DIR] [-o FILE.json]
 #   bench/ab.sh -c OTHER/build/src/cryo [...]
 #
 # For each size (MiB) and kind of memory (tests/progs/memhog.c), -r times:
 # start two memhog jobs, "a" with VAR=VALUE in its environment (its
 # supervisor, and so its checkpoint workers, see it), or run by the cryo
-# that -c names (with the cryo-init beside it, and a store of its own), and
-# "b" as cryo on PATH runs it, idle
-# -i seconds, take each one's first checkpoint with 'cryo checkpoint
-# --wait' (who goes first alternates: the second of a pair gets the memory
-# the first just freed, which these VMs hand out faster than fresh), then
-# stop and remove both.  Prints medians of the frozen time and the time
-# until durable, with a/b ratios, and writes every sample as JSON (-o,
-# default bench/ab-HOST-DATE.json).  The fast tier is a directory made
-# under -t (default /dev/shm/cryo, cryo's default fast tier).  Needs root
-# and scripts/setup.sh done.
+# that -c names (with the cryo-init beside it, and a store of its own),
+# and "b" as the cryo on PATH runs it; idle -i seconds, take each one's
+# first checkpoint with 'cryo checkpoint --wait' (who goes first
+# alternates: the second of a pair gets the memory the first just freed,
+# which these VMs hand out faster than fresh; with -w, memory made
+# recently used before each, as checkpoint_vs_criu.sh -w does), then stop
+# and remove both.  Prints medians of the frozen time and the time until
+# durable, with a/b ratios, and writes every sample as JSON (-o, default
+# bench/ab-HOST-DATE.json).  The fast tier is a directory made under -t
+# (default /dev/shm/cryo, cryo's default fast tier).  Needs root and
+# scripts/setup.sh done.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source bench/lib.sh
-setting="" other="" sizes="256 1024" kinds="random halfzero matrix" reps=6 idle=3 out="" tdir=/dev/shm/cryo
-while getopts "e:c:s:k:r:i:t:o:" o; do
+setting="" other="" sizes="256 1024" kinds="random halfzero matrix" reps=6 idle=3 out="" tdir=/dev/shm/cryo warm=0
+while getopts "e:c:s:k:r:i:wt:o:" o; do
   case $o in
     e) setting=$OPTARG ;; c) other=$OPTARG ;; s) sizes=$OPTARG ;; k) kinds=$OPTARG ;; r) reps=$OPTARG ;; i) idle=$OPTARG ;;
+    w) warm=1 ;;
     t) tdir=$OPTARG ;; o) out=$OPTARG ;;
-    *) sed -n '2,20p' "$0"; exit 2 ;;
+    *) sed -n '2,22p' "$0"; exit 2 ;;
   esac
 done
 [ -z "$other" ] || [ -x "$other" ] || { echo "bench: $other is not an executable cryo" >&2; exit 2; }
@@ -78,7 +80,11 @@ for mib in $sizes; do
       done
       sleep "$idle"
       order="a b"; (( r % 2 )) || order="b a"
-      for side in $order; do checkpoint "$mib" "$kind" "$side" "$side$mib-$kind-$r"; sleep "$idle"; done
+      for side in $order; do
+        (( warm )) && warm_memory "$shm" "$mib"
+        checkpoint "$mib" "$kind" "$side" "$side$mib-$kind-$r"
+        sleep "$idle"
+      done
       for side in a b; do
         name=$side$mib-$kind-$r
         side $side checkpoint "$name" --stop --json > /dev/null
@@ -97,4 +103,4 @@ done
 
 a_is=$setting
 [ -n "$other" ] && a_is="$other ($("$other" --version 2>&1 | head -1))${setting:+ with $setting}"
-write_results "$out" "\"a\": \"$a_is\", \"b\": \"$(cryo --version 2>&1 | head -1)\", \"reps\": $reps, \"idle_s\": $idle,"
+write_results "$out" "\"a\": \"$a_is\", \"b\": \"$(cryo --version 2>&1 | head -1)\", \"reps\": $reps, \"warm\": $warm, \"idle_s\": $idle,"

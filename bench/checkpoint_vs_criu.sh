@@ -88,8 +88,7 @@ pause() { sleep "$idle"; }
 settle() {  # MIB
   pause
   (( warm )) || return 0
-  dd if=/dev/zero of="$shm/warm" bs=1M count=$(( $1 * 5 / 4 )) status=none
-  rm -f "$shm/warm"
+  warm_memory "$shm" "$1"
 }
 
 declare -A S   # samples: S[size,kind,metric] = "v1 v2 ..."

@@ -24,6 +24,14 @@ wait_line() {  # FILE RE [TIMEOUT]
     read -r -t 0.05 -u "$_nap_fd" line || true
   done
 }
+# Makes memory recently used before a timed step: writes and removes a
+# file of 1.25 times MIB in the tmpfs DIR.  These VMs hand out memory not
+# used lately slowly, and which side of a comparison gets it is otherwise a
+# lottery (bench/NOTES.md, "Touching the memory first").
+warm_memory() {  # DIR MIB
+  dd if=/dev/zero of="$1/warm" bs=1M count=$(( $2 * 5 / 4 )) status=none
+  rm -f "$1/warm"
+}
 # The first number called KEY in a JSON text.
 json_num() { sed -n "s/.*\"$2\": *\([0-9.e+-]*\).*/\1/p" <<<"$1" | head -1; }
 # Writes the results to OUT: the host, the date, the kernel, then the JSON
