@@ -485,13 +485,18 @@ FlushState flush_state(const JobDir& job) {
   if (!text) return s;
   auto j = nlohmann::json::parse(*text, nullptr, false);
   if (!j.is_object()) return s;
-  s.pid = json_int(j, "pid", pid_t{0});
-  if (!sys::pid_alive(s.pid)) return s;
+  // A report that does not read is no flush in progress.
+  try {
+    s.pid = json_int(j, "pid", pid_t{0});
+    if (!sys::pid_alive(s.pid)) return s;
+    s.id = j.value("id", "");
+    s.done = json_int(j, "done", uint64_t{0});
+    s.total = json_int(j, "total", uint64_t{0});
+    s.since = j.value("since", 0.0);
+  } catch (const nlohmann::json::exception&) {
+    return FlushState{};
+  }
   s.running = true;
-  s.id = j.value("id", "");
-  s.done = json_int(j, "done", uint64_t{0});
-  s.total = json_int(j, "total", uint64_t{0});
-  s.since = j.value("since", 0.0);
   return s;
 }
 

@@ -682,6 +682,19 @@ TEST(PageImages, AreKnownByTheirFileName) {
   EXPECT_FALSE(is_page_image("pages-.img"));
 }
 
+// A flush's progress report that does not read (a number that is no
+// PID) is no flush in progress, not a crash of whoever asks.
+TEST_F(StoreTest, AFlushReportThatDoesNotReadIsNoFlush) {
+  for (const char* text : {R"({"pid": 1e300})", R"({"pid": "x"})", R"({"pid": 1, "done": -1})", "[]", "{"}) {
+    std::ofstream(job_->store_file("flushing.json")) << text;
+    EXPECT_FALSE(flush_state(*job_).running) << text;
+  }
+  std::ofstream(job_->store_file("flushing.json")) << R"({"pid": )" << ::getpid() << R"(, "id": "0001", "done": 5, "total": 9})";
+  auto s = flush_state(*job_);
+  EXPECT_TRUE(s.running);
+  EXPECT_EQ(s.done, 5u);
+}
+
 TEST_F(StoreTest, AManifestThatIsNotJsonIsCalledDamaged) {
   add({{"images/pages-1.img", random_bytes(1 << 16, 4)}});
   std::string path = job_->checkpoint_dir("0001") + "/manifest.json";
