@@ -254,17 +254,15 @@ int run_agent(const AgentOptions& o) {
   UniqueFd sigfd(::signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK));
   ::signal(SIGPIPE, SIG_IGN);
 
+  auto fail = [](const Error& e) {
+    std::fprintf(stderr, "cryo: error: %s\n", e.message.c_str());
+    if (!e.hint.empty()) std::fprintf(stderr, "cryo: hint: %s\n", e.hint.c_str());
+    return 1;
+  };
   auto key = store::SigningKey::load(store::key_path(), true);
-  if (!key) {
-    std::fprintf(stderr, "cryo: error: %s\n", key.error().message.c_str());
-    if (!key.error().hint.empty()) std::fprintf(stderr, "cryo: hint: %s\n", key.error().hint.c_str());
-    return 1;
-  }
+  if (!key) return fail(key.error());
   auto l = listen_tcp(o.listen);
-  if (!l) {
-    std::fprintf(stderr, "cryo: error: %s\n", l.error().message.c_str());
-    return 1;
-  }
+  if (!l) return fail(l.error());
   std::string address = local_address(l->get());
   if (address.rfind("0.0.0.0:", 0) == 0) address = (o.advertise.empty() ? host_ip() : o.advertise) + address.substr(7);
   say(o, "listening on " + address);

@@ -88,6 +88,12 @@ Result<Dumped> dump_container_into(DumpSpec& s, const store::Pending& p) {
   return d;
 }
 
+// A process's command name, for the errors below ("?" once it is gone).
+std::string process_name(pid_t pid) {
+  auto comm = sys::read_file("/proc/" + std::to_string(pid) + "/comm");
+  return comm ? comm->substr(0, comm->find('\n')) : "?";
+}
+
 // A job runs as its owner, and its checkpoint must hold no more than she
 // does: CRIU restores a process's ids and capabilities from its image, so
 // a process that gained privilege (a setuid program mid-run) would come
@@ -101,11 +107,9 @@ Status check_privilege(pid_t job_pid, const Identity& owner, const std::string& 
     auto creds = parse_process_status(*status);
     if (!creds) return creds.error();
     if (std::string more = privilege_beyond(*creds, owner); !more.empty()) {
-      auto comm = sys::read_file(proc + "/comm");
-      std::string name = comm ? comm->substr(0, comm->find('\n')) : "?";
       return make_error(ErrorKind::denied, fmt::format("job '{}' is not checkpointed: its process {} ({}) runs with more "
                                                        "privilege than its owner {}: {}",
-                                                       job, pid, name, sys::user_name(owner.uid), more))
+                                                       job, pid, process_name(pid), sys::user_name(owner.uid), more))
           .with_hint("a setuid program or one given capabilities is running in the job; checkpoint it once that "
                      "program has ended (earlier checkpoints are unchanged)");
     }
@@ -122,12 +126,11 @@ Status check_sockets(pid_t job_pid, const Identity& owner, const std::set<dev_t>
   if (owner.uid == 0) return {};
   auto bound = bound_sockets(job_pid, own);
   if (bound.empty()) return {};
-  auto comm = sys::read_file("/proc/" + std::to_string(bound[0].pid) + "/comm");
   return make_error(ErrorKind::denied,
                     fmt::format("job '{}' is not checkpointed: its process {} ({}) has a Unix socket bound at '{}', "
                                 "which a restore would bind again by that path as root; cryo does not do that for "
                                 "a user's job",
-                                job, bound[0].pid, comm ? comm->substr(0, comm->find('\n')) : "?", bound[0].path))
+                                job, bound[0].pid, process_name(bound[0].pid), bound[0].path))
       .with_hint("a socket with an abstract name (one that starts with a NUL byte) has no path and is checkpointed; "
                  "earlier checkpoints are unchanged (docs/security.md)");
 }
